@@ -1,0 +1,1 @@
+"""rendergate: validate GPU render container images before promotion."""

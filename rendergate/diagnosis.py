@@ -1,0 +1,180 @@
+"""Why a check failed, in one line a person can act on.
+
+The causes form a closed set defined here once; every failure the suites report carries one of
+them. `classify` turns the output of a failed command into a Diagnosis, using what is known
+about the target (are NVIDIA devices visible, which GPU model) to tell an image fault from a
+missing driver capability or a GPU that lacks the engine.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Cause(Enum):
+    TOOL_MISSING = "tool-missing"
+    FEATURE_NOT_COMPILED = "feature-not-compiled"
+    NO_GPU_DEVICE = "no-gpu-device"
+    DRIVER_CAPABILITY_MISSING = "driver-capability-missing"
+    GPU_LACKS_ENGINE = "gpu-lacks-engine"
+    DRIVER_TOO_OLD = "driver-too-old"
+    LATEX_PACKAGE_MISSING = "latex-package-missing"
+    PYTHON_MODULE_MISSING = "python-module-missing"
+    SYSTEM_LIBRARY_MISSING = "system-library-missing"
+    SOFTWARE_RENDERER = "software-renderer"
+    X_EXTENSION_MISSING = "x-extension-missing"
+    GPU_NOT_USED = "gpu-not-used"
+    GPU_INFO_MISMATCH = "gpu-info-mismatch"
+    OUTPUT_INVALID = "output-invalid"
+    NO_GPU_ON_HOST = "no-gpu-on-host"
+    TARGET_UNAVAILABLE = "target-unavailable"
+    TIMEOUT = "timeout"
+    COMMAND_FAILED = "command-failed"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    cause: Cause
+    message: str
+
+    def line(self) -> str:
+        return f"{self.message} [{self.cause.value}]"
+
+
+class CheckFailed(Exception):
+    """Raised by checks; the suites' plugin reports it as its one-line diagnosis."""
+
+    def __init__(self, cause: Cause, message: str):
+        self.diagnosis = Diagnosis(cause, message)
+        super().__init__(self.diagnosis.line())
+
+    @classmethod
+    def of(cls, diagnosis: Diagnosis) -> "CheckFailed":
+        return cls(diagnosis.cause, diagnosis.message)
+
+
+# Which NVIDIA_DRIVER_CAPABILITIES value makes the container toolkit inject each driver file.
+DRIVER_FILES = {
+    "nvidia-smi": "utility",
+    "libnvidia-ml.so.1": "utility",
+    "libcuda.so.1": "compute",
+    "libnvidia-encode.so.1": "video",
+    "libnvcuvid.so.1": "video",
+    "libGLX_nvidia.so.0": "graphics",
+    "libEGL_nvidia.so.0": "graphics",
+    "libnvoptix.so.1": "graphics",
+    "nvidia_drv.so": "display",
+    "libglxserver_nvidia.so": "display",
+}
+
+# GPU models with no NVENC engine at all (decode only). Issue 5 turns this into a data file.
+GPUS_WITHOUT_NVENC = ("A100", "A30", "H100", "H200", "H800", "A800")
+
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "software rasterizer")
+
+
+def gpu_lacks_nvenc(gpu_name: str) -> bool:
+    return any(re.search(rf"\b{model}\b", gpu_name) for model in GPUS_WITHOUT_NVENC)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What is known about the target when its output is classified."""
+    nvidia_devices_visible: bool = False
+    gpu_names: tuple[str, ...] = field(default_factory=tuple)
+    container: bool = True
+
+
+def driver_file_missing(name: str, facts: Facts) -> Diagnosis:
+    if not facts.nvidia_devices_visible:
+        return Diagnosis(Cause.NO_GPU_DEVICE,
+                         f"{name} missing and no /dev/nvidia* visible: "
+                         "start the container with a GPU (--gpus all / the NVIDIA runtime)")
+    capability = DRIVER_FILES[name]
+    if facts.container:
+        return Diagnosis(Cause.DRIVER_CAPABILITY_MISSING,
+                         f"{name} missing: the container lacks NVIDIA_DRIVER_CAPABILITIES={capability}")
+    return Diagnosis(Cause.DRIVER_CAPABILITY_MISSING,
+                     f"{name} missing: the NVIDIA driver's {capability} libraries are not installed on this host")
+
+
+def _nvenc_refused(match: re.Match, facts: Facts) -> Diagnosis:
+    lacking = [n for n in facts.gpu_names if gpu_lacks_nvenc(n)]
+    if lacking:
+        return Diagnosis(Cause.GPU_LACKS_ENGINE,
+                         f"{lacking[0]} has no NVENC engine: run this check on a GPU with NVENC (T4, L4, A10, L40S)")
+    return Diagnosis(Cause.COMMAND_FAILED, f"NVENC refused the GPU: {match.group(0).strip()}")
+
+
+def encoder_not_compiled(encoder: str) -> Diagnosis:
+    return Diagnosis(Cause.FEATURE_NOT_COMPILED,
+                     f"ffmpeg was built without the {encoder} encoder: install an ffmpeg configured with it "
+                     "(NVENC: --enable-nvenc)")
+
+
+def _tool_missing(tool: str, facts: Facts) -> Diagnosis:
+    if tool in DRIVER_FILES:  # nvidia-smi comes from the driver, not from the image
+        return driver_file_missing(tool, facts)
+    return Diagnosis(Cause.TOOL_MISSING, f"{tool} not found in the target: install it")
+
+
+# Ordered: the first pattern that matches the output wins.
+_PATTERNS: list[tuple[re.Pattern, callable]] = [
+    (re.compile(r"(?:Cannot load|Could not load) (?P<lib>lib(?:nvidia-encode|nvcuvid|cuda|nvidia-ml)\.so\.\d)"),
+     lambda m, f: driver_file_missing(m.group("lib"), f)),
+    (re.compile(r"(?P<lib>lib(?:nvidia-encode|nvcuvid|cuda|nvidia-ml|GLX_nvidia|EGL_nvidia|nvoptix)\.so\.\d): cannot open shared object file"),
+     lambda m, f: driver_file_missing(m.group("lib"), f)),
+    (re.compile(r"NVML Shared Library Not Found|NVMLError_LibraryNotFound"),
+     lambda m, f: driver_file_missing("libnvidia-ml.so.1", f)),
+    (re.compile(r"Driver does not support the required nvenc API version\. Required: (?P<need>[\d.]+) Found: (?P<have>[\d.]+)"
+                r"(?:.*\n.*minimum required Nvidia driver for nvenc is (?P<driver>[\d.]+))?"),
+     lambda m, f: Diagnosis(Cause.DRIVER_TOO_OLD,
+                            f"the NVIDIA driver's NVENC API is {m.group('have')} but this ffmpeg needs {m.group('need')}: "
+                            f"upgrade the host driver{' to ' + m.group('driver') + '+' if m.group('driver') else ''} "
+                            "or build ffmpeg against older nv-codec-headers")),
+    (re.compile(r"OpenEncodeSessionEx failed: unsupported device.*|No (?:NVENC )?capable devices found.*"),
+     _nvenc_refused),
+    (re.compile(r"Unknown encoder '(?P<enc>[^']+)'|Encoder '?(?P<enc2>\w+)'? not found"),
+     lambda m, f: encoder_not_compiled(m.group("enc") or m.group("enc2"))),
+    (re.compile(r"You do not have package (?P<pkg>\S+?) installed|File [`'](?P<pkg2>[^'`]+\.(?:cls|sty))' not found"),
+     lambda m, f: Diagnosis(Cause.LATEX_PACKAGE_MISSING,
+                            f"LaTeX package {m.group('pkg') or m.group('pkg2')} missing: "
+                            "install the TeX Live package that ships it (standalone.cls: texlive-latex-extra)")),
+    (re.compile(r"No such file or directory: '(?P<tool>latex|dvisvgm|ffmpeg|ffprobe|xelatex)'"),
+     lambda m, f: _tool_missing(m.group("tool"), f)),
+    (re.compile(r"extension \"GLX\" missing|couldn't find RGB GLX visual|Error: couldn't get an RGB, Double-buffered visual"),
+     lambda m, f: Diagnosis(Cause.X_EXTENSION_MISSING,
+                            "the X server has no GLX extension: Xorg's libglx.so (xserver-xorg-core) "
+                            "or the NVIDIA libglxserver_nvidia.so is missing")),
+    (re.compile(r"Failed to load module \"nvidia\""),
+     lambda m, f: driver_file_missing("nvidia_drv.so", f)),
+    (re.compile(r"ModuleNotFoundError: No module named '(?P<mod>[\w.]+)'"),
+     lambda m, f: Diagnosis(Cause.PYTHON_MODULE_MISSING,
+                            f"Python module {m.group('mod')} missing in the image: pip install it")),
+    (re.compile(r"(?P<lib>[\w.+-]+\.so[\w.]*): cannot open shared object file"),
+     lambda m, f: Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
+                            f"system library {m.group('lib')} missing in the image: install the package that ships it")),
+    (re.compile(r"(?:^|\n)(?:/bin/sh: \d+: |sh: \d+: |timeout: failed to run command ')(?P<tool>[^:' ]+)'?: (?:not found|No such file or directory)"),
+     lambda m, f: _tool_missing(m.group("tool"), f)),
+]
+
+
+def classify(output: str, facts: Facts) -> Diagnosis | None:
+    """The diagnosis for a failed command's output, or None when no known cause matches."""
+    for pattern, build in _PATTERNS:
+        match = pattern.search(output)
+        if match:
+            return build(match, facts)
+    return None
+
+
+def last_line(output: str) -> str:
+    """The last non-empty line of output: the best one-line summary of an unknown failure."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "(no output)"
+
+
+def diagnose(output: str, rc: int, what: str, facts: Facts) -> Diagnosis:
+    """classify(), falling back to the command's own last line so nothing ends as a traceback."""
+    return classify(output, facts) or Diagnosis(Cause.COMMAND_FAILED, f"{what} failed (exit {rc}): {last_line(output)}")

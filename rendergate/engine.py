@@ -1,0 +1,155 @@
+"""The Docker engine: build variant images, start labelled containers, sweep stale ones.
+
+Every container carries labels naming the run, the variant and the owning process, so that a
+run killed before it could clean up is swept at the next start, and nothing is left behind.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import tarfile
+import time
+from pathlib import Path
+
+import docker
+import docker.errors
+import docker.types
+
+from .manifest import Variant
+
+LABEL_RUN = "rendergate.run"
+LABEL_VARIANT = "rendergate.variant"
+LABEL_OWNER = "rendergate.owner"  # host:pid of the pytest process that owns the run
+
+START_HINT = ("start it with `dockerd &` (Debian: apt-get install docker.io) or `systemctl start docker`, "
+              "or run with --target local")
+
+
+class EngineError(Exception):
+    """The engine cannot do what was asked; the message is one actionable line."""
+
+
+def image_tag(variant: Variant) -> str:
+    return f"rendergate/{variant.name}:dev"
+
+
+def owner_label(pid: int | None = None) -> str:
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Engine:
+    def __init__(self):
+        try:
+            self.client = docker.from_env(timeout=120)
+            self.client.ping()
+        except Exception as e:  # the SDK raises several types for "not there"
+            host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+            raise EngineError(f"Docker engine not reachable at {host} ({type(e).__name__}): {START_HINT}") from None
+
+    def has_nvidia_runtime(self) -> bool:
+        info = self.client.info()
+        return "nvidia" in (info.get("Runtimes") or {}) or bool(info.get("CDISpecDirs"))
+
+    def image_exists(self, ref: str) -> bool:
+        try:
+            self.client.images.get(ref)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    def image_digest(self, ref: str) -> str:
+        return self.client.images.get(ref).id
+
+    def build(self, variant: Variant, log_dir: Path, base_image: str | None = None,
+              extra_ca: Path | None = None) -> str:
+        """Build the variant's image from its folder; the full log is kept in log_dir."""
+        tag = image_tag(variant)
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            tar.add(variant.folder, arcname=".")
+            if extra_ca:
+                tar.add(extra_ca, arcname="extra-ca.crt")
+        buildargs = {"BASE_IMAGE": base_image} if base_image else {}
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{variant.name}-build.log"
+        last_step, error = "", None
+        with log_path.open("w") as log:
+            stream = self.client.api.build(fileobj=io.BytesIO(context.getvalue()), custom_context=True,
+                                           tag=tag, buildargs=buildargs, rm=True, forcerm=True, decode=True)
+            for chunk in stream:
+                text = chunk.get("stream", "")
+                log.write(text)
+                if text.startswith("Step "):
+                    last_step = text.strip()
+                if "error" in chunk:
+                    error = chunk["error"].strip()
+                    log.write(f"ERROR: {error}\n")
+        if error:
+            raise EngineError(f"building {tag} failed at {last_step or 'the start'}: {error.splitlines()[-1]} "
+                              f"(full log: {log_path})")
+        return tag
+
+    def start(self, variant: Variant, image: str, run_id: str, owner: str, gpus: bool, log_dir: Path):
+        """Start one long-lived container for the variant; its log is kept if it does not come up."""
+        env = dict(variant.run.get("env", {}))
+        env["NVIDIA_DRIVER_CAPABILITIES"] = ",".join(variant.driver_capabilities)
+        requests = []
+        wanted = variant.run.get("gpus", "all")
+        if gpus and wanted != "none":
+            count = -1 if wanted == "all" else wanted
+            requests.append(docker.types.DeviceRequest(count=count, capabilities=[["gpu"]]))
+        labels = {LABEL_RUN: run_id, LABEL_VARIANT: variant.name, LABEL_OWNER: owner}
+        try:
+            container = self.client.containers.run(
+                image, variant.command, detach=True, labels=labels, environment=env, init=True,
+                device_requests=requests, shm_size=variant.run.get("shm_size"),
+                name=f"rendergate-{variant.name}-{run_id[:8]}-{os.getpid()}")
+        except docker.errors.APIError as e:
+            hint = ""
+            if "could not select device driver" in str(e):
+                hint = ": the engine has no NVIDIA container toolkit (install nvidia-container-toolkit, " \
+                       "then `nvidia-ctk runtime configure --runtime=docker` and restart the engine)"
+            raise EngineError(f"could not start {image}: {e.explanation or e}{hint}") from None
+        deadline = time.monotonic() + 15
+        while container.status != "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            container.reload()
+            if container.status in ("exited", "dead"):
+                break
+        if container.status != "running":
+            log_dir.mkdir(parents=True, exist_ok=True)
+            log_path = log_dir / f"{variant.name}-container.log"
+            log_path.write_bytes(container.logs())
+            state = container.attrs.get("State", {})
+            container.remove(force=True)
+            raise EngineError(f"container of {image} did not stay up (status {container.status}, "
+                              f"exit {state.get('ExitCode')}): command {json.dumps(variant.command)}; "
+                              f"log kept at {log_path}")
+        return container
+
+    def containers(self, run_id: str | None = None) -> list:
+        label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
+        return self.client.containers.list(all=True, filters={"label": label})
+
+    def sweep_stale(self) -> list[str]:
+        """Remove containers left by runs of this host whose owning process is gone."""
+        removed = []
+        host = socket.gethostname()
+        for container in self.containers():
+            owner_host, _, pid = container.labels.get(LABEL_OWNER, "").rpartition(":")
+            if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+                container.remove(force=True)
+                removed.append(container.name)
+        return removed

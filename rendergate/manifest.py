@@ -1,0 +1,153 @@
+"""Variant manifests: what an image must provide, how to run it, and workload thresholds.
+
+A variant is a folder under images/ with a `manifest.toml` and, unless it describes the host
+itself, a `Dockerfile`. Manifests are validated strictly, before any container starts: a typo
+in a requirement name would otherwise silently turn a check into a skip.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ManifestError(Exception):
+    """A manifest that cannot be used; the message names the file and the key."""
+
+
+def _bool(v):
+    return isinstance(v, bool)
+
+
+def _str(v):
+    return isinstance(v, str) and v != ""
+
+
+def _str_list(v):
+    return isinstance(v, list) and bool(v) and all(_str(x) for x in v)
+
+
+def _positive_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+
+def _positive_int(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _str_table(v):
+    return isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+
+
+# Each known key: (validator, what a valid value looks like).
+REQUIREMENTS = {
+    "gpu": (_bool, "true or false"),
+    "nvenc": (_str_list, 'a list of ffmpeg encoder names, e.g. ["h264_nvenc"]'),
+    "manimpango": (_bool, "true or false"),
+    "latex": (_bool, "true or false"),
+    "cycles_devices": (_str_list, 'a list of Cycles device types, e.g. ["OPTIX", "CUDA"]'),
+    "xorg": (_bool, "true or false"),
+    "glx_renderer": (_str, 'the GL vendor the renderer must come from, e.g. "nvidia"'),
+    "vnc": (_bool, "true or false"),
+}
+RUN = {
+    "gpus": (lambda v: v == "all" or v == "none" or _positive_int(v), '"all", "none" or a GPU count'),
+    "driver_capabilities": (_str_list, 'a list such as ["compute", "utility", "video"]'),
+    "env": (_str_table, "a table of string values"),
+    "shm_size": (_str, 'a size such as "1g"'),
+    "command": (_str_list, 'a command that keeps the container alive, e.g. ["sleep", "infinity"]'),
+    "python": (_str, "the Python interpreter inside the image"),
+}
+THRESHOLDS = {
+    "cycles_gpu_speedup": (_positive_number, "a positive number"),
+    "parallel_speedup": (_positive_number, "a positive number"),
+    "nvenc_speedup": (_positive_number, "a positive number"),
+    "repeats": (_positive_int, "a positive integer"),
+}
+TOP_LEVEL = {"description": (_str, "a string")}
+SECTIONS = {"requirements": REQUIREMENTS, "run": RUN, "thresholds": THRESHOLDS}
+CYCLES_DEVICE_TYPES = {"CUDA", "OPTIX", "HIP", "ONEAPI", "METAL"}
+DRIVER_CAPABILITIES = {"compute", "utility", "video", "graphics", "display", "compat32", "all"}
+DEFAULT_COMMAND = ["sleep", "infinity"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    folder: Path
+    description: str = ""
+    requirements: dict = field(default_factory=dict)
+    run: dict = field(default_factory=dict)
+    thresholds: dict = field(default_factory=dict)
+
+    @property
+    def dockerfile(self) -> Path | None:
+        path = self.folder / "Dockerfile"
+        return path if path.is_file() else None
+
+    @property
+    def needs_image(self) -> bool:
+        return self.dockerfile is not None
+
+    @property
+    def driver_capabilities(self) -> list[str]:
+        return self.run.get("driver_capabilities", ["compute", "utility"])
+
+    @property
+    def command(self) -> list[str]:
+        return self.run.get("command", DEFAULT_COMMAND)
+
+
+def _check_table(path: Path, prefix: str, table: dict, schema: dict) -> None:
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if key not in schema:
+            known = ", ".join(sorted(schema))
+            raise ManifestError(f"{path}: unknown key '{name}' (known: {known})")
+        valid, expected = schema[key]
+        if not valid(value):
+            raise ManifestError(f"{path}: key '{name}' must be {expected}, got {value!r}")
+
+
+def load_variant(folder: Path) -> Variant:
+    path = folder / "manifest.toml"
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: missing (every folder under images/ needs a manifest.toml)") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(f"{path}: not valid TOML: {e}") from None
+    sections = {k: v for k, v in data.items() if k in SECTIONS}
+    _check_table(path, "", {k: v for k, v in data.items() if k not in SECTIONS}, TOP_LEVEL)
+    for section, table in sections.items():
+        if not isinstance(table, dict):
+            raise ManifestError(f"{path}: key '{section}' must be a table ([{section}])")
+        _check_table(path, f"{section}.", table, SECTIONS[section])
+    requirements = sections.get("requirements", {})
+    run = sections.get("run", {})
+    for kind in requirements.get("cycles_devices", []):
+        if kind not in CYCLES_DEVICE_TYPES:
+            raise ManifestError(
+                f"{path}: key 'requirements.cycles_devices' has unknown device type {kind!r} "
+                f"(known: {', '.join(sorted(CYCLES_DEVICE_TYPES))})")
+    for cap in run.get("driver_capabilities", []):
+        if cap not in DRIVER_CAPABILITIES:
+            raise ManifestError(
+                f"{path}: key 'run.driver_capabilities' has unknown capability {cap!r} "
+                f"(known: {', '.join(sorted(DRIVER_CAPABILITIES))})")
+    return Variant(
+        name=folder.name,
+        folder=folder,
+        description=data.get("description", ""),
+        requirements=requirements,
+        run=run,
+        thresholds=sections.get("thresholds", {}),
+    )
+
+
+def load_variants(images_dir: Path) -> dict[str, Variant]:
+    """Every variant under images_dir, by name; raises ManifestError on the first bad one."""
+    if not images_dir.is_dir():
+        raise ManifestError(f"{images_dir}: no such images folder")
+    folders = sorted(p for p in images_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    return {folder.name: load_variant(folder) for folder in folders}

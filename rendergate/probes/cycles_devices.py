@@ -1,0 +1,107 @@
+"""Cycles under bpy.
+
+  cycles_devices.py list               the devices Cycles offers for each GPU backend
+  cycles_devices.py render TYPE OUT    a small frame on TYPE's GPU devices only, watched through NVML
+
+bpy accepts any compute_device_type and silently renders on the CPU when no GPU device is
+usable, so `render` reports what NVML saw on the GPUs while the frame rendered: the suite
+decides from that evidence, never from the settings.
+"""
+import json
+import sys
+import threading
+import time
+
+import bpy
+
+BACKENDS = ("CUDA", "OPTIX", "HIP", "ONEAPI")
+
+
+def cycles_preferences():
+    return bpy.context.preferences.addons["cycles"].preferences
+
+
+def list_devices():
+    prefs = cycles_preferences()
+    devices = {}
+    for backend in BACKENDS:
+        try:
+            prefs.compute_device_type = backend
+        except TypeError:  # backend not compiled into this build
+            continue
+        prefs.refresh_devices()
+        devices[backend] = [{"name": d.name, "type": d.type, "id": d.id, "use": bool(d.use)}
+                            for d in prefs.devices if d.type in (backend, "CPU")]
+    return devices
+
+
+class GpuWatch(threading.Thread):
+    """Samples NVML while the render runs: which compute processes and how much memory."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        import pynvml
+        self.nvml = pynvml
+        pynvml.nvmlInit()
+        self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        self.baseline_pids, self.baseline_used = self.sample()
+        self.seen_pids, self.peak_used = set(), self.baseline_used
+        self.running = True
+
+    def sample(self):
+        pids, used = set(), 0
+        for handle in self.handles:
+            pids |= {p.pid for p in self.nvml.nvmlDeviceGetComputeRunningProcesses(handle)}
+            used += self.nvml.nvmlDeviceGetMemoryInfo(handle).used
+        return pids, used
+
+    def run(self):
+        while self.running:
+            pids, used = self.sample()
+            self.seen_pids |= pids
+            self.peak_used = max(self.peak_used, used)
+            time.sleep(0.05)
+
+    def evidence(self):
+        self.running = False
+        self.join()
+        return {"new_compute_processes": len(self.seen_pids - self.baseline_pids),
+                "memory_rise_mib": round((self.peak_used - self.baseline_used) / 2**20, 1)}
+
+
+def render(backend, out):
+    prefs = cycles_preferences()
+    prefs.compute_device_type = backend
+    prefs.refresh_devices()
+    enabled = []
+    for device in prefs.devices:
+        device.use = device.type == backend
+        if device.use:
+            enabled.append(device.name)
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "GPU"
+    scene.cycles.samples = 16
+    scene.render.resolution_x, scene.render.resolution_y = 128, 96
+    scene.render.resolution_percentage = 100
+    scene.render.filepath = out
+    try:
+        watch = GpuWatch()
+    except Exception as e:  # NVML unusable: no evidence can be gathered, the suite fails closed
+        watch, nvml_error = None, f"{type(e).__name__}: {e}"
+    if watch:
+        watch.start()
+    started = time.monotonic()
+    bpy.ops.render.render(write_still=True)
+    seconds = time.monotonic() - started
+    evidence = watch.evidence() if watch else {"error": nvml_error}
+    return {"backend": backend, "enabled_devices": enabled, "render_seconds": round(seconds, 3),
+            "output": out, "gpu_evidence": evidence}
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "list":
+        result = {"blender": bpy.app.version_string, "devices": list_devices()}
+    else:
+        result = render(sys.argv[2], sys.argv[3])
+    print(json.dumps(result))

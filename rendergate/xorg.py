@@ -1,0 +1,113 @@
+"""Start an X server inside a target: NVIDIA's driver where hardware GL is required and a GPU
+is visible, the dummy driver otherwise. Started once per target; checks share the display."""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from .diagnosis import Cause, CheckFailed, diagnose
+
+DISPLAY = ":42"
+SCREEN = "1280x720"
+
+_DUMMY_CONF = """\
+Section "Device"
+  Identifier "dummy"
+  Driver "dummy"
+  VideoRam 256000
+EndSection
+Section "Monitor"
+  Identifier "monitor"
+  HorizSync 5.0-1000.0
+  VertRefresh 5.0-200.0
+  Modeline "{screen}" 74.25 1280 1390 1430 1650 720 725 730 750 +hsync +vsync
+EndSection
+Section "Screen"
+  Identifier "screen"
+  Device "dummy"
+  Monitor "monitor"
+  DefaultDepth 24
+  SubSection "Display"
+    Depth 24
+    Modes "{screen}"
+  EndSubSection
+EndSection
+"""
+
+_NVIDIA_CONF = """\
+Section "Device"
+  Identifier "nvidia"
+  Driver "nvidia"
+  BusID "{bus_id}"
+  Option "AllowEmptyInitialConfiguration" "true"
+EndSection
+Section "Screen"
+  Identifier "screen"
+  Device "nvidia"
+  DefaultDepth 24
+  Option "UseDisplayDevice" "none"
+  SubSection "Display"
+    Depth 24
+    Virtual {width} {height}
+  EndSubSection
+EndSection
+"""
+
+
+@dataclass(frozen=True)
+class XServer:
+    display: str
+    driver: str
+    log_path: str
+
+
+def xorg_bus_id(nvidia_smi_bus_id: str) -> str:
+    """nvidia-smi's '00000000:17:00.0' (hex) as Xorg's 'PCI:23:0:0' (decimal)."""
+    _, bus, rest = nvidia_smi_bus_id.rsplit(":", 2)[-3:] if nvidia_smi_bus_id.count(":") >= 2 \
+        else ("", *nvidia_smi_bus_id.split(":", 1))
+    device, function = rest.split(".")
+    return f"PCI:{int(bus, 16)}:{int(device, 16)}:{int(function, 16)}"
+
+
+def xorg_conf(driver: str, bus_id: str = "") -> str:
+    width, height = SCREEN.split("x")
+    if driver == "nvidia":
+        return _NVIDIA_CONF.format(bus_id=bus_id, width=width, height=height)
+    return _DUMMY_CONF.format(screen=SCREEN)
+
+
+def start_x(target, want_nvidia: bool) -> XServer:
+    """The target's X server, started on first use; raises CheckFailed with the cause."""
+    if "xserver" in target.memo:
+        found = target.memo["xserver"]
+        if isinstance(found, CheckFailed):
+            raise found
+        return found
+    try:
+        target.memo["xserver"] = _start(target, want_nvidia)
+    except CheckFailed as failure:
+        target.memo["xserver"] = failure
+        raise
+    return target.memo["xserver"]
+
+
+def _start(target, want_nvidia: bool) -> XServer:
+    driver, bus_id = "dummy", ""
+    if want_nvidia and target.facts().nvidia_devices_visible:
+        driver = "nvidia"
+        bus = target.check("nvidia-smi --query-gpu=pci.bus_id --format=csv,noheader", "nvidia-smi")
+        bus_id = xorg_bus_id(bus.stdout.splitlines()[0].strip())
+    work = f"{target.workdir}/x"
+    conf, log = f"{work}/xorg.conf", f"{work}/Xorg.log"
+    target.check("command -v Xorg", "looking for Xorg")
+    target.check(f"mkdir -p {work} && printf '%s' {shlex.quote(xorg_conf(driver, bus_id))} > {conf}", "writing xorg.conf")
+    # Xorg stays in the background; wait until a client can connect or it dies.
+    started = target.run(
+        f"setsid Xorg {DISPLAY} -config {conf} -logfile {log} -noreset -nolisten tcp "
+        f"</dev/null >/dev/null 2>&1 & pid=$!; "
+        f"for i in $(seq 100); do DISPLAY={DISPLAY} xdpyinfo >/dev/null 2>&1 && exit 0; "
+        f"kill -0 $pid 2>/dev/null || break; sleep 0.1; done; "
+        f"echo 'Xorg did not come up'; grep -E '\\(EE\\)|Fatal' {log}; exit 1", timeout=30)
+    if started.rc != 0:
+        raise CheckFailed.of(diagnose(started.output, started.rc, f"Xorg with the {driver} driver", target.facts()))
+    return XServer(DISPLAY, driver, log)

@@ -1,0 +1,54 @@
+"""(e) Cycles: bpy loads, lists the required GPU backends' devices, and really renders on them.
+
+bpy accepts any compute device type and renders on the CPU when no GPU device works, without an
+error. So the render check trusts only what NVML saw on the GPU during the render: fail closed.
+"""
+import pytest
+
+from rendergate.diagnosis import Cause, CheckFailed
+from rendergate.parsers import parse_cycles_devices
+
+pytestmark = pytest.mark.requires("cycles_devices")
+
+# The driver file each backend needs inside the container.
+BACKEND_LIBRARY = {"CUDA": "libcuda.so.1", "OPTIX": "libnvoptix.so.1"}
+MIN_MEMORY_RISE_MIB = 16
+
+
+def gpu_devices(target, backend):
+    devices = parse_cycles_devices(target.probe("cycles_devices", "list"))
+    return [d for d in devices.get(backend, []) if d.type != "CPU"]
+
+
+def test_bpy_loads_cycles(target):
+    devices = parse_cycles_devices(target.probe("cycles_devices", "list"))
+    if not any(d.type == "CPU" for listed in devices.values() for d in listed):
+        raise CheckFailed(Cause.OUTPUT_INVALID, "Cycles lists no device at all, not even the CPU")
+
+
+@pytest.mark.needs_gpu
+def test_cycles_lists_gpu_device(target, requirement):
+    if gpu_devices(target, requirement):
+        return
+    library = BACKEND_LIBRARY.get(requirement)
+    missing = target.missing_driver_file(library) if library else None
+    if missing:
+        raise CheckFailed.of(missing)
+    raise CheckFailed(Cause.NO_GPU_DEVICE, f"Cycles lists no {requirement} device although the driver files are "
+                                           "present: is the GPU supported by this Blender build?")
+
+
+@pytest.mark.needs_gpu
+def test_cycles_renders_on_gpu(target, requirement, artifacts):
+    if not gpu_devices(target, requirement):
+        raise CheckFailed(Cause.NO_GPU_DEVICE, f"Cycles lists no {requirement} device (see test_cycles_lists_gpu_device)")
+    out = f"{target.workdir}/cycles-{requirement}.png"
+    result = target.probe("cycles_devices", "render", requirement, out)
+    artifacts(f"cycles-{requirement}.png", target.fetch(out))
+    evidence = result["gpu_evidence"]
+    if "error" in evidence:
+        raise CheckFailed(Cause.GPU_NOT_USED, f"cannot prove the render used the GPU: NVML failed ({evidence['error']})")
+    if evidence["new_compute_processes"] == 0 and evidence["memory_rise_mib"] < MIN_MEMORY_RISE_MIB:
+        raise CheckFailed(Cause.GPU_NOT_USED,
+                          f"Cycles rendered on the CPU: with {requirement} devices {result['enabled_devices']} "
+                          f"enabled, NVML saw no new GPU process and {evidence['memory_rise_mib']} MiB more memory")

@@ -1,0 +1,62 @@
+"""(f) Xorg + GLX inside the target, as OpenGL apps (Unity-style players) on headless servers need.
+
+Xorg runs with NVIDIA's driver where hardware GL is required and a GPU is visible, else with the
+dummy driver. The classic failure is silent: GLX falls back to llvmpipe and only the renderer
+string tells, so a software renderer fails the hardware requirement.
+"""
+import pytest
+
+from rendergate.diagnosis import SOFTWARE_RENDERERS, Cause, CheckFailed
+from rendergate.parsers import parse_glxinfo
+from rendergate.xorg import start_x
+
+
+def x_server(target):
+    return start_x(target, want_nvidia="glx_renderer" in target.variant.requirements)
+
+
+def glxinfo(target):
+    display = x_server(target).display
+    return parse_glxinfo(target.check(f"DISPLAY={display} glxinfo -B", "glxinfo -B").stdout)
+
+
+@pytest.mark.requires("xorg")
+def test_xorg_starts(target):
+    x_server(target)
+
+
+@pytest.mark.requires("xorg")
+def test_glx_answers(target, artifacts):
+    info = glxinfo(target)
+    if not info.renderer:
+        raise CheckFailed(Cause.X_EXTENSION_MISSING, "glxinfo -B printed no OpenGL renderer: GLX is not working")
+    # Evidence for reviewers: a GL client drawing on the display, as the renderer saw it.
+    display, png = x_server(target).display, f"{target.workdir}/xorg-screenshot.png"
+    target.check(f"DISPLAY={display} glxgears -geometry 640x480+0+0 >/dev/null 2>&1 & gears=$!; sleep 2; "
+                 f"xwd -root -silent -display {display} | xwdtopnm 2>/dev/null | pnmtopng > {png}; "
+                 f"status=$?; kill $gears; exit $status", "screenshot (glxgears, xwd | xwdtopnm | pnmtopng)")
+    artifacts("xorg-screenshot.png", target.fetch(png))
+
+
+@pytest.mark.requires("glx_renderer")
+@pytest.mark.needs_gpu
+def test_glx_renderer(target, requirement):
+    info = glxinfo(target)
+    if any(s in info.renderer.lower() for s in SOFTWARE_RENDERERS) or info.accelerated is False:
+        raise CheckFailed(Cause.SOFTWARE_RENDERER,
+                          f"GLX renders in software ({info.renderer}): the NVIDIA GLX libraries are not used "
+                          "(container needs NVIDIA_DRIVER_CAPABILITIES=graphics,display and Xorg on the nvidia driver)")
+    if requirement.lower() not in info.vendor.lower():
+        raise CheckFailed(Cause.SOFTWARE_RENDERER,
+                          f"GLX renderer is from {info.vendor!r} ({info.renderer}), not {requirement!r}")
+
+
+@pytest.mark.requires("vnc")
+def test_vnc_serves_display(target):
+    display = x_server(target).display
+    target.check("command -v x11vnc", "looking for x11vnc")
+    target.check(f"x11vnc -display {display} -rfbport 5942 -localhost -nopw -bg -quiet -o {target.workdir}/x11vnc.log",
+                 "starting x11vnc")
+    banner = target.run("bash -c 'exec 3<>/dev/tcp/127.0.0.1/5942 && head -c 12 <&3'", timeout=15)
+    if not banner.stdout.startswith("RFB "):
+        raise CheckFailed(Cause.COMMAND_FAILED, f"x11vnc accepts no VNC client on :5942 (got {banner.output[:60]!r})")

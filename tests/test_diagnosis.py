@@ -1,0 +1,49 @@
+"""The diagnosis of real failure outputs (captures named in tests/data/captures/README.md)."""
+from pathlib import Path
+
+from rendergate.diagnosis import Cause, Facts, classify, diagnose
+
+CAPTURES = Path(__file__).parent / "data" / "captures"
+H100 = Facts(nvidia_devices_visible=True, gpu_names=("NVIDIA H100 80GB HBM3",))
+NO_GPU = Facts(nvidia_devices_visible=False)
+
+
+def test_nvenc_without_gpu_is_no_device():
+    d = classify((CAPTURES / "cpu-host" / "debian-ffmpeg5.1-h264_nvenc-no-gpu.txt").read_text(), NO_GPU)
+    assert d.cause is Cause.NO_GPU_DEVICE
+    assert "libcuda.so.1" in d.message
+
+
+def test_nvenc_api_newer_than_the_driver_is_driver_too_old():
+    d = classify((CAPTURES / "h100-2026-11-23" / "ffmpeg9-static-h264_nvenc.txt").read_text(), H100)
+    assert d.cause is Cause.DRIVER_TOO_OLD
+    assert "13.1" in d.message and "13.0" in d.message
+
+
+def test_missing_encode_library_names_the_video_capability():
+    d = classify("[h264_nvenc @ 0x55] Cannot load libnvidia-encode.so.1\n", H100)
+    assert d.cause is Cause.DRIVER_CAPABILITY_MISSING
+    assert d.message == "libnvidia-encode.so.1 missing: the container lacks NVIDIA_DRIVER_CAPABILITIES=video"
+
+
+def test_nvidia_smi_absent_in_a_gpu_container_is_the_utility_capability():
+    d = classify("/bin/sh: 1: nvidia-smi: not found\n", H100)
+    assert d.cause is Cause.DRIVER_CAPABILITY_MISSING and "utility" in d.message
+
+
+def test_unknown_failure_falls_back_to_the_last_line():
+    d = diagnose("starting\nsomething odd happened\n\n", 3, "the probe", NO_GPU)
+    assert d.cause is Cause.COMMAND_FAILED
+    assert d.message == "the probe failed (exit 3): something odd happened"
+
+
+def test_h100_refusing_nvenc_is_a_gpu_without_the_engine():
+    d = classify((CAPTURES / "h100-2026-11-23" / "ffmpeg-nvenc-api11-h264_nvenc.txt").read_text(), H100)
+    assert d.cause is Cause.GPU_LACKS_ENGINE
+    assert d.message.startswith("NVIDIA H100 80GB HBM3 has no NVENC engine")
+
+
+def test_nvenc_refused_on_a_gpu_that_has_the_engine_is_not_blamed_on_the_gpu():
+    l4 = Facts(nvidia_devices_visible=True, gpu_names=("NVIDIA L4",))
+    d = classify((CAPTURES / "h100-2026-11-23" / "ffmpeg-nvenc-api11-h264_nvenc.txt").read_text(), l4)
+    assert d.cause is Cause.COMMAND_FAILED

@@ -1,0 +1,29 @@
+"""Every check can fail: each known-bad image (tests/known_bad/, one planted defect FROM a good
+image) is validated against its good variant's manifest and must fail the right check with the
+right diagnosis, and leave no container behind."""
+import pytest
+
+# name: (variant, check, requirement, cause, words the one-line diagnosis must contain)
+CASES = {
+    "latex-without-standalone": ("manim", "test_mathtex_renders", None, "latex-package-missing", "standalone.cls"),
+    "ffmpeg-without-nvenc": ("manim", "test_encoder_listed", "h264_nvenc", "feature-not-compiled",
+                             "ffmpeg was built without the h264_nvenc encoder"),
+    "manimpango-absent": ("manim", "test_manimpango_renders_text", None, "python-module-missing", "manimpango"),
+    "pango-library-missing": ("manim", "test_manimpango_renders_text", None, "system-library-missing",
+                              "libpango-1.0.so.0"),
+    "bpy-missing-libxi": ("blender", "test_bpy_loads_cycles", None, "system-library-missing", "libXi.so.6"),
+    "xorg-without-glx": ("xorg-glx", "test_glx_answers", None, "x-extension-missing", "no GLX extension"),
+    "vnc-missing": ("xorg-glx", "test_vnc_serves_display", None, "tool-missing", "x11vnc"),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_known_bad_image_fails_with_its_diagnosis(name, known_bad_image, suite):
+    variant, check, requirement, cause, words = CASES[name]
+    run = suite(f"--variant={variant}", f"--image={known_bad_image(name)}", "--allow-no-gpu", "-k", check)
+    result = run.outcome(check, variant, requirement)
+    assert (result["outcome"], result["cause"]) == ("failed", cause), run.output
+    assert words in result["message"]
+    assert "Traceback" not in result["message"] and "\n" not in result["message"]
+    assert run.returncode == 1
+    assert run.leftover == []
