@@ -113,7 +113,7 @@ def encoder_not_compiled(encoder: str) -> Diagnosis:
                      "(NVENC: --enable-nvenc)")
 
 
-def _tool_missing(tool: str, facts: Facts) -> Diagnosis:
+def tool_missing(tool: str, facts: Facts) -> Diagnosis:
     if tool in DRIVER_FILES:  # nvidia-smi comes from the driver, not from the image
         return driver_file_missing(tool, facts)
     return Diagnosis(Cause.TOOL_MISSING, f"{tool} not found in the target: install it")
@@ -142,7 +142,7 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
                             f"LaTeX package {m.group('pkg') or m.group('pkg2')} missing: "
                             "install the TeX Live package that ships it (standalone.cls: texlive-latex-extra)")),
     (re.compile(r"No such file or directory: '(?P<tool>latex|dvisvgm|ffmpeg|ffprobe|xelatex)'"),
-     lambda m, f: _tool_missing(m.group("tool"), f)),
+     lambda m, f: tool_missing(m.group("tool"), f)),
     (re.compile(r"extension \"GLX\" missing|couldn't find RGB GLX visual|Error: couldn't get an RGB, Double-buffered visual"),
      lambda m, f: Diagnosis(Cause.X_EXTENSION_MISSING,
                             "the X server has no GLX extension: Xorg's libglx.so (xserver-xorg-core) "
@@ -156,7 +156,7 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
      lambda m, f: Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
                             f"system library {m.group('lib')} missing in the image: install the package that ships it")),
     (re.compile(r"(?:^|\n)(?:/bin/sh: \d+: |sh: \d+: |timeout: failed to run command ')(?P<tool>[^:' ]+)'?: (?:not found|No such file or directory)"),
-     lambda m, f: _tool_missing(m.group("tool"), f)),
+     lambda m, f: tool_missing(m.group("tool"), f)),
 ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import tarfile
 import time
@@ -17,11 +18,15 @@ import docker
 import docker.errors
 import docker.types
 
+from .diagnosis import last_line
 from .manifest import Variant
 
 LABEL_RUN = "rendergate.run"
 LABEL_VARIANT = "rendergate.variant"
 LABEL_OWNER = "rendergate.owner"  # host:pid of the pytest process that owns the run
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_BUILDER_CHATTER = re.compile(r"^(Removing intermediate container|---> |Running in )")
 
 START_HINT = ("start it with `dockerd &` (Debian: apt-get install docker.io) or `systemctl start docker`, "
               "or run with --target local")
@@ -84,7 +89,7 @@ class Engine:
         buildargs = {"BASE_IMAGE": base_image} if base_image else {}
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{variant.name}-build.log"
-        last_step, error = "", None
+        step, step_output, error = "the start", "", None
         with log_path.open("w") as log:
             stream = self.client.api.build(fileobj=io.BytesIO(context.getvalue()), custom_context=True,
                                            tag=tag, buildargs=buildargs, rm=True, forcerm=True, decode=True)
@@ -92,12 +97,17 @@ class Engine:
                 text = chunk.get("stream", "")
                 log.write(text)
                 if text.startswith("Step "):
-                    last_step = text.strip()
+                    step, step_output = text.split(":", 1)[0].lower(), ""
+                elif not _BUILDER_CHATTER.match(text.strip()):
+                    step_output += _ANSI.sub("", text)
                 if "error" in chunk:
                     error = chunk["error"].strip()
                     log.write(f"ERROR: {error}\n")
         if error:
-            raise EngineError(f"building {tag} failed at {last_step or 'the start'}: {error.splitlines()[-1]} "
+            hint = ""
+            if "CERTIFICATE_VERIFY_FAILED" in step_output:
+                hint = "; the build does not trust this network's TLS proxy: pass --extra-ca=PEM (or RENDERGATE_EXTRA_CA)"
+            raise EngineError(f"building {tag} failed at {step}: {last_line(step_output) if step_output.strip() else error}{hint} "
                               f"(full log: {log_path})")
         return tag
 

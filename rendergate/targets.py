@@ -16,7 +16,7 @@ from pathlib import Path
 
 import testinfra
 
-from .diagnosis import Cause, CheckFailed, Diagnosis, Facts, diagnose, driver_file_missing
+from .diagnosis import Cause, CheckFailed, Diagnosis, Facts, diagnose, driver_file_missing, tool_missing
 from .manifest import Variant
 from .parsers import parse_probe_output
 
@@ -85,6 +85,11 @@ class Target:
                 names = tuple(n.strip() for n in smi.stdout.splitlines() if n.strip()) if smi.rc == 0 else ()
             self._facts = Facts(nvidia_devices_visible=bool(devices), gpu_names=names, container=self.in_container)
         return self._facts
+
+    def require_tool(self, name: str) -> None:
+        """Raise the diagnosed cause when a command-line tool is not on the target's PATH."""
+        if self.run(f"command -v {shlex.quote(name)}").rc != 0:
+            raise CheckFailed.of(tool_missing(name, self.facts()))
 
     def missing_driver_file(self, name: str) -> Diagnosis | None:
         """Why a file the NVIDIA container toolkit should inject is absent, or None if present."""

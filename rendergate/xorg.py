@@ -99,7 +99,7 @@ def _start(target, want_nvidia: bool) -> XServer:
         bus_id = xorg_bus_id(bus.stdout.splitlines()[0].strip())
     work = f"{target.workdir}/x"
     conf, log = f"{work}/xorg.conf", f"{work}/Xorg.log"
-    target.check("command -v Xorg", "looking for Xorg")
+    target.require_tool("Xorg")
     target.check(f"mkdir -p {work} && printf '%s' {shlex.quote(xorg_conf(driver, bus_id))} > {conf}", "writing xorg.conf")
     # Xorg stays in the background; wait until a client can connect or it dies.
     started = target.run(

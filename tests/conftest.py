@@ -66,7 +66,7 @@ def run_suite(tmp_path: Path, *args: str, timeout: float = 600) -> SuiteRun:
     """Run the validation suites in their own pytest process, as a user would."""
     results = tmp_path / "results.json"
     proc = subprocess.run([sys.executable, "-m", "pytest", "suites", "-p", "no:randomly", "-q",
-                           f"--results-json={results}", *args],
+                           f"--results-json={results}", f"--base-image={BASE_IMAGE}", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     output = proc.stdout + proc.stderr
     data = json.loads(results.read_text()) if results.exists() else {"complete": False, "run_id": "", "results": []}

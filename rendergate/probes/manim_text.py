@@ -1,11 +1,14 @@
 """ManimPango: its versions, and a Manim Text rendered through Pango into glyph outlines."""
 import json
+import os
 import sys
 import tempfile
 
-import manimpango
+os.environ.setdefault("COLUMNS", "250")  # Manim logs through rich: keep its messages on one line
 
-from manim import Text, config
+import manimpango  # noqa: E402
+
+from manim import Text, config  # noqa: E402
 
 SAMPLE = sys.argv[1] if len(sys.argv) > 1 else "rendergate Ωμ"
 
