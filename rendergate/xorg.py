@@ -2,10 +2,11 @@
 is visible, the dummy driver otherwise. Started once per target; checks share the display."""
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
-from .diagnosis import Cause, CheckFailed, diagnose
+from .diagnosis import CheckFailed, diagnose
 
 DISPLAY = ":42"
 SCREEN = "1280x720"
@@ -62,11 +63,11 @@ class XServer:
 
 
 def xorg_bus_id(nvidia_smi_bus_id: str) -> str:
-    """nvidia-smi's '00000000:17:00.0' (hex) as Xorg's 'PCI:23:0:0' (decimal)."""
-    _, bus, rest = nvidia_smi_bus_id.rsplit(":", 2)[-3:] if nvidia_smi_bus_id.count(":") >= 2 \
-        else ("", *nvidia_smi_bus_id.split(":", 1))
-    device, function = rest.split(".")
-    return f"PCI:{int(bus, 16)}:{int(device, 16)}:{int(function, 16)}"
+    """nvidia-smi's '00000000:17:00.0' (hex domain:bus:device.function) as Xorg's 'PCI:23:0:0' (decimal)."""
+    match = re.fullmatch(r"(?:[0-9a-fA-F]+:)?([0-9a-fA-F]+):([0-9a-fA-F]+)\.([0-9a-fA-F]+)", nvidia_smi_bus_id.strip())
+    if not match:
+        raise ValueError(f"not a PCI bus id: {nvidia_smi_bus_id!r}")
+    return "PCI:" + ":".join(str(int(part, 16)) for part in match.groups())
 
 
 def xorg_conf(driver: str, bus_id: str = "") -> str:

@@ -1,8 +1,12 @@
 """The known-good images pass every check that can pass without a GPU; the rest are counted as
 not validated (never as passes), and nothing is left running."""
+import time
 
-def test_good_images_pass_all_they_can_without_gpu(good_images, suite):
-    run = suite("-n", "2", "--allow-no-gpu", timeout=900)
+WORKERS = 2
+
+def test_good_images_pass_all_they_can_without_gpu(good_images, suite, engine):
+    started = time.time()
+    run = suite("-n", str(WORKERS), "--allow-no-gpu", timeout=900)
     assert run.returncode == 0, run.output
     assert run.complete
     outcomes = {r["outcome"] for r in run.results}
@@ -19,6 +23,9 @@ def test_good_images_pass_all_they_can_without_gpu(good_images, suite):
             ("xorg-glx", "test_vnc_serves_display")} <= passed
     assert "checks were NOT validated: no NVIDIA GPU on this host" in run.output
     assert run.leftover == []
+    starts = list(engine.client.events(since=int(started), until=int(time.time()) + 1, decode=True, filters={
+        "type": "container", "event": "start", "label": f"rendergate.run={run.run_id}"}))
+    assert 1 <= len(starts) <= len(good_images) * WORKERS  # one container per variant per worker at most
 
 
 def test_gpu_requirement_without_gpu_fails_unless_allowed(suite):

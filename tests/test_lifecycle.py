@@ -1,16 +1,15 @@
 """Containers never outlive a run (normal end, a hung command, Ctrl-C, a killed run), and bad
 invocations get one clear line before anything starts."""
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from pathlib import Path
 from rendergate.engine import LABEL_OWNER, LABEL_RUN, LABEL_VARIANT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +46,7 @@ def test_ctrl_c_removes_containers_and_marks_results_partial(known_bad_image, en
 def test_stale_containers_of_a_killed_run_are_swept(engine, good_images, suite):
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = engine.client.containers.run(
+    engine.client.containers.run(
         good_images["xorg-glx"], ["sleep", "infinity"], detach=True,
         labels={LABEL_RUN: "killed-run", LABEL_VARIANT: "xorg-glx", LABEL_OWNER: f"{socket.gethostname()}:{dead.pid}"})
     try:

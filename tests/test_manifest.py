@@ -1,8 +1,9 @@
 """Bad manifests are refused before any container starts, naming the file and the key."""
+from pathlib import Path
+
 import pytest
 
 from rendergate.manifest import ManifestError, load_variant, load_variants
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,8 +2,16 @@
 import json
 from pathlib import Path
 
-from rendergate.parsers import (parse_cycles_devices, parse_ffmpeg_encoders, parse_glxinfo, parse_nvidia_smi_csv,
-                                parse_nvidia_smi_xml, parse_nvml_probe, parse_probe_output)
+from rendergate.parsers import (
+    parse_cycles_devices,
+    parse_ffmpeg_encoders,
+    parse_glxinfo,
+    parse_nvidia_smi_csv,
+    parse_nvidia_smi_xml,
+    parse_nvml_probe,
+    parse_probe_output,
+)
+from rendergate.xorg import xorg_bus_id
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
 H100 = CAPTURES / "h100-2026-11-23"
@@ -62,3 +70,9 @@ def test_cycles_devices_without_gpu_list_only_the_cpu():
 
 def test_probe_output_is_the_last_json_line():
     assert parse_probe_output('log line\n{"a": 1}\n') == {"a": 1}
+
+
+def test_xorg_bus_id_from_the_h100_nvidia_smi():
+    rows = parse_nvidia_smi_csv((H100 / "nvidia-smi-query.csv").read_text(), ["name", "pci.bus_id"])
+    assert xorg_bus_id(rows[0]["pci.bus_id"]) == "PCI:0:6:0"
+    assert xorg_bus_id("00000000:AF:1F.7") == "PCI:175:31:7"

@@ -9,10 +9,10 @@ decides from that evidence, never from the settings.
 """
 import json
 import sys
-import threading
 import time
 
 import bpy
+from gpuwatch import GpuWatch
 
 BACKENDS = ("CUDA", "OPTIX", "HIP", "ONEAPI")
 
@@ -33,40 +33,6 @@ def list_devices():
         devices[backend] = [{"name": d.name, "type": d.type, "id": d.id, "use": bool(d.use)}
                             for d in prefs.devices if d.type in (backend, "CPU")]
     return devices
-
-
-class GpuWatch(threading.Thread):
-    """Samples NVML while the render runs: which compute processes and how much memory."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        import pynvml
-        self.nvml = pynvml
-        pynvml.nvmlInit()
-        self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        self.baseline_pids, self.baseline_used = self.sample()
-        self.seen_pids, self.peak_used = set(), self.baseline_used
-        self.running = True
-
-    def sample(self):
-        pids, used = set(), 0
-        for handle in self.handles:
-            pids |= {p.pid for p in self.nvml.nvmlDeviceGetComputeRunningProcesses(handle)}
-            used += self.nvml.nvmlDeviceGetMemoryInfo(handle).used
-        return pids, used
-
-    def run(self):
-        while self.running:
-            pids, used = self.sample()
-            self.seen_pids |= pids
-            self.peak_used = max(self.peak_used, used)
-            time.sleep(0.05)
-
-    def evidence(self):
-        self.running = False
-        self.join()
-        return {"new_compute_processes": len(self.seen_pids - self.baseline_pids),
-                "memory_rise_mib": round((self.peak_used - self.baseline_used) / 2**20, 1)}
 
 
 def render(backend, out):

@@ -7,7 +7,6 @@ import tempfile
 os.environ.setdefault("COLUMNS", "250")  # Manim logs through rich: keep its messages on one line
 
 import manimpango  # noqa: E402
-
 from manim import Text, config  # noqa: E402
 
 SAMPLE = sys.argv[1] if len(sys.argv) > 1 else "rendergate Ωμ"
