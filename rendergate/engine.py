@@ -149,17 +149,26 @@ class Engine:
                               f"log kept at {log_path}")
         return container
 
-    def containers(self, run_id: str | None = None) -> list:
+    def containers(self, run_id: str | None = None) -> list[dict]:
+        """rendergate's containers (of one run, or all): id, name and labels of each. Listed
+        without inspecting each one, so containers removed meanwhile by other runs do no harm."""
         label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
-        return self.client.containers.list(all=True, filters={"label": label})
+        listed = self.client.api.containers(all=True, filters={"label": label})
+        return [{"id": c["Id"], "name": c["Names"][0].lstrip("/"), "labels": c.get("Labels") or {}} for c in listed]
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self.client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:  # already gone
+            pass
 
     def sweep_stale(self) -> list[str]:
         """Remove containers left by runs of this host whose owning process is gone."""
         removed = []
         host = socket.gethostname()
         for container in self.containers():
-            owner_host, _, pid = container.labels.get(LABEL_OWNER, "").rpartition(":")
+            owner_host, _, pid = container["labels"].get(LABEL_OWNER, "").rpartition(":")
             if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
-                container.remove(force=True)
-                removed.append(container.name)
+                self.remove(container["id"])
+                removed.append(container["name"])
         return removed

@@ -71,7 +71,7 @@ def run_suite(tmp_path: Path, *args: str, timeout: float = 600) -> SuiteRun:
     output = proc.stdout + proc.stderr
     data = json.loads(results.read_text()) if results.exists() else {"complete": False, "run_id": "", "results": []}
     run_id = data.get("run_id", "")
-    leftover = [c.name for c in Engine().containers(run_id)] if run_id else []
+    leftover = [c["name"] for c in Engine().containers(run_id)] if run_id else []
     return SuiteRun(proc.returncode, output, data["complete"], run_id, data["results"], leftover)
 
 

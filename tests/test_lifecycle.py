@@ -32,13 +32,16 @@ def test_ctrl_c_removes_containers_and_marks_results_partial(known_bad_image, en
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     owner = f"{socket.gethostname()}:{proc.pid}"
     deadline = time.monotonic() + 120
-    while not engine.client.containers.list(filters={"label": f"{LABEL_OWNER}={owner}"}):
+    def owned():
+        return [c for c in engine.containers() if c["labels"].get(LABEL_OWNER) == owner]
+
+    while not owned():
         assert proc.poll() is None and time.monotonic() < deadline, "the run never started its container"
         time.sleep(0.5)
     time.sleep(3)  # inside the hung ffmpeg by now
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=120)
-    assert engine.client.containers.list(all=True, filters={"label": f"{LABEL_OWNER}={owner}"}) == []
+    assert owned() == []
     assert json.loads(results.read_text())["complete"] is False
     assert "PARTIAL" in output
 
@@ -55,7 +58,7 @@ def test_stale_containers_of_a_killed_run_are_swept(engine, good_images, suite):
         assert engine.containers("killed-run") == []
     finally:
         for c in engine.containers("killed-run"):
-            c.remove(force=True)
+            engine.remove(c["id"])
 
 
 @pytest.mark.parametrize("args, env, line", [
