@@ -48,7 +48,7 @@ validate: setup
 	fi
 
 test: images
-	$(PY) -m pytest tests -n auto -p no:cacheprovider
+	$(PY) -m pytest tests -n auto
 
 clean:
 	rm -rf reports/report.html reports/junit.xml reports/results.json reports/artifacts reports/logs
