@@ -149,6 +149,10 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
                             "or the NVIDIA libglxserver_nvidia.so is missing")),
     (re.compile(r"Failed to load module \"nvidia\""),
      lambda m, f: driver_file_missing("nvidia_drv.so", f)),
+    (re.compile(r"Failed to load module \"(?P<mod>\w+)\""),
+     lambda m, f: Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
+                            f"Xorg module {m.group('mod')} missing in the image: install its package "
+                            f"(driver {m.group('mod')}: xserver-xorg-video-{m.group('mod')})")),
     (re.compile(r"ModuleNotFoundError: No module named '(?P<mod>[\w.]+)'"),
      lambda m, f: Diagnosis(Cause.PYTHON_MODULE_MISSING,
                             f"Python module {m.group('mod')} missing in the image: pip install it")),

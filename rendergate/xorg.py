@@ -6,7 +6,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from .diagnosis import CheckFailed, diagnose
+from .diagnosis import SOFTWARE_RENDERERS, Cause, CheckFailed, Diagnosis, diagnose
+from .parsers import GlxInfo
 
 DISPLAY = ":42"
 SCREEN = "1280x720"
@@ -112,3 +113,15 @@ def _start(target, want_nvidia: bool) -> XServer:
     if started.rc != 0:
         raise CheckFailed.of(diagnose(started.output, started.rc, f"Xorg with the {driver} driver", target.facts()))
     return XServer(DISPLAY, driver, log)
+
+
+def renderer_failure(info: GlxInfo, vendor: str) -> Diagnosis | None:
+    """Why GLX does not render in hardware from `vendor`, or None when it does. The classic
+    fault is silent: GLX falls back to llvmpipe and only the renderer string tells."""
+    if any(s in info.renderer.lower() for s in SOFTWARE_RENDERERS) or info.accelerated is False:
+        return Diagnosis(Cause.SOFTWARE_RENDERER,
+                         f"GLX renders in software ({info.renderer}): the NVIDIA GLX libraries are not used "
+                         "(the container needs NVIDIA_DRIVER_CAPABILITIES=graphics,display and Xorg on the nvidia driver)")
+    if vendor.lower() not in info.vendor.lower():
+        return Diagnosis(Cause.SOFTWARE_RENDERER, f"GLX renderer is from {info.vendor!r} ({info.renderer}), not {vendor!r}")
+    return None

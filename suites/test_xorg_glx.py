@@ -6,9 +6,9 @@ string tells, so a software renderer fails the hardware requirement.
 """
 import pytest
 
-from rendergate.diagnosis import SOFTWARE_RENDERERS, Cause, CheckFailed, diagnose
+from rendergate.diagnosis import Cause, CheckFailed, diagnose
 from rendergate.parsers import parse_glxinfo
-from rendergate.xorg import start_x
+from rendergate.xorg import renderer_failure, start_x
 
 
 def x_server(target):
@@ -42,14 +42,9 @@ def test_glx_answers(target, artifacts):
 @pytest.mark.requires("glx_renderer")
 @pytest.mark.needs_gpu
 def test_glx_renderer(target, requirement):
-    info = glxinfo(target)
-    if any(s in info.renderer.lower() for s in SOFTWARE_RENDERERS) or info.accelerated is False:
-        raise CheckFailed(Cause.SOFTWARE_RENDERER,
-                          f"GLX renders in software ({info.renderer}): the NVIDIA GLX libraries are not used "
-                          "(container needs NVIDIA_DRIVER_CAPABILITIES=graphics,display and Xorg on the nvidia driver)")
-    if requirement.lower() not in info.vendor.lower():
-        raise CheckFailed(Cause.SOFTWARE_RENDERER,
-                          f"GLX renderer is from {info.vendor!r} ({info.renderer}), not {requirement!r}")
+    failure = renderer_failure(glxinfo(target), requirement)
+    if failure:
+        raise CheckFailed.of(failure)
 
 
 @pytest.mark.requires("vnc")

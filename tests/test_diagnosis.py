@@ -2,6 +2,8 @@
 from pathlib import Path
 
 from rendergate.diagnosis import Cause, Facts, classify, diagnose
+from rendergate.parsers import parse_glxinfo
+from rendergate.xorg import renderer_failure
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
 H100 = Facts(nvidia_devices_visible=True, gpu_names=("NVIDIA H100 80GB HBM3",))
@@ -47,3 +49,11 @@ def test_nvenc_refused_on_a_gpu_that_has_the_engine_is_not_blamed_on_the_gpu():
     l4 = Facts(nvidia_devices_visible=True, gpu_names=("NVIDIA L4",))
     d = classify((CAPTURES / "h100-2026-11-23" / "ffmpeg-nvenc-api11-h264_nvenc.txt").read_text(), l4)
     assert d.cause is Cause.COMMAND_FAILED
+
+
+def test_llvmpipe_fails_the_nvidia_renderer_requirement():
+    info = parse_glxinfo((CAPTURES / "cpu-host" / "mesa-llvmpipe-glxinfo-B.txt").read_text())
+    failure = renderer_failure(info, "nvidia")
+    assert failure.cause is Cause.SOFTWARE_RENDERER
+    assert failure.message.startswith("GLX renders in software (llvmpipe")
+    assert renderer_failure(info, "mesa") is not None  # a software renderer never passes a vendor requirement

@@ -12,6 +12,7 @@ CASES = {
     "pango-library-missing": ("manim", "test_manimpango_renders_text", None, "system-library-missing",
                               "libpango-1.0.so.0"),
     "bpy-missing-libxi": ("blender", "test_bpy_loads_cycles", None, "system-library-missing", "libXi.so.6"),
+    "xorg-without-dummy-driver": ("xorg-glx", "test_xorg_starts", None, "system-library-missing", "Xorg module dummy"),
     "xorg-without-glx": ("xorg-glx", "test_glx_answers", None, "x-extension-missing", "no GLX extension"),
     "vnc-missing": ("xorg-glx", "test_vnc_serves_display", None, "tool-missing", "x11vnc"),
 }
