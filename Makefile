@@ -19,7 +19,7 @@ SUITE_FLAGS = -n auto --html=reports/report.html --self-contained-html --junitxm
 	--results-json=reports/results.json $(if $(ALLOW_NO_GPU),--allow-no-gpu) \
 	$(if $(BASE_IMAGE),--base-image=$(BASE_IMAGE)) $(PYTEST_ARGS)
 
-.PHONY: setup engine images validate test clean
+.PHONY: setup engine images references validate test clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ images: setup engine
 	@case "$(BASE_IMAGE)" in rendergate/*) scripts/make-base-image $(BASE_IMAGE);; esac
 	$(PY) -m rendergate build
 
+# Reference images of the workloads (fixtures/references/): review them before committing.
+references: images
+	$(PY) -m rendergate references
+
 # Main job: build every variant, validate each, write reports/report.html. Without a Docker
 # engine, say so and validate the host itself.
 validate: setup
@@ -47,8 +51,10 @@ validate: setup
 	  $(PY) -m pytest suites --variant host --target local $(SUITE_FLAGS); \
 	fi
 
+# The suite's own tests: everything in parallel, then the timing tests alone (serial phase).
 test: images
-	$(PY) -m pytest tests -n auto
+	$(PY) -m pytest tests -n auto -m "not serial"
+	$(PY) -m pytest tests -m serial
 
 clean:
 	rm -rf reports/report.html reports/junit.xml reports/results.json reports/artifacts reports/logs

@@ -27,6 +27,7 @@ class Cause(Enum):
     GPU_NOT_USED = "gpu-not-used"
     GPU_INFO_MISMATCH = "gpu-info-mismatch"
     OUTPUT_INVALID = "output-invalid"
+    BELOW_THRESHOLD = "below-threshold"
     NO_GPU_ON_HOST = "no-gpu-on-host"
     TARGET_UNAVAILABLE = "target-unavailable"
     TIMEOUT = "timeout"

@@ -125,6 +125,7 @@ class Engine:
             container = self.client.containers.run(
                 image, variant.command, detach=True, labels=labels, environment=env, init=True,
                 device_requests=requests, shm_size=variant.run.get("shm_size"),
+                nano_cpus=int(variant.run["cpus"] * 1e9) if "cpus" in variant.run else None,
                 name=f"rendergate-{variant.name}-{run_id[:8]}-{os.getpid()}")
         except docker.errors.APIError as e:
             hint = ""

@@ -56,6 +56,7 @@ RUN = {
     "env": (_str_table, "a table of string values"),
     "shm_size": (_str, 'a size such as "1g"'),
     "command": (_str_list, 'a command that keeps the container alive, e.g. ["sleep", "infinity"]'),
+    "cpus": (_positive_number, "how many CPUs the container may use (default: all)"),
     "python": (_str, "the Python interpreter inside the image"),
 }
 THRESHOLDS = {
@@ -64,8 +65,36 @@ THRESHOLDS = {
     "nvenc_speedup": (_positive_number, "a positive number"),
     "repeats": (_positive_int, "a positive integer"),
 }
+
+
+def _table(schema):
+    """A validator for an inline table whose keys all come from `schema`, each one valid."""
+    return lambda v: isinstance(v, dict) and bool(v) and all(k in schema and schema[k](x) for k, x in v.items())
+
+
+def _quality(v):
+    return isinstance(v, str) and v in MANIM_QUALITIES
+
+
+def _size(v):
+    return isinstance(v, str) and len(v.split("x")) == 2 and all(p.isdigit() and int(p) > 0 for p in v.split("x"))
+
+
+# Manim's qualities by the names users know them by: (render flag, width, height, frame rate).
+MANIM_QUALITIES = {"480p15": ("-ql", 854, 480, 15), "720p30": ("-qm", 1280, 720, 30), "1080p60": ("-qh", 1920, 1080, 60),
+                   "1440p60": ("-qp", 2560, 1440, 60), "2160p60": ("-qk", 3840, 2160, 60)}
+WORKLOADS = {
+    "manim_scene": (_table({"smoke": _quality, "full": _quality}),
+                    f'a table naming the quality per tier, e.g. {{ smoke = "480p15", full = "1080p60" }} '
+                    f"(qualities: {', '.join(MANIM_QUALITIES)})"),
+    "cycles_frame": (_table({"size": _size, "samples": _positive_int}), '{ size = "320x180", samples = 32 }'),
+    "parallel_frames": (_table({"frames": _positive_int, "workers": _positive_int, "size": _size,
+                                "samples": _positive_int}),
+                        '{ frames = 8, workers = 2, size = "256x144", samples = 16 }'),
+    "encode": (_table({"size": _size, "frames": _positive_int}), '{ size = "1920x1080", frames = 120 }'),
+}
 TOP_LEVEL = {"description": (_str, "a string")}
-SECTIONS = {"requirements": REQUIREMENTS, "run": RUN, "thresholds": THRESHOLDS}
+SECTIONS = {"requirements": REQUIREMENTS, "run": RUN, "thresholds": THRESHOLDS, "workloads": WORKLOADS}
 CYCLES_DEVICE_TYPES = {"CUDA", "OPTIX", "HIP", "ONEAPI", "METAL"}
 DRIVER_CAPABILITIES = {"compute", "utility", "video", "graphics", "display", "compat32", "all"}
 DEFAULT_COMMAND = ["sleep", "infinity"]
@@ -79,6 +108,7 @@ class Variant:
     requirements: dict = field(default_factory=dict)
     run: dict = field(default_factory=dict)
     thresholds: dict = field(default_factory=dict)
+    workloads: dict = field(default_factory=dict)
 
     @property
     def dockerfile(self) -> Path | None:
@@ -88,6 +118,12 @@ class Variant:
     @property
     def needs_image(self) -> bool:
         return self.dockerfile is not None
+
+    def declared(self, name: str):
+        """What the manifest says for a requirement ('latex') or a workload ('workloads.encode');
+        None when it says nothing."""
+        section, _, key = name.rpartition(".")
+        return {"": self.requirements, "workloads": self.workloads}[section].get(key)
 
     @property
     def driver_capabilities(self) -> list[str]:
@@ -142,6 +178,7 @@ def load_variant(folder: Path) -> Variant:
         requirements=requirements,
         run=run,
         thresholds=sections.get("thresholds", {}),
+        workloads=sections.get("workloads", {}),
     )
 
 

@@ -11,12 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from rendergate.engine import Engine
-from rendergate.manifest import load_variants
+from rendergate.engine import Engine, owner_label
+from rendergate.manifest import load_variant, load_variants
+from rendergate.targets import DockerTarget
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN_BAD = ROOT / "tests" / "known_bad"
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "rendergate/debian:bookworm")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "serial: measures timing; runs in the serial phase of `make test`, alone")
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +59,7 @@ class SuiteRun:
     run_id: str
     results: list[dict]
     leftover: list[str]  # containers of this run still present after it ended
+    containers_started: int
 
     def outcome(self, check: str, variant: str, requirement: str | None = None) -> dict:
         matches = [r for r in self.results if r["check"] == check and r["variant"] == variant
@@ -72,7 +78,25 @@ def run_suite(tmp_path: Path, *args: str, timeout: float = 600) -> SuiteRun:
     data = json.loads(results.read_text()) if results.exists() else {"complete": False, "run_id": "", "results": []}
     run_id = data.get("run_id", "")
     leftover = [c["name"] for c in Engine().containers(run_id)] if run_id else []
-    return SuiteRun(proc.returncode, output, data["complete"], run_id, data["results"], leftover)
+    return SuiteRun(proc.returncode, output, data["complete"], run_id, data["results"], leftover,
+                    data.get("containers_started", 0))
+
+
+@pytest.fixture
+def container_target(engine, good_images, tmp_path):
+    """A running container of a good variant image, as the suites' docker target; removed after."""
+    opened = []
+
+    def open_target(name: str) -> DockerTarget:
+        variant = load_variant(ROOT / "images" / name)
+        container = engine.start(variant, good_images[name], f"tests-{os.getpid()}", owner_label(),
+                                 gpus=False, log_dir=tmp_path)
+        opened.append(DockerTarget(variant, container, default_timeout=300))
+        return opened[-1]
+
+    yield open_target
+    for target in opened:
+        target.close()
 
 
 @pytest.fixture

@@ -1,32 +1,17 @@
 """The Cycles render check fails closed: bpy asked for OptiX on a host without a GPU really
 renders, on the CPU, without an error; the evidence the check decides on must say so."""
 import json
-import os
 from pathlib import Path
 
-import pytest
-
 from rendergate.diagnosis import Cause
-from rendergate.engine import owner_label
 from rendergate.evidence import gpu_not_used
-from rendergate.manifest import load_variant
-from rendergate.targets import DockerTarget
 
 ROOT = Path(__file__).resolve().parents[1]
 H100_GPUWATCH = ROOT / "docs" / "gpu-evidence-h100-gpuwatch.txt"
 
 
-@pytest.fixture
-def blender_target(engine, good_images, tmp_path):
-    variant = load_variant(ROOT / "images" / "blender")
-    container = engine.start(variant, good_images["blender"], f"gpu-evidence-{os.getpid()}", owner_label(),
-                             gpus=False, log_dir=tmp_path)
-    target = DockerTarget(variant, container, default_timeout=120)
-    yield target
-    target.close()
-
-
-def test_silent_cpu_fallback_is_caught(blender_target):
+def test_silent_cpu_fallback_is_caught(container_target):
+    blender_target = container_target("blender")
     out = f"{blender_target.workdir}/cycles-OPTIX.png"
     result = blender_target.probe("cycles_devices", "render", "OPTIX", out)
     assert blender_target.fetch(out).startswith(b"\x89PNG")  # bpy rendered anyway: on the CPU

@@ -1,0 +1,47 @@
+"""Make the workloads' reference images (fixtures/references/), by a documented command:
+
+    make references            # or: python -m rendergate references
+
+It renders each variant's canonical workloads on the CPU in a fresh container of the variant's
+image, exactly as the suites do, and keeps the frames the suites compare against. Review the
+new images before committing them: the suites trust them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .engine import Engine, owner_label
+from .manifest import Variant
+from .media import frames_of, probe_video
+from .targets import DockerTarget
+from .workloads import REFERENCES, render_frames, render_manim
+
+
+def make_references(engine: Engine, variants: dict[str, Variant], image_of, log_dir: Path) -> list[Path]:
+    made = []
+    REFERENCES.mkdir(parents=True, exist_ok=True)
+    for variant in variants.values():
+        wants = {k: v for k, v in variant.workloads.items() if k in ("manim_scene", "cycles_frame")}
+        if not wants:
+            continue
+        container = engine.start(variant, image_of(variant), f"references-{os.getpid()}", owner_label(),
+                                 gpus=False, log_dir=log_dir)
+        target = DockerTarget(variant, container, default_timeout=600)
+        try:
+            for quality in sorted(set(wants.get("manim_scene", {}).values())):
+                video = render_manim(target, quality, f"{target.workdir}/manim-{quality}")
+                frames_of(target, video, [probe_video(target, video).frames - 1])
+                path = REFERENCES / f"manim-{quality}-last.png"
+                path.write_bytes(target.fetch(f"{video}.frames/1.png"))
+                made.append(path)
+            if "cycles_frame" in wants:
+                cfg = wants["cycles_frame"]
+                out = f"{target.workdir}/cycles-reference"
+                render_frames(target, out, 1, cfg["size"], cfg["samples"])
+                path = REFERENCES / f"cycles-frame-{cfg['size']}-{cfg['samples']}spp.png"
+                path.write_bytes(target.fetch(f"{out}/frame_0001.png"))
+                made.append(path)
+        finally:
+            target.close()
+    return made

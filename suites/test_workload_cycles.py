@@ -1,0 +1,52 @@
+"""A canonical Cycles frame: rendered on the CPU against its reference, and on the GPU backend
+the variant requires, where it must agree with the CPU picture and beat it by the manifest's
+`thresholds.cycles_gpu_speedup` (a silent CPU fallback cannot)."""
+import pytest
+
+from rendergate.media import load_image, require_match, require_not_blank
+from rendergate.timing import Speedup, measure_pair
+from rendergate.workloads import REFERENCES, render_frames
+
+pytestmark = pytest.mark.requires("workloads.cycles_frame")
+
+# Same build, same seed, same device: the CPU frame is all but identical to the reference
+# (x86 float paths may differ in the last bits): mean abs diff of 2 of 255.
+REFERENCE_TOLERANCE = 2.0
+# CPU and GPU sample the same scene with different noise; at 32 samples the pictures agree to a
+# mean abs diff of a few levels, while a wrong picture (missing object, black) is off by tens.
+GPU_CPU_TOLERANCE = 8.0
+
+
+def render(target, requirement, device: str, name: str):
+    out = f"{target.workdir}/{name}"
+    target.check(f"rm -rf {out}", "cleaning")
+    render_frames(target, out, 1, requirement["size"], requirement["samples"], device=device)
+    return load_image(target.fetch(f"{out}/frame_0001.png")), f"{out}/frame_0001.png"
+
+
+def reference_name(requirement) -> str:
+    return f"cycles-frame-{requirement['size']}-{requirement['samples']}spp.png"
+
+
+def test_cycles_frame_on_cpu(target, requirement, artifacts):
+    picture, path = render(target, requirement, "CPU", "cycles-cpu")
+    artifacts("cycles-frame-cpu.png", target.fetch(path))
+    require_not_blank(picture, "the Cycles frame")
+    reference = REFERENCES / reference_name(requirement)
+    require_match(picture, load_image(reference.read_bytes()) if reference.is_file() else None,
+                  REFERENCE_TOLERANCE, "the Cycles CPU frame")
+
+
+@pytest.mark.needs_gpu
+@pytest.mark.timed
+def test_cycles_gpu_speedup(target, variant, requirement, speed_gate, artifacts):
+    backend = variant.requirements["cycles_devices"][0]
+    cpu, _ = render(target, requirement, "CPU", "cycles-cpu")
+    gpu, path = render(target, requirement, backend, f"cycles-{backend}")
+    artifacts(f"cycles-frame-{backend}.png", target.fetch(path))
+    require_not_blank(gpu, f"the Cycles {backend} frame")
+    require_match(gpu, cpu, GPU_CPU_TOLERANCE, f"the {backend} frame against the CPU one")
+    base, cand = measure_pair(lambda: render(target, requirement, "CPU", "cycles-cpu"),
+                              lambda: render(target, requirement, backend, f"cycles-{backend}"),
+                              variant.thresholds.get("repeats", 3), warm_up=lambda: None)
+    speed_gate(f"{backend} vs CPU", Speedup(base, cand, variant.thresholds["cycles_gpu_speedup"]))

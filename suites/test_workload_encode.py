@@ -1,0 +1,45 @@
+"""Encode: one lossless source clip encoded with libx264 and with each required NVENC encoder.
+Every output must decode frame for frame; NVENC must be `thresholds.nvenc_speedup` times as fast
+as libx264 (fps ratio), as a render pipeline moving its encodes to the GPU expects."""
+from fractions import Fraction
+
+import pytest
+
+from rendergate.media import probe_video, require_video
+from rendergate.timing import Speedup, measure_pair
+from rendergate.workloads import encode, make_source
+
+pytestmark = pytest.mark.requires("workloads.encode")
+
+SOURCE_FPS = 30
+
+
+def source(target, requirement) -> str:
+    path = f"{target.workdir}/encode-source.mkv"
+    if "encode-source" not in target.memo:
+        make_source(target, path, requirement["size"], requirement["frames"], SOURCE_FPS)
+        target.memo["encode-source"] = path
+    return path
+
+
+def encode_and_check(target, requirement, encoder: str) -> None:
+    out = f"{target.workdir}/encode-{encoder}.mp4"
+    encode(target, source(target, requirement), encoder, out)
+    codec = "h264" if encoder == "libx264" else encoder.split("_")[0]
+    width, height = (int(n) for n in requirement["size"].split("x"))
+    require_video(probe_video(target, out), out, codec, width, height, Fraction(SOURCE_FPS), requirement["frames"])
+
+
+def test_libx264_encode_is_valid(target, requirement):
+    encode_and_check(target, requirement, "libx264")
+
+
+@pytest.mark.needs_gpu
+@pytest.mark.timed
+def test_nvenc_speedup_over_libx264(target, variant, requirement, speed_gate):
+    for encoder in variant.requirements.get("nvenc", []):
+        encode_and_check(target, requirement, encoder)
+        base, cand = measure_pair(lambda: encode(target, source(target, requirement), "libx264", f"{target.workdir}/t.mp4"),
+                                  lambda: encode(target, source(target, requirement), encoder, f"{target.workdir}/t.mp4"),
+                                  variant.thresholds.get("repeats", 3))
+        speed_gate(f"{encoder} vs libx264", Speedup(base, cand, variant.thresholds["nvenc_speedup"]))
