@@ -62,6 +62,7 @@ RUN = {
 THRESHOLDS = {
     "cycles_gpu_speedup": (_positive_number, "a positive number"),
     "parallel_speedup": (_positive_number, "a positive number"),
+    "manim_parts_speedup": (_positive_number, "a positive number"),
     "nvenc_speedup": (_positive_number, "a positive number"),
     "repeats": (_positive_int, "a positive integer"),
 }
@@ -87,6 +88,7 @@ WORKLOADS = {
     "manim_scene": (_table({"smoke": _quality, "full": _quality}),
                     f'a table naming the quality per tier, e.g. {{ smoke = "480p15", full = "1080p60" }} '
                     f"(qualities: {', '.join(MANIM_QUALITIES)})"),
+    "manim_parts": (_bool, "true: the scene also rendered as parts by parallel jobs and concatenated"),
     "cycles_frame": (_table({"size": _size, "samples": _positive_int}), '{ size = "320x180", samples = 32 }'),
     "parallel_frames": (_table({"frames": _positive_int, "workers": _positive_int, "size": _size,
                                 "samples": _positive_int}),

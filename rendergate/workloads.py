@@ -47,11 +47,15 @@ def chunks(total: int, workers: int) -> list[tuple[int, int]]:
 def render_frames_parallel(target, out: str, total: int, workers: int, size: str, samples: int) -> None:
     """The animation split over `workers` processes of one thread each (the render-farm pattern,
     one worker per core), in the chunks of chunks()."""
-    parts = chunks(total, workers)
-    commands = [_cycles_command(target, out, first, last, total, size, samples, 1, "CPU") for first, last in parts]
-    script = " ".join(f"( {c} ) & pids=\"$pids $!\";" for c in commands)
-    target.check(f"mkdir -p {out} && pids=''; {script} status=0; for p in $pids; do wait $p || status=1; done; "
-                 f"exit $status", f"the parallel Cycles render ({workers} workers)")
+    target.check(f"mkdir -p {out}", "making the output folder")
+    _run_concurrently(target, [_cycles_command(target, out, first, last, total, size, samples, 1, "CPU")
+                               for first, last in chunks(total, workers)], f"the parallel Cycles render ({workers} workers)")
+
+
+def _run_concurrently(target, commands: list[str], what: str) -> None:
+    """Start every command at once in the target; fail unless all of them succeed."""
+    jobs = " ".join(f"( {c} ) & pids=\"$pids $!\";" for c in commands)
+    target.check(f"pids=''; {jobs} status=0; for p in $pids; do wait $p || status=1; done; exit $status", what)
 
 
 def stitch(target, frames_dir: str, video: str, fps: int = STITCH_FPS) -> None:
@@ -60,14 +64,33 @@ def stitch(target, frames_dir: str, video: str, fps: int = STITCH_FPS) -> None:
                  f"-c:v libx264 -pix_fmt yuv420p -crf 16 {video}", "stitching the frames with ffmpeg")
 
 
-def render_manim(target, quality: str, media_dir: str) -> str:
-    """The canonical Manim scene at `quality` (e.g. 480p15); returns the video's path."""
-    scene = f"{sources(target)}/manim_scene.py"
-    target.check(f"cd {sources(target)} && COLUMNS=250 {target.python} -m manim render {MANIM_QUALITIES[quality][0]} "
-                 f"--media_dir {shlex.quote(media_dir)} -o canonical.mp4 {scene} CanonicalScene",
-                 f"the Manim scene at {quality}")
-    found = target.check(f"find {shlex.quote(media_dir)} -name canonical.mp4", "finding the Manim video")
+def _manim_command(target, quality: str, media_dir: str, scene: str, output: str) -> str:
+    # --disable_caching: a repeated render must really render (timed runs), not reuse partial movies
+    return (f"cd {sources(target)} && COLUMNS=250 {target.python} -m manim render {MANIM_QUALITIES[quality][0]} "
+            f"--disable_caching --media_dir {shlex.quote(media_dir)} -o {output} manim_scene.py {scene}")
+
+
+def _manim_video(target, media_dir: str, output: str) -> str:
+    found = target.check(f"find {shlex.quote(media_dir)} -name {output} -not -path '*partial*'", "finding the Manim video")
     return found.stdout.split()[0]
+
+
+def render_manim(target, quality: str, media_dir: str, scene: str = "CanonicalScene") -> str:
+    """A scene of fixtures/workloads/manim_scene.py at `quality` (e.g. 480p15); returns the video's path."""
+    output = f"{scene}.mp4"
+    target.check(_manim_command(target, quality, media_dir, scene, output), f"the Manim scene {scene} at {quality}")
+    return _manim_video(target, media_dir, output)
+
+
+def render_manim_parts_parallel(target, quality: str, media_dir: str, scenes: list[str], video: str) -> None:
+    """Each scene (a part of the video) rendered by its own job at once, then concatenated with
+    ffmpeg into `video`: the way a long Manim video is split across parallel jobs."""
+    _run_concurrently(target, [_manim_command(target, quality, f"{media_dir}/{s}", s, f"{s}.mp4") + " >/dev/null 2>&1"
+                               for s in scenes], f"the parallel Manim render ({len(scenes)} jobs)")
+    parts = [f"file '{_manim_video(target, f'{media_dir}/{s}', f'{s}.mp4')}'" for s in scenes]
+    target.check(f"printf '%s\\n' {' '.join(shlex.quote(p) for p in parts)} > {media_dir}/parts.txt && "
+                 f"ffmpeg -v error -nostdin -y -f concat -safe 0 -i {media_dir}/parts.txt -c copy {video}",
+                 "concatenating the parts with ffmpeg")
 
 
 def encode(target, source: str, encoder: str, out: str) -> None:

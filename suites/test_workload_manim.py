@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from rendergate.manifest import MANIM_QUALITIES
-from rendergate.media import frames_of, load_image, probe_video, require_match, require_moving, require_not_blank, require_video
-from rendergate.workloads import REFERENCES, SOURCES, render_manim
+from rendergate.media import frames_of, load_image, probe_video, require_match, require_moving, require_not_blank, require_seams, require_video
+from rendergate.timing import Speedup, measure_pair
+from rendergate.workloads import REFERENCES, SOURCES, render_manim, render_manim_parts_parallel
 
 pytestmark = pytest.mark.requires("workloads.manim_scene")
 
@@ -22,12 +23,16 @@ pytestmark = pytest.mark.requires("workloads.manim_scene")
 REFERENCE_TOLERANCE = 1.5
 
 
-def expected_frames(fps: int) -> int:
-    """As Manim samples each animation: numpy.arange(0, run_time, 1/fps)."""
+def scene_constant(name: str):
+    """A constant of fixtures/workloads/manim_scene.py, read without importing Manim here."""
     tree = ast.parse((SOURCES / "manim_scene.py").read_text())
-    run_times = next(ast.literal_eval(n.value) for n in tree.body
-                     if isinstance(n, ast.Assign) and n.targets[0].id == "RUN_TIMES")
-    return sum(len(np.arange(0, t, 1 / fps)) for t in run_times)
+    return next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == name)
+
+
+def expected_frames(fps: int, animations: int | None = None) -> int:
+    """Frames of the first `animations` (default: all), as Manim samples each one:
+    numpy.arange(0, run_time, 1/fps)."""
+    return sum(len(np.arange(0, t, 1 / fps)) for t in scene_constant("RUN_TIMES")[:animations])
 
 
 def test_manim_scene_renders(target, requirement, run_config, artifacts):
@@ -48,3 +53,37 @@ def test_manim_scene_renders(target, requirement, run_config, artifacts):
     artifacts(f"manim-{quality}-last.png", target.fetch(f"{video}.frames/3.png"))
     require_match(last, load_image(reference.read_bytes()) if reference.is_file() else None,
                   REFERENCE_TOLERANCE, f"the last frame at {quality}")
+
+
+PARTS = ["CanonicalPart1", "CanonicalPart2"]
+# Both videos come out of the same pipeline: seam frames agree to within x264's noise.
+SEAM_TOLERANCE = 2.0
+
+
+@pytest.mark.requires("workloads.manim_parts")
+@pytest.mark.timed
+def test_manim_parts_rendered_in_parallel(target, variant, run_config, speed_gate):
+    """The scene cut in two parts rendered by parallel jobs and concatenated with ffmpeg must be
+    the scene rendered whole, frame for frame; and faster, by `thresholds.manim_parts_speedup`."""
+    quality = variant.workloads["manim_scene"][run_config.tier]
+    _, width, height, fps = MANIM_QUALITIES[quality]
+    media, stitched = f"{target.workdir}/manim-parts", f"{target.workdir}/manim-parts.mp4"
+    whole = {}
+
+    def serial():
+        target.check(f"rm -rf {media}/whole", "cleaning")
+        whole["video"] = render_manim(target, quality, f"{media}/whole")
+
+    def parallel():
+        target.check(f"rm -rf {media}/parts", "cleaning")
+        render_manim_parts_parallel(target, quality, f"{media}/parts", PARTS, stitched)
+
+    base, cand = measure_pair(serial, parallel, variant.thresholds.get("repeats", 3))
+
+    frames = expected_frames(fps)
+    require_video(probe_video(target, stitched), stitched, "h264", width, height, Fraction(fps), frames)
+    seam = expected_frames(fps, animations=scene_constant("PARTS")[0])  # first frame of part 2 (0-based)
+    serial_frames = frames_of(target, whole["video"], [seam - 2, seam - 1, seam, seam + 1])
+    require_seams(frames_of(target, stitched, [seam - 1, seam]), serial_frames, SEAM_TOLERANCE, "the concatenated video")
+
+    speed_gate(f"{len(PARTS)} jobs vs 1", Speedup(base, cand, variant.thresholds["manim_parts_speedup"]))

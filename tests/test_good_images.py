@@ -38,15 +38,19 @@ def test_gpu_requirement_without_gpu_fails_unless_allowed(suite):
 
 
 @pytest.mark.serial
-def test_parallel_gate_runs_for_real_here(good_images, suite):
-    """2 one-thread workers against one on this 2-core machine, alone on it (the serial phase).
-    The gate decides from what it measured: a pass needs every paired speedup at the threshold;
-    a machine too noisy to tell says 'undecided', never 'passed'."""
-    run = suite("--variant=blender", "-k", "test_parallel_render_and_stitch", timeout=900)
-    result = run.outcome("test_parallel_render_and_stitch", "blender")
-    figures = result["figures"]["2 workers vs 1"]
+@pytest.mark.parametrize("variant, check, gate", [
+    ("blender", "test_parallel_render_and_stitch", "2 workers vs 1"),
+    ("manim", "test_manim_parts_rendered_in_parallel", "2 jobs vs 1"),
+])
+def test_parallel_gates_run_for_real_here(good_images, suite, variant, check, gate):
+    """Parallel jobs against one on this 2-core machine, alone on it (the serial phase). The gate
+    decides from what it measured: a pass needs every paired speedup at the threshold; a machine
+    too noisy to tell says 'undecided', never 'passed'. Either way the output was validated."""
+    run = suite(f"--variant={variant}", "-k", check, timeout=900)
+    result = run.outcome(check, variant)
+    figures = result["figures"][gate]
     assert result["outcome"] in ("passed", "undecided"), run.output
     assert (result["outcome"] == "passed") == (figures["verdict"] == "pass")
     if result["outcome"] == "passed":
-        assert min(figures["paired_speedups"]) >= figures["threshold"] >= 1.6
+        assert min(figures["paired_speedups"]) >= figures["threshold"]
     assert len(figures["baseline"]["samples_s"]) == len(figures["candidate"]["samples_s"]) == 3
