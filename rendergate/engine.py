@@ -63,19 +63,12 @@ class Engine:
             host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
             raise EngineError(f"Docker engine not reachable at {host} ({type(e).__name__}): {START_HINT}") from None
 
-    def has_nvidia_runtime(self) -> bool:
-        info = self.client.info()
-        return "nvidia" in (info.get("Runtimes") or {}) or bool(info.get("CDISpecDirs"))
-
     def image_exists(self, ref: str) -> bool:
         try:
             self.client.images.get(ref)
             return True
         except docker.errors.ImageNotFound:
             return False
-
-    def image_digest(self, ref: str) -> str:
-        return self.client.images.get(ref).id
 
     def build(self, variant: Variant, log_dir: Path, base_image: str | None = None,
               extra_ca: Path | None = None) -> str:

@@ -5,6 +5,8 @@ import functools
 import shutil
 import subprocess
 
+from .parsers import parse_nvidia_smi_csv
+
 
 @functools.lru_cache(maxsize=1)
 def host_gpu_names() -> tuple[str, ...]:
@@ -18,4 +20,4 @@ def host_gpu_names() -> tuple[str, ...]:
         return ()
     if out.returncode != 0:
         return ()
-    return tuple(line.strip() for line in out.stdout.splitlines() if line.strip())
+    return tuple(row["name"] for row in parse_nvidia_smi_csv(out.stdout, ["name"]))

@@ -18,7 +18,7 @@ import testinfra
 
 from .diagnosis import Cause, CheckFailed, Diagnosis, Facts, diagnose, driver_file_missing, tool_missing
 from .manifest import Variant
-from .parsers import parse_probe_output
+from .parsers import parse_nvidia_smi_csv, parse_probe_output
 
 TIMEOUT_EXIT = 124  # what `timeout` exits with when it stopped the command
 KILLED_EXIT = 137  # ... and when the command ignored SIGTERM and had to be killed
@@ -39,7 +39,6 @@ class Result:
 class Target:
     """Base for targets; subclasses say how to reach the machine, not what to run on it."""
 
-    kind = ""
     in_container = True
 
     def __init__(self, variant: Variant, host, workdir: str, python: str, default_timeout: float):
@@ -82,7 +81,7 @@ class Target:
             names = ()
             if devices:
                 smi = self.run("nvidia-smi --query-gpu=name --format=csv,noheader")
-                names = tuple(n.strip() for n in smi.stdout.splitlines() if n.strip()) if smi.rc == 0 else ()
+                names = tuple(row["name"] for row in parse_nvidia_smi_csv(smi.stdout, ["name"])) if smi.rc == 0 else ()
             self._facts = Facts(nvidia_devices_visible=bool(devices), gpu_names=names, container=self.in_container)
         return self._facts
 
@@ -135,7 +134,6 @@ class Target:
 class LocalTarget(Target):
     """This machine itself."""
 
-    kind = "local"
     in_container = False
 
     def __init__(self, variant: Variant, default_timeout: float):
@@ -154,8 +152,6 @@ class LocalTarget(Target):
 
 class DockerTarget(Target):
     """A running container of the variant's image (started and removed by the engine)."""
-
-    kind = "docker"
 
     def __init__(self, variant: Variant, container, default_timeout: float):
         self.container = container

@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass
 
 from .diagnosis import SOFTWARE_RENDERERS, Cause, CheckFailed, Diagnosis, diagnose
-from .parsers import GlxInfo
+from .parsers import GlxInfo, parse_nvidia_smi_csv
 
 DISPLAY = ":42"
 SCREEN = "1280x720"
@@ -98,7 +98,7 @@ def _start(target, want_nvidia: bool) -> XServer:
     if want_nvidia and target.facts().nvidia_devices_visible:
         driver = "nvidia"
         bus = target.check("nvidia-smi --query-gpu=pci.bus_id --format=csv,noheader", "nvidia-smi")
-        bus_id = xorg_bus_id(bus.stdout.splitlines()[0].strip())
+        bus_id = xorg_bus_id(parse_nvidia_smi_csv(bus.stdout, ["pci.bus_id"])[0]["pci.bus_id"])
     work = f"{target.workdir}/x"
     conf, log = f"{work}/xorg.conf", f"{work}/Xorg.log"
     target.require_tool("Xorg")
