@@ -31,8 +31,8 @@ def test_parallel_render_and_stitch(target, variant, requirement, speed_gate):
         target.check(f"rm -rf {parallel_dir}", "cleaning")
         render_frames_parallel(target, parallel_dir, total, workers, size, samples)
 
-    def warm_up():
-        render_frames(target, f"{target.workdir}/warm-up", total, size, samples, threads=1, frames=(1, 1))
+    def warm_up():  # one frame per worker, all at once: every core busy before anything is timed
+        render_frames_parallel(target, f"{target.workdir}/warm-up", workers, workers, size, samples)
 
     base, cand = measure_pair(serial, parallel, variant.thresholds.get("repeats", 3), warm_up)
 
