@@ -48,8 +48,11 @@ def render_frames_parallel(target, out: str, total: int, workers: int, size: str
     """The animation split over `workers` processes of one thread each (the render-farm pattern,
     one worker per core), in the chunks of chunks()."""
     target.check(f"mkdir -p {out}", "making the output folder")
-    _run_concurrently(target, [_cycles_command(target, out, first, last, total, size, samples, 1, "CPU")
-                               for first, last in chunks(total, workers)], f"the parallel Cycles render ({workers} workers)")
+    # Worker i pinned to core i (mod the cores there), as one container per core would be.
+    _run_concurrently(target, [f"taskset -c $(( {i} % $(nproc) )) "
+                               + _cycles_command(target, out, first, last, total, size, samples, 1, "CPU")
+                               for i, (first, last) in enumerate(chunks(total, workers))],
+                      f"the parallel Cycles render ({workers} workers)")
 
 
 def _run_concurrently(target, commands: list[str], what: str) -> None:

@@ -38,18 +38,18 @@ def test_gpu_requirement_without_gpu_fails_unless_allowed(suite):
 
 
 @pytest.mark.serial
-@pytest.mark.parametrize("variant, check, gate", [
-    ("blender", "test_parallel_render_and_stitch", "2 workers vs 1"),
-    ("manim", "test_manim_parts_rendered_in_parallel", "2 jobs vs 1"),
+@pytest.mark.parametrize("variant, check, gate, may_be_undecided", [
+    ("blender", "test_parallel_render_and_stitch", "2 workers vs 1", False),  # 1.8x measured, pinned workers
+    ("manim", "test_manim_parts_rendered_in_parallel", "2 jobs vs 1", True),  # 0.85x against a 0.8x bar
 ])
-def test_parallel_gates_run_for_real_here(good_images, suite, variant, check, gate):
-    """Parallel jobs against one on this 2-core machine, alone on it (the serial phase). The gate
-    decides from what it measured: a pass needs every paired speedup at the threshold; a machine
-    too noisy to tell says 'undecided', never 'passed'. Either way the output was validated."""
+def test_parallel_gates_run_for_real_here(good_images, suite, variant, check, gate, may_be_undecided):
+    """Parallel jobs against one on this 2-core machine, alone on it (the serial phase). A pass
+    needs every paired speedup at the threshold; a gate too close to call says 'undecided', never
+    'passed'. Either way the output was validated first."""
     run = suite(f"--variant={variant}", "-k", check, timeout=900)
     result = run.outcome(check, variant)
     figures = result["figures"][gate]
-    assert result["outcome"] in ("passed", "undecided"), run.output
+    assert result["outcome"] in (("passed", "undecided") if may_be_undecided else ("passed",)), run.output
     assert (result["outcome"] == "passed") == (figures["verdict"] == "pass")
     if result["outcome"] == "passed":
         assert min(figures["paired_speedups"]) >= figures["threshold"]
