@@ -53,17 +53,27 @@ def probe_video(target, path: str) -> VideoInfo:
         raise CheckFailed(Cause.OUTPUT_INVALID, f"{path} is not a playable video: {e}") from None
 
 
-def frames_of(target, video: str, indices: list[int]) -> dict[int, np.ndarray]:
-    """Decode the frames at `indices` (0-based) inside the target and bring them back as arrays."""
+def extract_frames(target, video: str, indices: list[int]) -> dict[int, bytes]:
+    """Decode the frames at `indices` (0-based) inside the target and bring them back as PNGs."""
     folder = f"{video}.frames"
     select = "+".join(f"eq(n\\,{i})" for i in indices)
     target.check(f"rm -rf {folder} && mkdir -p {folder} && ffmpeg -v error -nostdin -i {video} "
                  f"-vf \"select='{select}'\" -vsync 0 {folder}/%d.png", f"extracting frames {indices} of {video}")
-    return {index: load_image(target.fetch(f"{folder}/{n}.png")) for n, index in enumerate(sorted(indices), start=1)}
+    return {index: target.fetch(f"{folder}/{n}.png") for n, index in enumerate(sorted(indices), start=1)}
+
+
+def frames_of(target, video: str, indices: list[int]) -> dict[int, np.ndarray]:
+    """extract_frames(), as arrays."""
+    return {index: load_image(png) for index, png in extract_frames(target, video, indices).items()}
 
 
 def load_image(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32)
+
+
+def load_reference(path) -> np.ndarray | None:
+    """A reference image, or None when it was never made (require_match then fails)."""
+    return load_image(path.read_bytes()) if path.is_file() else None
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .engine import Engine, owner_label
+from .engine import Engine
 from .manifest import Variant
-from .media import frames_of, probe_video
+from .media import extract_frames, probe_video
 from .targets import DockerTarget
-from .workloads import REFERENCES, render_frames, render_manim
+from .workloads import REFERENCES, cycles_reference, manim_reference, render_frames, render_manim
 
 
 def make_references(engine: Engine, variants: dict[str, Variant], image_of, log_dir: Path) -> list[Path]:
@@ -25,21 +25,20 @@ def make_references(engine: Engine, variants: dict[str, Variant], image_of, log_
         wants = {k: v for k, v in variant.workloads.items() if k in ("manim_scene", "cycles_frame")}
         if not wants:
             continue
-        container = engine.start(variant, image_of(variant), f"references-{os.getpid()}", owner_label(),
-                                 gpus=False, log_dir=log_dir)
-        target = DockerTarget(variant, container, default_timeout=600)
+        target = DockerTarget.start(engine, variant, image_of(variant), f"references-{os.getpid()}", log_dir,
+                                    default_timeout=600)
         try:
             for quality in sorted(set(wants.get("manim_scene", {}).values())):
                 video = render_manim(target, quality, f"{target.workdir}/manim-{quality}")
-                frames_of(target, video, [probe_video(target, video).frames - 1])
-                path = REFERENCES / f"manim-{quality}-last.png"
-                path.write_bytes(target.fetch(f"{video}.frames/1.png"))
+                last = probe_video(target, video).frames - 1
+                path = manim_reference(quality)
+                path.write_bytes(extract_frames(target, video, [last])[last])
                 made.append(path)
             if "cycles_frame" in wants:
                 cfg = wants["cycles_frame"]
                 out = f"{target.workdir}/cycles-reference"
                 render_frames(target, out, 1, cfg["size"], cfg["samples"])
-                path = REFERENCES / f"cycles-frame-{cfg['size']}-{cfg['samples']}spp.png"
+                path = cycles_reference(cfg["size"], cfg["samples"])
                 path.write_bytes(target.fetch(f"{out}/frame_0001.png"))
                 made.append(path)
         finally:

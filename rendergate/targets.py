@@ -17,6 +17,7 @@ from pathlib import Path
 import testinfra
 
 from .diagnosis import Cause, CheckFailed, Diagnosis, Facts, diagnose, driver_file_missing, tool_missing
+from .engine import owner_label
 from .manifest import Variant
 from .parsers import parse_nvidia_smi_csv, parse_probe_output
 
@@ -157,6 +158,13 @@ class DockerTarget(Target):
         self.container = container
         super().__init__(variant, testinfra.get_host(f"docker://{container.id}"), "/tmp/rendergate",
                          variant.run.get("python", "python3"), default_timeout)
+
+    @classmethod
+    def start(cls, engine, variant: Variant, image: str, run_id: str, log_dir: Path, default_timeout: float,
+              gpus: bool = False) -> "DockerTarget":
+        """A new container of `image`, owned by this process, as the variant's target."""
+        container = engine.start(variant, image, run_id, owner_label(), gpus=gpus, log_dir=log_dir)
+        return cls(variant, container, default_timeout)
 
     def put(self, local_dir: Path, remote_dir: str) -> None:
         self.run(f"mkdir -p {shlex.quote(remote_dir)}")

@@ -16,6 +16,21 @@ REFERENCES = Path(__file__).resolve().parents[1] / "fixtures" / "references"
 STITCH_FPS = 24
 
 
+def manim_reference(quality: str) -> Path:
+    """The reference of the Manim scene's last frame at `quality`."""
+    return REFERENCES / f"manim-{quality}-last.png"
+
+
+def cycles_reference(size: str, samples: int) -> Path:
+    """The reference of the Cycles scene's first frame on the CPU."""
+    return REFERENCES / f"cycles-frame-{size}-{samples}spp.png"
+
+
+def encoder_codec(encoder: str) -> str:
+    """The codec an ffmpeg encoder writes: h264_nvenc -> h264, libx264 -> h264."""
+    return "h264" if encoder in ("libx264", "libx264rgb") else encoder.split("_")[0]
+
+
 def sources(target) -> str:
     """Where the workload sources are in the target (copied there on first use)."""
     if "workloads" not in target.memo:

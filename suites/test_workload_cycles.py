@@ -3,9 +3,9 @@ the variant requires, where it must agree with the CPU picture and beat it by th
 `thresholds.cycles_gpu_speedup` (a silent CPU fallback cannot)."""
 import pytest
 
-from rendergate.media import load_image, require_match, require_not_blank
+from rendergate.media import load_image, load_reference, require_match, require_not_blank
 from rendergate.timing import Speedup, measure_pair
-from rendergate.workloads import REFERENCES, render_frames
+from rendergate.workloads import cycles_reference, render_frames
 
 pytestmark = pytest.mark.requires("workloads.cycles_frame")
 
@@ -24,16 +24,11 @@ def render(target, requirement, device: str, name: str):
     return load_image(target.fetch(f"{out}/frame_0001.png")), f"{out}/frame_0001.png"
 
 
-def reference_name(requirement) -> str:
-    return f"cycles-frame-{requirement['size']}-{requirement['samples']}spp.png"
-
-
 def test_cycles_frame_on_cpu(target, requirement, artifacts):
     picture, path = render(target, requirement, "CPU", "cycles-cpu")
     artifacts("cycles-frame-cpu.png", target.fetch(path))
     require_not_blank(picture, "the Cycles frame")
-    reference = REFERENCES / reference_name(requirement)
-    require_match(picture, load_image(reference.read_bytes()) if reference.is_file() else None,
+    require_match(picture, load_reference(cycles_reference(requirement["size"], requirement["samples"])),
                   REFERENCE_TOLERANCE, "the Cycles CPU frame")
 
 

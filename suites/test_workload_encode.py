@@ -7,7 +7,7 @@ import pytest
 
 from rendergate.media import probe_video, require_video
 from rendergate.timing import Speedup, measure_pair
-from rendergate.workloads import encode, make_source
+from rendergate.workloads import encode, encoder_codec, make_source
 
 pytestmark = pytest.mark.requires("workloads.encode")
 
@@ -25,9 +25,9 @@ def source(target, requirement) -> str:
 def encode_and_check(target, requirement, encoder: str) -> None:
     out = f"{target.workdir}/encode-{encoder}.mp4"
     encode(target, source(target, requirement), encoder, out)
-    codec = "h264" if encoder == "libx264" else encoder.split("_")[0]
     width, height = (int(n) for n in requirement["size"].split("x"))
-    require_video(probe_video(target, out), out, codec, width, height, Fraction(SOURCE_FPS), requirement["frames"])
+    require_video(probe_video(target, out), out, encoder_codec(encoder), width, height, Fraction(SOURCE_FPS),
+                  requirement["frames"])
 
 
 def test_libx264_encode_is_valid(target, requirement):

@@ -11,9 +11,20 @@ import numpy as np
 import pytest
 
 from rendergate.manifest import MANIM_QUALITIES
-from rendergate.media import frames_of, load_image, probe_video, require_match, require_moving, require_not_blank, require_seams, require_video
+from rendergate.media import (
+    extract_frames,
+    frames_of,
+    load_image,
+    load_reference,
+    probe_video,
+    require_match,
+    require_moving,
+    require_not_blank,
+    require_seams,
+    require_video,
+)
 from rendergate.timing import Speedup, measure_pair
-from rendergate.workloads import REFERENCES, SOURCES, render_manim, render_manim_parts_parallel
+from rendergate.workloads import SOURCES, manim_reference, render_manim, render_manim_parts_parallel
 
 pytestmark = pytest.mark.requires("workloads.manim_scene")
 
@@ -43,16 +54,15 @@ def test_manim_scene_renders(target, requirement, run_config, artifacts):
     require_video(probe_video(target, video), video, "h264", width, height, Fraction(fps), frames)
 
     # The scene starts on an empty (black) frame; from a quarter in, something must show.
-    sampled = frames_of(target, video, [frames // 4, frames // 2, frames - 1])
+    pngs = extract_frames(target, video, [frames // 4, frames // 2, frames - 1])
+    sampled = {index: load_image(png) for index, png in pngs.items()}
     for index, picture in sampled.items():
         require_not_blank(picture, f"frame {index} of the Manim video")
     require_moving(sampled, "the Manim video")
 
-    last = sampled[frames - 1]
-    reference = REFERENCES / f"manim-{quality}-last.png"
-    artifacts(f"manim-{quality}-last.png", target.fetch(f"{video}.frames/3.png"))
-    require_match(last, load_image(reference.read_bytes()) if reference.is_file() else None,
-                  REFERENCE_TOLERANCE, f"the last frame at {quality}")
+    artifacts(f"manim-{quality}-last.png", pngs[frames - 1])
+    require_match(sampled[frames - 1], load_reference(manim_reference(quality)), REFERENCE_TOLERANCE,
+                  f"the last frame at {quality}")
 
 
 PARTS = ["CanonicalPart1", "CanonicalPart2"]

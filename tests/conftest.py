@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rendergate.engine import Engine, owner_label
+from rendergate.engine import Engine
 from rendergate.manifest import load_variant, load_variants
 from rendergate.targets import DockerTarget
 
@@ -88,10 +88,8 @@ def container_target(engine, good_images, tmp_path):
     opened = []
 
     def open_target(name: str) -> DockerTarget:
-        variant = load_variant(ROOT / "images" / name)
-        container = engine.start(variant, good_images[name], f"tests-{os.getpid()}", owner_label(),
-                                 gpus=False, log_dir=tmp_path)
-        opened.append(DockerTarget(variant, container, default_timeout=300))
+        opened.append(DockerTarget.start(engine, load_variant(ROOT / "images" / name), good_images[name],
+                                         f"tests-{os.getpid()}", tmp_path, default_timeout=300))
         return opened[-1]
 
     yield open_target

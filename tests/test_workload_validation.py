@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from rendergate.diagnosis import CheckFailed
-from rendergate.media import frames_of, load_image, probe_video, require_match, require_not_blank, require_seams, require_video
-from rendergate.workloads import REFERENCES, chunks, render_frames, render_frames_parallel, stitch
+from rendergate.media import frames_of, load_image, load_reference, probe_video, require_match, require_not_blank, require_seams, require_video
+from rendergate.workloads import chunks, cycles_reference, render_frames, render_frames_parallel, stitch
 
 ROOT = Path(__file__).resolve().parents[1]
 # 96x54 frames at 2 samples are mostly noise, which x264 smooths: 4.6 of 255 off was measured;
@@ -43,7 +43,7 @@ def test_reference_mismatch_is_caught(container_target):
     """The last frame of the animation is not the first: against frame 1's reference it fails."""
     target = container_target("blender")
     cfg = target.variant.workloads["cycles_frame"]
-    reference = load_image((REFERENCES / f"cycles-frame-{cfg['size']}-{cfg['samples']}spp.png").read_bytes())
+    reference = load_reference(cycles_reference(cfg["size"], cfg["samples"]))
     render_frames(target, f"{target.workdir}/other", 8, cfg["size"], cfg["samples"], frames=(8, 8))
     with pytest.raises(CheckFailed, match="differs from its reference"):
         require_match(load_image(target.fetch(f"{target.workdir}/other/frame_0008.png")), reference, 2.0, "frame 8")
