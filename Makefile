@@ -12,19 +12,31 @@ EXTRA_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 ALLOW_NO_GPU ?=
 # More pytest arguments, e.g. PYTEST_ARGS="--variant manim".
 PYTEST_ARGS ?=
+# The gate and promotion: make gate VARIANT=manim [IMAGE=ref]; make promote VARIANT=manim IMAGE=ref TO=tag
+VARIANT ?=
+IMAGE ?= $(if $(wildcard $(IMAGES_DIR)/$(VARIANT)/Dockerfile),rendergate/$(VARIANT):dev)
+TO ?=
+IMAGES_DIR ?= images
+# Where the report, verdicts/, artifacts/ and logs/ go.
+REPORTS_DIR ?= reports
+# The last promoted verdict of each variant; workload figures are compared with it.
+PROMOTED ?= $(REPORTS_DIR)/promoted
+# Reports folders (or verdict files) of several hosts, for make merge.
+REPORTS ?= $(REPORTS_DIR)
 export BASE_IMAGE
 export RENDERGATE_EXTRA_CA := $(EXTRA_CA)
 
-SUITE_FLAGS = -n auto --html=reports/report.html --self-contained-html --junitxml=reports/junit.xml \
-	--results-json=reports/results.json $(if $(ALLOW_NO_GPU),--allow-no-gpu) \
+RG = $(PY) -m rendergate --images-dir=$(IMAGES_DIR) --reports-dir=$(REPORTS_DIR)
+SUITE_FLAGS = -n auto --images-dir=$(IMAGES_DIR) --reports-dir=$(REPORTS_DIR) --html=$(REPORTS_DIR)/report.html \
+	--self-contained-html --junitxml=$(REPORTS_DIR)/junit.xml --promoted=$(PROMOTED) $(if $(ALLOW_NO_GPU),--allow-no-gpu) \
 	$(if $(BASE_IMAGE),--base-image=$(BASE_IMAGE)) $(PYTEST_ARGS)
 
-.PHONY: setup engine images references validate test clean
+.PHONY: setup engine base images references validate gate promote merge test clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -32,9 +44,11 @@ setup: $(VENV)/.installed
 engine:
 	@scripts/ensure-docker
 
-images: setup engine
+base: engine
 	@case "$(BASE_IMAGE)" in rendergate/*) scripts/make-base-image $(BASE_IMAGE);; esac
-	$(PY) -m rendergate build
+
+images: setup base
+	$(RG) build
 
 # Reference images of the workloads (fixtures/references/): review them before committing.
 references: images
@@ -43,7 +57,7 @@ references: images
 # Main job: build every variant, validate each, write reports/report.html. Without a Docker
 # engine, say so and validate the host itself.
 validate: setup
-	@mkdir -p reports
+	@mkdir -p $(REPORTS_DIR)
 	@if scripts/ensure-docker; then \
 	  $(MAKE) --no-print-directory images && $(PY) -m pytest suites $(SUITE_FLAGS); \
 	else \
@@ -51,10 +65,30 @@ validate: setup
 	  $(PY) -m pytest suites --variant host --target local $(SUITE_FLAGS); \
 	fi
 
+# The promotion gate for one image: build or pull it, run every suite on it, and pass only if
+# every declared requirement passed on this complete run (--allow-no-gpu skips do not count).
+gate: setup
+	@test -n "$(VARIANT)" || { echo "usage: make gate VARIANT=name [IMAGE=ref] [ALLOW_NO_GPU=1]"; exit 2; }
+	@mkdir -p $(REPORTS_DIR) && rm -f $(REPORTS_DIR)/verdicts/$(VARIANT).json
+	@if [ -n "$(IMAGE)" ]; then $(MAKE) --no-print-directory base && $(RG) obtain $(VARIANT) $(IMAGE); fi
+	-$(PY) -m pytest suites --variant=$(VARIANT) $(if $(IMAGE),--image=$(IMAGE)) $(SUITE_FLAGS)
+	$(RG) gate $(VARIANT) $(if $(IMAGE),--image=$(IMAGE))
+
+# Tag IMAGE as TO (pushed when TO names a registry) only on a complete, passing, fresh verdict about it.
+promote: setup
+	@test -n "$(VARIANT)" -a -n "$(IMAGE)" -a -n "$(TO)" || { echo "usage: make promote VARIANT=name IMAGE=ref TO=tag"; exit 2; }
+	$(RG) promote $(VARIANT) --image=$(IMAGE) --to=$(TO) --promoted=$(PROMOTED)
+
+# One matrix report (variant x GPU type x check) from the reports of several hosts.
+merge: setup
+	$(RG) merge $(REPORTS) --out=$(REPORTS_DIR)/merged.html
+
 # The suite's own tests: everything in parallel, then the timing tests alone (serial phase).
+# Their tools: Debian's chromium + chromedriver (the report's browser test), docker-registry (promotion).
 test: images
+	@scripts/ensure-test-tools
 	$(PY) -m pytest tests -n auto -m "not serial"
 	$(PY) -m pytest tests -m serial
 
 clean:
-	rm -rf reports/report.html reports/junit.xml reports/results.json reports/artifacts reports/logs
+	cd $(REPORTS_DIR) && rm -rf report.html junit.xml verdicts artifacts logs merged.html merged.json

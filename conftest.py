@@ -1,2 +1,2 @@
 """Root conftest: loads rendergate's pytest glue so its options show in `pytest --help`."""
-pytest_plugins = ["fixtures.session", "fixtures.outcomes"]
+pytest_plugins = ["fixtures.session", "fixtures.outcomes", "fixtures.report"]

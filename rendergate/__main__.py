@@ -1,59 +1,134 @@
-"""`python -m rendergate build [VARIANT ...]`: build variant images, with their time and size.
-`python -m rendergate references [VARIANT ...]`: make the workloads' reference images.
+"""rendergate's commands (the Makefile's targets call them):
 
-The suites build what they need on first use; `build` exists so the main job and CI can build
-every image up front, report how long each took, and stop early with the failing step.
+    python -m rendergate build [VARIANT ...]       build variant images, with their time and size
+    python -m rendergate references [VARIANT ...]  make the workloads' reference images
+    python -m rendergate obtain VARIANT IMAGE      build (the variant's own tag) or pull IMAGE
+    python -m rendergate gate VARIANT [--image REF]
+                                                   pass only a complete verdict where every declared requirement passed
+    python -m rendergate promote VARIANT --image REF --to TAG
+                                                   tag (and push) REF when a complete, passing, fresh verdict is about it
+    python -m rendergate merge PATH ...            merge verdicts of several hosts into one matrix report
+
+Exit status: 0 done / passed, 1 refused (the lines say why), 2 bad input or engine trouble.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
+from . import verdict as verdicts
 from .engine import Engine, EngineError
 from .manifest import ManifestError, load_variants
+from .promotion import Refused, gate, image_digest, obtain, promote
 from .references import make_references
+from .report import merged_html
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rendergate")
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rendergate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images-dir", default="images")
+    parser.add_argument("--reports-dir", default="reports", help="where the suites wrote verdicts/ (default reports)")
+    parser.add_argument("--base-image", default=os.environ.get("BASE_IMAGE") or None)
+    parser.add_argument("--extra-ca", default=os.environ.get("RENDERGATE_EXTRA_CA") or None)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("build", "build variant images (default: every variant with a Dockerfile)"),
                        ("references", "make the reference images of fixtures/references/ (building images first)")):
-        command = sub.add_parser(name, help=text)
-        command.add_argument("variants", nargs="*")
-        command.add_argument("--images-dir", default="images")
-        command.add_argument("--base-image", default=os.environ.get("BASE_IMAGE") or None)
-        command.add_argument("--extra-ca", default=os.environ.get("RENDERGATE_EXTRA_CA") or None)
-        command.add_argument("--logs", default="reports/logs")
-    args = parser.parse_args(argv)
+        sub.add_parser(name, help=text).add_argument("variants", nargs="*")
+    command = sub.add_parser("obtain", help="make IMAGE present: build it (the variant's own tag) or pull it")
+    command.add_argument("variant")
+    command.add_argument("image")
+    command = sub.add_parser("gate", help="pass only when every declared requirement passed on a complete run")
+    command.add_argument("variant")
+    command.add_argument("--image", help="the image the verdict must be about")
+    command = sub.add_parser("promote", help="tag (and push) an image that has a complete, passing, fresh verdict")
+    command.add_argument("variant")
+    command.add_argument("--image", required=True)
+    command.add_argument("--to", required=True, help="the new reference; with a registry host (127.0.0.1:5000/x:1) it is pushed")
+    command.add_argument("--promoted", default="reports/promoted", help="where the last promoted verdicts are kept")
+    command.add_argument("--max-age-days", type=float, default=7, help="older verdicts are stale (default 7)")
+    command = sub.add_parser("merge", help="merge verdicts (files, or reports folders) of several hosts into one report")
+    command.add_argument("paths", nargs="+")
+    command.add_argument("--out", default="reports/merged.html")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
+        if args.command == "merge":
+            return _merge(args)
         variants = load_variants(Path(args.images_dir))
-        unknown = [n for n in args.variants if n not in variants]
+        names = getattr(args, "variants", None) or ([args.variant] if hasattr(args, "variant") else [])
+        unknown = [n for n in names if n not in variants]
         if unknown:
             raise ManifestError(f"unknown variant {', '.join(unknown)} (known: {', '.join(variants)})")
+        verdict_path = Path(args.reports_dir) / "verdicts" / f"{getattr(args, 'variant', '')}.json"
+        if args.command == "gate":
+            digest = image_digest(Engine(), args.image) if args.image else None
+            print(gate(verdict_path, variants[args.variant], digest))
+            return 0
         engine = Engine()
-        names = args.variants or [n for n, v in variants.items() if v.needs_image]
         extra_ca = Path(args.extra_ca) if args.extra_ca else None
 
         def built(variant):
             started = time.monotonic()
-            tag = engine.build(variant, Path(args.logs), args.base_image, extra_ca)
+            tag = engine.build(variant, Path(args.reports_dir) / "logs", args.base_image, extra_ca)
             size = engine.client.images.get(tag).attrs["Size"] / 1e9
             print(f"built {tag} in {time.monotonic() - started:.1f} s ({size:.2f} GB)", flush=True)
             return tag
 
         if args.command == "build":
-            for name in names:
+            for name in args.variants or [n for n, v in variants.items() if v.needs_image]:
                 built(variants[name])
-        else:
-            for path in make_references(engine, {n: variants[n] for n in names}, built, Path(args.logs)):
+        elif args.command == "references":
+            chosen = {n: variants[n] for n in args.variants or [n for n, v in variants.items() if v.needs_image]}
+            for path in make_references(engine, chosen, built, Path(args.reports_dir) / "logs"):
                 print(f"wrote {path}")
-    except (ManifestError, EngineError) as e:
+        elif args.command == "obtain":
+            how = obtain(engine, variants[args.variant], args.image, built)
+            print(f"{args.image}: {how} ({image_digest(engine, args.image)})")
+        elif args.command == "promote":
+            done = promote(engine, variants[args.variant], args.image, args.to, verdict_path, Path(args.promoted),
+                           timedelta(days=args.max_age_days))
+            pushed = f", pushed as {done.pushed_digest}" if done.pushed_digest else " (local tag; no registry named)"
+            print(f"PROMOTED {done.source} ({done.digest}) to {done.target}{pushed}; verdict kept in {args.promoted}")
+    except Refused as e:
+        print(e, file=sys.stderr)
+        return 1
+    except (ManifestError, EngineError, verdicts.VerdictError) as e:
         print(f"rendergate: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _merge(args) -> int:
+    files = []
+    for path in map(Path, args.paths):
+        if path.is_dir():
+            found = sorted((path / "verdicts").glob("*.json")) or sorted(path.glob("*.json"))
+            if not found:
+                raise verdicts.VerdictError(f"{path}: no verdicts in it (nor in {path / 'verdicts'})")
+            files += found
+        else:
+            files.append(path)
+    loaded, seen = [], {}
+    for f in files:
+        v = verdicts.load(f)
+        key = (v["variant"], v["host"].get("gpu_type"))
+        if key in seen:
+            raise verdicts.VerdictError(f"{f} and {seen[key]} are both about {key[0]} on {key[1]}: merge one verdict per GPU type")
+        seen[key] = f
+        loaded.append(v)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(merged_html(loaded))
+    out.with_suffix(".json").write_text(json.dumps({"merged": verdicts.now_iso(), "verdicts": loaded}, indent=1))
+    print(f"merged {len(loaded)} verdicts from {len(files)} files into {out} and {out.with_suffix('.json')}")
     return 0
 
 

@@ -28,6 +28,7 @@ class Cause(Enum):
     GPU_INFO_MISMATCH = "gpu-info-mismatch"
     OUTPUT_INVALID = "output-invalid"
     BELOW_THRESHOLD = "below-threshold"
+    REGRESSED = "regressed"
     NO_GPU_ON_HOST = "no-gpu-on-host"
     TARGET_UNAVAILABLE = "target-unavailable"
     TIMEOUT = "timeout"

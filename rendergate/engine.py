@@ -20,6 +20,7 @@ import docker.types
 
 from .diagnosis import last_line
 from .manifest import Variant
+from .redact import redact
 
 LABEL_RUN = "rendergate.run"
 LABEL_VARIANT = "rendergate.variant"
@@ -82,20 +83,22 @@ class Engine:
         buildargs = {"BASE_IMAGE": base_image} if base_image else {}
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{variant.name}-build.log"
+        partial = log_dir / f".{variant.name}-build.log.{os.getpid()}"  # renamed when complete: parallel builds never interleave
         step, step_output, error = "the start", "", None
-        with log_path.open("w") as log:
+        with partial.open("w") as log:
             stream = self.client.api.build(fileobj=io.BytesIO(context.getvalue()), custom_context=True,
                                            tag=tag, buildargs=buildargs, rm=True, forcerm=True, decode=True)
             for chunk in stream:
-                text = chunk.get("stream", "")
+                text = redact(chunk.get("stream", ""))
                 log.write(text)
                 if text.startswith("Step "):
                     step, step_output = text.split(":", 1)[0].lower(), ""
                 elif not _BUILDER_CHATTER.match(text.strip()):
                     step_output += _ANSI.sub("", text)
                 if "error" in chunk:
-                    error = chunk["error"].strip()
+                    error = redact(chunk["error"].strip())
                     log.write(f"ERROR: {error}\n")
+        os.replace(partial, log_path)
         if error:
             hint = ""
             if "CERTIFICATE_VERIFY_FAILED" in step_output:
@@ -134,8 +137,8 @@ class Engine:
                 break
         if container.status != "running":
             log_dir.mkdir(parents=True, exist_ok=True)
-            log_path = log_dir / f"{variant.name}-container.log"
-            log_path.write_bytes(container.logs())
+            log_path = log_dir / f"{container.name}.log"
+            log_path.write_text(redact(container.logs().decode(errors="replace")))
             state = container.attrs.get("State", {})
             container.remove(force=True)
             raise EngineError(f"container of {image} did not stay up (status {container.status}, "

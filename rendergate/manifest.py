@@ -65,6 +65,8 @@ THRESHOLDS = {
     "manim_parts_speedup": (_positive_number, "a positive number"),
     "nvenc_speedup": (_positive_number, "a positive number"),
     "repeats": (_positive_int, "a positive integer"),
+    "max_regression": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
+                       "the fraction a speedup may fall below the last promoted image's, e.g. 0.25"),
 }
 
 

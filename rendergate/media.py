@@ -71,6 +71,17 @@ def load_image(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32)
 
 
+def to_png(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(out, "PNG")
+    return out.getvalue()
+
+
+def difference_image(a: np.ndarray, b: np.ndarray, gain: float = 4.0) -> np.ndarray:
+    """Where two same-sized pictures differ, amplified so that small differences show."""
+    return np.clip(np.abs(a - b) * gain, 0, 255)
+
+
 def load_reference(path) -> np.ndarray | None:
     """A reference image, or None when it was never made (require_match then fails)."""
     return load_image(path.read_bytes()) if path.is_file() else None

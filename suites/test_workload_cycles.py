@@ -3,7 +3,7 @@ the variant requires, where it must agree with the CPU picture and beat it by th
 `thresholds.cycles_gpu_speedup` (a silent CPU fallback cannot)."""
 import pytest
 
-from rendergate.media import load_image, load_reference, require_match, require_not_blank
+from rendergate.media import load_image, load_reference, require_not_blank
 from rendergate.timing import Speedup, measure_pair
 from rendergate.workloads import cycles_reference, render_frames
 
@@ -24,23 +24,21 @@ def render(target, requirement, device: str, name: str):
     return load_image(target.fetch(f"{out}/frame_0001.png")), f"{out}/frame_0001.png"
 
 
-def test_cycles_frame_on_cpu(target, requirement, artifacts):
-    picture, path = render(target, requirement, "CPU", "cycles-cpu")
-    artifacts("cycles-frame-cpu.png", target.fetch(path))
+def test_cycles_frame_on_cpu(target, requirement, compare):
+    picture, _ = render(target, requirement, "CPU", "cycles-cpu")
     require_not_blank(picture, "the Cycles frame")
-    require_match(picture, load_reference(cycles_reference(requirement["size"], requirement["samples"])),
-                  REFERENCE_TOLERANCE, "the Cycles CPU frame")
+    compare("cycles-frame-cpu", picture, load_reference(cycles_reference(requirement["size"], requirement["samples"])),
+            REFERENCE_TOLERANCE, "the Cycles CPU frame")
 
 
 @pytest.mark.needs_gpu
 @pytest.mark.timed
-def test_cycles_gpu_speedup(target, variant, requirement, speed_gate, artifacts):
+def test_cycles_gpu_speedup(target, variant, requirement, speed_gate, compare):
     backend = variant.requirements["cycles_devices"][0]
     cpu, _ = render(target, requirement, "CPU", "cycles-cpu")
-    gpu, path = render(target, requirement, backend, f"cycles-{backend}")
-    artifacts(f"cycles-frame-{backend}.png", target.fetch(path))
+    gpu, _ = render(target, requirement, backend, f"cycles-{backend}")
     require_not_blank(gpu, f"the Cycles {backend} frame")
-    require_match(gpu, cpu, GPU_CPU_TOLERANCE, f"the {backend} frame against the CPU one")
+    compare(f"cycles-frame-{backend}", gpu, cpu, GPU_CPU_TOLERANCE, f"the {backend} frame against the CPU one")
     base, cand = measure_pair(lambda: render(target, requirement, "CPU", "cycles-cpu"),
                               lambda: render(target, requirement, backend, f"cycles-{backend}"),
                               variant.thresholds.get("repeats", 3), warm_up=lambda: None)

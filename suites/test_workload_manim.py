@@ -17,7 +17,6 @@ from rendergate.media import (
     load_image,
     load_reference,
     probe_video,
-    require_match,
     require_moving,
     require_not_blank,
     require_seams,
@@ -46,7 +45,7 @@ def expected_frames(fps: int, animations: int | None = None) -> int:
     return sum(len(np.arange(0, t, 1 / fps)) for t in scene_constant("RUN_TIMES")[:animations])
 
 
-def test_manim_scene_renders(target, requirement, run_config, artifacts):
+def test_manim_scene_renders(target, requirement, run_config, artifacts, compare):
     quality = requirement[run_config.tier]
     _, width, height, fps = MANIM_QUALITIES[quality]
     video = render_manim(target, quality, f"{target.workdir}/manim-media")
@@ -60,9 +59,9 @@ def test_manim_scene_renders(target, requirement, run_config, artifacts):
         require_not_blank(picture, f"frame {index} of the Manim video")
     require_moving(sampled, "the Manim video")
 
-    artifacts(f"manim-{quality}-last.png", pngs[frames - 1])
-    require_match(sampled[frames - 1], load_reference(manim_reference(quality)), REFERENCE_TOLERANCE,
-                  f"the last frame at {quality}")
+    artifacts(f"manim-{quality}.mp4", target.fetch(video))
+    compare(f"manim-{quality}-last-frame", sampled[frames - 1], load_reference(manim_reference(quality)),
+            REFERENCE_TOLERANCE, f"the last frame at {quality}")
 
 
 PARTS = ["CanonicalPart1", "CanonicalPart2"]
@@ -72,7 +71,7 @@ SEAM_TOLERANCE = 2.0
 
 @pytest.mark.requires("workloads.manim_parts")
 @pytest.mark.timed
-def test_manim_parts_rendered_in_parallel(target, variant, run_config, speed_gate):
+def test_manim_parts_rendered_in_parallel(target, variant, run_config, speed_gate, artifacts):
     """The scene cut in two parts rendered by parallel jobs and concatenated with ffmpeg must be
     the scene rendered whole, frame for frame; and faster, by `thresholds.manim_parts_speedup`."""
     quality = variant.workloads["manim_scene"][run_config.tier]
@@ -94,6 +93,7 @@ def test_manim_parts_rendered_in_parallel(target, variant, run_config, speed_gat
     require_video(probe_video(target, stitched), stitched, "h264", width, height, Fraction(fps), frames)
     seam = expected_frames(fps, animations=scene_constant("PARTS")[0])  # first frame of part 2 (0-based)
     serial_frames = frames_of(target, whole["video"], [seam - 2, seam - 1, seam, seam + 1])
+    artifacts("manim-parts-concatenated.mp4", target.fetch(stitched))
     require_seams(frames_of(target, stitched, [seam - 1, seam]), serial_frames, SEAM_TOLERANCE, "the concatenated video")
 
     speed_gate(f"{len(PARTS)} jobs vs 1", Speedup(base, cand, variant.thresholds["manim_parts_speedup"]))

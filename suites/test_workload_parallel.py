@@ -18,7 +18,7 @@ SEAM_TOLERANCE = 6.0
 
 
 @pytest.mark.timed
-def test_parallel_render_and_stitch(target, variant, requirement, speed_gate):
+def test_parallel_render_and_stitch(target, variant, requirement, speed_gate, artifacts):
     total, workers = requirement["frames"], requirement["workers"]
     size, samples = requirement["size"], requirement["samples"]
     serial_dir, parallel_dir = f"{target.workdir}/serial", f"{target.workdir}/parallel"
@@ -38,6 +38,7 @@ def test_parallel_render_and_stitch(target, variant, requirement, speed_gate):
 
     video = f"{target.workdir}/stitched.mp4"
     stitch(target, parallel_dir, video)
+    artifacts("stitched.mp4", target.fetch(video))
     require_video(probe_video(target, video), video, "h264", *(int(n) for n in size.split("x")), STITCH_FPS, total)
     seams = [last for _, last in chunks(total, workers)[:-1]]  # 1-based last frame of each chunk
     around = sorted({i for s in seams for i in (s - 1, s) if 0 <= i < total})  # 0-based, both sides

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,6 +23,33 @@ BASE_IMAGE = os.environ.get("BASE_IMAGE", "rendergate/debian:bookworm")
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "serial: measures timing; runs in the serial phase of `make test`, alone")
+
+
+def require_tool(name: str, package: str) -> str:
+    """A tool a test drives for real: outside CI a missing one skips the test, in CI it fails
+    (`make test` installs it: scripts/ensure-test-tools)."""
+    path = shutil.which(name)
+    if not path:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} missing: `make test` installs {package} (scripts/ensure-test-tools)")
+        pytest.skip(f"{name} missing: apt-get install {package}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless, driven through its chromedriver."""
+    chromium, driver = require_tool("chromium", "chromium"), require_tool("chromedriver", "chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,2000"):
+        options.add_argument(arg)
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    yield session
+    session.quit()
 
 
 @pytest.fixture(scope="session")
@@ -55,31 +83,45 @@ def known_bad_image(engine, good_images):
 class SuiteRun:
     returncode: int
     output: str
-    complete: bool
-    run_id: str
-    results: list[dict]
+    reports: Path
+    verdicts: dict[str, dict]  # by variant
     leftover: list[str]  # containers of this run still present after it ended
-    containers_started: int
 
-    def outcome(self, check: str, variant: str, requirement: str | None = None) -> dict:
-        matches = [r for r in self.results if r["check"] == check and r["variant"] == variant
-                   and (requirement is None or r["requirement"] == requirement)]
-        assert len(matches) == 1, f"{check}[{variant}, {requirement}]: {len(matches)} results\n{self.output}"
+    @property
+    def complete(self) -> bool:
+        return bool(self.verdicts) and all(v["complete"] for v in self.verdicts.values())
+
+    @property
+    def checks(self) -> list[dict]:
+        """Every check of every verdict, each with its variant."""
+        return [{**c, "variant": name} for name, v in self.verdicts.items() for c in v["checks"]]
+
+    @property
+    def containers_started(self) -> int:
+        return sum(v["containers_started"] for v in self.verdicts.values())
+
+    def outcome(self, check: str, variant: str, item: str | None = None) -> dict:
+        checks = self.verdicts[variant]["checks"] if variant in self.verdicts else []
+        matches = [c for c in checks if c["check"] == check and (item is None or c["item"] == item)]
+        assert len(matches) == 1, f"{check}[{variant}, {item}]: {len(matches)} results\n{self.output}"
         return matches[0]
 
 
+def read_verdicts(reports: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((reports / "verdicts").glob("*.json"))}
+
+
 def run_suite(tmp_path: Path, *args: str, timeout: float = 600) -> SuiteRun:
-    """Run the validation suites in their own pytest process, as a user would."""
-    results = tmp_path / "results.json"
+    """Run the validation suites in their own pytest process, as a user would, with their own
+    reports folder."""
+    reports = tmp_path / "reports"
     proc = subprocess.run([sys.executable, "-m", "pytest", "suites", "-p", "no:randomly", "-q",
-                           f"--results-json={results}", f"--base-image={BASE_IMAGE}", *args],
+                           f"--reports-dir={reports}", f"--base-image={BASE_IMAGE}", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    output = proc.stdout + proc.stderr
-    data = json.loads(results.read_text()) if results.exists() else {"complete": False, "run_id": "", "results": []}
-    run_id = data.get("run_id", "")
-    leftover = [c["name"] for c in Engine().containers(run_id)] if run_id else []
-    return SuiteRun(proc.returncode, output, data["complete"], run_id, data["results"], leftover,
-                    data.get("containers_started", 0))
+    verdicts = read_verdicts(reports)
+    run_ids = {v["run_id"] for v in verdicts.values()}
+    leftover = [c["name"] for run_id in run_ids for c in Engine().containers(run_id)]
+    return SuiteRun(proc.returncode, proc.stdout + proc.stderr, reports, verdicts, leftover)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ BAD = {
     "bad capability": ('[run]\ndriver_capabilities = ["vidoe"]\n', "unknown capability 'vidoe'"),
     "section not a table": ('requirements = 3\n', "key 'requirements' must be a table"),
     "bool is not a number": ('[thresholds]\nrepeats = true\n', "key 'thresholds.repeats' must be a positive integer"),
+    "regression as a percentage": ('[thresholds]\nmax_regression = 25\n', "key 'thresholds.max_regression' must be the fraction"),
 }
 
 

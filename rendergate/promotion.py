@@ -1,0 +1,100 @@
+"""The gate and promotion: what `make gate` and `make promote` decide, and the tag and push.
+
+The gate passes only a verdict in which every declared requirement passed, on a run that
+finished, about the very image named. Promotion needs that verdict, not stale, and then tags the
+image (pushing it when the target names a registry) and keeps the verdict as the last promoted
+one, which later runs compare their workload figures with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import docker.errors
+
+from . import verdict as verdicts
+from .engine import Engine, EngineError, image_tag
+from .environment import suite_version
+from .manifest import Variant
+
+
+class Refused(Exception):
+    """The gate or a promotion said no; the lines say why."""
+
+    def __init__(self, headline: str, problems: list[str]):
+        self.headline, self.problems = headline, problems
+        super().__init__("\n".join([headline, *(f"  - {p}" for p in problems)]))
+
+
+def image_digest(engine: Engine, ref: str) -> str:
+    try:
+        return engine.client.images.get(ref).id
+    except docker.errors.ImageNotFound:
+        raise EngineError(f"image {ref} not found in the local engine: build or pull it first (make gate does)") from None
+
+
+def obtain(engine: Engine, variant: Variant, ref: str, build) -> str:
+    """Make `ref` present locally: as it is, built (the variant's own tag) or pulled. Returns how."""
+    if ref == image_tag(variant):
+        build(variant)
+        return "built"
+    if engine.image_exists(ref):
+        return "found locally"
+    try:
+        engine.client.images.pull(ref)
+    except docker.errors.APIError as e:
+        raise EngineError(f"cannot pull {ref}: {e.explanation or e}") from None
+    return "pulled"
+
+
+def gate(verdict_path: Path, variant: Variant, digest: str | None) -> str:
+    """The verdict's one-line pass, or Refused with every reason."""
+    verdict = verdicts.load(verdict_path)
+    problems = verdicts.judge(verdict)
+    tested = (verdict.get("image") or {}).get("digest")
+    if digest and tested != digest:
+        problems.append(f"the verdict is about image {tested or 'none'}, not {digest}")
+    what = f"{variant.name}" + (f" ({digest})" if digest else "") + f" on {verdict['host'].get('gpu_type')}"
+    if problems:
+        raise Refused(f"GATE REFUSED {what}: {len(problems)} problem(s) in {verdict_path}", problems)
+    return f"GATE PASSED {what}: {len(verdict['requirements'])} declared requirements passed (run {verdict['run_id']})"
+
+
+@dataclass
+class Promotion:
+    source: str
+    target: str
+    digest: str
+    pushed_digest: str | None
+
+
+def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: Path, promoted_dir: Path,
+            max_age: timedelta) -> Promotion:
+    digest = image_digest(engine, ref)
+    verdict = verdicts.load(verdict_path)
+    problems = verdicts.promotion_problems(verdict, variant, digest, suite_version(), max_age)
+    if problems:
+        raise Refused(f"PROMOTION REFUSED {ref} -> {to}: {len(problems)} problem(s) with {verdict_path}", problems)
+    repository, _, tag = to.rpartition(":") if ":" in to.rsplit("/", 1)[-1] else (to, "", "latest")
+    engine.client.images.get(ref).tag(repository, tag)
+    pushed = _push(engine, repository, tag) if _names_registry(repository) else None
+    verdict["promotion"] = {"to": to, "at": verdicts.now_iso(), "pushed_digest": pushed}
+    verdicts.write(promoted_dir / f"{variant.name}.json", verdict)
+    return Promotion(ref, to, digest, pushed)
+
+
+def _names_registry(repository: str) -> bool:
+    first = repository.split("/", 1)[0]
+    return "/" in repository and ("." in first or ":" in first or first == "localhost")
+
+
+def _push(engine: Engine, repository: str, tag: str) -> str:
+    digest = None
+    for chunk in engine.client.images.push(repository, tag, stream=True, decode=True):
+        if "error" in chunk:
+            raise EngineError(f"pushing {repository}:{tag} failed: {chunk['error'].strip()}")
+        digest = chunk.get("aux", {}).get("Digest", digest)
+    if not digest:
+        raise EngineError(f"pushing {repository}:{tag}: the registry confirmed no digest")
+    return digest

@@ -1,0 +1,192 @@
+"""HTML pieces infra reviewers read: the variant x check matrix, the run's state banner, speedup
+charts and thumbnails, and the merged report of verdicts from several hosts.
+
+Everything is plain HTML and inline SVG with its own CSS: a report opens offline, without
+scripts from anywhere. The pytest-html report embeds these pieces (fixtures/report.py); the
+merged report (`python -m rendergate merge`) is made of them alone.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from datetime import datetime, timezone
+from html import escape
+
+from PIL import Image
+
+CSS = """
+.rg-matrix { border-collapse: collapse; margin: 8px 0 16px; font: 13px sans-serif; }
+.rg-matrix th, .rg-matrix td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
+.rg-matrix td.rg-cell { text-align: center; min-width: 70px; cursor: help; }
+.rg-matrix a { color: inherit; text-decoration: none; display: block; }
+.rg-passed { background: #c8f0c8; } .rg-failed, .rg-error { background: #f5b5b5; font-weight: bold; }
+.rg-no-gpu, .rg-undecided, .rg-not-run, .rg-partial { background: #fbe3a4; }
+.rg-skipped, .rg-na { background: #eee; color: #777; }
+.rg-banner { padding: 8px 12px; margin: 8px 0; font: bold 15px sans-serif; border-radius: 4px; }
+.rg-problems { font: 13px sans-serif; }
+.rg-env { border-collapse: collapse; font: 13px sans-serif; margin-bottom: 12px; }
+.rg-env th, .rg-env td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
+"""
+LABELS = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip", "no-gpu": "no GPU",
+          "undecided": "undecided", "not-run": "not run", "not-declared": "\u2014", "na": "\u2014"}
+HOST_ROWS = [("gpu_type", "GPU type"), ("host", "Host"), ("gpus", "GPUs"), ("driver", "Driver"), ("cuda", "CUDA"),
+             ("container_toolkit", "Container toolkit"), ("docker_engine", "Docker engine"),
+             ("suite_version", "rendergate"), ("started", "Started")]
+THUMBNAIL_WIDTH = 480
+
+
+def column_label(verdict: dict) -> str:
+    return f"{verdict['variant']} \u00b7 {verdict['host'].get('gpu_type', '?')}"
+
+
+def verdict_state(verdict: dict) -> str:
+    if not verdict["complete"]:
+        return "partial"
+    return "passed" if verdict["passed"] else "failed"
+
+
+def _rows(verdicts: list[dict]) -> list[tuple[str, str | None, str | None]]:
+    """(requirement, check, item) rows in manifest order; a declared requirement no check of
+    which ran still gets a row, so that it shows as not run."""
+    order: dict[str, int] = {}
+    for v in verdicts:
+        for name in v["declared"]:
+            order.setdefault(name, len(order))
+    rows = {(c["requirement"], c["check"], c["item"]) for v in verdicts for c in v["checks"] if c["outcome"] != "not-declared"}
+    rows |= {(name, None, None) for v in verdicts for name, r in v["requirements"].items() if r["outcome"] == "not-run"}
+    return sorted(rows, key=lambda r: (order.get(r[0], len(order)), r[0], r[1] or "", r[2] or ""))
+
+
+def _cell(verdict: dict, checks: dict, row, link: bool) -> str:
+    requirement, check, item = row
+    if requirement not in verdict["declared"]:
+        return f'<td class="rg-cell rg-na" title="{escape(verdict["variant"])} does not declare {escape(requirement)}">{LABELS["na"]}</td>'
+    entry = checks.get(row)
+    if entry is None:
+        return f'<td class="rg-cell rg-not-run" title="no check of {escape(requirement)} ran">{LABELS["not-run"]}</td>'
+    outcome = entry["outcome"]
+    label = LABELS.get(outcome, outcome) + (f" [{entry['cause']}]" if entry.get("cause") else "")
+    title = escape(entry["message"] or outcome)
+    text = f'<a href="#{escape(entry["anchor"])}">{escape(label)}</a>' if link else escape(label)
+    return f'<td class="rg-cell rg-{escape(outcome)}" title="{title}">{text}</td>'
+
+
+def matrix_html(verdicts: list[dict], link: bool = False) -> str:
+    """Checks (grouped by requirement) x verdict columns; each cell's diagnosis or reason shows on
+    hover, and with `link` a click jumps to the check's entry in the same report."""
+    verdicts = sorted(verdicts, key=lambda v: (v["variant"], v["host"].get("gpu_type", "")))
+    head = "".join(f"<th>{escape(column_label(v))}</th>" for v in verdicts)
+    states = "".join(f'<td class="rg-cell rg-{verdict_state(v)}" title="{escape(chr(10).join(v["problems"]) or "every declared requirement passed")}">'
+                     f'{verdict_state(v).upper()}</td>' for v in verdicts)
+    by_row = [{(c["requirement"], c["check"], c["item"]): c for c in v["checks"]} for v in verdicts]
+    body = []
+    for row in _rows(verdicts):
+        requirement, check, item = row
+        name = f"{check}[{item}]" if item else (check or "(no check ran)")
+        body.append(f"<tr><td>{escape(requirement)}</td><td>{escape(name)}</td>"
+                    + "".join(_cell(v, checks, row, link) for v, checks in zip(verdicts, by_row)) + "</tr>")
+    return (f'<table class="rg-matrix" id="rg-matrix"><thead><tr><th>requirement</th><th>check</th>{head}</tr>'
+            f'<tr><th colspan="2">verdict</th>{states}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def banner_html(state: str, verdicts: list[dict]) -> str:
+    """What kind of run this report is from: still running (or killed), interrupted, complete."""
+    failing = [v["variant"] for v in verdicts if not v["passed"]]
+    text, css = {
+        "running": ("PARTIAL: the run had not finished when this report was written; if it is not running any "
+                    "more it was killed or crashed", "rg-partial"),
+        "interrupted": ("PARTIAL: the run was interrupted; the results below are incomplete and no verdict passes",
+                        "rg-partial"),
+        "complete": ("Complete run: " + (f"FAIL for {', '.join(failing)}" if failing else "every variant PASSES"),
+                     "rg-failed" if failing else "rg-passed"),
+    }[state]
+    return f'<div class="rg-banner {css}" id="rg-banner">{escape(text)}</div>'
+
+
+def problems_html(verdicts: list[dict]) -> str:
+    items = [f"<li><b>{escape(column_label(v))}</b>: {escape(p)}</li>" for v in verdicts for p in v["problems"]]
+    return f'<ul class="rg-problems">{"".join(items)}</ul>' if items else ""
+
+
+def speedup_chart(name: str, figure: dict) -> str:
+    """Inline SVG of a timed gate: each repeat's baseline and candidate seconds as bars, and the
+    paired speedups against the threshold."""
+    base, cand = figure["baseline"]["samples_s"], figure["candidate"]["samples_s"]
+    ratios, threshold = figure["paired_speedups"], figure["threshold"]
+    width, bar_h, gap = 560, 10, 6
+    longest = max(base + cand) or 1
+    rows = []
+    for i, (b, c) in enumerate(zip(base, cand)):
+        y = 24 + i * (2 * bar_h + gap)
+        for j, (value, colour, what) in enumerate(((b, "#8aa", "baseline"), (c, "#3a7", "candidate"))):
+            w = value / longest * 300
+            rows.append(f'<rect x="90" y="{y + j * bar_h}" width="{w:.1f}" height="{bar_h - 1}" fill="{colour}">'
+                        f'<title>repeat {i + 1} {what}: {value:.2f} s</title></rect>'
+                        f'<text x="{94 + w:.1f}" y="{y + j * bar_h + 8}" font-size="9">{value:.2f} s</text>')
+        rows.append(f'<text x="4" y="{y + bar_h + 3}" font-size="10">repeat {i + 1}</text>')
+    top = 24 + len(base) * (2 * bar_h + gap) + 16
+    scale_max = max(ratios + [threshold]) * 1.2
+    x = lambda r: 90 + r / scale_max * 440  # noqa: E731
+    dots = "".join(f'<circle cx="{x(r):.1f}" cy="{top + 10}" r="4" fill="#3a7"><title>{r:.2f}x</title></circle>' for r in ratios)
+    height = top + 40
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="rg-chart" '
+            f'font-family="sans-serif"><text x="4" y="14" font-size="12" font-weight="bold">{escape(name)}: '
+            f'{figure["speedup"]:.2f}x (threshold {threshold}x, {escape(figure["verdict"])})</text>'
+            f'<text x="410" y="14" font-size="10" fill="#8aa">baseline</text>'
+            f'<text x="470" y="14" font-size="10" fill="#3a7">candidate</text>{"".join(rows)}'
+            f'<line x1="90" y1="{top + 10}" x2="530" y2="{top + 10}" stroke="#999"/>'
+            f'<line x1="{x(threshold):.1f}" y1="{top}" x2="{x(threshold):.1f}" y2="{top + 20}" stroke="#c33" '
+            f'stroke-dasharray="3,2"><title>threshold {threshold}x</title></line>'
+            f'<text x="4" y="{top + 14}" font-size="10">speedups</text>{dots}'
+            f'<text x="{x(threshold):.1f}" y="{top + 32}" font-size="9" fill="#c33" text-anchor="middle">{threshold}x</text>'
+            f'</svg>')
+
+
+def thumbnail(png: bytes, width: int = THUMBNAIL_WIDTH) -> bytes:
+    """A PNG no wider than `width`, for embedding in a report that must open quickly."""
+    image = Image.open(io.BytesIO(png))
+    if image.width > width:
+        image = image.resize((width, round(image.height * width / image.width)))
+    out = io.BytesIO()
+    image.save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+def comparison_html(name: str, pictures: list[tuple[str, bytes]]) -> str:
+    """A mismatch at a glance: the new picture, its reference and their difference, side by side."""
+    cells = "".join(f'<figure style="display:inline-block;margin:4px"><img class="rg-compare" alt="{escape(part)}" '
+                    f'src="data:image/png;base64,{base64.b64encode(thumbnail(png, 320)).decode()}">'
+                    f"<figcaption>{escape(part)}</figcaption></figure>" for part, png in pictures)
+    return f'<div class="rg-comparison"><b>{escape(name)}</b>: {" / ".join(p for p, _ in pictures)}<br>{cells}</div>'
+
+
+def environment_html(hosts: list[dict]) -> str:
+    head = "".join(f"<th>{escape(label)}</th>" for _, label in HOST_ROWS)
+    rows = "".join("<tr>" + "".join(f"<td>{escape(str(h.get(key, '')))}</td>" for key, _ in HOST_ROWS) + "</tr>"
+                   for h in hosts)
+    return f'<table class="rg-env"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def figures_html(verdicts: list[dict]) -> str:
+    rows = [(column_label(v), c["check"], name, f) for v in verdicts for c in v["checks"] for name, f in c["figures"].items()]
+    if not rows:
+        return ""
+    body = "".join(f"<tr><td>{escape(col)}</td><td>{escape(check)}</td><td>{escape(name)}</td>"
+                   f"<td>{f.get('speedup', '')}x</td><td>{f.get('threshold', '')}x</td><td>{escape(str(f.get('verdict', '')))}</td></tr>"
+                   for col, check, name, f in rows)
+    return ('<table class="rg-env"><thead><tr><th>variant \u00b7 GPU type</th><th>check</th><th>figure</th>'
+            f'<th>speedup (median)</th><th>threshold</th><th>verdict</th></tr></thead><tbody>{body}</tbody></table>')
+
+
+def merged_html(verdicts: list[dict]) -> str:
+    """One self-contained page: variant x GPU type x check, from verdicts of several hosts."""
+    hosts = list({(v["host"].get("host"), v["host"].get("gpu_type")): v["host"] for v in verdicts}.values())
+    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    states = sorted({verdict_state(v) for v in verdicts})
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>rendergate: merged verdicts</title>'
+            f'<style>{CSS} body {{ font: 14px sans-serif; margin: 16px; }}</style></head><body>'
+            f'<h1>rendergate: merged verdicts</h1><p>{len(verdicts)} verdicts from {len(hosts)} hosts, merged {generated}; '
+            f'verdict states: {", ".join(states)}</p>'
+            f'<h2>Hosts</h2>{environment_html(hosts)}<h2>Matrix</h2>{matrix_html(verdicts)}'
+            f'<h2>Problems</h2>{problems_html(verdicts) or "<p>none</p>"}<h2>Figures</h2>{figures_html(verdicts) or "<p>none</p>"}'
+            f'</body></html>')

@@ -1,0 +1,164 @@
+"""Verdicts: per variant, what a run proved about one image, in a JSON file CI decides from.
+
+A verdict holds the image digest, the host it ran on, every check's outcome and diagnosis, the
+workloads' figures, and whether the run finished. It is written when the run starts (partial)
+and rewritten as results arrive, so a run that is killed still leaves a partial verdict.
+
+judge() is the one place that decides whether a verdict passes: every declared requirement must
+have passed on this run. A check skipped for lack of a GPU, an undecided timing and a requirement
+no check ran for are not passes. promotion_problems() adds what promotion also needs: the verdict
+is about this very image, this manifest and this suite, and it is recent.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from .manifest import Variant
+
+SCHEMA = 1
+# Outcomes of a requirement, from its checks' outcomes; only "passed" passes.
+_REQUIREMENT_OUTCOME = (  # the first that any of its checks has, wins
+    ("failed", "failed"), ("error", "failed"), ("no-gpu", "not-validated"), ("undecided", "undecided"),
+    ("skipped", "skipped"))
+_EXPLAIN = {
+    "failed": "failed",
+    "not-validated": "NOT validated: no NVIDIA GPU on the host (--allow-no-gpu skips are not passes)",
+    "undecided": "undecided: the timing was too noisy to decide",
+    "skipped": "skipped",
+    "not-run": "not run: no check of it ran in this run (deselected, or the run stopped first)",
+}
+
+
+class VerdictError(Exception):
+    """A verdict file that cannot be used; the message names the file."""
+
+
+def manifest_digest(variant: Variant) -> str:
+    return "sha256:" + hashlib.sha256((variant.folder / "manifest.toml").read_bytes()).hexdigest()
+
+
+def declared_requirements(variant: Variant) -> list[str]:
+    """The manifest keys a run must prove: requirements, then workloads."""
+    names = list(variant.requirements) + [f"workloads.{k}" for k in variant.workloads]
+    return [n for n in names if variant.declared(n) not in (None, False)]
+
+
+def new_verdict(variant: Variant, run_id: str, target: str, host: dict, options: dict) -> dict:
+    return {"schema": SCHEMA, "variant": variant.name, "run_id": run_id, "target": target,
+            "image": None, "manifest": manifest_digest(variant), "declared": declared_requirements(variant),
+            "host": host, "options": options, "complete": False, "finished": None,
+            "containers_started": 0, "checks": [], "requirements": {}, "problems": [], "passed": False}
+
+
+def settle(verdict: dict) -> dict:
+    """Fill in the requirement outcomes, the problems and the overall pass from the checks."""
+    requirements = {}
+    for name in verdict["declared"]:
+        checks = [c for c in verdict["checks"] if c["requirement"] == name]
+        outcomes = {c["outcome"] for c in checks}
+        outcome = next((req for check, req in _REQUIREMENT_OUTCOME if check in outcomes),
+                       "passed" if checks else "not-run")
+        requirements[name] = {"outcome": outcome, "checks": len(checks)}
+    verdict["requirements"] = requirements
+    verdict["problems"] = judge(verdict)
+    verdict["passed"] = not verdict["problems"]
+    return verdict
+
+
+def judge(verdict: dict) -> list[str]:
+    """Why this verdict does not pass, one line each; empty when every declared requirement passed
+    on a run that finished."""
+    problems = [] if verdict["complete"] else ["the run did not finish (interrupted or crashed): this verdict is PARTIAL"]
+    if not verdict["declared"]:
+        problems.append(f"{verdict['variant']} declares no requirement: the run proved nothing")
+    for name, req in verdict["requirements"].items():
+        if req["outcome"] == "passed":
+            continue
+        failing = [c for c in verdict["checks"] if c["requirement"] == name and c["outcome"] != "passed"]
+        detail = "; ".join(f"{c['check']}{'[' + c['item'] + ']' if c['item'] else ''}: {c['message']}"
+                           for c in failing if c["message"])
+        problems.append(f"{name}: {_EXPLAIN[req['outcome']]}" + (f" ({detail})" if detail else ""))
+    for c in verdict["checks"]:  # checks no requirement names (none today) must pass too
+        if c["requirement"] not in verdict["requirements"] and c["outcome"] in ("failed", "error"):
+            problems.append(f"{c['check']}: {c['message']}")
+    return problems
+
+
+def promotion_problems(verdict: dict, variant: Variant, image_digest: str, suite_version: str, max_age: timedelta,
+                       now: datetime | None = None) -> list[str]:
+    """Why `verdict` does not allow promoting the image with `image_digest` as `variant`."""
+    if verdict["variant"] != variant.name:
+        return [f"the verdict is about variant {verdict['variant']}, not {variant.name}"]
+    problems = list(verdict["problems"] or judge(verdict))
+    tested = (verdict.get("image") or {}).get("digest")
+    if tested != image_digest:
+        problems.append(f"mismatched: the verdict is about image {tested or 'none'}, the candidate is {image_digest}: "
+                        "run the gate on this image")
+    if verdict["manifest"] != manifest_digest(variant):
+        problems.append(f"stale: {variant.folder / 'manifest.toml'} changed since the verdict: run the gate again")
+    if verdict["host"].get("suite_version") != suite_version:
+        problems.append(f"stale: the verdict was made by rendergate {verdict['host'].get('suite_version')}, "
+                        f"this is {suite_version}: run the gate again")
+    finished = verdict.get("finished")
+    age = (now or datetime.now(timezone.utc)) - datetime.fromisoformat(finished) if finished else None
+    if age is not None and age > max_age:
+        problems.append(f"stale: the verdict is {_span(age)} old, more than the {_span(max_age)} allowed: run the gate again")
+    return problems
+
+
+def _span(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def regression(previous: dict | None, gpu_type: str, check: str, figure: str, speedup: float,
+               allowed: float) -> str | None:
+    """A line saying how much `figure` of `check` regressed against the last promoted verdict,
+    when that is more than `allowed` (a fraction); None when it did not, or nothing compares.
+    Figures compare only between hosts with the same GPU type."""
+    if not previous or previous["host"].get("gpu_type") != gpu_type:
+        return None
+    for c in previous["checks"]:
+        old = c["check"] == check and c["figures"].get(figure, {}).get("speedup")
+        if old:
+            loss = 1 - speedup / old
+            if loss > allowed:
+                promoted = previous.get("promotion", {})
+                return (f"{figure}: speedup {speedup:.2f}x, {loss:.0%} below {old:.2f}x of the last promoted image "
+                        f"({promoted.get('to', (previous.get('image') or {}).get('ref'))}, "
+                        f"{(previous.get('finished') or '')[:10]}); at most {allowed:.0%} allowed")
+            return None
+    return None
+
+
+def write(path: Path, verdict: dict) -> None:
+    """Write atomically: a reader never sees half a verdict."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(verdict, f, indent=1)
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise VerdictError(f"{path}: no verdict (no run of the suites wrote one)") from None
+    except (OSError, ValueError) as e:
+        raise VerdictError(f"{path}: not a readable verdict ({e})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise VerdictError(f"{path}: not a rendergate verdict (schema {SCHEMA})")
+    return data
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

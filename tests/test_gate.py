@@ -1,0 +1,166 @@
+"""`make gate` and `make promote`, for real: real images, real runs of the suites, and a real
+registry on loopback (Debian's docker-registry), never a mock.
+
+The gate passes only a complete verdict in which every declared requirement passed; promotion
+also needs that verdict to be about the very image, from the current manifest, and fresh."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import ROOT, require_tool
+
+GATE_VARIANTS = ROOT / "tests" / "gate_variants"
+pytestmark = pytest.mark.xdist_group("gate")  # one passing gate run, shared by the tests after it
+
+
+def make(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "MAKEFLAGS": ""})
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A registry on a free loopback port (the engine trusts 127.0.0.0/8 without TLS)."""
+    binary = require_tool("docker-registry", "docker-registry")
+    folder = tmp_path_factory.mktemp("registry")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = folder / "config.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
+                      f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://{address}/v2/", timeout=2)
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "docker-registry did not come up"
+            time.sleep(0.3)
+    yield address
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def manifest_digest(address: str, repository: str, tag: str) -> str:
+    request = urllib.request.Request(f"http://{address}/v2/{repository}/manifests/{tag}", method="HEAD",
+                                     headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    return urllib.request.urlopen(request, timeout=10).headers["Docker-Content-Digest"]
+
+
+@pytest.fixture(scope="module")
+def passed_gate(good_images, tmp_path_factory):
+    """`make gate` on the text-only variant: it passes here."""
+    reports = tmp_path_factory.mktemp("gate-reports")
+    done = make("gate", "VARIANT=text-only", f"IMAGES_DIR={GATE_VARIANTS}", f"REPORTS_DIR={reports}")
+    return reports, done
+
+
+def test_gate_passes_a_complete_passing_run(passed_gate):
+    reports, done = passed_gate
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "GATE PASSED text-only (sha256:" in done.stdout
+    verdict = json.loads((reports / "verdicts" / "text-only.json").read_text())
+    assert verdict["complete"] and verdict["passed"]
+    assert {name: r["outcome"] for name, r in verdict["requirements"].items()} == {"manimpango": "passed", "latex": "passed"}
+    assert (reports / "report.html").is_file() and (reports / "junit.xml").is_file()
+
+
+def test_promotion_pushes_to_a_registry_and_keeps_the_verdict(passed_gate, registry, engine):
+    reports, _ = passed_gate
+    to = f"{registry}/rendergate/text-only:candidate"
+    done = make("promote", "VARIANT=text-only", "IMAGE=rendergate/text-only:dev", f"TO={to}",
+                f"IMAGES_DIR={GATE_VARIANTS}", f"REPORTS_DIR={reports}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    promoted = json.loads((reports / "promoted" / "text-only.json").read_text())
+    pushed = promoted["promotion"]["pushed_digest"]
+    assert pushed == manifest_digest(registry, "rendergate/text-only", "candidate")
+    engine.client.images.remove(to)
+    # The promoted image, gated again as users get it: pulled from the registry.
+    pulled = make("gate", "VARIANT=text-only", f"IMAGE={to}", f"IMAGES_DIR={GATE_VARIANTS}", f"REPORTS_DIR={reports / 'again'}")
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    assert f"{to}: pulled (sha256:" in pulled.stdout
+    assert engine.client.images.get(to).id == promoted["image"]["digest"] == engine.client.images.get("rendergate/text-only:dev").id
+    engine.client.images.remove(to)
+
+
+@pytest.mark.parametrize("case, words", [
+    ("mismatched image", "mismatched: the verdict is about image sha256:"),
+    ("manifest changed", "manifest.toml changed since the verdict: run the gate again"),
+    ("too old", "old, more than the 0.864 s allowed: run the gate again"),
+    ("no verdict", "no verdict (no run of the suites wrote one)"),
+])
+def test_promotion_refuses_a_verdict_that_is_not_about_this_candidate(passed_gate, tmp_path, case, words):
+    reports, _ = passed_gate
+    images, image = GATE_VARIANTS, "rendergate/text-only:dev"
+    if case == "mismatched image":
+        image = "rendergate/manim:dev"
+    elif case == "manifest changed":
+        images = tmp_path / "variants"
+        shutil.copytree(GATE_VARIANTS, images)
+        manifest = images / "text-only" / "manifest.toml"
+        manifest.write_text(manifest.read_text().replace("latex = true", "latex = true\nxorg = true"))
+    elif case == "no verdict":
+        reports = tmp_path / "empty-reports"
+    if case == "too old":  # the Makefile keeps the 7-day default; the command takes --max-age-days
+        done = subprocess.run([sys.executable, "-m", "rendergate", f"--images-dir={images}", f"--reports-dir={reports}",
+                               "promote", "text-only", f"--image={image}", "--to=rendergate-test/text-only:refused",
+                               "--max-age-days=0.00001"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    else:
+        done = make("promote", "VARIANT=text-only", f"IMAGE={image}", "TO=rendergate-test/text-only:refused",
+                    f"IMAGES_DIR={images}", f"REPORTS_DIR={reports}")
+    assert done.returncode != 0
+    assert words in done.stderr, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_gate_refuses_requirements_that_no_gpu_could_validate(good_images, tmp_path):
+    """On this CPU-only host the manim variant's GPU requirements are skipped under
+    ALLOW_NO_GPU=1: the run is green, the gate is not."""
+    reports = tmp_path / "reports"
+    done = make("gate", "VARIANT=manim", "ALLOW_NO_GPU=1", f"REPORTS_DIR={reports}", "PYTEST_ARGS=-m 'not timed'")
+    assert done.returncode != 0
+    assert "GATE REFUSED manim" in done.stderr
+    assert "gpu: NOT validated: no NVIDIA GPU on the host (--allow-no-gpu skips are not passes)" in done.stderr
+    assert "nvenc: NOT validated" in done.stderr
+    verdict = json.loads((reports / "verdicts" / "manim.json").read_text())
+    assert verdict["complete"] and not verdict["passed"]
+    assert verdict["requirements"]["latex"]["outcome"] == "passed"
+    assert verdict["requirements"]["workloads.manim_parts"]["outcome"] == "not-run"  # deselected: -m 'not timed'
+
+
+@pytest.mark.serial
+def test_a_regressed_workload_fails_the_gate(good_images, known_bad_image, tmp_path):
+    """The parallel render promoted at about 1.7x on 2 cores; then a new image of the same variant
+    whose workers all land on one core: still above its (low) threshold, far below the figure
+    of the promoted image."""
+    images, reports = tmp_path / "variants", tmp_path / "reports"
+    (images / "parallel").mkdir(parents=True)
+    (images / "parallel" / "manifest.toml").write_text(
+        'description = "the parallel render alone"\n[run]\ngpus = "none"\ncommand = ["sleep", "infinity"]\n'
+        'python = "/opt/venv/bin/python"\n[thresholds]\nparallel_speedup = 0.5\nmax_regression = 0.25\nrepeats = 3\n'
+        '[workloads]\nparallel_frames = { frames = 8, workers = 2, size = "448x252", samples = 4 }\n')
+    dockerfile = images / "parallel" / "Dockerfile"
+    args = ["VARIANT=parallel", f"IMAGES_DIR={images}", f"REPORTS_DIR={reports}"]
+    dockerfile.write_text("ARG BASE_IMAGE\nFROM rendergate/blender:dev\n")
+    first = make("gate", *args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    promoted = make("promote", *args, "IMAGE=rendergate/parallel:dev", "TO=rendergate-test/parallel:promoted")
+    assert promoted.returncode == 0, promoted.stderr
+    dockerfile.write_text(f"ARG BASE_IMAGE\nFROM {known_bad_image('workers-share-one-core')}\n")
+    second = make("gate", *args)
+    assert second.returncode != 0
+    assert "[regressed]" in second.stderr and "of the last promoted image (rendergate-test/parallel:promoted" in second.stderr
+    checks = json.loads((reports / "verdicts" / "parallel.json").read_text())["checks"]
+    regressed = [c for c in checks if c["cause"] == "regressed"]
+    assert len(regressed) == 1 and regressed[0]["figures"]["2 workers vs 1"]["verdict"] == "pass"
+    assert "[regressed]" in (reports / "report.html").read_text()

@@ -1,0 +1,130 @@
+"""The HTML reports in a real headless browser (Debian's chromium): they load offline, the matrix
+and the pictures render, videos have a source that plays, and a mismatch shows new / reference /
+diff. The reports come from real runs of the suites on real images."""
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import BASE_IMAGE, ROOT, read_verdicts
+from rendergate.report import HOST_ROWS, LABELS
+
+PASS_COLOUR = (0xC8, 0xF0, 0xC8)  # rendergate.report.CSS's .rg-passed
+
+
+def run_with_report(reports: Path, *args: str) -> Path:
+    subprocess.run([sys.executable, "-m", "pytest", "suites", "-q", f"--reports-dir={reports}",
+                    f"--html={reports / 'report.html'}", "--self-contained-html", f"--base-image={BASE_IMAGE}", *args],
+                   cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return reports / "report.html"
+
+
+def open_report(browser, path: Path) -> None:
+    browser.get(path.resolve().as_uri())
+    deadline = time.monotonic() + 30
+    while browser.execute_script("return document.querySelectorAll('#results-table tbody').length") == 0:
+        assert time.monotonic() < deadline, f"{path}: the results table never rendered"
+        time.sleep(0.2)
+    browser.find_element("id", "show_all_details").click()
+
+
+def loaded_pictures(browser, selector: str) -> list[int]:
+    """Widths of the decoded pictures matching `selector`; a broken one has width 0."""
+    return browser.execute_script(
+        f"return [...document.querySelectorAll('{selector}')].map(i => i.complete ? i.naturalWidth : 0)")
+
+
+@pytest.fixture(scope="module")
+def good_report(good_images, tmp_path_factory):
+    reports = tmp_path_factory.mktemp("good-report")
+    path = run_with_report(reports, "--variant=xorg-glx", "--variant=manim", "--allow-no-gpu", "-n", "2",
+                           "-k", "test_glx_answers or test_manim_scene_renders or test_mathtex_renders")
+    return path, read_verdicts(reports)
+
+
+def test_matrix_shows_every_check_with_its_outcome(browser, good_report):
+    path, verdicts = good_report
+    open_report(browser, path)
+    cells = browser.execute_script(
+        "return [...document.querySelectorAll('#rg-matrix td.rg-cell a')].map(a => [a.getAttribute('href'), a.textContent])")
+    expected = {f"#{c['anchor']}": LABELS[c["outcome"]] for v in verdicts.values() for c in v["checks"]
+                if c["outcome"] != "not-declared"}
+    assert dict(cells) == expected
+    first_link = cells[0][0]
+    browser.find_element("css selector", f'#rg-matrix a[href="{first_link}"]').click()
+    assert browser.execute_script("return decodeURIComponent(location.hash)") == first_link
+    assert browser.execute_script("return document.getElementById(arguments[0]) !== null", first_link[1:])
+    shot = np.asarray(Image.open(io.BytesIO(browser.find_element("id", "rg-matrix").screenshot_as_png)).convert("RGB"))
+    assert (np.abs(shot.astype(int) - PASS_COLOUR).sum(axis=2) < 8).sum() > 100, "no pass cell was painted"
+
+
+def media_shown(browser, media) -> tuple[str, float]:
+    """What a check's media viewer shows now, once loaded: ("image", its decoded width) or
+    ("video", its duration); 0 when it did not load."""
+    deadline = time.monotonic() + 20
+    while True:
+        kind, value = browser.execute_script("""
+            const m = arguments[0], img = m.querySelector('img'), video = m.querySelector('video');
+            if (!img.classList.contains('hidden')) return ['image', img.complete ? img.naturalWidth : 0];
+            if (video.readyState === 0 && !video.dataset.rgLoading) { video.dataset.rgLoading = '1'; video.load(); }
+            return ['video', video.readyState >= 1 ? video.duration : 0];""", media)
+        if value or time.monotonic() > deadline:
+            return kind, value
+        time.sleep(0.2)
+
+
+def test_every_picture_renders_and_the_video_plays(browser, good_report):
+    """Each check's media viewer, stepped through: the Xorg screenshot, the Manim video (embedded,
+    with its source) and the Manim last frame."""
+    path, _ = good_report
+    open_report(browser, path)
+    shown = []
+    for media in browser.find_elements("css selector", ".media"):
+        count = media.find_element("css selector", ".media__counter").text
+        total = int(count.split("/")[1]) if count else 0
+        for _ in range(total):
+            shown.append((media.find_element("css selector", ".media__name").text, *media_shown(browser, media)))
+            if total > 1:
+                media.find_element("css selector", ".media-container__nav--right").click()
+    assert sorted(name for name, _, _ in shown) == ["manim-480p15-last-frame-new.png", "manim-480p15.mp4", "xorg-screenshot.png"]
+    assert all(value > 0 for _, _, value in shown), shown
+    sources = browser.execute_script("return [...document.querySelectorAll('video source')].map(s => s.getAttribute('src')).filter(s => s)")
+    assert sources and all(s.startswith("data:video/mp4;base64,") for s in sources)
+
+
+def test_a_mismatch_shows_new_reference_and_diff(browser, known_bad_image, tmp_path):
+    path = run_with_report(tmp_path, "--variant=blender", f"--image={known_bad_image('cycles-render-tampered')}",
+                           "-k", "test_cycles_frame_on_cpu")
+    open_report(browser, path)
+    captions = browser.execute_script(
+        "return [...document.querySelectorAll('.rg-comparison figcaption')].map(f => f.textContent)")
+    assert captions == ["new", "reference", "diff"]
+    assert all(loaded_pictures(browser, ".rg-comparison img"))
+    assert "differs from its reference" in browser.find_element("id", "rg-matrix").get_attribute("innerHTML")
+
+
+def test_merged_report_of_two_hosts(browser, tmp_path):
+    """A real verdict from the H100 (tests/data/verdicts) and one made here, on no GPU."""
+    run_with_report(tmp_path / "here", "--variant=host", "--allow-no-gpu")
+    h100 = ROOT / "tests" / "data" / "verdicts" / "h100-host.json"
+    merged = tmp_path / "merged.html"
+    done = subprocess.run([sys.executable, "-m", "rendergate", "merge", str(h100), str(tmp_path / "here"), f"--out={merged}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    verdicts = json.loads(merged.with_suffix(".json").read_text())["verdicts"]
+    browser.get(merged.as_uri())
+    headers = browser.execute_script("return [...document.querySelectorAll('#rg-matrix thead tr:first-child th')].map(t => t.textContent)")
+    assert sorted(headers[2:]) == sorted(f"host \u00b7 {v['host']['gpu_type']}" for v in verdicts)
+    states = browser.execute_script("return [...document.querySelectorAll('#rg-matrix thead tr:nth-child(2) td')].map(t => t.textContent)")
+    by_type = {v["host"]["gpu_type"]: v for v in verdicts}
+    order = [h.split(" \u00b7 ")[1] for h in headers[2:]]
+    assert states == [("PASSED" if by_type[t]["passed"] else "FAILED") for t in order]
+    column = [key for key, _ in HOST_ROWS].index("driver")
+    drivers = browser.execute_script("return [...document.querySelectorAll('.rg-env tbody tr')].map(r => r.cells[arguments[0]].textContent)", column)
+    assert sorted(drivers) == sorted(v["host"]["driver"] for v in verdicts)

@@ -1,0 +1,130 @@
+"""What infra reviewers and CI read: the HTML report and the verdicts, from real runs of the
+suites. Secrets never reach them; an interrupted or killed run leaves both, marked partial."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from conftest import BASE_IMAGE, ROOT, read_verdicts
+from rendergate.engine import LABEL_OWNER
+
+HOST_SECRET = "hs-5b0c9e7d2a41f6"  # a value of a secret-named variable in the environment of the run
+MANIFEST_SECRET = "ms-1f8e2d3c4b5a69"  # a value of a secret-named variable the manifest gives the container
+URL_PASSWORD = "pw-7c1e55aa90"  # printed by the known-bad ffmpeg, never seen by rendergate before
+GIT_URL_TOKEN = "ghp_4Tq8Zr2Lm9Xw6Vb1Nc3Kd7Hf5Js0Pa2Ye8Ui"  # Jenkins' GIT_URL, which pytest-metadata reports
+
+
+def test_secrets_never_reach_a_report_a_verdict_or_a_log(known_bad_image, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(ROOT / "images" / "manim", images / "manim")
+    manifest = images / "manim" / "manifest.toml"
+    manifest.write_text(manifest.read_text().replace(
+        "[run]\n", f'[run]\nenv = {{ RENDER_API_TOKEN = "{MANIFEST_SECRET}", RENDER_QUEUE = "queue-visible-7" }}\n'))
+    reports = tmp_path / "reports"
+    env = {**os.environ, "RENDER_FARM_PASSWORD": HOST_SECRET, "JENKINS_URL": "https://ci.example.com/",
+           "GIT_URL": f"https://ci-bot:{GIT_URL_TOKEN}@github.com/studio/render.git"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites", "-q", f"--images-dir={images}", "--variant=manim",
+         f"--image={known_bad_image('ffmpeg-leaks-secrets')}", "--allow-no-gpu", f"--reports-dir={reports}",
+         f"--html={reports / 'report.html'}", "--self-contained-html", f"--junitxml={reports / 'junit.xml'}",
+         "-k", "test_encoder_listed", f"--base-image={BASE_IMAGE}"],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    written = {p: p.read_text(errors="replace") for p in reports.rglob("*") if p.is_file()}
+    written[Path("terminal")] = proc.stdout + proc.stderr
+    assert {"report.html", "junit.xml", "manim.json"} <= {p.name for p in written}
+    assert "queue-visible-7" in written[reports / "report.html"], "the env was printed: redaction had work to do"
+    assert "ci.example.com" in written[reports / "report.html"], "the CI metadata made it to the environment table"
+    for path, text in written.items():
+        for secret in (HOST_SECRET, MANIFEST_SECRET, URL_PASSWORD, GIT_URL_TOKEN):
+            assert secret not in text, f"{secret} leaked into {path}"
+    assert "[redacted]" in written[reports / "report.html"]
+
+
+def _start_suite(reports: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "suites", "-q", f"--reports-dir={reports}", f"--html={reports / 'report.html'}",
+         "--self-contained-html", f"--base-image={BASE_IMAGE}", *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _owned(engine, proc) -> list[dict]:
+    return [c for c in engine.containers() if c["labels"].get(LABEL_OWNER) == f"{socket.gethostname()}:{proc.pid}"]
+
+
+def _wait_for_container(engine, proc) -> None:
+    deadline = time.monotonic() + 120
+    while not _owned(engine, proc):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never started its container"
+        time.sleep(0.5)
+    time.sleep(3)  # inside the hung ffmpeg by now
+
+
+def _refusals(reports: Path, image: str) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    def rendergate(*args):
+        return subprocess.run([sys.executable, "-m", "rendergate", f"--reports-dir={reports}", *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return (rendergate("gate", "manim", f"--image={image}"),
+            rendergate("promote", "manim", f"--image={image}", "--to=rendergate-test/never:promoted",
+                       f"--promoted={reports / 'promoted'}"))
+
+
+def test_interrupted_run_leaves_a_partial_report_and_verdict_that_are_refused(known_bad_image, engine, tmp_path):
+    image = known_bad_image("ffmpeg-hangs")
+    reports = tmp_path / "reports"
+    proc = _start_suite(reports, "--variant=manim", f"--image={image}", "--allow-no-gpu")
+    _wait_for_container(engine, proc)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert _owned(engine, proc) == []
+    assert "PARTIAL" in output
+    verdict = read_verdicts(reports)["manim"]
+    assert verdict["complete"] is False and verdict["passed"] is False
+    assert "PARTIAL" in verdict["problems"][0]
+    assert "PARTIAL: the run was interrupted" in (reports / "report.html").read_text(), output
+    gate, promote = _refusals(reports, image)
+    assert gate.returncode == promote.returncode == 1
+    assert "the run did not finish (interrupted or crashed): this verdict is PARTIAL" in gate.stderr
+    assert "PROMOTION REFUSED" in promote.stderr and "PARTIAL" in promote.stderr
+
+
+def test_killed_run_leaves_a_partial_report_and_verdict(known_bad_image, engine, tmp_path):
+    """SIGKILL: nothing of the run gets to clean up; what it wrote as it went must say partial
+    (its container is swept by the next run: test_lifecycle)."""
+    image = known_bad_image("ffmpeg-hangs")
+    reports = tmp_path / "reports"
+    proc = _start_suite(reports, "--variant=manim", f"--image={image}", "--allow-no-gpu")
+    try:
+        _wait_for_container(engine, proc)
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        for c in _owned(engine, proc):
+            engine.remove(c["id"])
+    verdict = read_verdicts(reports)["manim"]
+    assert verdict["complete"] is False and verdict["finished"] is None
+    assert "PARTIAL: the run had not finished" in (reports / "report.html").read_text()
+    gate, _ = _refusals(reports, image)
+    assert gate.returncode == 1 and "PARTIAL" in gate.stderr
+
+
+def test_parallel_workers_never_clobber_each_others_files(good_images, suite, tmp_path):
+    """`--dist load` spreads one variant's checks over both workers, each with its own container
+    and its own build of the image, writing evidence and logs at the same time."""
+    report = tmp_path / "reports" / "report.html"
+    run = suite("-n", "2", "--dist", "load", "--variant=xorg-glx", "--variant=manim", "--allow-no-gpu",
+                "-m", "not timed", f"--html={report}", "--self-contained-html")
+    assert run.complete and run.leftover == [], run.output
+    for picture in (run.reports / "artifacts").rglob("*.png"):
+        Image.open(picture).verify()  # every kept picture whole
+    for name in ("xorg-glx", "manim"):
+        assert (run.reports / "logs" / f"{name}-build.log").read_text().rstrip().endswith(f"rendergate/{name}:dev")
+    assert not list((run.reports / "logs").glob(".*"))  # no build log left half-written
+    checks = [c for c in run.checks if c["outcome"] != "not-declared"]
+    assert len({c["nodeid"] for c in checks}) == len(checks)  # each check reported once, by the controller
+    assert all(c["anchor"] in report.read_text() for c in checks)
