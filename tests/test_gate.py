@@ -139,7 +139,7 @@ def test_gate_refuses_requirements_that_no_gpu_could_validate(good_images, tmp_p
 
 
 @pytest.mark.serial
-def test_a_regressed_workload_fails_the_gate(good_images, known_bad_image, tmp_path):
+def test_a_regressed_workload_fails_the_gate(good_images, known_bad_image, engine, tmp_path):
     """The parallel render promoted at about 1.7x on 2 cores; then a new image of the same variant
     whose workers all land on one core: still above its (low) threshold, far below the figure
     of the promoted image."""
@@ -156,6 +156,7 @@ def test_a_regressed_workload_fails_the_gate(good_images, known_bad_image, tmp_p
     assert first.returncode == 0, first.stdout + first.stderr
     promoted = make("promote", *args, "IMAGE=rendergate/parallel:dev", "TO=rendergate-test/parallel:promoted")
     assert promoted.returncode == 0, promoted.stderr
+    engine.client.images.remove("rendergate-test/parallel:promoted")  # the kept verdict is what counts from here
     dockerfile.write_text(f"ARG BASE_IMAGE\nFROM {known_bad_image('workers-share-one-core')}\n")
     second = make("gate", *args)
     assert second.returncode != 0
