@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .gpuinfo import lookup
+
 
 class Cause(Enum):
     TOOL_MISSING = "tool-missing"
@@ -29,7 +31,11 @@ class Cause(Enum):
     OUTPUT_INVALID = "output-invalid"
     BELOW_THRESHOLD = "below-threshold"
     REGRESSED = "regressed"
+    SESSION_LIMIT = "session-limit"
     NO_GPU_ON_HOST = "no-gpu-on-host"
+    NO_DRIVER = "no-driver"
+    HOST_MISCONFIGURED = "host-misconfigured"
+    GPU_FAULT = "gpu-fault"
     TARGET_UNAVAILABLE = "target-unavailable"
     TIMEOUT = "timeout"
     COMMAND_FAILED = "command-failed"
@@ -66,18 +72,12 @@ DRIVER_FILES = {
     "libGLX_nvidia.so.0": "graphics",
     "libEGL_nvidia.so.0": "graphics",
     "libnvoptix.so.1": "graphics",
+    "nvidia_icd.json": "graphics",  # the Vulkan ICD
     "nvidia_drv.so": "display",
     "libglxserver_nvidia.so": "display",
 }
 
-# GPU models with no NVENC engine at all (decode only). Issue 5 turns this into a data file.
-GPUS_WITHOUT_NVENC = ("A100", "A30", "H100", "H200", "H800", "A800")
-
 SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "software rasterizer")
-
-
-def gpu_lacks_nvenc(gpu_name: str) -> bool:
-    return any(re.search(rf"\b{model}\b", gpu_name) for model in GPUS_WITHOUT_NVENC)
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def driver_file_missing(name: str, facts: Facts) -> Diagnosis:
 
 
 def _nvenc_refused(match: re.Match, facts: Facts) -> Diagnosis:
-    lacking = [n for n in facts.gpu_names if gpu_lacks_nvenc(n)]
+    lacking = [n for n in facts.gpu_names if (known := lookup(n)) and known.nvenc == 0]
     if lacking:
         return Diagnosis(Cause.GPU_LACKS_ENGINE,
                          f"{lacking[0]} has no NVENC engine: run this check on a GPU with NVENC (T4, L4, A10, L40S)")
@@ -122,6 +122,9 @@ def tool_missing(tool: str, facts: Facts) -> Diagnosis:
 
 
 # Ordered: the first pattern that matches the output wins.
+# How a driver refuses an NVENC session over the cap: error 21 on recent drivers, 10 on older
+# ones (tests/data/captures/public/, sources in its README).
+SESSION_REFUSED = re.compile(r"OpenEncodeSessionEx failed: (?:incompatible client key \(21\)|out of memory \(10\))")
 _PATTERNS: list[tuple[re.Pattern, callable]] = [
     (re.compile(r"(?:Cannot load|Could not load) (?P<lib>lib(?:nvidia-encode|nvcuvid|cuda|nvidia-ml)\.so\.\d)"),
      lambda m, f: driver_file_missing(m.group("lib"), f)),
@@ -137,6 +140,9 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
                             "or build ffmpeg against older nv-codec-headers")),
     (re.compile(r"OpenEncodeSessionEx failed: unsupported device.*|No (?:NVENC )?capable devices found.*"),
      _nvenc_refused),
+    (SESSION_REFUSED,
+     lambda m, f: Diagnosis(Cause.SESSION_LIMIT, f"the driver refused another NVENC session ({m.group(0).strip()}): "
+                                                 "the concurrent-session cap is reached (GeForce: 8 per system)")),
     (re.compile(r"Unknown encoder '(?P<enc>[^']+)'|Encoder '?(?P<enc2>\w+)'? not found"),
      lambda m, f: encoder_not_compiled(m.group("enc") or m.group("enc2"))),
     (re.compile(r"You do not have package (?P<pkg>\S+?) installed|File [`'](?P<pkg2>[^'`]+\.(?:cls|sty))' not found"),

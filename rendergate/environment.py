@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .parsers import parse_nvidia_smi_csv
+from .gpu import host_gpus, host_nvml
+from .gpuinfo import GpuInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_GPU = "no GPU"
@@ -51,33 +52,29 @@ def gpu_type(names: list[str]) -> str:
     return " + ".join(f"{n}x {name}" if n > 1 else name for name, n in Counter(names).items())
 
 
-def _cuda_version() -> str | None:
-    """The CUDA version the driver supports, as nvidia-smi's banner states it."""
-    banner = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout
-    marker = "CUDA Version:"
-    return banner.split(marker, 1)[1].split()[0] if marker in banner else None
+def _describe(gpu: GpuInfo) -> str:
+    """One GPU's identity, for hosts with several."""
+    mig = "MIG on" if gpu.mig_mode and gpu.mig_mode["current"] else "MIG off"
+    persistence = {1: "persistence on", 0: "persistence off"}.get(gpu.persistence_mode, "persistence n/a")
+    return (f"{gpu.index}: {gpu.name} [{gpu.pci_device_id} at {gpu.pci_bus_id}, {gpu.architecture}, "
+            f"cc {gpu.compute_capability}, {gpu.memory_total / 2**30:.0f} GiB, {mig}, {persistence}, {gpu.uuid}]")
 
 
 def describe_host() -> dict:
     """The host running the suite: keys are the report's environment table rows."""
-    gpus, driver, cuda = [], None, None
-    smi = shutil.which("nvidia-smi") and subprocess.run(
-        ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-        capture_output=True, text=True, timeout=30)
-    if smi and smi.returncode == 0:
-        rows = parse_nvidia_smi_csv(smi.stdout, ["name", "driver_version"])
-        gpus = [r["name"] for r in rows]
-        driver = rows[0]["driver_version"] if rows else None
-        cuda = _cuda_version()
+    gpus = host_gpus()
+    _, nvml_error = host_nvml()
     toolkit = _output("nvidia-ctk", "--version") or _output("nvidia-container-cli", "--version")
     engine = _output("docker", "version", "--format", "{{.Server.Version}}")
     return {
         "host": socket.gethostname(),
         "os": f"{platform.system()} {platform.release()} ({platform.machine()})",
-        "gpu_type": gpu_type(gpus),
-        "gpus": f"{len(gpus)}: " + ", ".join(sorted(set(gpus))) if gpus else "none",
-        "driver": driver or "none",
-        "cuda": cuda or "none",
+        "gpu_type": gpu_type([g.name for g in gpus]),
+        "gpus": "; ".join(_describe(g) for g in gpus) if gpus else f"none ({nvml_error or 'NVML lists no GPU'})",
+        "gpu_models": ", ".join(sorted({g.known.model if g.known else f"{g.name}: unknown to the capability table, "
+                                        "judged by runtime probing" for g in gpus})) or "none",
+        "driver": gpus[0].driver_version if gpus else "none",
+        "cuda": gpus[0].cuda_driver_version if gpus else "none",
         "container_toolkit": toolkit or "not installed",
         "docker_engine": engine or "not running",
         "suite_version": suite_version(),

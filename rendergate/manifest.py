@@ -39,6 +39,9 @@ def _str_table(v):
     return isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
 
 
+GPU_FEATURES = {"nvenc", "optix"}
+# Requirement keys that qualify other requirements instead of naming checks of their own.
+QUALIFIERS = {"gpu_must_have"}
 # Each known key: (validator, what a valid value looks like).
 REQUIREMENTS = {
     "gpu": (_bool, "true or false"),
@@ -49,6 +52,10 @@ REQUIREMENTS = {
     "xorg": (_bool, "true or false"),
     "glx_renderer": (_str, 'the GL vendor the renderer must come from, e.g. "nvidia"'),
     "vnc": (_bool, "true or false"),
+    "host_ready": (_bool, "true or false: the host's driver, devices, persistence mode, Xid errors, DCGM diagnostic"),
+    "gpu_must_have": (lambda v: _str_list(v) and set(v) <= GPU_FEATURES,
+                      'GPU features the variant needs on every host, from: "nvenc", "optix" (a GPU without '
+                      'them then fails the variant instead of "not supported by this GPU")'),
 }
 RUN = {
     "gpus": (lambda v: v == "all" or v == "none" or _positive_int(v), '"all", "none" or a GPU count'),

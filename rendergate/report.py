@@ -14,6 +14,8 @@ from html import escape
 
 from PIL import Image
 
+from .verdict import NOT_COUNTED
+
 CSS = """
 .rg-matrix { border-collapse: collapse; margin: 8px 0 16px; font: 13px sans-serif; }
 .rg-matrix th, .rg-matrix td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
@@ -21,15 +23,17 @@ CSS = """
 .rg-matrix a { color: inherit; text-decoration: none; display: block; }
 .rg-passed { background: #c8f0c8; } .rg-failed, .rg-error { background: #f5b5b5; font-weight: bold; }
 .rg-no-gpu, .rg-undecided, .rg-not-run, .rg-partial { background: #fbe3a4; }
-.rg-skipped, .rg-na { background: #eee; color: #777; }
+.rg-skipped, .rg-na { background: #eee; color: #777; } .rg-unsupported { background: #dde6f5; }
 .rg-banner { padding: 8px 12px; margin: 8px 0; font: bold 15px sans-serif; border-radius: 4px; }
 .rg-problems { font: 13px sans-serif; }
 .rg-env { border-collapse: collapse; font: 13px sans-serif; margin-bottom: 12px; }
 .rg-env th, .rg-env td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
 """
 LABELS = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip", "no-gpu": "no GPU",
-          "undecided": "undecided", "not-run": "not run", "not-declared": "\u2014", "na": "\u2014"}
-HOST_ROWS = [("gpu_type", "GPU type"), ("host", "Host"), ("gpus", "GPUs"), ("driver", "Driver"), ("cuda", "CUDA"),
+          "undecided": "undecided", "not-run": "not run", "not-declared": "\u2014", "not-applicable": "\u2014", "na": "\u2014",
+          "unsupported": "not supported by this GPU"}
+HOST_ROWS = [("gpu_type", "GPU type"), ("host", "Host"), ("gpus", "GPUs"), ("gpu_models", "GPU models (capability table)"),
+             ("driver", "Driver"), ("cuda", "CUDA"),
              ("container_toolkit", "Container toolkit"), ("docker_engine", "Docker engine"),
              ("suite_version", "rendergate"), ("started", "Started")]
 THUMBNAIL_WIDTH = 480
@@ -52,7 +56,7 @@ def _rows(verdicts: list[dict]) -> list[tuple[str, str | None, str | None]]:
     for v in verdicts:
         for name in v["declared"]:
             order.setdefault(name, len(order))
-    rows = {(c["requirement"], c["check"], c["item"]) for v in verdicts for c in v["checks"] if c["outcome"] != "not-declared"}
+    rows = {(c["requirement"], c["check"], c["item"]) for v in verdicts for c in v["checks"] if c["outcome"] not in NOT_COUNTED}
     rows |= {(name, None, None) for v in verdicts for name, r in v["requirements"].items() if r["outcome"] == "not-run"}
     return sorted(rows, key=lambda r: (order.get(r[0], len(order)), r[0], r[1] or "", r[2] or ""))
 

@@ -91,19 +91,29 @@ class Target:
         if self.run(f"command -v {shlex.quote(name)}").rc != 0:
             raise CheckFailed.of(tool_missing(name, self.facts()))
 
+    def driver_files(self, names) -> set[str]:
+        """Which of these NVIDIA driver files (libraries, binaries, ICD json) the target holds."""
+        places = "/usr/lib /usr/lib64 /usr/local/nvidia /usr/share/vulkan /etc/vulkan /usr/share/glvnd"
+        script = "; ".join(f"(ldconfig -p | grep -qF {shlex.quote(n)} || command -v {shlex.quote(n)} || "
+                           f"find {places} -name {shlex.quote(n)} 2>/dev/null | grep -q .) >/dev/null && echo {shlex.quote(n)}"
+                           for n in names)
+        return set(self.run(script).stdout.split())
+
     def missing_driver_file(self, name: str) -> Diagnosis | None:
         """Why a file the NVIDIA container toolkit should inject is absent, or None if present."""
-        found = self.run(f"ldconfig -p | grep -qF {shlex.quote(name)} || command -v {shlex.quote(name)} || "
-                         f"find /usr/lib /usr/lib64 /usr/local/nvidia -name {shlex.quote(name)} 2>/dev/null | grep -q .")
-        return None if found.rc == 0 else driver_file_missing(name, self.facts())
+        return None if self.driver_files([name]) else driver_file_missing(name, self.facts())
 
-    def probe(self, name: str, *args: str, timeout: float | None = None) -> dict:
-        """Run rendergate/probes/<name>.py with the target's Python: its JSON result, or the
-        diagnosed failure."""
+    def run_probe(self, name: str, *args: str, timeout: float | None = None) -> Result:
+        """Run rendergate/probes/<name>.py with the target's Python, whatever its outcome."""
         self._ensure_probes()
         argv = " ".join(shlex.quote(a) for a in args)
-        result = self.check(f"PYTHONPATH={self.workdir}/lib {self.python} {self.workdir}/probes/{name}.py {argv}",
-                            f"the {name} probe", timeout)
+        return self.run(f"PYTHONPATH={self.workdir}/lib {self.python} {self.workdir}/probes/{name}.py {argv}", timeout)
+
+    def probe(self, name: str, *args: str, timeout: float | None = None) -> dict:
+        """run_probe(): its JSON result, or the diagnosed failure."""
+        result = self.run_probe(name, *args, timeout=timeout)
+        if result.rc != 0:
+            raise CheckFailed.of(diagnose(result.output, result.rc, f"the {name} probe", self.facts()))
         return parse_probe_output(result.stdout)
 
     def _ensure_probes(self) -> None:

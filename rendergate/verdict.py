@@ -18,13 +18,17 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .manifest import Variant
+from .manifest import QUALIFIERS, Variant
 
 SCHEMA = 1
-# Outcomes of a requirement, from its checks' outcomes; only "passed" passes.
+# Outcomes of a requirement, from its checks' outcomes; only "passed" passes, and "unsupported"
+# (the GPU lacks the feature, by the capability table: a hardware limit) does not fail it.
 _REQUIREMENT_OUTCOME = (  # the first that any of its checks has, wins
     ("failed", "failed"), ("error", "failed"), ("no-gpu", "not-validated"), ("undecided", "undecided"),
-    ("skipped", "skipped"))
+    ("skipped", "skipped"), ("unsupported", "unsupported"))
+NOT_A_PROBLEM = ("passed", "unsupported")
+# Checks that do not apply to this variant: neither a pass nor a problem.
+NOT_COUNTED = ("not-declared", "not-applicable")
 _EXPLAIN = {
     "failed": "failed",
     "not-validated": "NOT validated: no NVIDIA GPU on the host (--allow-no-gpu skips are not passes)",
@@ -44,7 +48,7 @@ def manifest_digest(variant: Variant) -> str:
 
 def declared_requirements(variant: Variant) -> list[str]:
     """The manifest keys a run must prove: requirements, then workloads."""
-    names = list(variant.requirements) + [f"workloads.{k}" for k in variant.workloads]
+    names = [n for n in variant.requirements if n not in QUALIFIERS] + [f"workloads.{k}" for k in variant.workloads]
     return [n for n in names if variant.declared(n) not in (None, False)]
 
 
@@ -59,7 +63,7 @@ def settle(verdict: dict) -> dict:
     """Fill in the requirement outcomes, the problems and the overall pass from the checks."""
     requirements = {}
     for name in verdict["declared"]:
-        checks = [c for c in verdict["checks"] if c["requirement"] == name]
+        checks = [c for c in verdict["checks"] if c["requirement"] == name and c["outcome"] not in NOT_COUNTED]
         outcomes = {c["outcome"] for c in checks}
         outcome = next((req for check, req in _REQUIREMENT_OUTCOME if check in outcomes),
                        "passed" if checks else "not-run")
@@ -77,7 +81,7 @@ def judge(verdict: dict) -> list[str]:
     if not verdict["declared"]:
         problems.append(f"{verdict['variant']} declares no requirement: the run proved nothing")
     for name, req in verdict["requirements"].items():
-        if req["outcome"] == "passed":
+        if req["outcome"] in NOT_A_PROBLEM:
             continue
         failing = [c for c in verdict["checks"] if c["requirement"] == name and c["outcome"] != "passed"]
         detail = "; ".join(f"{c['check']}{'[' + c['item'] + ']' if c['item'] else ''}: {c['message']}"

@@ -33,6 +33,7 @@ def test_bpy_loads_cycles(target):
 
 
 @pytest.mark.needs_gpu
+@pytest.mark.gpu_feature("optix")
 def test_cycles_lists_gpu_device(target, requirement):
     if gpu_devices(target, requirement):
         return
@@ -45,6 +46,7 @@ def test_cycles_lists_gpu_device(target, requirement):
 
 
 @pytest.mark.needs_gpu
+@pytest.mark.gpu_feature("optix")
 def test_cycles_renders_on_gpu(target, requirement, artifacts):
     if not gpu_devices(target, requirement):
         raise CheckFailed(Cause.NO_GPU_DEVICE, f"Cycles lists no {requirement} device (see test_cycles_lists_gpu_device)")

@@ -35,6 +35,7 @@ def test_libx264_encode_is_valid(target, requirement):
 
 
 @pytest.mark.needs_gpu
+@pytest.mark.gpu_feature("nvenc")
 @pytest.mark.timed
 def test_nvenc_speedup_over_libx264(target, variant, requirement, speed_gate):
     for encoder in variant.requirements.get("nvenc", []):

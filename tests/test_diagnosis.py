@@ -57,3 +57,15 @@ def test_llvmpipe_fails_the_nvidia_renderer_requirement():
     assert failure.cause is Cause.SOFTWARE_RENDERER
     assert failure.message.startswith("GLX renders in software (llvmpipe")
     assert renderer_failure(info, "mesa") is not None  # a software renderer never passes a vendor requirement
+
+
+def test_a_session_over_the_cap_is_the_session_limit():
+    for capture in ("ffmpeg-nvenc-session-refused-21.txt", "ffmpeg-nvenc-session-refused-10.txt"):
+        d = classify((CAPTURES / "public" / capture).read_text(), Facts(nvidia_devices_visible=True, gpu_names=("NVIDIA GeForce RTX 4090",)))
+        assert d.cause is Cause.SESSION_LIMIT, capture
+        assert "concurrent-session cap" in d.message
+
+
+def test_nvenc_refused_on_the_h100_names_the_gpu_from_the_capability_table():
+    d = classify((CAPTURES / "h100-2026-11-23" / "ffmpeg-nvenc-api11-h264_nvenc.txt").read_text(), H100)
+    assert d.cause is Cause.GPU_LACKS_ENGINE and d.message.startswith("NVIDIA H100 80GB HBM3 has no NVENC engine")
