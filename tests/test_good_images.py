@@ -38,18 +38,20 @@ def test_gpu_requirement_without_gpu_fails_unless_allowed(suite):
 
 
 @pytest.mark.serial
-@pytest.mark.parametrize("variant, check, gate, may_be_undecided", [
-    ("blender", "test_parallel_render_and_stitch", "2 workers vs 1", False),  # 1.8x measured, pinned workers
-    ("manim", "test_manim_parts_rendered_in_parallel", "2 jobs vs 1", True),  # 0.85x against a 0.8x bar
+@pytest.mark.parametrize("variant, check, gate", [
+    ("blender", "test_parallel_render_and_stitch", "2 workers vs 1"),  # 1.8x measured, pinned workers
+    ("manim", "test_manim_parts_rendered_in_parallel", "2 jobs vs 1"),  # 0.85x against a 0.8x bar
 ])
-def test_parallel_gates_run_for_real_here(good_images, suite, variant, check, gate, may_be_undecided):
+def test_parallel_gates_run_for_real_here(good_images, suite, variant, check, gate):
     """Parallel jobs against one on this 2-core machine, alone on it (the serial phase). A pass
     needs every paired speedup at the threshold; a gate too close to call says 'undecided', never
-    'passed'. Either way the output was validated first."""
+    'passed' — and a good image never fails. Either way the output was validated first. (One
+    noisy repeat on this shared VM is enough for 'undecided': a cold CI run saw the blender gate's
+    paired speedups at 2.0x, 1.45x and 1.77x against 1.6x.)"""
     run = suite(f"--variant={variant}", "-k", check, timeout=900)
     result = run.outcome(check, variant)
     figures = result["figures"][gate]
-    assert result["outcome"] in (("passed", "undecided") if may_be_undecided else ("passed",)), run.output
+    assert result["outcome"] in ("passed", "undecided"), run.output
     assert (result["outcome"] == "passed") == (figures["verdict"] == "pass")
     if result["outcome"] == "passed":
         assert min(figures["paired_speedups"]) >= figures["threshold"]
