@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .gpuinfo import GpuInfo, gpus_from_probe
+from .gpuinfo import GpuInfo, gpus_from_probe, nominal
 
 NVML_PROBE = Path(__file__).parent / "probes" / "nvml.py"
 
@@ -33,3 +33,8 @@ def host_gpus() -> list[GpuInfo]:
 def host_gpu_names() -> tuple[str, ...]:
     """Names of this host's NVIDIA GPUs; empty when there is no driver or no GPU."""
     return tuple(gpu.name for gpu in host_gpus())
+
+
+def gpus_of(variant) -> list[GpuInfo]:
+    """The GPUs a variant's checks run on: its cell's Modal GPU type, or this host's."""
+    return [nominal(variant.gpu_type)] if variant.gpu_type else host_gpus()

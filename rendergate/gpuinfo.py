@@ -86,6 +86,13 @@ def gpus_from_probe(data: dict) -> list[GpuInfo]:
         known=lookup(g["name"], g["pci_device_id"])) for g in data["gpus"]]
 
 
+def nominal(gpu_type: str) -> GpuInfo:
+    """A GPU known only by its type name (a Modal GPU type, before a sandbox ran on it)."""
+    return GpuInfo(index=0, name=gpu_type, uuid="", pci_bus_id="", pci_device_id="", brand=None, architecture="unknown",
+                   compute_capability=None, memory_total=0, driver_version="", cuda_driver_version="", mig_mode=None,
+                   persistence_mode=None, encoder_capacity={}, encoder_sessions=None, known=lookup(gpu_type))
+
+
 def lacks(gpu: GpuInfo, feature: str, item: str | None = None) -> str | None:
     """Why `gpu` cannot do `feature` (for a check's item: an encoder, a Cycles backend), from
     the table; None when it can, or when the table does not know the GPU."""

@@ -120,6 +120,12 @@ class Variant:
     run: dict = field(default_factory=dict)
     thresholds: dict = field(default_factory=dict)
     workloads: dict = field(default_factory=dict)
+    gpu_type: str | None = None  # the GPU type of its cell in a --gpu matrix (modal target)
+
+    @property
+    def key(self) -> str:
+        """The variant as one run knows it: its name, and in a GPU matrix the GPU type too."""
+        return f"{self.name}@{self.gpu_type}" if self.gpu_type else self.name
 
     @property
     def dockerfile(self) -> Path | None:

@@ -14,7 +14,7 @@ from html import escape
 
 from PIL import Image
 
-from .verdict import NOT_COUNTED
+from .verdict import NOT_COUNTED, gpu_seconds
 
 CSS = """
 .rg-matrix { border-collapse: collapse; margin: 8px 0 16px; font: 13px sans-serif; }
@@ -108,8 +108,12 @@ def banner_html(state: str, verdicts: list[dict]) -> str:
 
 
 def problems_html(verdicts: list[dict]) -> str:
+    """The verdicts' problems, and the Modal GPU-seconds a matrix used."""
     items = [f"<li><b>{escape(column_label(v))}</b>: {escape(p)}</li>" for v in verdicts for p in v["problems"]]
-    return f'<ul class="rg-problems">{"".join(items)}</ul>' if items else ""
+    used = gpu_seconds(verdicts)
+    usage = (f'<p class="rg-problems" id="rg-gpu-seconds">Modal GPU-seconds: '
+             f'{escape(", ".join(f"{gpu} {s} s" for gpu, s in used.items()))}</p>') if used else ""
+    return (f'<ul class="rg-problems">{"".join(items)}</ul>' if items else "") + usage
 
 
 def speedup_chart(name: str, figure: dict) -> str:

@@ -143,6 +143,15 @@ def regression(previous: dict | None, gpu_type: str, check: str, figure: str, sp
     return None
 
 
+def gpu_seconds(verdicts: list[dict]) -> dict[str, int]:
+    """GPU-seconds used per GPU type, from the verdicts of a Modal GPU matrix."""
+    used: dict[str, int] = {}
+    for v in verdicts:
+        if v.get("gpu_seconds"):
+            used[v["host"]["gpu_type"]] = used.get(v["host"]["gpu_type"], 0) + v["gpu_seconds"]
+    return used
+
+
 def write(path: Path, verdict: dict) -> None:
     """Write atomically: a reader never sees half a verdict."""
     path.parent.mkdir(parents=True, exist_ok=True)

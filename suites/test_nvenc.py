@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 from rendergate.diagnosis import SESSION_REFUSED, Cause, CheckFailed, diagnose, encoder_not_compiled
-from rendergate.gpu import host_gpus
+from rendergate.gpu import gpus_of
 from rendergate.media import probe_video, require_video
 from rendergate.parsers import parse_ffmpeg_encoders
 from rendergate.workloads import encoder_codec
@@ -39,10 +39,10 @@ def test_encoder_encodes(target, requirement):
 
 @pytest.mark.needs_gpu
 @pytest.mark.gpu_feature("nvenc")
-def test_encoder_session_cap(target, requirement, figures, not_on_this_gpu):
+def test_encoder_session_cap(target, variant, requirement, figures, not_on_this_gpu):
     """GeForce drivers cap concurrent NVENC sessions per system: open the cap the capability table
     expects and one more, all at once; the cap found must be the one expected."""
-    gpu = host_gpus()[0]
+    gpu = gpus_of(variant)[0]
     expected = gpu.known.session_cap if gpu.known else None
     if expected == 0:
         not_on_this_gpu(f"{gpu.name} ({gpu.known.model}, {gpu.known.gpu_class}) has no NVENC session cap")

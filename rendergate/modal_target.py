@@ -1,0 +1,151 @@
+"""The modal target: a variant on Modal's GPUs, behind the same run() / put() / fetch() as the
+local and docker targets. Modal is the distributed engine: the variant's image is built there
+from the same Dockerfile (build args passed through), and one Sandbox per (variant, GPU type)
+runs the checks; the matrix is fanned out by pytest-xdist, not by a scheduler of ours.
+
+What can be decided offline is here as plain data (plan()), so that the translation from a
+manifest to Modal's image and sandbox arguments is tested without Modal's servers.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shlex
+import tarfile
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .manifest import Variant
+from .redact import remember_secrets
+from .targets import Target
+
+APP_NAME = "rendergate"
+# Modal's GPU types (modal.com/docs/guide/gpu); `:N` asks for N of them.
+GPU_TYPES = ("T4", "L4", "A10", "A10G", "L40S", "A100", "A100-40GB", "A100-80GB", "H100", "H200", "B200")
+CONFIG = Path(os.environ.get("MODAL_CONFIG_PATH", Path.home() / ".modal.toml"))
+
+
+class ModalUnavailable(Exception):
+    """Modal cannot be used from here; one actionable line, without any secret in it."""
+
+
+def check_credentials() -> None:
+    """Modal's own credential sources (MODAL_TOKEN_ID / MODAL_TOKEN_SECRET, or its config file),
+    remembered for redaction; without them, Modal's client says why, as one line of ours."""
+    tokens = {k: os.environ[k] for k in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET") if os.environ.get(k)}
+    if CONFIG.is_file():
+        for profile in tomllib.loads(CONFIG.read_text()).values():
+            if isinstance(profile, dict):
+                tokens.update({f"MODAL_{k.upper()}": v for k, v in profile.items() if k in ("token_id", "token_secret")})
+    remember_secrets(tokens)
+    if len(tokens) >= 2:
+        return
+    import modal
+    import modal.exception
+
+    try:
+        modal.Client.from_env()
+    except modal.exception.AuthError as e:
+        raise ModalUnavailable(f"no Modal credentials ({str(e).split('.')[0]}): run `modal token new` (it writes "
+                               f"{CONFIG}) or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET") from None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything Modal is asked for one (variant, GPU type) cell."""
+    dockerfile: Path
+    context_dir: Path
+    build_args: dict
+    command: tuple[str, ...]
+    sandbox: dict  # the keyword arguments of modal.Sandbox.create, but for the image and app
+
+
+def gpu_request(variant: Variant, gpu_type: str) -> str | None:
+    wanted = variant.run.get("gpus", "all")
+    if wanted == "none":
+        return None
+    return gpu_type if wanted == "all" else f"{gpu_type}:{wanted}"
+
+
+def plan(variant: Variant, gpu_type: str, base_image: str | None, timeout: int, run_id: str) -> Plan:
+    env = {**variant.run.get("env", {}), "NVIDIA_DRIVER_CAPABILITIES": ",".join(variant.driver_capabilities)}
+    sandbox = {"gpu": gpu_request(variant, gpu_type), "timeout": timeout, "env": env,
+               "tags": {"rendergate.run": run_id, "rendergate.variant": variant.name, "rendergate.gpu": gpu_type}}
+    if "cpus" in variant.run:
+        sandbox["cpu"] = float(variant.run["cpus"])
+    return Plan(dockerfile=variant.dockerfile, context_dir=variant.folder,
+                build_args={"BASE_IMAGE": base_image} if base_image else {}, command=tuple(variant.command),
+                sandbox=sandbox)
+
+
+def image(p: Plan):
+    """The modal.Image the plan builds: the variant's own Dockerfile, on Modal's builders."""
+    import modal
+
+    return modal.Image.from_dockerfile(p.dockerfile, context_dir=p.context_dir, build_args=p.build_args)
+
+
+@dataclass(frozen=True)
+class _Output:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+class _SandboxHost:
+    """The one thing a Target needs from its machine: run(command) -> rc, stdout, stderr."""
+
+    def __init__(self, sandbox):
+        self.sandbox = sandbox
+
+    def run(self, command: str, stdin: bytes | None = None) -> _Output:
+        process = self.sandbox.exec("/bin/sh", "-c", command, text=stdin is None)
+        if stdin is not None:
+            process.stdin.write(stdin)
+            process.stdin.write_eof()
+            process.stdin.drain()
+        stdout, stderr = process.stdout.read(), process.stderr.read()
+        rc = process.wait()
+        decode = (lambda b: b.decode(errors="replace")) if isinstance(stdout, bytes) else str
+        return _Output(rc, decode(stdout), decode(stderr))
+
+
+class ModalTarget(Target):
+    """A Modal Sandbox of the variant's image on one GPU type; terminated when closed."""
+
+    def __init__(self, variant: Variant, sandbox, default_timeout: float):
+        self.sandbox = sandbox
+        self.started = time.monotonic()
+        super().__init__(variant, _SandboxHost(sandbox), "/tmp/rendergate", variant.run.get("python", "python3"),
+                         default_timeout)
+
+    @classmethod
+    def start(cls, variant: Variant, p: Plan, default_timeout: float) -> "ModalTarget":
+        import modal
+
+        app = modal.App.lookup(APP_NAME, create_if_missing=True)
+        sandbox = modal.Sandbox.create(*p.command, app=app, image=image(p), **p.sandbox)
+        return cls(variant, sandbox, default_timeout)
+
+    def put(self, local_dir: Path, remote_dir: str) -> None:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.add(local_dir, arcname=".")
+        out = self._host.run(f"mkdir -p {shlex.quote(remote_dir)} && tar -x -C {shlex.quote(remote_dir)}", stdin=buf.getvalue())
+        if out.rc != 0:
+            raise OSError(f"copying {local_dir} into the sandbox failed: {out.stderr.strip()}")
+
+    def fetch(self, remote_path: str) -> bytes:
+        out = self._host.run(f"base64 -w0 {shlex.quote(remote_path)}")
+        if out.rc != 0:
+            raise OSError(f"{remote_path}: {out.stderr.strip()}")
+        return base64.b64decode(out.stdout)
+
+    def close(self) -> None:
+        try:
+            self.sandbox.terminate()
+        except Exception:  # already gone (its timeout, or Modal stopped it): nothing left to release
+            pass

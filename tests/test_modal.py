@@ -1,0 +1,80 @@
+"""The modal target, offline (no network to Modal here): the translation from a manifest to
+Modal's real image and sandbox argument objects, the GPU matrix's parametrization, and the
+credential errors of a real Modal client. The live path (sandboxes on Modal's GPUs) needs Modal
+credentials: README, "A GPU matrix on Modal"; it is not faked here."""
+import inspect
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import modal
+import pytest
+
+from conftest import ROOT
+from rendergate.manifest import load_variant, load_variants
+from rendergate.modal_target import image, plan
+
+FAKE_TOKENS = {"MODAL_TOKEN_ID": "ak-Zx81Qm2Lp4Rt6Vb9Nc3Kd", "MODAL_TOKEN_SECRET": "as-Hq5Wm8Tn2Lp7Xc4Vb1Zr"}
+
+
+def pytest_suites(*args, env=None, home=None):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
+    environment.update(env or {})
+    if home:
+        environment["HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "pytest", "suites", "-q", *args], cwd=ROOT, capture_output=True,
+                          text=True, env=environment, timeout=120)
+
+
+@pytest.mark.parametrize("name", ["manim", "blender", "xorg-glx"])
+def test_manifest_becomes_a_modal_image_and_sandbox_arguments(name):
+    variant = load_variant(ROOT / "images" / name)
+    p = plan(variant, "L4", "nvidia/cuda:12.4.1-runtime-ubuntu22.04", 1800, "run-1")
+    built = image(p)
+    assert isinstance(built, modal.Image) and repr(built) == f"Image.from_dockerfile({str(variant.dockerfile)!r})"
+    assert p.context_dir == variant.folder and p.build_args == {"BASE_IMAGE": "nvidia/cuda:12.4.1-runtime-ubuntu22.04"}
+    assert p.sandbox["gpu"] == "L4" and p.sandbox["timeout"] == 1800
+    assert p.sandbox["env"]["NVIDIA_DRIVER_CAPABILITIES"] == ",".join(variant.driver_capabilities)
+    assert p.sandbox["tags"] == {"rendergate.run": "run-1", "rendergate.variant": name, "rendergate.gpu": "L4"}
+    assert list(p.command) == variant.command
+    # Modal's own Sandbox.create takes exactly these arguments.
+    inspect.signature(modal.Sandbox.create).bind(*p.command, app=None, image=built, **p.sandbox)
+
+
+def test_gpu_counts_and_cpus_reach_modal():
+    variant = load_variant(ROOT / "images" / "blender")
+    assert plan(replace(variant, run={**variant.run, "gpus": 2}), "H100", None, 60, "r").sandbox["gpu"] == "H100:2"
+    assert plan(replace(variant, run={**variant.run, "gpus": "none"}), "H100", None, 60, "r").sandbox["gpu"] is None
+    assert plan(replace(variant, run={**variant.run, "cpus": 2}), "T4", None, 60, "r").sandbox["cpu"] == 2.0
+    assert plan(variant, "T4", None, 60, "r").build_args == {}
+
+
+def test_gpu_matrix_parametrizes_every_image_variant_per_gpu_type():
+    done = pytest_suites("--target=modal", "--gpu=T4,L4,H100", "--collect-only", "-k", "test_mathtex_renders",
+                         env=FAKE_TOKENS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ids = {line.split("[", 1)[1].rstrip("]").split("]")[0] for line in done.stdout.splitlines() if "[" in line}
+    variants = load_variants(ROOT / "images")
+    expected = {f"{n}-modal-{g}" for n, v in variants.items() if v.needs_image for g in ("T4", "L4", "H100")}
+    expected |= {f"{n}-local" for n, v in variants.items() if not v.needs_image}
+    assert ids == expected
+    for token in FAKE_TOKENS.values():
+        assert token not in done.stdout + done.stderr
+
+
+def test_without_credentials_a_real_client_fails_in_one_line(tmp_path):
+    done = pytest_suites("--target=modal", "--gpu=T4", home=tmp_path)
+    assert done.returncode == 4
+    assert "no Modal credentials (Token missing): run `modal token new`" in done.stderr
+    assert "MODAL_TOKEN_ID and MODAL_TOKEN_SECRET" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--target=modal"], "--target modal needs --gpu with Modal GPU types"),
+    (["--target=modal", "--gpu=T4,Z9"], "unknown: Z9"),
+    (["--gpu=T4"], "--gpu is a GPU matrix on Modal: it needs --target modal"),
+])
+def test_bad_matrix_options_are_one_line(args, line):
+    done = pytest_suites(*args, env=FAKE_TOKENS)
+    assert done.returncode == 4 and line in done.stderr and "Traceback" not in done.stderr
