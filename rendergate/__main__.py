@@ -24,7 +24,7 @@ from pathlib import Path
 from . import verdict as verdicts
 from .engine import Engine, EngineError
 from .manifest import ManifestError, load_variants
-from .promotion import Refused, gate, image_digest, obtain, promote
+from .promotion import Refused, gate, obtain, promote
 from .references import make_references
 from .report import merged_html
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ManifestError(f"unknown variant {', '.join(unknown)} (known: {', '.join(variants)})")
         verdict_path = Path(args.reports_dir) / "verdicts" / f"{getattr(args, 'variant', '')}.json"
         if args.command == "gate":
-            digest = image_digest(Engine(), args.image) if args.image else None
+            digest = Engine().image_digest(args.image) if args.image else None
             print(gate(verdict_path, variants[args.variant], digest))
             return 0
         engine = Engine()
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {path}")
         elif args.command == "obtain":
             how = obtain(engine, variants[args.variant], args.image, built)
-            print(f"{args.image}: {how} ({image_digest(engine, args.image)})")
+            print(f"{args.image}: {how} ({engine.image_digest(args.image)})")
         elif args.command == "promote":
             done = promote(engine, variants[args.variant], args.image, args.to, verdict_path, Path(args.promoted),
                            timedelta(days=args.max_age_days))

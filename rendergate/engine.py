@@ -71,6 +71,13 @@ class Engine:
         except docker.errors.ImageNotFound:
             return False
 
+    def image_digest(self, ref: str) -> str:
+        """The image's id (the digest of its config): what a verdict is about."""
+        try:
+            return self.client.images.get(ref).id
+        except docker.errors.ImageNotFound:
+            raise EngineError(f"image {ref} not found in the local engine: build or pull it first (make gate does)") from None
+
     def build(self, variant: Variant, log_dir: Path, base_image: str | None = None,
               extra_ca: Path | None = None) -> str:
         """Build the variant's image from its folder; the full log is kept in log_dir."""

@@ -23,15 +23,7 @@ class Refused(Exception):
     """The gate or a promotion said no; the lines say why."""
 
     def __init__(self, headline: str, problems: list[str]):
-        self.headline, self.problems = headline, problems
         super().__init__("\n".join([headline, *(f"  - {p}" for p in problems)]))
-
-
-def image_digest(engine: Engine, ref: str) -> str:
-    try:
-        return engine.client.images.get(ref).id
-    except docker.errors.ImageNotFound:
-        raise EngineError(f"image {ref} not found in the local engine: build or pull it first (make gate does)") from None
 
 
 def obtain(engine: Engine, variant: Variant, ref: str, build) -> str:
@@ -52,9 +44,9 @@ def gate(verdict_path: Path, variant: Variant, digest: str | None) -> str:
     """The verdict's one-line pass, or Refused with every reason."""
     verdict = verdicts.load(verdict_path)
     problems = verdicts.judge(verdict)
-    tested = (verdict.get("image") or {}).get("digest")
-    if digest and tested != digest:
-        problems.append(f"the verdict is about image {tested or 'none'}, not {digest}")
+    mismatch = digest and verdicts.image_mismatch(verdict, digest)
+    if mismatch:
+        problems.append(mismatch)
     what = f"{variant.name}" + (f" ({digest})" if digest else "") + f" on {verdict['host'].get('gpu_type')}"
     if problems:
         raise Refused(f"GATE REFUSED {what}: {len(problems)} problem(s) in {verdict_path}", problems)
@@ -71,7 +63,7 @@ class Promotion:
 
 def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: Path, promoted_dir: Path,
             max_age: timedelta) -> Promotion:
-    digest = image_digest(engine, ref)
+    digest = engine.image_digest(ref)
     verdict = verdicts.load(verdict_path)
     problems = verdicts.promotion_problems(verdict, variant, digest, suite_version(), max_age)
     if problems:

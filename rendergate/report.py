@@ -23,14 +23,14 @@ CSS = """
 .rg-matrix a { color: inherit; text-decoration: none; display: block; }
 .rg-passed { background: #c8f0c8; } .rg-failed, .rg-error { background: #f5b5b5; font-weight: bold; }
 .rg-no-gpu, .rg-undecided, .rg-not-run, .rg-partial { background: #fbe3a4; }
-.rg-skipped, .rg-na { background: #eee; color: #777; } .rg-unsupported { background: #dde6f5; }
+.rg-skipped, .rg-not-declared, .rg-not-applicable { background: #eee; color: #777; } .rg-unsupported { background: #dde6f5; }
 .rg-banner { padding: 8px 12px; margin: 8px 0; font: bold 15px sans-serif; border-radius: 4px; }
 .rg-problems { font: 13px sans-serif; }
 .rg-env { border-collapse: collapse; font: 13px sans-serif; margin-bottom: 12px; }
 .rg-env th, .rg-env td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
 """
 LABELS = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip", "no-gpu": "no GPU",
-          "undecided": "undecided", "not-run": "not run", "not-declared": "\u2014", "not-applicable": "\u2014", "na": "\u2014",
+          "undecided": "undecided", "not-run": "not run", "not-declared": "\u2014", "not-applicable": "\u2014",
           "unsupported": "not supported by this GPU"}
 HOST_ROWS = [("gpu_type", "GPU type"), ("host", "Host"), ("gpus", "GPUs"), ("gpu_models", "GPU models (capability table)"),
              ("driver", "Driver"), ("cuda", "CUDA"),
@@ -64,7 +64,8 @@ def _rows(verdicts: list[dict]) -> list[tuple[str, str | None, str | None]]:
 def _cell(verdict: dict, checks: dict, row, link: bool) -> str:
     requirement, check, item = row
     if requirement not in verdict["declared"]:
-        return f'<td class="rg-cell rg-na" title="{escape(verdict["variant"])} does not declare {escape(requirement)}">{LABELS["na"]}</td>'
+        return (f'<td class="rg-cell rg-not-declared" title="{escape(verdict["variant"])} does not declare '
+                f'{escape(requirement)}">{LABELS["not-declared"]}</td>')
     entry = checks.get(row)
     if entry is None:
         return f'<td class="rg-cell rg-not-run" title="no check of {escape(requirement)} ran">{LABELS["not-run"]}</td>'

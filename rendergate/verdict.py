@@ -93,16 +93,23 @@ def judge(verdict: dict) -> list[str]:
     return problems
 
 
+def image_mismatch(verdict: dict, image_digest: str) -> str | None:
+    """Why the verdict is not about the image with this digest, or None when it is."""
+    tested = (verdict.get("image") or {}).get("digest")
+    if tested == image_digest:
+        return None
+    return f"mismatched: the verdict is about image {tested or 'none'}, the candidate is {image_digest}"
+
+
 def promotion_problems(verdict: dict, variant: Variant, image_digest: str, suite_version: str, max_age: timedelta,
                        now: datetime | None = None) -> list[str]:
     """Why `verdict` does not allow promoting the image with `image_digest` as `variant`."""
     if verdict["variant"] != variant.name:
         return [f"the verdict is about variant {verdict['variant']}, not {variant.name}"]
-    problems = list(verdict["problems"] or judge(verdict))
-    tested = (verdict.get("image") or {}).get("digest")
-    if tested != image_digest:
-        problems.append(f"mismatched: the verdict is about image {tested or 'none'}, the candidate is {image_digest}: "
-                        "run the gate on this image")
+    problems = judge(verdict)
+    mismatch = image_mismatch(verdict, image_digest)
+    if mismatch:
+        problems.append(f"{mismatch}: run the gate on this image")
     if verdict["manifest"] != manifest_digest(variant):
         problems.append(f"stale: {variant.folder / 'manifest.toml'} changed since the verdict: run the gate again")
     if verdict["host"].get("suite_version") != suite_version:
