@@ -67,12 +67,14 @@ validate: setup
 
 # The promotion gate for one image: build or pull it, run every suite on it, and pass only if
 # every declared requirement passed on this complete run (--allow-no-gpu skips do not count).
+# With GPUS=T4,L4,... the variant runs on that GPU matrix on Modal and every cell must pass.
 gate: setup
-	@test -n "$(VARIANT)" || { echo "usage: make gate VARIANT=name [IMAGE=ref] [ALLOW_NO_GPU=1]"; exit 2; }
-	@mkdir -p $(REPORTS_DIR) && rm -f $(REPORTS_DIR)/verdicts/$(VARIANT).json
+	@test -n "$(VARIANT)" || { echo "usage: make gate VARIANT=name [IMAGE=ref | GPUS=T4,L4,...] [ALLOW_NO_GPU=1]"; exit 2; }
+	@test -z "$(IMAGE)" -o -z "$(GPUS)" || { echo "IMAGE and GPUS exclude each other: Modal builds the variant's Dockerfile"; exit 2; }
+	@mkdir -p $(REPORTS_DIR)/verdicts && rm -f $(REPORTS_DIR)/verdicts/$(VARIANT).json $(REPORTS_DIR)/verdicts/$(VARIANT)@*.json
 	@if [ -n "$(IMAGE)" ]; then $(MAKE) --no-print-directory base && $(RG) obtain $(VARIANT) $(IMAGE); fi
-	-$(PY) -m pytest suites --variant=$(VARIANT) $(if $(IMAGE),--image=$(IMAGE)) $(SUITE_FLAGS)
-	$(RG) gate $(VARIANT) $(if $(IMAGE),--image=$(IMAGE))
+	-$(PY) -m pytest suites --variant=$(VARIANT) $(if $(IMAGE),--image=$(IMAGE)) $(if $(GPUS),--target=modal --gpu=$(GPUS)) $(SUITE_FLAGS)
+	$(RG) gate $(VARIANT) $(if $(IMAGE),--image=$(IMAGE)) $(if $(GPUS),--gpu=$(GPUS))
 
 # Tag IMAGE as TO (pushed when TO names a registry) only on a complete, passing, fresh verdict about it.
 promote: setup
@@ -84,9 +86,11 @@ merge: setup
 	$(RG) merge $(REPORTS) --out=$(REPORTS_DIR)/merged.html
 
 # The suite's own tests: everything in parallel, then the timing tests alone (serial phase).
-# Their tools: Debian's chromium + chromedriver (the report's browser test), docker-registry (promotion).
+# Their tools: Debian's chromium + chromedriver (the report's browser test), docker-registry (promotion),
+# and gVisor registered with the engine (the platform tests: Modal runs containers under gVisor).
 test: images
 	@scripts/ensure-test-tools
+	@scripts/ensure-gvisor || true
 	$(PY) -m pytest tests -n auto -m "not serial"
 	$(PY) -m pytest tests -m serial
 

@@ -3,7 +3,7 @@
     python -m rendergate build [VARIANT ...]       build variant images, with their time and size
     python -m rendergate references [VARIANT ...]  make the workloads' reference images
     python -m rendergate obtain VARIANT IMAGE      build (the variant's own tag) or pull IMAGE
-    python -m rendergate gate VARIANT [--image REF]
+    python -m rendergate gate VARIANT [--image REF | --gpu T4,L4,...]
                                                    pass only a complete verdict where every declared requirement passed
     python -m rendergate promote VARIANT --image REF --to TAG
                                                    tag (and push) REF when a complete, passing, fresh verdict is about it
@@ -22,9 +22,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from . import verdict as verdicts
+from .diagnosis import NATIVE
 from .engine import Engine, EngineError
 from .manifest import ManifestError, load_variants
-from .promotion import Refused, gate, obtain, promote
+from .promotion import Refused, gate, gate_matrix, obtain, promote
 from .references import make_references
 from .report import merged_html
 
@@ -45,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     command = sub.add_parser("gate", help="pass only when every declared requirement passed on a complete run")
     command.add_argument("variant")
     command.add_argument("--image", help="the image the verdict must be about")
+    command.add_argument("--gpu", metavar="TYPES", help="a Modal GPU matrix (T4,L4,...): every cell's verdict must pass")
     command = sub.add_parser("promote", help="tag (and push) an image that has a complete, passing, fresh verdict")
     command.add_argument("variant")
     command.add_argument("--image", required=True)
@@ -68,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise ManifestError(f"unknown variant {', '.join(unknown)} (known: {', '.join(variants)})")
         verdict_path = Path(args.reports_dir) / "verdicts" / f"{getattr(args, 'variant', '')}.json"
+        if args.command == "gate" and args.gpu:
+            gpu_types = [g.strip() for g in args.gpu.split(",") if g.strip()]
+            print(gate_matrix(Path(args.reports_dir) / "verdicts", variants[args.variant], gpu_types))
+            return 0
         if args.command == "gate":
             digest = Engine().image_digest(args.image) if args.image else None
             print(gate(verdict_path, variants[args.variant], digest))
@@ -119,9 +125,10 @@ def _merge(args) -> int:
     loaded, seen = [], {}
     for f in files:
         v = verdicts.load(f)
-        key = (v["variant"], v["host"].get("gpu_type"))
+        key = (v["variant"], v["host"].get("gpu_type"), v.get("platform", NATIVE))
         if key in seen:
-            raise verdicts.VerdictError(f"{f} and {seen[key]} are both about {key[0]} on {key[1]}: merge one verdict per GPU type")
+            raise verdicts.VerdictError(f"{f} and {seen[key]} are both about {key[0]} on {key[1]} ({key[2]}): "
+                                        "merge one verdict per GPU type and platform")
         seen[key] = f
         loaded.append(v)
     out = Path(args.out)
@@ -129,6 +136,8 @@ def _merge(args) -> int:
     out.write_text(merged_html(loaded))
     out.with_suffix(".json").write_text(json.dumps({"merged": verdicts.now_iso(), "verdicts": loaded}, indent=1))
     print(f"merged {len(loaded)} verdicts from {len(files)} files into {out} and {out.with_suffix('.json')}")
+    for line in verdicts.platform_differences(loaded):
+        print(line)
     return 0
 
 

@@ -16,6 +16,8 @@ _NEEDS = {
     "gpu": {"utility", "compute"},
     "nvenc": {"video"},
     "glx_renderer": {"graphics", "display"},
+    "egl_renderer": {"graphics"},  # headless: `display` only to present on an X server
+    "vulkan_device": {"graphics"},
 }
 _CYCLES_NEEDS = {"CUDA": {"compute"}, "OPTIX": {"compute", "graphics"}, "HIP": set(), "ONEAPI": set(), "METAL": set()}
 

@@ -36,6 +36,7 @@ class Cause(Enum):
     NO_DRIVER = "no-driver"
     HOST_MISCONFIGURED = "host-misconfigured"
     GPU_FAULT = "gpu-fault"
+    PLATFORM = "platform"
     TARGET_UNAVAILABLE = "target-unavailable"
     TIMEOUT = "timeout"
     COMMAND_FAILED = "command-failed"
@@ -80,12 +81,31 @@ DRIVER_FILES = {
 SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "software rasterizer")
 
 
+GVISOR = "gVisor"
+NATIVE = "native"
+
+
 @dataclass(frozen=True)
 class Facts:
     """What is known about the target when its output is classified."""
     nvidia_devices_visible: bool = False
     gpu_names: tuple[str, ...] = field(default_factory=tuple)
     container: bool = True
+    # The kernel the target's processes talk to: NATIVE (the host's) or GVISOR (a user-space
+    # kernel, as on Modal), which proxies only part of the NVIDIA driver.
+    platform: str = NATIVE
+    # The NVIDIA_DRIVER_CAPABILITIES the target was started with.
+    capabilities: tuple[str, ...] = field(default_factory=tuple)
+
+
+def platform_of(kernel_log: str) -> str:
+    """GVISOR when the target's kernel log is gVisor's (it fakes one that starts "Starting gVisor...")."""
+    return GVISOR if "Starting gVisor" in kernel_log else NATIVE
+
+
+# What to do when gVisor is the cause: Modal's other runtime, or a gVisor that allows more.
+GVISOR_WAY_OUT = ("run it with --runtime vm (Modal: Sandbox runtime='vm'), or on a gVisor whose nvproxy allows "
+                  "it (runsc --nvproxy-allowed-driver-capabilities)")
 
 
 def driver_file_missing(name: str, facts: Facts) -> Diagnosis:
@@ -94,11 +114,27 @@ def driver_file_missing(name: str, facts: Facts) -> Diagnosis:
                          f"{name} missing and no /dev/nvidia* visible: "
                          "start the container with a GPU (--gpus all / the NVIDIA runtime)")
     capability = DRIVER_FILES[name]
+    if facts.container and (capability in facts.capabilities or "all" in facts.capabilities):
+        return asked_files_missing([name], capability, facts)
     if facts.container:
         return Diagnosis(Cause.DRIVER_CAPABILITY_MISSING,
                          f"{name} missing: the container lacks NVIDIA_DRIVER_CAPABILITIES={capability}")
     return Diagnosis(Cause.DRIVER_CAPABILITY_MISSING,
                      f"{name} missing: the NVIDIA driver's {capability} libraries are not installed on this host")
+
+
+def asked_files_missing(names: list[str], asked: str, facts: Facts) -> Diagnosis:
+    """Driver files a container asked for (NVIDIA_DRIVER_CAPABILITIES=`asked`) but did not get."""
+    files = ", ".join(names)
+    if facts.platform == GVISOR:
+        # gVisor's nvproxy injects only the capabilities its runtime allows: compute,utility unless
+        # configured otherwise (gVisor issue 10856, PR 14450).
+        return Diagnosis(Cause.PLATFORM, f"{files} missing although the container asks for NVIDIA_DRIVER_CAPABILITIES="
+                                         f"{asked}: the gVisor sandbox withholds them, not the image: {GVISOR_WAY_OUT}")
+    return Diagnosis(Cause.HOST_MISCONFIGURED,
+                     f"{files} missing although the container asks for NVIDIA_DRIVER_CAPABILITIES={asked}: the host's "
+                     "NVIDIA container toolkit did not inject them (toolkit too old or not configured for this engine, "
+                     "or the driver's libraries not installed on the host)")
 
 
 def _nvenc_refused(match: re.Match, facts: Facts) -> Diagnosis:
@@ -107,6 +143,24 @@ def _nvenc_refused(match: re.Match, facts: Facts) -> Diagnosis:
         return Diagnosis(Cause.GPU_LACKS_ENGINE,
                          f"{lacking[0]} has no NVENC engine: run this check on a GPU with NVENC (T4, L4, A10, L40S)")
     return Diagnosis(Cause.COMMAND_FAILED, f"NVENC refused the GPU: {match.group(0).strip()}")
+
+
+def _os_call_refused(match: re.Match, facts: Facts) -> Diagnosis:
+    if facts.platform == GVISOR:
+        return Diagnosis(Cause.PLATFORM, f"the gVisor sandbox refused a GPU driver call ({match.group(0).strip()}), "
+                                         f"not the image: {GVISOR_WAY_OUT}")
+    return Diagnosis(Cause.COMMAND_FAILED, f"the CUDA driver refused an OS call: {match.group(0).strip()}")
+
+
+def _no_graphics_driver(api: str, nvidia_file: str, mesa_package: str):
+    """An API (EGL, Vulkan) that found no driver at all: NVIDIA's, where a GPU is visible, or Mesa's."""
+    def build(match: re.Match, facts: Facts) -> Diagnosis:
+        if facts.nvidia_devices_visible:
+            return driver_file_missing(nvidia_file, facts)
+        return Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
+                         f"{api} found no driver ({match.group(0).strip()}): install {mesa_package} for a software "
+                         f"device; NVIDIA's comes with NVIDIA_DRIVER_CAPABILITIES=graphics on a GPU host")
+    return build
 
 
 def encoder_not_compiled(encoder: str) -> Diagnosis:
@@ -126,6 +180,9 @@ def tool_missing(tool: str, facts: Facts) -> Diagnosis:
 # ones (tests/data/captures/public/, sources in its README).
 SESSION_REFUSED = re.compile(r"OpenEncodeSessionEx failed: (?:incompatible client key \(21\)|out of memory \(10\))")
 _PATTERNS: list[tuple[re.Pattern, callable]] = [
+    # gVisor's nvproxy refusing a driver call it does not proxy: cuInit fails with this, where the
+    # same image under runc works (gVisor issue 9452, tests/data/captures/public/).
+    (re.compile(r"(?:cu\w+\(\S*\) failed -> )?CUDA_ERROR_OPERATING_SYSTEM[^\n]*"), _os_call_refused),
     (re.compile(r"(?:Cannot load|Could not load) (?P<lib>lib(?:nvidia-encode|nvcuvid|cuda|nvidia-ml)\.so\.\d)"),
      lambda m, f: driver_file_missing(m.group("lib"), f)),
     (re.compile(r"(?P<lib>lib(?:nvidia-encode|nvcuvid|cuda|nvidia-ml|GLX_nvidia|EGL_nvidia|nvoptix)\.so\.\d): cannot open shared object file"),
@@ -155,6 +212,9 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
      lambda m, f: Diagnosis(Cause.X_EXTENSION_MISSING,
                             "the X server has no GLX extension: Xorg's libglx.so (xserver-xorg-core) "
                             "or the NVIDIA libglxserver_nvidia.so is missing")),
+    (re.compile(r"vkCreateInstance: Found no drivers!|vkCreateInstance failed with ERROR_INCOMPATIBLE_DRIVER"),
+     _no_graphics_driver("Vulkan", "nvidia_icd.json", "mesa-vulkan-drivers")),
+    (re.compile(r"eglinfo: eglInitialize failed"), _no_graphics_driver("EGL", "libEGL_nvidia.so.0", "libegl-mesa0")),
     (re.compile(r"Failed to load module \"nvidia\""),
      lambda m, f: driver_file_missing("nvidia_drv.so", f)),
     (re.compile(r"Failed to load module \"(?P<mod>\w+)\""),

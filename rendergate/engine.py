@@ -64,6 +64,10 @@ class Engine:
             host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
             raise EngineError(f"Docker engine not reachable at {host} ({type(e).__name__}): {START_HINT}") from None
 
+    def has_runtime(self, name: str) -> bool:
+        """Whether the engine can start containers with this OCI runtime (runsc, say)."""
+        return name in (self.client.info().get("Runtimes") or {})
+
     def image_exists(self, ref: str) -> bool:
         try:
             self.client.images.get(ref)
@@ -114,7 +118,8 @@ class Engine:
                               f"(full log: {log_path})")
         return tag
 
-    def start(self, variant: Variant, image: str, run_id: str, owner: str, gpus: bool, log_dir: Path):
+    def start(self, variant: Variant, image: str, run_id: str, owner: str, gpus: bool, log_dir: Path,
+              runtime: str | None = None):
         """Start one long-lived container for the variant; its log is kept if it does not come up."""
         env = dict(variant.run.get("env", {}))
         env["NVIDIA_DRIVER_CAPABILITIES"] = ",".join(variant.driver_capabilities)
@@ -127,7 +132,7 @@ class Engine:
         try:
             container = self.client.containers.run(
                 image, variant.command, detach=True, labels=labels, environment=env, init=True,
-                device_requests=requests, shm_size=variant.run.get("shm_size"),
+                device_requests=requests, shm_size=variant.run.get("shm_size"), runtime=runtime,
                 nano_cpus=int(variant.run["cpus"] * 1e9) if "cpus" in variant.run else None,
                 name=f"rendergate-{variant.name}-{run_id[:8]}-{os.getpid()}")
         except docker.errors.APIError as e:

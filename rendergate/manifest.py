@@ -52,6 +52,10 @@ REQUIREMENTS = {
     "xorg": (_bool, "true or false"),
     "glx_renderer": (_str, 'the GL vendor the renderer must come from, e.g. "nvidia"'),
     "vnc": (_bool, "true or false"),
+    "egl": (_bool, "true or false: EGL initialises headless (device or surfaceless platform), any device"),
+    "egl_renderer": (_str, 'the vendor EGL must render with, e.g. "nvidia"'),
+    "vulkan": (_bool, "true or false: Vulkan lists a physical device, any device"),
+    "vulkan_device": (_str, 'the vendor of a Vulkan device there must be, e.g. "nvidia"'),
     "host_ready": (_bool, "true or false: the host's driver, devices, persistence mode, Xid errors, DCGM diagnostic"),
     "gpu_must_have": (lambda v: _str_list(v) and set(v) <= GPU_FEATURES,
                       'GPU features the variant needs on every host, from: "nvenc", "optix" (a GPU without '

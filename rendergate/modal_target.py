@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .manifest import Variant
 from .redact import remember_secrets
-from .targets import Target
+from .targets import CONTAINER_WORKDIR, Target
 
 APP_NAME = "rendergate"
 # Modal's GPU types (modal.com/docs/guide/gpu); `:N` asks for N of them.
@@ -70,12 +70,15 @@ def gpu_request(variant: Variant, gpu_type: str) -> str | None:
     return gpu_type if wanted == "all" else f"{gpu_type}:{wanted}"
 
 
-def plan(variant: Variant, gpu_type: str, base_image: str | None, timeout: int, run_id: str) -> Plan:
+def plan(variant: Variant, gpu_type: str, base_image: str | None, timeout: int, run_id: str,
+         runtime: str = "default") -> Plan:
     env = {**variant.run.get("env", {}), "NVIDIA_DRIVER_CAPABILITIES": ",".join(variant.driver_capabilities)}
     sandbox = {"gpu": gpu_request(variant, gpu_type), "timeout": timeout, "env": env,
                "tags": {"rendergate.run": run_id, "rendergate.variant": variant.name, "rendergate.gpu": gpu_type}}
     if "cpus" in variant.run:
         sandbox["cpu"] = float(variant.run["cpus"])
+    if runtime != "default":  # gVisor is Modal's pick today; "vm" is the control for a platform failure
+        sandbox["runtime"] = runtime
     return Plan(dockerfile=variant.dockerfile, context_dir=variant.folder,
                 build_args={"BASE_IMAGE": base_image} if base_image else {}, command=tuple(variant.command),
                 sandbox=sandbox)
@@ -119,7 +122,7 @@ class ModalTarget(Target):
     def __init__(self, variant: Variant, sandbox, default_timeout: float):
         self.sandbox = sandbox
         self.started = time.monotonic()
-        super().__init__(variant, _SandboxHost(sandbox), "/tmp/rendergate", variant.run.get("python", "python3"),
+        super().__init__(variant, _SandboxHost(sandbox), CONTAINER_WORKDIR, variant.run.get("python", "python3"),
                          default_timeout)
 
     @classmethod

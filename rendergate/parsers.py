@@ -91,6 +91,45 @@ def parse_glxinfo(text: str) -> GlxInfo:
     )
 
 
+@dataclass(frozen=True)
+class GraphicsDevice:
+    """A device an API (EGL, Vulkan) offers to render with."""
+    api: str
+    name: str
+    vendor: str
+    software: bool
+
+
+def parse_eglinfo(text: str) -> list[GraphicsDevice]:
+    """`eglinfo` (mesa-utils 8.5): the displays of its headless platforms (device, surfaceless)
+    that initialised. A failed platform prints no vendor string and is left out."""
+    devices = []
+    for section in re.split(r"^(?=\w[\w ]* platform:$)", text, flags=re.MULTILINE):
+        header = section.split(":", 1)[0]
+        if header not in ("Device platform", "Surfaceless platform"):
+            continue
+        for chunk in re.split(r"^(?=Device #\d+:)", section, flags=re.MULTILINE):
+            vendor = re.search(r"^EGL vendor string: (.*)$", chunk, re.MULTILINE)
+            if not vendor:
+                continue
+            driver = re.search(r"^EGL driver name: (.*)$", chunk, re.MULTILINE)
+            name = f"{header}: {vendor.group(1).strip()}" + (f" ({driver.group(1).strip()})" if driver else "")
+            software = "EGL_MESA_device_software" in chunk or bool(driver and driver.group(1).strip() in ("swrast", "llvmpipe", "softpipe"))
+            devices.append(GraphicsDevice("EGL", name, vendor.group(1).strip(), software))
+    return devices
+
+
+def parse_vulkaninfo_summary(text: str) -> list[GraphicsDevice]:
+    """`vulkaninfo --summary`: its physical devices (a CPU type is a software rasteriser)."""
+    devices = []
+    for block in re.split(r"^GPU\d+:$", text, flags=re.MULTILINE)[1:]:
+        fields = dict(re.findall(r"^\s*(\w+)\s*=\s*(.*?)\s*$", block, re.MULTILINE))
+        vendor = "NVIDIA" if fields.get("vendorID", "").lower() == "0x10de" else fields.get("driverName", "")
+        devices.append(GraphicsDevice("Vulkan", fields.get("deviceName", "?"), vendor,
+                                      fields.get("deviceType", "").endswith("_CPU")))
+    return devices
+
+
 def parse_probe_output(stdout: str) -> dict:
     """Probes print one JSON object on their last line of stdout."""
     for line in reversed(stdout.strip().splitlines()):

@@ -53,6 +53,24 @@ def gate(verdict_path: Path, variant: Variant, digest: str | None) -> str:
     return f"GATE PASSED {what}: {len(verdict['requirements'])} declared requirements passed (run {verdict['run_id']})"
 
 
+def gate_matrix(verdicts_dir: Path, variant: Variant, gpu_types: list[str]) -> str:
+    """A GPU matrix passes only when the verdict of every (variant, GPU type) cell does: one line
+    per cell, or Refused naming each cell that did not pass (or was never reached)."""
+    lines, refused = [], []
+    for gpu_type in gpu_types:
+        path = verdicts_dir / f"{variant.name}@{gpu_type}.json"
+        try:
+            lines.append(gate(path, variant, None))
+        except Refused as e:
+            refused.append(str(e).replace("\n", "\n  "))
+        except verdicts.VerdictError as e:
+            refused.append(f"{gpu_type}: {e}")
+    if refused:
+        raise Refused(f"GATE REFUSED {variant.name} on the GPU matrix {','.join(gpu_types)}: "
+                      f"{len(refused)} of {len(gpu_types)} cells did not pass", refused)
+    return "\n".join(lines)
+
+
 @dataclass
 class Promotion:
     source: str

@@ -14,7 +14,8 @@ from html import escape
 
 from PIL import Image
 
-from .verdict import NOT_COUNTED, gpu_seconds
+from .diagnosis import GVISOR
+from .verdict import NOT_COUNTED, gpu_seconds, platform_differences
 
 CSS = """
 .rg-matrix { border-collapse: collapse; margin: 8px 0 16px; font: 13px sans-serif; }
@@ -35,12 +36,14 @@ LABELS = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip
 HOST_ROWS = [("gpu_type", "GPU type"), ("host", "Host"), ("gpus", "GPUs"), ("gpu_models", "GPU models (capability table)"),
              ("driver", "Driver"), ("cuda", "CUDA"),
              ("container_toolkit", "Container toolkit"), ("docker_engine", "Docker engine"),
+             ("sandbox_runtime", "Sandbox runtime"),
              ("suite_version", "rendergate"), ("started", "Started")]
 THUMBNAIL_WIDTH = 480
 
 
 def column_label(verdict: dict) -> str:
-    return f"{verdict['variant']} \u00b7 {verdict['host'].get('gpu_type', '?')}"
+    platform = " \u00b7 gVisor" if verdict.get("platform") == GVISOR else ""
+    return f"{verdict['variant']} \u00b7 {verdict['host'].get('gpu_type', '?')}{platform}"
 
 
 def verdict_state(verdict: dict) -> str:
@@ -79,7 +82,7 @@ def _cell(verdict: dict, checks: dict, row, link: bool) -> str:
 def matrix_html(verdicts: list[dict], link: bool = False) -> str:
     """Checks (grouped by requirement) x verdict columns; each cell's diagnosis or reason shows on
     hover, and with `link` a click jumps to the check's entry in the same report."""
-    verdicts = sorted(verdicts, key=lambda v: (v["variant"], v["host"].get("gpu_type", "")))
+    verdicts = sorted(verdicts, key=lambda v: (v["variant"], v["host"].get("gpu_type", ""), v.get("platform", "")))
     head = "".join(f"<th>{escape(column_label(v))}</th>" for v in verdicts)
     states = "".join(f'<td class="rg-cell rg-{verdict_state(v)}" title="{escape(chr(10).join(v["problems"]) or "every declared requirement passed")}">'
                      f'{verdict_state(v).upper()}</td>' for v in verdicts)
@@ -187,9 +190,17 @@ def figures_html(verdicts: list[dict]) -> str:
             f'<th>speedup (median)</th><th>threshold</th><th>verdict</th></tr></thead><tbody>{body}</tbody></table>')
 
 
+def platform_html(verdicts: list[dict]) -> str:
+    lines = platform_differences(verdicts)
+    if not lines:
+        return "<p>none: no check fails under gVisor that passes natively with the same image</p>"
+    return '<ul class="rg-problems" id="rg-platform">' + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>"
+
+
 def merged_html(verdicts: list[dict]) -> str:
     """One self-contained page: variant x GPU type x check, from verdicts of several hosts."""
-    hosts = list({(v["host"].get("host"), v["host"].get("gpu_type")): v["host"] for v in verdicts}.values())
+    hosts = list({(v["host"].get("host"), v["host"].get("gpu_type"), v["host"].get("sandbox_runtime")): v["host"]
+                  for v in verdicts}.values())
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     states = sorted({verdict_state(v) for v in verdicts})
     return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>rendergate: merged verdicts</title>'
@@ -197,5 +208,6 @@ def merged_html(verdicts: list[dict]) -> str:
             f'<h1>rendergate: merged verdicts</h1><p>{len(verdicts)} verdicts from {len(hosts)} hosts, merged {generated}; '
             f'verdict states: {", ".join(states)}</p>'
             f'<h2>Hosts</h2>{environment_html(hosts)}<h2>Matrix</h2>{matrix_html(verdicts)}'
-            f'<h2>Problems</h2>{problems_html(verdicts) or "<p>none</p>"}<h2>Figures</h2>{figures_html(verdicts) or "<p>none</p>"}'
+            f'<h2>Problems</h2>{problems_html(verdicts) or "<p>none</p>"}'
+            f'<h2>Platform differences</h2>{platform_html(verdicts)}<h2>Figures</h2>{figures_html(verdicts) or "<p>none</p>"}'
             f'</body></html>')

@@ -16,13 +16,17 @@ from pathlib import Path
 
 import testinfra
 
-from .diagnosis import Cause, CheckFailed, Diagnosis, Facts, diagnose, driver_file_missing, tool_missing
+from .diagnosis import (Cause, CheckFailed, Diagnosis, Facts, diagnose, driver_file_missing, platform_of,
+                        tool_missing)
 from .engine import owner_label
 from .manifest import Variant
 from .parsers import parse_nvidia_smi_csv, parse_probe_output
 
 TIMEOUT_EXIT = 124  # what `timeout` exits with when it stopped the command
 KILLED_EXIT = 137  # ... and when the command ignored SIGTERM and had to be killed
+# Where checks keep their files in a container. Not under /tmp: gVisor (Modal's runtime, runsc)
+# mounts its own tmpfs there, which the engine cannot see, so `docker cp` would find nothing.
+CONTAINER_WORKDIR = "/var/tmp/rendergate"
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,9 @@ class Target:
             if devices:
                 smi = self.run("nvidia-smi --query-gpu=name --format=csv,noheader")
                 names = tuple(row["name"] for row in parse_nvidia_smi_csv(smi.stdout, ["name"])) if smi.rc == 0 else ()
-            self._facts = Facts(nvidia_devices_visible=bool(devices), gpu_names=names, container=self.in_container)
+            kernel_log = self.run("dmesg 2>/dev/null | head -n 3").stdout if self.in_container else ""
+            self._facts = Facts(nvidia_devices_visible=bool(devices), gpu_names=names, container=self.in_container,
+                                platform=platform_of(kernel_log), capabilities=tuple(self.variant.driver_capabilities))
         return self._facts
 
     def require_tool(self, name: str) -> None:
@@ -166,14 +172,15 @@ class DockerTarget(Target):
 
     def __init__(self, variant: Variant, container, default_timeout: float):
         self.container = container
-        super().__init__(variant, testinfra.get_host(f"docker://{container.id}"), "/tmp/rendergate",
+        super().__init__(variant, testinfra.get_host(f"docker://{container.id}"), CONTAINER_WORKDIR,
                          variant.run.get("python", "python3"), default_timeout)
 
     @classmethod
     def start(cls, engine, variant: Variant, image: str, run_id: str, log_dir: Path, default_timeout: float,
-              gpus: bool = False) -> "DockerTarget":
+              gpus: bool = False, runtime: str | None = None) -> "DockerTarget":
         """A new container of `image`, owned by this process, as the variant's target."""
-        container = engine.start(variant, image, run_id, owner_label(), gpus=gpus, log_dir=log_dir)
+        container = engine.start(variant, image, run_id, owner_label(), gpus=gpus, log_dir=log_dir,
+                                 runtime=runtime)
         return cls(variant, container, default_timeout)
 
     def put(self, local_dir: Path, remote_dir: str) -> None:

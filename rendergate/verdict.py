@@ -18,6 +18,7 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from .diagnosis import GVISOR, NATIVE
 from .manifest import QUALIFIERS, Variant
 
 SCHEMA = 1
@@ -130,12 +131,13 @@ def _span(delta: timedelta) -> str:
     return f"{seconds:.3g} s"
 
 
-def regression(previous: dict | None, gpu_type: str, check: str, figure: str, speedup: float,
+def regression(previous: dict | None, gpu_type: str, platform: str, check: str, figure: str, speedup: float,
                allowed: float) -> str | None:
     """A line saying how much `figure` of `check` regressed against the last promoted verdict,
     when that is more than `allowed` (a fraction); None when it did not, or nothing compares.
-    Figures compare only between hosts with the same GPU type."""
-    if not previous or previous["host"].get("gpu_type") != gpu_type:
+    Figures compare only between runs on the same GPU type and platform (gVisor slows parallel
+    work: a manim 2-job speedup measured 0.74x under runsc against 1.6x+ under runc here)."""
+    if not previous or previous["host"].get("gpu_type") != gpu_type or previous.get("platform", NATIVE) != platform:
         return None
     for c in previous["checks"]:
         old = c["check"] == check and c["figures"].get(figure, {}).get("speedup")
@@ -148,6 +150,27 @@ def regression(previous: dict | None, gpu_type: str, check: str, figure: str, sp
                         f"{(previous.get('finished') or '')[:10]}); at most {allowed:.0%} allowed")
             return None
     return None
+
+
+def platform_differences(verdicts: list[dict]) -> list[str]:
+    """Checks that fail under gVisor but pass on a native kernel, for the same variant, GPU type
+    and image: the platform's doing, not the image's (run a variant under both, `--runtime`, and
+    merge the two verdicts to see it)."""
+    lines = []
+    native = {(v["variant"], v["host"].get("gpu_type"), (v.get("image") or {}).get("digest")): v
+              for v in verdicts if v.get("platform", NATIVE) == NATIVE}
+    for sandboxed in (v for v in verdicts if v.get("platform") == GVISOR):
+        key = (sandboxed["variant"], sandboxed["host"].get("gpu_type"), (sandboxed.get("image") or {}).get("digest"))
+        control = native.get(key)
+        if not control:
+            continue
+        passed = {(c["check"], c["item"]) for c in control["checks"] if c["outcome"] == "passed"}
+        for c in sandboxed["checks"]:
+            if c["outcome"] in ("failed", "error") and (c["check"], c["item"]) in passed:
+                name = f"{c['check']}[{c['item']}]" if c["item"] else c["check"]
+                lines.append(f"{key[0]} on {key[1]}: {name} fails only under gVisor ({c['message']}); with the same "
+                             "image on a native kernel it passes: the platform, not the image [platform]")
+    return lines
 
 
 def gpu_seconds(verdicts: list[dict]) -> dict[str, int]:

@@ -6,8 +6,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from .diagnosis import SOFTWARE_RENDERERS, Cause, CheckFailed, Diagnosis, diagnose
-from .parsers import GlxInfo, parse_nvidia_smi_csv
+from .diagnosis import CheckFailed, diagnose
+from .parsers import parse_nvidia_smi_csv
 
 DISPLAY = ":42"
 SCREEN = "1280x720"
@@ -113,15 +113,3 @@ def _start(target, want_nvidia: bool) -> XServer:
     if started.rc != 0:
         raise CheckFailed.of(diagnose(started.output, started.rc, f"Xorg with the {driver} driver", target.facts()))
     return XServer(DISPLAY, driver, log)
-
-
-def renderer_failure(info: GlxInfo, vendor: str) -> Diagnosis | None:
-    """Why GLX does not render in hardware from `vendor`, or None when it does. The classic
-    fault is silent: GLX falls back to llvmpipe and only the renderer string tells."""
-    if any(s in info.renderer.lower() for s in SOFTWARE_RENDERERS) or info.accelerated is False:
-        return Diagnosis(Cause.SOFTWARE_RENDERER,
-                         f"GLX renders in software ({info.renderer}): the NVIDIA GLX libraries are not used "
-                         "(the container needs NVIDIA_DRIVER_CAPABILITIES=graphics,display and Xorg on the nvidia driver)")
-    if vendor.lower() not in info.vendor.lower():
-        return Diagnosis(Cause.SOFTWARE_RENDERER, f"GLX renderer is from {info.vendor!r} ({info.renderer}), not {vendor!r}")
-    return None

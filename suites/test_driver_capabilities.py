@@ -5,7 +5,7 @@ image holds. Checked both ways: what the requirements need against what the cont
 import pytest
 
 from rendergate.capabilities import mismatches, uncovered
-from rendergate.diagnosis import DRIVER_FILES, Cause, CheckFailed
+from rendergate.diagnosis import DRIVER_FILES, Cause, CheckFailed, asked_files_missing
 
 pytestmark = [pytest.mark.requires("gpu"), pytest.mark.container_only]
 
@@ -32,6 +32,4 @@ def test_driver_files_match_capabilities(target, request):
                                         f"NVIDIA_DRIVER_CAPABILITIES={value}; present anyway: {', '.join(unasked)} "
                                         "(this toolkit injects more than asked; do not rely on it)")
     if absent:
-        raise CheckFailed(Cause.DRIVER_CAPABILITY_MISSING,
-                          f"NVIDIA_DRIVER_CAPABILITIES={value} asks for them, but the container lacks {', '.join(absent)}: "
-                          "the toolkit did not inject them (is nvidia-container-toolkit configured for this engine?)")
+        raise CheckFailed.of(asked_files_missing(absent, value, target.facts()))

@@ -8,7 +8,8 @@ import pytest
 
 from rendergate.diagnosis import Cause, CheckFailed, diagnose
 from rendergate.parsers import parse_glxinfo
-from rendergate.xorg import renderer_failure, start_x
+from rendergate.graphics import glx_device, require_vendor
+from rendergate.xorg import start_x
 
 
 def x_server(target):
@@ -42,9 +43,7 @@ def test_glx_answers(target, artifacts):
 @pytest.mark.requires("glx_renderer")
 @pytest.mark.needs_gpu
 def test_glx_renderer(target, requirement):
-    failure = renderer_failure(glxinfo(target), requirement)
-    if failure:
-        raise CheckFailed.of(failure)
+    require_vendor(target, [glx_device(glxinfo(target))], "GLX", requirement)
 
 
 @pytest.mark.requires("vnc")

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,17 @@ def browser():
 @pytest.fixture(scope="session")
 def engine() -> Engine:
     return Engine()
+
+
+@pytest.fixture(scope="session")
+def gvisor(engine) -> str:
+    """The engine's runsc runtime (gVisor, the sandbox Modal runs containers in): outside CI its
+    absence skips the test, in CI it fails (`make test` registers it: scripts/ensure-gvisor)."""
+    if not engine.has_runtime("runsc"):
+        if os.environ.get("CI"):
+            pytest.fail("the Docker engine has no runsc runtime: `make test` registers it (scripts/ensure-gvisor)")
+        pytest.skip("the Docker engine has no runsc runtime: run scripts/ensure-gvisor")
+    return "runsc"
 
 
 @pytest.fixture(scope="session")
@@ -129,9 +141,9 @@ def container_target(engine, good_images, tmp_path):
     """A running container of a good variant image, as the suites' docker target; removed after."""
     opened = []
 
-    def open_target(name: str) -> DockerTarget:
+    def open_target(name: str, runtime: str | None = None) -> DockerTarget:
         opened.append(DockerTarget.start(engine, load_variant(ROOT / "images" / name), good_images[name],
-                                         f"tests-{os.getpid()}", tmp_path, default_timeout=300))
+                                         uuid.uuid4().hex[:8], tmp_path, default_timeout=300, runtime=runtime))
         return opened[-1]
 
     yield open_target

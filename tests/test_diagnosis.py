@@ -2,8 +2,8 @@
 from pathlib import Path
 
 from rendergate.diagnosis import Cause, Facts, classify, diagnose
-from rendergate.parsers import parse_glxinfo
-from rendergate.xorg import renderer_failure
+from rendergate.parsers import parse_eglinfo, parse_glxinfo, parse_vulkaninfo_summary
+from rendergate.graphics import glx_device, vendor_failure
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
 H100 = Facts(nvidia_devices_visible=True, gpu_names=("NVIDIA H100 80GB HBM3",))
@@ -53,10 +53,20 @@ def test_nvenc_refused_on_a_gpu_that_has_the_engine_is_not_blamed_on_the_gpu():
 
 def test_llvmpipe_fails_the_nvidia_renderer_requirement():
     info = parse_glxinfo((CAPTURES / "cpu-host" / "mesa-llvmpipe-glxinfo-B.txt").read_text())
-    failure = renderer_failure(info, "nvidia")
+    failure = vendor_failure([glx_device(info)], "GLX", "nvidia")
     assert failure.cause is Cause.SOFTWARE_RENDERER
     assert failure.message.startswith("GLX renders in software (llvmpipe")
-    assert renderer_failure(info, "mesa") is not None  # a software renderer never passes a vendor requirement
+    assert vendor_failure([glx_device(info)], "GLX", "mesa") is not None  # software never passes a vendor requirement
+
+
+def test_software_egl_and_vulkan_fail_the_nvidia_vendor_requirement():
+    egl = parse_eglinfo((CAPTURES / "cpu-host" / "mesa-eglinfo.txt").read_text())
+    vulkan = parse_vulkaninfo_summary((CAPTURES / "cpu-host" / "mesa-vulkaninfo-summary.txt").read_text())
+    for api, devices, file in (("EGL", egl, "libEGL_nvidia.so.0"), ("Vulkan", vulkan, "nvidia_icd.json")):
+        failure = vendor_failure(devices, api, "nvidia")
+        assert failure.cause is Cause.SOFTWARE_RENDERER and failure.message.startswith(f"{api} renders in software")
+        assert file in failure.message
+    assert vendor_failure([], "Vulkan", "nvidia").message == "Vulkan offers no nvidia device (found: no device)"
 
 
 def test_a_session_over_the_cap_is_the_session_limit():

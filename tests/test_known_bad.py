@@ -15,6 +15,10 @@ CASES = {
     "xorg-without-dummy-driver": ("xorg-glx", "test_xorg_starts", None, "system-library-missing", "Xorg module dummy"),
     "xorg-without-glx": ("xorg-glx", "test_glx_answers", None, "x-extension-missing", "no GLX extension"),
     "vnc-missing": ("xorg-glx", "test_vnc_serves_display", None, "tool-missing", "x11vnc"),
+    "vulkan-without-icd": ("xorg-glx", "test_vulkan_lists_a_device", None, "system-library-missing",
+                           "Vulkan found no driver"),
+    "egl-without-vendor": ("xorg-glx", "test_egl_initialises_headless", None, "system-library-missing",
+                           "EGL found no driver"),
 }
 
 

@@ -12,8 +12,10 @@ import modal
 import pytest
 
 from conftest import ROOT
+from rendergate import verdict
 from rendergate.manifest import load_variant, load_variants
 from rendergate.modal_target import image, plan
+from rendergate.promotion import Refused, gate_matrix
 
 FAKE_TOKENS = {"MODAL_TOKEN_ID": "ak-Zx81Qm2Lp4Rt6Vb9Nc3Kd", "MODAL_TOKEN_SECRET": "as-Hq5Wm8Tn2Lp7Xc4Vb1Zr"}
 
@@ -78,3 +80,35 @@ def test_without_credentials_a_real_client_fails_in_one_line(tmp_path):
 def test_bad_matrix_options_are_one_line(args, line):
     done = pytest_suites(*args, env=FAKE_TOKENS)
     assert done.returncode == 4 and line in done.stderr and "Traceback" not in done.stderr
+
+
+def _cell_verdict(variant, gpu_type: str, failing: str | None = None) -> dict:
+    """A complete verdict of one matrix cell, written through the code a run writes them with;
+    stand-in for a live Modal run (none here): every declared requirement passed, but `failing`."""
+    cell = replace(variant, gpu_type=gpu_type)
+    v = verdict.new_verdict(cell, "run-1", "modal", {"gpu_type": gpu_type}, {})
+    v["checks"] = [{"nodeid": f"suites/x.py::test_{name}", "anchor": "", "check": f"test_{name}", "requirement": name,
+                    "item": None, "outcome": "failed" if name == failing else "passed", "cause": None,
+                    "message": f"{name} broke [command-failed]" if name == failing else "", "figures": {}}
+                   for name in v["declared"]]
+    v["complete"] = True
+    return verdict.settle(v)
+
+
+def test_the_matrix_gate_needs_every_cell(tmp_path):
+    variant = load_variant(ROOT / "images" / "manim")
+    for gpu_type, failing in (("T4", None), ("L4", "latex")):
+        verdict.write(tmp_path / "verdicts" / f"manim@{gpu_type}.json", _cell_verdict(variant, gpu_type, failing))
+    with pytest.raises(Refused) as refused:
+        gate_matrix(tmp_path / "verdicts", variant, ["T4", "L4", "H100"])
+    text = str(refused.value)
+    assert text.startswith("GATE REFUSED manim on the GPU matrix T4,L4,H100: 2 of 3 cells did not pass")
+    assert "GATE REFUSED manim on L4" in text and "latex" in text
+    assert "H100:" in text and "manim@H100.json: no verdict" in text and "on T4" not in text
+    passed = gate_matrix(tmp_path / "verdicts", variant, ["T4"])
+    assert passed.startswith("GATE PASSED manim on T4")
+
+
+def test_the_modal_target_takes_no_local_image():
+    done = pytest_suites("--target=modal", "--gpu=T4", "--variant=manim", "--image=rendergate/manim:dev", env=FAKE_TOKENS)
+    assert done.returncode == 4 and "--image is for a local engine" in done.stderr

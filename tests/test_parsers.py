@@ -4,12 +4,14 @@ from pathlib import Path
 
 from rendergate.parsers import (
     parse_cycles_devices,
+    parse_eglinfo,
     parse_ffmpeg_encoders,
     parse_glxinfo,
     parse_nvidia_smi_csv,
     parse_nvidia_smi_xml,
     parse_nvml_probe,
     parse_probe_output,
+    parse_vulkaninfo_summary,
 )
 from rendergate.xorg import xorg_bus_id
 
@@ -76,3 +78,15 @@ def test_xorg_bus_id_from_the_h100_nvidia_smi():
     rows = parse_nvidia_smi_csv((H100 / "nvidia-smi-query.csv").read_text(), ["name", "pci.bus_id"])
     assert xorg_bus_id(rows[0]["pci.bus_id"]) == "PCI:0:6:0"
     assert xorg_bus_id("00000000:AF:1F.7") == "PCI:175:31:7"
+
+
+def test_eglinfo_headless_displays_on_mesa():
+    devices = parse_eglinfo((CPU / "mesa-eglinfo.txt").read_text())
+    # GBM, Wayland and X11 fail without a display server; the headless platforms initialise.
+    assert [d.name.split(":")[0] for d in devices] == ["Surfaceless platform", "Device platform"]
+    assert all(d.vendor == "Mesa Project" and d.software for d in devices)
+
+
+def test_vulkaninfo_summary_on_lavapipe():
+    [device] = parse_vulkaninfo_summary((CPU / "mesa-vulkaninfo-summary.txt").read_text())
+    assert device.name.startswith("llvmpipe") and device.software and device.vendor == "llvmpipe"

@@ -1,0 +1,47 @@
+"""EGL and Vulkan, headless, as render apps and engines use them without an X server. Like GLX
+they fall back to Mesa's software rasteriser in silence, so the vendor is checked by device."""
+import pytest
+
+from rendergate.diagnosis import CheckFailed, diagnose
+from rendergate.graphics import require_vendor
+from rendergate.parsers import parse_eglinfo, parse_vulkaninfo_summary
+
+
+def egl_devices(target):
+    target.require_tool("eglinfo")
+    result = target.run("eglinfo")
+    devices = parse_eglinfo(result.stdout)
+    if not devices:  # eglinfo exits 0 when some platforms fail: a headless display must initialise
+        raise CheckFailed.of(diagnose(result.output, result.rc, "eglinfo (no headless EGL display)", target.facts()))
+    return devices
+
+
+def vulkan_devices(target):
+    target.require_tool("vulkaninfo")
+    result = target.check("vulkaninfo --summary", "vulkaninfo --summary")
+    devices = parse_vulkaninfo_summary(result.stdout)
+    if not devices:
+        raise CheckFailed.of(diagnose(result.output, 1, "vulkaninfo --summary (no physical device)", target.facts()))
+    return devices
+
+
+@pytest.mark.requires("egl")
+def test_egl_initialises_headless(target):
+    egl_devices(target)
+
+
+@pytest.mark.requires("egl_renderer")
+@pytest.mark.needs_gpu
+def test_egl_renderer(target, requirement):
+    require_vendor(target, egl_devices(target), "EGL", requirement)
+
+
+@pytest.mark.requires("vulkan")
+def test_vulkan_lists_a_device(target):
+    vulkan_devices(target)
+
+
+@pytest.mark.requires("vulkan_device")
+@pytest.mark.needs_gpu
+def test_vulkan_device(target, requirement):
+    require_vendor(target, vulkan_devices(target), "Vulkan", requirement)
