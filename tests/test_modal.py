@@ -112,3 +112,16 @@ def test_the_matrix_gate_needs_every_cell(tmp_path):
 def test_the_modal_target_takes_no_local_image():
     done = pytest_suites("--target=modal", "--gpu=T4", "--variant=manim", "--image=rendergate/manim:dev", env=FAKE_TOKENS)
     assert done.returncode == 4 and "--image is for a local engine" in done.stderr
+
+
+def test_the_target_calls_modal_as_its_api_is():
+    """The live path offline: the calls ModalTarget makes exist with these arguments in the
+    installed modal (exec with text=, stdin written then closed, stdout/stderr read, wait)."""
+    from modal.container_process import ContainerProcess
+    from modal.io_streams import StreamReader, StreamWriter
+
+    inspect.signature(modal.Sandbox.exec).bind(None, "/bin/sh", "-c", "true", text=False)
+    assert {"write", "write_eof", "drain"} <= set(dir(StreamWriter)) and "read" in dir(StreamReader)
+    assert {"stdin", "stdout", "stderr", "wait"} <= set(dir(ContainerProcess))
+    assert {"terminate", "create"} <= set(dir(modal.Sandbox))
+    inspect.signature(modal.App.lookup).bind("rendergate", create_if_missing=True)
