@@ -214,7 +214,7 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
                             "or the NVIDIA libglxserver_nvidia.so is missing")),
     (re.compile(r"vkCreateInstance: Found no drivers!|vkCreateInstance failed with ERROR_INCOMPATIBLE_DRIVER"),
      _no_graphics_driver("Vulkan", "nvidia_icd.json", "mesa-vulkan-drivers")),
-    (re.compile(r"eglinfo: eglInitialize failed"), _no_graphics_driver("EGL", "libEGL_nvidia.so.0", "libegl-mesa0")),
+    (re.compile(r"eglinfo: eglInitialize failed"), _no_graphics_driver("EGL", "libEGL_nvidia.so.0", "libegl-mesa0 of Mesa 22 or later")),
     (re.compile(r"Failed to load module \"nvidia\""),
      lambda m, f: driver_file_missing("nvidia_drv.so", f)),
     (re.compile(r"Failed to load module \"(?P<mod>\w+)\""),

@@ -76,6 +76,8 @@ def test_without_credentials_a_real_client_fails_in_one_line(tmp_path):
     (["--target=modal"], "--target modal needs --gpu with Modal GPU types"),
     (["--target=modal", "--gpu=T4,Z9"], "unknown: Z9"),
     (["--gpu=T4"], "--gpu is a GPU matrix on Modal: it needs --target modal"),
+    (["--runtime=vm"], "--runtime vm is not available with --target docker"),
+    (["--target=local", "--runtime=gvisor"], "--runtime gvisor is not available with --target local"),
 ])
 def test_bad_matrix_options_are_one_line(args, line):
     done = pytest_suites(*args, env=FAKE_TOKENS)

@@ -30,7 +30,7 @@ def test_suites_run_under_gvisor_and_say_so(runtime, platform, gvisor, good_imag
     run = suite("--variant=xorg-glx", f"--runtime={runtime}", "--allow-no-gpu", "-k", "xorg_starts or glx_answers")
     verdict = run.verdicts["xorg-glx"]
     assert verdict["platform"] == platform, run.output
-    assert verdict["host"]["sandbox_runtime"] == {"default": "the engine's default (runc)", "gvisor": "gVisor (runsc)"}[runtime]
+    assert verdict["host"]["sandbox_runtime"] == {"default": "engine default (runc)", "gvisor": "gVisor (runsc)"}[runtime]
     # The screenshot comes back from the container: gVisor hides its own /tmp from the engine.
     assert run.outcome("test_glx_answers", "xorg-glx")["outcome"] == "passed", run.output
     assert any((run.reports / "artifacts").rglob("xorg-screenshot.png"))
