@@ -5,16 +5,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # No registry here: images build FROM a local Debian base made by debootstrap. On a GPU host that
 # can pull, use the Dockerfiles' NVIDIA CUDA default: make validate BASE_IMAGE=
-BASE_IMAGE ?= rendergate/debian:bookworm
+# With GPUS (a Modal matrix) builds keep the Dockerfiles' CUDA base: Modal cannot reach a local one.
+BASE_IMAGE ?= $(if $(GPUS),,rendergate/debian:bookworm)
 # Extra CA trusted inside builds (TLS-intercepting proxies). Set EXTRA_CA= to build without one.
 EXTRA_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 # CPU-only machines: ALLOW_NO_GPU=1 turns GPU checks into "not validated" skips instead of failures.
 ALLOW_NO_GPU ?=
 # More pytest arguments, e.g. PYTEST_ARGS="--variant manim".
 PYTEST_ARGS ?=
-# The gate and promotion: make gate VARIANT=manim [IMAGE=ref]; make promote VARIANT=manim IMAGE=ref TO=tag
+# The gate and promotion: make gate VARIANT=manim [IMAGE=ref | GPUS=T4,L4]; make promote VARIANT=manim IMAGE=ref TO=tag
 VARIANT ?=
-IMAGE ?= $(if $(wildcard $(IMAGES_DIR)/$(VARIANT)/Dockerfile),rendergate/$(VARIANT):dev)
+GPUS ?=
+IMAGE ?= $(if $(GPUS),,$(if $(wildcard $(IMAGES_DIR)/$(VARIANT)/Dockerfile),rendergate/$(VARIANT):dev))
 TO ?=
 IMAGES_DIR ?= images
 # Where the report, verdicts/, artifacts/ and logs/ go.

@@ -127,3 +127,14 @@ def test_the_target_calls_modal_as_its_api_is():
     assert {"stdin", "stdout", "stderr", "wait"} <= set(dir(ContainerProcess))
     assert {"terminate", "create"} <= set(dir(modal.Sandbox))
     inspect.signature(modal.App.lookup).bind("rendergate", create_if_missing=True)
+
+
+def test_make_gate_on_a_matrix_without_credentials_refuses_every_cell(tmp_path):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
+    done = subprocess.run(["make", "--no-print-directory", "gate", "VARIANT=manim", "GPUS=T4,L4",
+                           f"REPORTS_DIR={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**environment, "HOME": str(tmp_path), "MAKEFLAGS": ""})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no Modal credentials (Token missing)" in done.stderr
+    assert "--base-image" not in done.stdout  # Modal builds FROM the Dockerfiles' CUDA base, not a local one
+    assert "GATE REFUSED manim on the GPU matrix T4,L4: 2 of 2 cells did not pass" in done.stderr
