@@ -93,7 +93,7 @@ def parse_glxinfo(text: str) -> GlxInfo:
 
 @dataclass(frozen=True)
 class GraphicsDevice:
-    """A device an API (EGL, Vulkan) offers to render with."""
+    """A device a graphics API (GLX, EGL, Vulkan) renders with."""
     api: str
     name: str
     vendor: str

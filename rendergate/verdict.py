@@ -136,7 +136,7 @@ def regression(previous: dict | None, gpu_type: str, platform: str, check: str, 
     """A line saying how much `figure` of `check` regressed against the last promoted verdict,
     when that is more than `allowed` (a fraction); None when it did not, or nothing compares.
     Figures compare only between runs on the same GPU type and platform (gVisor slows parallel
-    work: a manim 2-job speedup measured 0.74x under runsc against 1.6x+ under runc here)."""
+    work: the manim 2-part speedup measured 0.74x under runsc here, about 0.85x under runc)."""
     if not previous or previous["host"].get("gpu_type") != gpu_type or previous.get("platform", NATIVE) != platform:
         return None
     for c in previous["checks"]:
