@@ -5,8 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # No registry here: images build FROM a local Debian base made by debootstrap. On a GPU host that
 # can pull, use the Dockerfiles' NVIDIA CUDA default: make validate BASE_IMAGE=
-# With GPUS (a Modal matrix) builds keep the Dockerfiles' CUDA base: Modal cannot reach a local one.
-BASE_IMAGE ?= $(if $(GPUS),,rendergate/debian:bookworm)
+LOCAL_BASE := rendergate/debian:bookworm
+BASE_IMAGE ?= $(LOCAL_BASE)
+# A Modal matrix (GPUS) cannot reach the local base: its builds keep the Dockerfiles' CUDA default.
+BUILD_BASE = $(if $(GPUS),$(filter-out $(LOCAL_BASE),$(BASE_IMAGE)),$(BASE_IMAGE))
 # Extra CA trusted inside builds (TLS-intercepting proxies). Set EXTRA_CA= to build without one.
 EXTRA_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 # CPU-only machines: ALLOW_NO_GPU=1 turns GPU checks into "not validated" skips instead of failures.
@@ -31,7 +33,7 @@ export RENDERGATE_EXTRA_CA := $(EXTRA_CA)
 RG = $(PY) -m rendergate --images-dir=$(IMAGES_DIR) --reports-dir=$(REPORTS_DIR)
 SUITE_FLAGS = -n auto --images-dir=$(IMAGES_DIR) --reports-dir=$(REPORTS_DIR) --html=$(REPORTS_DIR)/report.html \
 	--self-contained-html --junitxml=$(REPORTS_DIR)/junit.xml --promoted=$(PROMOTED) $(if $(ALLOW_NO_GPU),--allow-no-gpu) \
-	$(if $(BASE_IMAGE),--base-image=$(BASE_IMAGE)) $(PYTEST_ARGS)
+	$(if $(BUILD_BASE),--base-image=$(BUILD_BASE)) $(PYTEST_ARGS)
 
 .PHONY: setup engine base images references validate gate promote merge test clean
 
