@@ -78,9 +78,6 @@ DRIVER_FILES = {
     "libglxserver_nvidia.so": "display",
 }
 
-SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "software rasterizer")
-
-
 GVISOR = "gVisor"
 NATIVE = "native"
 
@@ -94,7 +91,7 @@ class Facts:
     # The kernel the target's processes talk to: NATIVE (the host's) or GVISOR (a user-space
     # kernel, as on Modal), which proxies only part of the NVIDIA driver.
     platform: str = NATIVE
-    # The NVIDIA_DRIVER_CAPABILITIES the target was started with.
+    # The capabilities the target's NVIDIA_DRIVER_CAPABILITIES asks for ("all" expanded).
     capabilities: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -114,7 +111,7 @@ def driver_file_missing(name: str, facts: Facts) -> Diagnosis:
                          f"{name} missing and no /dev/nvidia* visible: "
                          "start the container with a GPU (--gpus all / the NVIDIA runtime)")
     capability = DRIVER_FILES[name]
-    if facts.container and (capability in facts.capabilities or "all" in facts.capabilities):
+    if facts.container and capability in facts.capabilities:
         return asked_files_missing([name], capability, facts)
     if facts.container:
         return Diagnosis(Cause.DRIVER_CAPABILITY_MISSING,

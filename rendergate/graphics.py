@@ -3,16 +3,11 @@ variant requires. The classic fault is silent: the API falls back to Mesa's soft
 (llvmpipe) and only the device's name tells."""
 from __future__ import annotations
 
-from .diagnosis import SOFTWARE_RENDERERS, Cause, CheckFailed, Diagnosis
-from .parsers import GlxInfo, GraphicsDevice
+from .diagnosis import Cause, CheckFailed, Diagnosis
+from .parsers import GraphicsDevice
 
 # The NVIDIA driver file each API renders through; the container toolkit injects it with `graphics`.
 NVIDIA_FILES = {"GLX": "libGLX_nvidia.so.0", "EGL": "libEGL_nvidia.so.0", "Vulkan": "nvidia_icd.json"}
-
-
-def glx_device(info: GlxInfo) -> GraphicsDevice:
-    software = any(s in info.renderer.lower() for s in SOFTWARE_RENDERERS) or info.accelerated is False
-    return GraphicsDevice("GLX", info.renderer, info.vendor, software)
 
 
 def vendor_failure(devices: list[GraphicsDevice], api: str, vendor: str) -> Diagnosis | None:

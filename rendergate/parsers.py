@@ -91,6 +91,10 @@ def parse_glxinfo(text: str) -> GlxInfo:
     )
 
 
+# Mesa's software rasterisers, as renderer strings and driver names show them.
+SOFTWARE_RENDERERS = ("llvmpipe", "lavapipe", "softpipe", "swrast", "software rasterizer")
+
+
 @dataclass(frozen=True)
 class GraphicsDevice:
     """A device a graphics API (GLX, EGL, Vulkan) renders with."""
@@ -98,6 +102,14 @@ class GraphicsDevice:
     name: str
     vendor: str
     software: bool
+
+
+def _is_software(renderer: str) -> bool:
+    return any(s in renderer.lower() for s in SOFTWARE_RENDERERS)
+
+
+def glx_device(info: GlxInfo) -> GraphicsDevice:
+    return GraphicsDevice("GLX", info.renderer, info.vendor, _is_software(info.renderer) or info.accelerated is False)
 
 
 def parse_eglinfo(text: str) -> list[GraphicsDevice]:
@@ -114,7 +126,7 @@ def parse_eglinfo(text: str) -> list[GraphicsDevice]:
                 continue
             driver = re.search(r"^EGL driver name: (.*)$", chunk, re.MULTILINE)
             name = f"{header}: {vendor.group(1).strip()}" + (f" ({driver.group(1).strip()})" if driver else "")
-            software = "EGL_MESA_device_software" in chunk or bool(driver and driver.group(1).strip() in ("swrast", "llvmpipe", "softpipe"))
+            software = "EGL_MESA_device_software" in chunk or _is_software(driver.group(1) if driver else "")
             devices.append(GraphicsDevice("EGL", name, vendor.group(1).strip(), software))
     return devices
 

@@ -18,6 +18,7 @@ import testinfra
 
 from .diagnosis import (Cause, CheckFailed, Diagnosis, Facts, diagnose, driver_file_missing, platform_of,
                         tool_missing)
+from .capabilities import asked
 from .engine import owner_label
 from .manifest import Variant
 from .parsers import parse_nvidia_smi_csv, parse_probe_output
@@ -89,7 +90,7 @@ class Target:
                 names = tuple(row["name"] for row in parse_nvidia_smi_csv(smi.stdout, ["name"])) if smi.rc == 0 else ()
             kernel_log = self.run("dmesg 2>/dev/null | head -n 3").stdout if self.in_container else ""
             self._facts = Facts(nvidia_devices_visible=bool(devices), gpu_names=names, container=self.in_container,
-                                platform=platform_of(kernel_log), capabilities=tuple(self.variant.driver_capabilities))
+                                platform=platform_of(kernel_log), capabilities=tuple(sorted(asked(",".join(self.variant.driver_capabilities)))))
         return self._facts
 
     def require_tool(self, name: str) -> None:

@@ -7,8 +7,8 @@ string tells, so a software renderer fails the hardware requirement.
 import pytest
 
 from rendergate.diagnosis import Cause, CheckFailed, diagnose
-from rendergate.graphics import glx_device, require_vendor
-from rendergate.parsers import parse_glxinfo
+from rendergate.graphics import require_vendor
+from rendergate.parsers import glx_device, parse_glxinfo
 from rendergate.xorg import start_x
 
 

@@ -14,6 +14,7 @@ import modal
 import pytest
 
 from conftest import ROOT, run_suite
+from rendergate.capabilities import asked
 from rendergate.diagnosis import GVISOR, NATIVE, Cause, CheckFailed, Facts, classify, driver_file_missing, platform_of
 from rendergate.graphics import require_vendor
 from rendergate.manifest import load_variant
@@ -69,7 +70,7 @@ def test_software_vulkan_under_gvisor_with_a_gpu_is_the_platform(gvisor, contain
     (GVISOR, ("compute", "utility", "video"), Cause.PLATFORM),
     (NATIVE, ("compute", "utility", "video"), Cause.HOST_MISCONFIGURED),
     (GVISOR, ("compute", "utility"), Cause.DRIVER_CAPABILITY_MISSING),
-    (NATIVE, ("all",), Cause.HOST_MISCONFIGURED),
+    (NATIVE, tuple(asked("all")), Cause.HOST_MISCONFIGURED),
 ])
 def test_a_missing_driver_file_is_blamed_on_who_withheld_it(platform, asked, cause):
     facts = Facts(nvidia_devices_visible=True, platform=platform, capabilities=asked)
