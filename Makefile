@@ -40,7 +40,7 @@ SUITE_FLAGS = -n auto --images-dir=$(IMAGES_DIR) --reports-dir=$(REPORTS_DIR) --
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,modal]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -66,7 +66,7 @@ validate: setup
 	  $(MAKE) --no-print-directory images && $(PY) -m pytest suites $(SUITE_FLAGS); \
 	else \
 	  echo "no Docker engine: validating only the host variant on this machine"; \
-	  $(PY) -m pytest suites --variant host --target local $(SUITE_FLAGS); \
+	  $(PY) -m pytest suites --variant host $(SUITE_FLAGS); \
 	fi
 
 # The promotion gate for one image: build or pull it, run every suite on it, and pass only if

@@ -1,13 +1,16 @@
 """rendergate's commands (the Makefile's targets call them):
 
-    python -m rendergate build [VARIANT ...]       build variant images, with their time and size
-    python -m rendergate references [VARIANT ...]  make the workloads' reference images
-    python -m rendergate obtain VARIANT IMAGE      build (the variant's own tag) or pull IMAGE
-    python -m rendergate gate VARIANT [--image REF | --gpu T4,L4,...]
+    rendergate init --image REF [--name NAME]      probe an image, write images/NAME/manifest.toml proposing what it holds
+    rendergate build [VARIANT ...]                 build variant images, with their time and size
+    rendergate references [VARIANT ...]            make the workloads' reference images
+    rendergate obtain VARIANT IMAGE                build (the variant's own tag) or pull IMAGE
+    rendergate gate VARIANT [--image REF | --gpu T4,L4,...]
                                                    pass only a complete verdict where every declared requirement passed
-    python -m rendergate promote VARIANT --image REF --to TAG
+    rendergate promote VARIANT --image REF --to TAG
                                                    tag (and push) REF when a complete, passing, fresh verdict is about it
-    python -m rendergate merge PATH ...            merge verdicts of several hosts into one matrix report
+    rendergate merge PATH ...                      merge verdicts of several hosts into one matrix report
+
+(`python -m rendergate` is the same command.)
 
 Exit status: 0 done / passed, 1 refused (the lines say why), 2 bad input or engine trouble.
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 from . import verdict as verdicts
 from .diagnosis import NATIVE
 from .engine import Engine, EngineError
+from .inventory import default_name, init
 from .manifest import ManifestError, load_variants
 from .promotion import Refused, gate, gate_matrix, obtain, promote
 from .references import make_references
@@ -31,12 +35,16 @@ from .report import merged_html
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rendergate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="rendergate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images-dir", default="images")
     parser.add_argument("--reports-dir", default="reports", help="where the suites wrote verdicts/ (default reports)")
     parser.add_argument("--base-image", default=os.environ.get("BASE_IMAGE") or None)
     parser.add_argument("--extra-ca", default=os.environ.get("RENDERGATE_EXTRA_CA") or None)
     sub = parser.add_subparsers(dest="command", required=True)
+    command = sub.add_parser("init", help="probe an image and write a manifest proposing what it holds, for review")
+    command.add_argument("--image", required=True, help="the image (pulled with the engine's stored login if not local)")
+    command.add_argument("--name", help="the variant's name, its folder under --images-dir (default: from the image)")
+    command.add_argument("--force", action="store_true", help="replace an existing manifest.toml")
     for name, text in (("build", "build variant images (default: every variant with a Dockerfile)"),
                        ("references", "make the reference images of fixtures/references/ (building images first)")):
         sub.add_parser(name, help=text).add_argument("variants", nargs="*")
@@ -45,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("image")
     command = sub.add_parser("gate", help="pass only when every declared requirement passed on a complete run")
     command.add_argument("variant")
-    command.add_argument("--image", help="the image the verdict must be about")
+    command.add_argument("--image", help="the image the verdict must be about (default: the variant's own, when present)")
     command.add_argument("--gpu", metavar="TYPES", help="a Modal GPU matrix (T4,L4,...): every cell's verdict must pass")
     command = sub.add_parser("promote", help="tag (and push) an image that has a complete, passing, fresh verdict")
     command.add_argument("variant")
@@ -64,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "merge":
             return _merge(args)
+        if args.command == "init":
+            folder = Path(args.images_dir) / (args.name or default_name(args.image))
+            path, _ = init(Engine(), args.image, folder, Path(args.reports_dir) / "logs", args.force)
+            print(path.read_text(), end="")
+            print(f"wrote {path}: review it, then validate with `pytest -n auto` (see README, \"Validate your own image\")")
+            return 0
         variants = load_variants(Path(args.images_dir))
         names = getattr(args, "variants", None) or ([args.variant] if hasattr(args, "variant") else [])
         unknown = [n for n in names if n not in variants]
@@ -75,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             print(gate_matrix(Path(args.reports_dir) / "verdicts", variants[args.variant], gpu_types))
             return 0
         if args.command == "gate":
-            digest = Engine().image_digest(args.image) if args.image else None
+            image = args.image or variants[args.variant].image_ref
+            digest = Engine().image_digest(image) if image else None
             print(gate(verdict_path, variants[args.variant], digest))
             return 0
         engine = Engine()

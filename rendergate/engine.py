@@ -24,21 +24,16 @@ from .redact import redact
 
 LABEL_RUN = "rendergate.run"
 LABEL_VARIANT = "rendergate.variant"
-LABEL_OWNER = "rendergate.owner"  # host:pid of the pytest process that owns the run
+LABEL_OWNER = "rendergate.owner"  # host:pid of the pytest process that owns the run (xdist's controller)
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _BUILDER_CHATTER = re.compile(r"^(Removing intermediate container|---> |Running in )")
 
-START_HINT = ("start it with `dockerd &` (Debian: apt-get install docker.io) or `systemctl start docker`, "
-              "or run with --target local")
+START_HINT = "start it with `dockerd &` (Debian: apt-get install docker.io) or `systemctl start docker`"
 
 
 class EngineError(Exception):
     """The engine cannot do what was asked; the message is one actionable line."""
-
-
-def image_tag(variant: Variant) -> str:
-    return f"rendergate/{variant.name}:dev"
 
 
 def owner_label(pid: int | None = None) -> str:
@@ -75,6 +70,23 @@ class Engine:
         except docker.errors.ImageNotFound:
             return False
 
+    def pull(self, ref: str) -> None:
+        """Pull `ref` with the engine's stored registry credentials (`docker login`, credential
+        helpers): the SDK reads them from the Docker config as the CLI does."""
+        try:
+            self.client.images.pull(ref)
+        except docker.errors.ImageNotFound:
+            raise EngineError(f"cannot pull {ref}: no such image in its registry (or no access to it: `docker login` "
+                              "the registry with an account that can read it)") from None
+        except docker.errors.APIError as e:
+            why = redact(str(e.explanation or e))
+            hint = ""
+            if re.search(r"unauthorized|authentication required|no basic auth credentials|denied", why, re.I):
+                hint = f": log in first (`docker login {ref.split('/')[0]}`), or use an account that can read it"
+            raise EngineError(f"cannot pull {ref}: {why}{hint}") from None
+        except docker.errors.DockerException as e:  # a bad reference, an unreachable registry
+            raise EngineError(f"cannot pull {ref}: {redact(str(e))}") from None
+
     def image_digest(self, ref: str) -> str:
         """The image's id (the digest of its config): what a verdict is about."""
         try:
@@ -85,7 +97,7 @@ class Engine:
     def build(self, variant: Variant, log_dir: Path, base_image: str | None = None,
               extra_ca: Path | None = None) -> str:
         """Build the variant's image from its folder; the full log is kept in log_dir."""
-        tag = image_tag(variant)
+        tag = variant.build_tag
         context = io.BytesIO()
         with tarfile.open(fileobj=context, mode="w") as tar:
             tar.add(variant.folder, arcname=".")
@@ -120,7 +132,10 @@ class Engine:
 
     def start(self, variant: Variant, image: str, run_id: str, owner: str, gpus: bool, log_dir: Path,
               runtime: str | None = None):
-        """Start one long-lived container for the variant; its log is kept if it does not come up."""
+        """Start one long-lived container for the variant, shared by every worker of the run; its
+        log is kept if it does not come up. The image's entrypoint is replaced by the keep-alive
+        command (an entrypoint such as `manim` or `blender` would take it as its arguments and
+        exit); the image's own user is kept."""
         env = dict(variant.run.get("env", {}))
         env["NVIDIA_DRIVER_CAPABILITIES"] = ",".join(variant.driver_capabilities)
         requests = []
@@ -129,18 +144,24 @@ class Engine:
             count = -1 if wanted == "all" else wanted
             requests.append(docker.types.DeviceRequest(count=count, capabilities=[["gpu"]]))
         labels = {LABEL_RUN: run_id, LABEL_VARIANT: variant.name, LABEL_OWNER: owner}
+        command = variant.command
         try:
             container = self.client.containers.run(
-                image, variant.command, detach=True, labels=labels, environment=env, init=True,
+                image, command[1:], entrypoint=command[:1], detach=True, labels=labels, environment=env, init=True,
                 device_requests=requests, shm_size=variant.run.get("shm_size"), runtime=runtime,
                 nano_cpus=int(variant.run["cpus"] * 1e9) if "cpus" in variant.run else None,
-                name=f"rendergate-{variant.name}-{run_id[:8]}-{os.getpid()}")
+                name=f"rendergate-{variant.build_tag.split('/')[1].split(':')[0]}-{run_id[:12]}")
         except docker.errors.APIError as e:
+            why = str(e.explanation or e)
             hint = ""
-            if "could not select device driver" in str(e):
+            if "could not select device driver" in why:
                 hint = ": the engine has no NVIDIA container toolkit (install nvidia-container-toolkit, " \
                        "then `nvidia-ctk runtime configure --runtime=docker` and restart the engine)"
-            raise EngineError(f"could not start {image}: {e.explanation or e}{hint}") from None
+            elif re.search(r"executable file not found|no such file or directory", why):
+                raise EngineError(f"{image} cannot run the keep-alive command {json.dumps(command)}: {command[0]} is "
+                                  f"not in the image; set run.command in {variant.manifest} to a command of the "
+                                  "image that keeps running") from None
+            raise EngineError(f"could not start {image}: {why}{hint}") from None
         deadline = time.monotonic() + 15
         while container.status != "running" and time.monotonic() < deadline:
             time.sleep(0.2)

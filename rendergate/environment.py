@@ -41,7 +41,9 @@ def suite_version() -> str:
         base = version("rendergate")
     except PackageNotFoundError:  # run from a checkout that was never installed
         base = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    commit = _output("git", "describe", "--always", "--dirty", "--abbrev=12", cwd=ROOT)
+    # Only a checkout has a commit of rendergate's own: an installed package's folder may sit inside
+    # the user's repo (a venv in it), whose commit is not rendergate's.
+    commit = _output("git", "describe", "--always", "--dirty", "--abbrev=12", cwd=ROOT) if (ROOT / ".git").exists() else None
     return f"{base}+g{commit}" if commit else base
 
 

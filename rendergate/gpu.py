@@ -6,11 +6,11 @@ import functools
 import json
 import subprocess
 import sys
-from pathlib import Path
 
+from .assets import PROBES
 from .gpuinfo import GpuInfo, gpus_from_probe, nominal
 
-NVML_PROBE = Path(__file__).parent / "probes" / "nvml.py"
+NVML_PROBE = PROBES / "nvml.py"
 
 
 @functools.lru_cache(maxsize=1)

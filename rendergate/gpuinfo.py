@@ -11,9 +11,9 @@ import re
 import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
-TABLE = Path(__file__).parent / "data" / "gpus.toml"
+from .assets import CAPABILITY_TABLE
+
 # Cycles' OptiX backend runs on GPUs of compute capability 5.0 (Maxwell) and newer; RT cores only
 # make it faster (Blender manual, "GPU Rendering": OptiX).
 OPTIX_MIN_COMPUTE = (5, 0)
@@ -60,7 +60,7 @@ class GpuInfo:
 @lru_cache(maxsize=1)
 def capability_table() -> list[tuple[list[re.Pattern], list[str], Capabilities]]:
     rows = []
-    for row in tomllib.loads(TABLE.read_text())["gpu"]:
+    for row in tomllib.loads(CAPABILITY_TABLE.read_text())["gpu"]:
         rows.append(([re.compile(p, re.IGNORECASE) for p in row["match"]], row["pci_device_ids"], Capabilities(
             model=row["model"], architecture=row["architecture"], gpu_class=row["class"], nvenc=row["nvenc"],
             nvdec=row["nvdec"], encode=tuple(row["encode"]), rt_cores=row["rt_cores"],

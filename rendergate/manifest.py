@@ -1,11 +1,14 @@
 """Variant manifests: what an image must provide, how to run it, and workload thresholds.
 
-A variant is a folder under images/ with a `manifest.toml` and, unless it describes the host
-itself, a `Dockerfile`. Manifests are validated strictly, before any container starts: a typo
-in a requirement name would otherwise silently turn a check into a skip.
+A variant is a folder under images/ with a `manifest.toml` and the image it is about: a
+`Dockerfile` beside the manifest (built by rendergate), an `image = "REF"` in it (built elsewhere,
+pulled if need be), or `--image REF` on the command line. Only a manifest that says `host = true`
+is checked on the machine running the suite itself. Manifests are validated strictly, before any
+container starts: a typo in a requirement name would otherwise silently turn a check into a skip.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +111,17 @@ WORKLOADS = {
                         '{ frames = 8, workers = 2, size = "256x144", samples = 16 }'),
     "encode": (_table({"size": _size, "frames": _positive_int}), '{ size = "1920x1080", frames = 120 }'),
 }
-TOP_LEVEL = {"description": (_str, "a string")}
+
+
+def _image_ref(v):
+    return _str(v) and not any(c.isspace() or c == "\0" for c in v)
+
+
+TOP_LEVEL = {
+    "description": (_str, "a string"),
+    "image": (_image_ref, 'the image to check, built elsewhere, e.g. "registry.example.com/render/blender:1.2"'),
+    "host": (_bool, "true: the variant is the machine running the suite itself, checked in place (no image)"),
+}
 SECTIONS = {"requirements": REQUIREMENTS, "run": RUN, "thresholds": THRESHOLDS, "workloads": WORKLOADS}
 CYCLES_DEVICE_TYPES = {"CUDA", "OPTIX", "HIP", "ONEAPI", "METAL"}
 DRIVER_CAPABILITIES = {"compute", "utility", "video", "graphics", "display", "compat32", "all"}
@@ -124,6 +137,8 @@ class Variant:
     run: dict = field(default_factory=dict)
     thresholds: dict = field(default_factory=dict)
     workloads: dict = field(default_factory=dict)
+    image: str | None = None  # the image to check: the manifest's `image`, or --image
+    host: bool = False  # checked on the machine running the suite (`host = true`), not in a container
     gpu_type: str | None = None  # the GPU type of its cell in a --gpu matrix (modal target)
 
     @property
@@ -132,13 +147,29 @@ class Variant:
         return f"{self.name}@{self.gpu_type}" if self.gpu_type else self.name
 
     @property
+    def manifest(self) -> Path:
+        return self.folder / "manifest.toml"
+
+    @property
     def dockerfile(self) -> Path | None:
         path = self.folder / "Dockerfile"
         return path if path.is_file() else None
 
     @property
     def needs_image(self) -> bool:
-        return self.dockerfile is not None
+        return not self.host
+
+    @property
+    def build_tag(self) -> str:
+        """The tag rendergate builds the variant's Dockerfile as (a valid Docker name for any folder name)."""
+        return f"rendergate/{re.sub(r'[^a-z0-9._-]+', '-', self.name.lower()).strip('.-_') or 'variant'}:dev"
+
+    @property
+    def image_ref(self) -> str | None:
+        """The image the variant's checks run in: the one named, else the Dockerfile's build; None on the host."""
+        if self.host:
+            return None
+        return self.image or (self.build_tag if self.dockerfile else None)
 
     def declared(self, name: str):
         """What the manifest says for a requirement ('latex') or a workload ('workloads.encode');
@@ -187,6 +218,17 @@ def load_variant(folder: Path) -> Variant:
             raise ManifestError(
                 f"{path}: key 'requirements.cycles_devices' has unknown device type {kind!r} "
                 f"(known: {', '.join(sorted(CYCLES_DEVICE_TYPES))})")
+    dockerfile = folder / "Dockerfile"
+    if (dockerfile.exists() or dockerfile.is_symlink()) and not dockerfile.is_file():
+        raise ManifestError(f"{dockerfile}: not a file (a folder or a dangling link): the variant's image cannot be built")
+    host, image = data.get("host", False), data.get("image")
+    if host and (image or dockerfile.is_file()):
+        beside = f"image = {image!r}" if image else "a Dockerfile beside it"
+        raise ManifestError(f"{path}: key 'host' says the variant is this machine itself, but it has {beside}: "
+                            "a host variant has no image (drop one of them)")
+    if image and dockerfile.is_file():
+        raise ManifestError(f"{path}: key 'image' names {image}, but a Dockerfile is beside it: say which one is "
+                            "checked (drop `image` to build the Dockerfile, or move the Dockerfile away)")
     for cap in run.get("driver_capabilities", []):
         if cap not in DRIVER_CAPABILITIES:
             raise ManifestError(
@@ -196,6 +238,8 @@ def load_variant(folder: Path) -> Variant:
         name=folder.name,
         folder=folder,
         description=data.get("description", ""),
+        image=image,
+        host=host,
         requirements=requirements,
         run=run,
         thresholds=sections.get("thresholds", {}),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .manifest import Variant
 from .redact import remember_secrets
-from .targets import CONTAINER_WORKDIR, Target
+from .targets import CONTAINER_WORKDIR, Target, worker_slot
 
 APP_NAME = "rendergate"
 # Modal's GPU types (modal.com/docs/guide/gpu); `:N` asks for N of them.
@@ -32,6 +32,15 @@ class ModalUnavailable(Exception):
     """Modal cannot be used from here; one actionable line, without any secret in it."""
 
 
+def require_client() -> None:
+    """Modal's client is an optional extra of rendergate: without it, say how to get it."""
+    try:
+        import modal  # noqa: F401
+    except ImportError:
+        raise ModalUnavailable("--target modal needs Modal's client, an optional extra: "
+                               "pip install 'rendergate[modal]'") from None
+
+
 def check_credentials() -> None:
     """Modal's own credential sources (MODAL_TOKEN_ID / MODAL_TOKEN_SECRET, or its config file),
     remembered for redaction; without them, Modal's client says why, as one line of ours."""
@@ -41,6 +50,7 @@ def check_credentials() -> None:
             if isinstance(profile, dict):
                 tokens.update({f"MODAL_{k.upper()}": v for k, v in profile.items() if k in ("token_id", "token_secret")})
     remember_secrets(tokens)
+    require_client()
     if len(tokens) >= 2:
         return
     import modal
@@ -117,13 +127,18 @@ class _SandboxHost:
 
 
 class ModalTarget(Target):
-    """A Modal Sandbox of the variant's image on one GPU type; terminated when closed."""
+    """A Modal Sandbox of the variant's image on one GPU type, shared by the run's workers;
+    terminated by the run's owner (release()), and by Modal after its timeout whatever happens."""
 
     def __init__(self, variant: Variant, sandbox, default_timeout: float):
         self.sandbox = sandbox
         self.started = time.monotonic()
-        super().__init__(variant, _SandboxHost(sandbox), CONTAINER_WORKDIR, variant.run.get("python", "python3"),
-                         default_timeout)
+        super().__init__(variant, _SandboxHost(sandbox), f"{CONTAINER_WORKDIR}/w{worker_slot()}",
+                         variant.run.get("python", "python3"), default_timeout)
+
+    @property
+    def name(self) -> str:
+        return f"the Modal sandbox of {self.variant.name} on {self.variant.gpu_type}"
 
     @classmethod
     def start(cls, variant: Variant, p: Plan, default_timeout: float) -> "ModalTarget":
@@ -132,6 +147,27 @@ class ModalTarget(Target):
         app = modal.App.lookup(APP_NAME, create_if_missing=True)
         sandbox = modal.Sandbox.create(*p.command, app=app, image=image(p), **p.sandbox)
         return cls(variant, sandbox, default_timeout)
+
+    @classmethod
+    def attach(cls, variant: Variant, handle: dict, default_timeout: float) -> "ModalTarget":
+        """The sandbox another worker started for this (variant, GPU type) cell."""
+        import modal
+
+        target = cls(variant, modal.Sandbox.from_id(handle["sandbox"]), default_timeout)
+        target._adopt(handle)
+        return target
+
+    @staticmethod
+    def release(handle: dict) -> None:
+        import modal
+
+        try:
+            modal.Sandbox.from_id(handle["sandbox"]).terminate()
+        except Exception:  # already gone (its timeout, or Modal stopped it): nothing left to release
+            pass
+
+    def handle(self) -> dict:
+        return {**super().handle(), "sandbox": self.sandbox.object_id}
 
     def put(self, local_dir: Path, remote_dir: str) -> None:
         buf = io.BytesIO()
@@ -146,9 +182,3 @@ class ModalTarget(Target):
         if out.rc != 0:
             raise OSError(f"{remote_path}: {out.stderr.strip()}")
         return base64.b64decode(out.stdout)
-
-    def close(self) -> None:
-        try:
-            self.sandbox.terminate()
-        except Exception:  # already gone (its timeout, or Modal stopped it): nothing left to release
-            pass

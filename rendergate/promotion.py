@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import docker.errors
-
 from . import verdict as verdicts
-from .engine import Engine, EngineError, image_tag
+from .engine import Engine, EngineError
 from .environment import suite_version
 from .manifest import Variant
 
@@ -28,15 +26,12 @@ class Refused(Exception):
 
 def obtain(engine: Engine, variant: Variant, ref: str, build) -> str:
     """Make `ref` present locally: as it is, built (the variant's own tag) or pulled. Returns how."""
-    if ref == image_tag(variant):
+    if ref == variant.build_tag and variant.dockerfile:
         build(variant)
         return "built"
     if engine.image_exists(ref):
         return "found locally"
-    try:
-        engine.client.images.pull(ref)
-    except docker.errors.APIError as e:
-        raise EngineError(f"cannot pull {ref}: {e.explanation or e}") from None
+    engine.pull(ref)
     return "pulled"
 
 

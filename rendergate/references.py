@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .engine import Engine
+from .assets import REFERENCES
+from .engine import Engine, owner_label
 from .manifest import Variant
 from .media import extract_frames, probe_video
 from .targets import DockerTarget
-from .workloads import REFERENCES, cycles_reference, manim_reference, render_frames, render_manim
+from .workloads import cycles_reference, manim_reference, render_frames, render_manim
 
 
 def make_references(engine: Engine, variants: dict[str, Variant], image_of, log_dir: Path) -> list[Path]:
@@ -25,8 +26,8 @@ def make_references(engine: Engine, variants: dict[str, Variant], image_of, log_
         wants = {k: v for k, v in variant.workloads.items() if k in ("manim_scene", "cycles_frame")}
         if not wants:
             continue
-        target = DockerTarget.start(engine, variant, image_of(variant), f"references-{os.getpid()}", log_dir,
-                                    default_timeout=600)
+        target = DockerTarget.start(engine, variant, image_of(variant), f"references-{os.getpid()}", owner_label(),
+                                    log_dir, default_timeout=600)
         try:
             for quality in sorted(set(wants.get("manim_scene", {}).values())):
                 video = render_manim(target, quality, f"{target.workdir}/manim-{quality}")
@@ -42,5 +43,5 @@ def make_references(engine: Engine, variants: dict[str, Variant], image_of, log_
                 path.write_bytes(target.fetch(f"{out}/frame_0001.png"))
                 made.append(path)
         finally:
-            target.close()
+            engine.remove(target.container.id)
     return made

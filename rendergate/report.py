@@ -42,8 +42,10 @@ THUMBNAIL_WIDTH = 480
 
 
 def column_label(verdict: dict) -> str:
+    """The variant, the image checked (when it ran in one), the GPU type, and gVisor if it ran under it."""
     platform = " \u00b7 gVisor" if verdict.get("platform") == GVISOR else ""
-    return f"{verdict['variant']} \u00b7 {verdict['host'].get('gpu_type', '?')}{platform}"
+    image = f" ({verdict['image']['ref']})" if verdict.get("image") else ""
+    return f"{verdict['variant']}{image} \u00b7 {verdict['host'].get('gpu_type', '?')}{platform}"
 
 
 def verdict_state(verdict: dict) -> str:

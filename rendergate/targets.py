@@ -1,25 +1,31 @@
 """Where a variant's checks run. Every target has the same small surface: `run()` a shell
 command with a timeout, `put()` a folder in, `fetch()` a file out. The suites never know
 which machine a command ran on. Commands go through pytest-testinfra's backends.
+
+A container (or sandbox) is shared by every pytest-xdist worker of a run: one worker starts it
+and records its `handle()`, the others `attach()` to it, and the run's owner `release()`s it at
+the end. Each worker keeps its files in a folder of its own (`slot`), and its own X display.
 """
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import shutil
 import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import docker.errors
 import testinfra
 
-from .diagnosis import (Cause, CheckFailed, Diagnosis, Facts, diagnose, driver_file_missing, platform_of,
-                        tool_missing)
+from .assets import PROBES
 from .capabilities import asked
-from .engine import owner_label
+from .diagnosis import Cause, CheckFailed, Diagnosis, Facts, diagnose, driver_file_missing, last_line, platform_of, tool_missing
+from .engine import Engine, EngineError
 from .manifest import Variant
 from .parsers import parse_nvidia_smi_csv, parse_probe_output
 
@@ -28,6 +34,18 @@ KILLED_EXIT = 137  # ... and when the command ignored SIGTERM and had to be kill
 # Where checks keep their files in a container. Not under /tmp: gVisor (Modal's runtime, runsc)
 # mounts its own tmpfs there, which the engine cannot see, so `docker cp` would find nothing.
 CONTAINER_WORKDIR = "/var/tmp/rendergate"
+
+
+def worker_slot() -> int:
+    """This process's pytest-xdist worker number (gw3: 3), 0 without xdist."""
+    number = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    return int(number) if number.isdigit() else 0
+
+
+def worker_count() -> int:
+    """How many pytest-xdist workers the run has (1 without xdist)."""
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")
+    return int(count) if count.isdigit() else 1
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,7 @@ class Target:
 
     def __init__(self, variant: Variant, host, workdir: str, python: str, default_timeout: float):
         self.variant = variant
+        self.slot = worker_slot()
         self.workdir = workdir
         self.python = python
         self.default_timeout = default_timeout
@@ -126,11 +145,15 @@ class Target:
     def _ensure_probes(self) -> None:
         if self.memo.get("probes"):
             return
+        if self.run(f"command -v {shlex.quote(self.python)}").rc != 0:
+            raise CheckFailed(Cause.TOOL_MISSING, f"{self.python} not found in {self.name}: the probes run with the "
+                                                  f"Python that run.python of {self.variant.manifest} names; set it to "
+                                                  "the image's interpreter that has the modules checked (manim, bpy)")
         import pynvml  # shipped into the target: images need not install NVML bindings
 
         bundle = Path(tempfile.mkdtemp(prefix="rendergate-probes-"))
         try:
-            shutil.copytree(Path(__file__).parent / "probes", bundle / "probes",
+            shutil.copytree(PROBES, bundle / "probes",
                             ignore=shutil.ignore_patterns("__pycache__"))
             (bundle / "lib").mkdir()
             shutil.copy(pynvml.__file__, bundle / "lib" / "pynvml.py")
@@ -139,24 +162,42 @@ class Target:
             shutil.rmtree(bundle)
         self.memo["probes"] = True
 
+    @property
+    def name(self) -> str:
+        """What the checks run in, as a failure names it."""
+        return "the target"
+
     def put(self, local_dir: Path, remote_dir: str) -> None:
         raise NotImplementedError
 
     def fetch(self, remote_path: str) -> bytes:
         raise NotImplementedError
 
+    def handle(self) -> dict:
+        """What another worker needs to attach() to this target (JSON): how to reach it, and what
+        was probed of it once, so that no worker probes it again."""
+        return {"facts": asdict(self.facts())}
+
+    def _adopt(self, handle: dict) -> None:
+        """Take over what the opening worker probed (see handle())."""
+        self._facts = Facts(**{k: tuple(v) if isinstance(v, list) else v for k, v in handle["facts"].items()})
+
     def close(self) -> None:
-        """Release what the target holds; safe to call twice."""
+        """Release what this process holds (not the shared container: release() does); safe twice."""
 
 
 class LocalTarget(Target):
-    """This machine itself."""
+    """This machine itself (a variant that says `host = true`)."""
 
     in_container = False
 
     def __init__(self, variant: Variant, default_timeout: float):
         super().__init__(variant, testinfra.get_host("local://"), tempfile.mkdtemp(prefix="rendergate-"),
                          sys.executable, default_timeout)
+
+    @property
+    def name(self) -> str:
+        return "this host"
 
     def put(self, local_dir: Path, remote_dir: str) -> None:
         shutil.copytree(local_dir, remote_dir, dirs_exist_ok=True)
@@ -169,27 +210,84 @@ class LocalTarget(Target):
 
 
 class DockerTarget(Target):
-    """A running container of the variant's image (started and removed by the engine)."""
+    """A running container of the variant's image, as the image's own user. Started by the engine
+    (entrypoint replaced by the keep-alive command), shared by the run's workers."""
 
-    def __init__(self, variant: Variant, container, default_timeout: float):
+    def __init__(self, variant: Variant, container, default_timeout: float, user: tuple[int, int] | None = None):
         self.container = container
-        super().__init__(variant, testinfra.get_host(f"docker://{container.id}"), CONTAINER_WORKDIR,
-                         variant.run.get("python", "python3"), default_timeout)
+        super().__init__(variant, testinfra.get_host(f"docker://{container.id}"),
+                         f"{CONTAINER_WORKDIR}/w{worker_slot()}", variant.run.get("python", "python3"), default_timeout)
+        self.uid, self.gid = user or self._prepare()
+
+    @property
+    def name(self) -> str:
+        return self.image_ref
+
+    @property
+    def image_ref(self) -> str:
+        tags = self.container.image.tags
+        return self.container.attrs.get("Config", {}).get("Image") or (tags[0] if tags else self.container.image.id)
 
     @classmethod
-    def start(cls, engine, variant: Variant, image: str, run_id: str, log_dir: Path, default_timeout: float,
-              gpus: bool = False, runtime: str | None = None) -> "DockerTarget":
-        """A new container of `image`, owned by this process, as the variant's target."""
-        container = engine.start(variant, image, run_id, owner_label(), gpus=gpus, log_dir=log_dir,
-                                 runtime=runtime)
-        return cls(variant, container, default_timeout)
+    def start(cls, engine: Engine, variant: Variant, image: str, run_id: str, owner: str, log_dir: Path,
+              default_timeout: float, gpus: bool = False, runtime: str | None = None) -> "DockerTarget":
+        """A new container of `image`, labelled as the run's (owner: the run's controlling process)."""
+        container = engine.start(variant, image, run_id, owner, gpus=gpus, log_dir=log_dir, runtime=runtime)
+        try:
+            return cls(variant, container, default_timeout)
+        except EngineError:
+            engine.remove(container.id)
+            raise
+
+    @classmethod
+    def attach(cls, variant: Variant, handle: dict, default_timeout: float) -> "DockerTarget":
+        """The container another worker started (and prepared) for the variant."""
+        try:
+            container = Engine().client.containers.get(handle["container"])
+        except docker.errors.NotFound:
+            raise EngineError(f"the container of {variant.name} ({handle['container'][:12]}) is gone: removed "
+                              "while the run was using it") from None
+        target = cls(variant, container, default_timeout, user=(handle["uid"], handle["gid"]))
+        target._adopt(handle)
+        return target
+
+    @staticmethod
+    def release(handle: dict) -> None:
+        Engine().remove(handle["container"])
+
+    def handle(self) -> dict:
+        return {**super().handle(), "container": self.container.id, "uid": self.uid, "gid": self.gid}
+
+    def _prepare(self) -> tuple[int, int]:
+        """The image's user, and every worker's folder, made by root and owned by that user (a
+        non-root image's user may not create them): everything a check writes goes there."""
+        code, out = self.container.exec_run(["/bin/sh", "-c", "id -u && id -g"])
+        ids = out.decode(errors="replace").split()
+        if code != 0 or len(ids) != 2 or not all(i.isdigit() for i in ids):
+            raise EngineError(f"{self.image_ref} has no usable /bin/sh ({last_line(out.decode(errors='replace'))}): "
+                              "rendergate runs every check through /bin/sh and coreutils inside the image; "
+                              "add a shell (e.g. busybox) to the image to validate it")
+        uid, gid = int(ids[0]), int(ids[1])
+        folders = " ".join(f"{CONTAINER_WORKDIR}/w{n}" for n in range(max(worker_count(), self.slot + 1)))
+        code, out = self.container.exec_run(["/bin/sh", "-c", f"mkdir -p {folders} && chown {uid}:{gid} {folders}"],
+                                            user="root")
+        if code != 0:
+            raise EngineError(f"cannot make {self.workdir} in {self.image_ref}: {last_line(out.decode(errors='replace'))}")
+        return uid, gid
 
     def put(self, local_dir: Path, remote_dir: str) -> None:
+        """Copy a folder in, owned by the image's user (so that checks may write beside it)."""
         self.run(f"mkdir -p {shlex.quote(remote_dir)}")
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for path in sorted(local_dir.rglob("*")):
-                tar.add(path, arcname=str(path.relative_to(local_dir)), recursive=False)
+                info = tar.gettarinfo(path, arcname=str(path.relative_to(local_dir)))
+                info.uid, info.gid, info.uname, info.gname = self.uid, self.gid, "", ""
+                if info.isreg():
+                    with path.open("rb") as f:
+                        tar.addfile(info, f)
+                else:
+                    tar.addfile(info)
         self.container.put_archive(remote_dir, buf.getvalue())
 
     def fetch(self, remote_path: str) -> bytes:
@@ -197,9 +295,3 @@ class DockerTarget(Target):
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
             member = tar.next()
             return tar.extractfile(member).read()
-
-    def close(self) -> None:
-        try:
-            self.container.remove(force=True)
-        except Exception:  # already gone (swept, or the engine stopped): nothing left to release
-            pass

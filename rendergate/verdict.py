@@ -44,7 +44,7 @@ class VerdictError(Exception):
 
 
 def manifest_digest(variant: Variant) -> str:
-    return "sha256:" + hashlib.sha256((variant.folder / "manifest.toml").read_bytes()).hexdigest()
+    return "sha256:" + hashlib.sha256(variant.manifest.read_bytes()).hexdigest()
 
 
 def declared_requirements(variant: Variant) -> list[str]:
@@ -112,7 +112,7 @@ def promotion_problems(verdict: dict, variant: Variant, image_digest: str, suite
     if mismatch:
         problems.append(f"{mismatch}: run the gate on this image")
     if verdict["manifest"] != manifest_digest(variant):
-        problems.append(f"stale: {variant.folder / 'manifest.toml'} changed since the verdict: run the gate again")
+        problems.append(f"stale: {variant.manifest} changed since the verdict: run the gate again")
     if verdict["host"].get("suite_version") != suite_version:
         problems.append(f"stale: the verdict was made by rendergate {verdict['host'].get('suite_version')}, "
                         f"this is {suite_version}: run the gate again")

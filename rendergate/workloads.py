@@ -8,11 +8,10 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from .assets import REFERENCES, WORKLOADS
 from .manifest import MANIM_QUALITIES
 from .targets import Result
 
-SOURCES = Path(__file__).resolve().parents[1] / "fixtures" / "workloads"
-REFERENCES = Path(__file__).resolve().parents[1] / "fixtures" / "references"
 STITCH_FPS = 24
 
 
@@ -34,7 +33,7 @@ def encoder_codec(encoder: str) -> str:
 def sources(target) -> str:
     """Where the workload sources are in the target (copied there on first use)."""
     if "workloads" not in target.memo:
-        target.put(SOURCES, f"{target.workdir}/workloads")
+        target.put(WORKLOADS, f"{target.workdir}/workloads")
         target.memo["workloads"] = f"{target.workdir}/workloads"
     return target.memo["workloads"]
 

@@ -1,5 +1,6 @@
 """Start an X server inside a target: NVIDIA's driver where hardware GL is required and a GPU
-is visible, the dummy driver otherwise. Started once per target; checks share the display."""
+is visible, the dummy driver otherwise. Started once per target in each worker, on a display of
+its own (workers share the container); that worker's checks share the display."""
 from __future__ import annotations
 
 import re
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from .diagnosis import CheckFailed, diagnose
 from .parsers import parse_nvidia_smi_csv
 
-DISPLAY = ":42"
+FIRST_DISPLAY = 42  # worker N of a run uses display :42+N
 SCREEN = "1280x720"
 
 _DUMMY_CONF = """\
@@ -62,6 +63,11 @@ class XServer:
     driver: str
     log_path: str
 
+    @property
+    def vnc_port(self) -> int:
+        """The port a VNC server of this display listens on, by the VNC convention 5900 + display."""
+        return 5900 + int(self.display.lstrip(":"))
+
 
 def xorg_bus_id(nvidia_smi_bus_id: str) -> str:
     """nvidia-smi's '00000000:17:00.0' (hex domain:bus:device.function) as Xorg's 'PCI:23:0:0' (decimal)."""
@@ -99,17 +105,18 @@ def _start(target, want_nvidia: bool) -> XServer:
         driver = "nvidia"
         bus = target.check("nvidia-smi --query-gpu=pci.bus_id --format=csv,noheader", "nvidia-smi")
         bus_id = xorg_bus_id(parse_nvidia_smi_csv(bus.stdout, ["pci.bus_id"])[0]["pci.bus_id"])
+    display = f":{FIRST_DISPLAY + target.slot}"
     work = f"{target.workdir}/x"
     conf, log = f"{work}/xorg.conf", f"{work}/Xorg.log"
     target.require_tool("Xorg")
     target.check(f"mkdir -p {work} && printf '%s' {shlex.quote(xorg_conf(driver, bus_id))} > {conf}", "writing xorg.conf")
     # Xorg stays in the background; wait until a client can connect or it dies.
     started = target.run(
-        f"setsid Xorg {DISPLAY} -config {conf} -logfile {log} -noreset -nolisten tcp "
+        f"setsid Xorg {display} -config {conf} -logfile {log} -noreset -nolisten tcp "
         f"</dev/null >/dev/null 2>&1 & pid=$!; "
-        f"for i in $(seq 100); do DISPLAY={DISPLAY} xdpyinfo >/dev/null 2>&1 && exit 0; "
+        f"for i in $(seq 100); do DISPLAY={display} xdpyinfo >/dev/null 2>&1 && exit 0; "
         f"kill -0 $pid 2>/dev/null || break; sleep 0.1; done; "
         f"echo 'Xorg did not come up'; grep -E '\\(EE\\)|Fatal' {log}; exit 1", timeout=30)
     if started.rc != 0:
         raise CheckFailed.of(diagnose(started.output, started.rc, f"Xorg with the {driver} driver", target.facts()))
-    return XServer(DISPLAY, driver, log)
+    return XServer(display, driver, log)

@@ -10,6 +10,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from rendergate.assets import WORKLOADS
 from rendergate.manifest import MANIM_QUALITIES
 from rendergate.media import (
     extract_frames,
@@ -23,7 +24,7 @@ from rendergate.media import (
     require_video,
 )
 from rendergate.timing import Speedup, measure_pair
-from rendergate.workloads import SOURCES, manim_reference, render_manim, render_manim_parts_parallel
+from rendergate.workloads import manim_reference, render_manim, render_manim_parts_parallel
 
 pytestmark = pytest.mark.requires("workloads.manim_scene")
 
@@ -35,7 +36,7 @@ REFERENCE_TOLERANCE = 1.5
 
 def scene_constant(name: str):
     """A constant of fixtures/workloads/manim_scene.py, read without importing Manim here."""
-    tree = ast.parse((SOURCES / "manim_scene.py").read_text())
+    tree = ast.parse((WORKLOADS / "manim_scene.py").read_text())
     return next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == name)
 
 

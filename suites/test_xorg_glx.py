@@ -48,10 +48,11 @@ def test_glx_renderer(target, requirement):
 
 @pytest.mark.requires("vnc")
 def test_vnc_serves_display(target):
-    display = x_server(target).display
+    server = x_server(target)
     target.require_tool("x11vnc")
-    target.check(f"x11vnc -display {display} -rfbport 5942 -localhost -nopw -bg -quiet -o {target.workdir}/x11vnc.log",
-                 "starting x11vnc")
-    banner = target.run("bash -c 'exec 3<>/dev/tcp/127.0.0.1/5942 && head -c 12 <&3'", timeout=15)
+    target.check(f"x11vnc -display {server.display} -rfbport {server.vnc_port} -localhost -nopw -bg -quiet "
+                 f"-o {target.workdir}/x11vnc.log", "starting x11vnc")
+    banner = target.run(f"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{server.vnc_port} && head -c 12 <&3'", timeout=15)
     if not banner.stdout.startswith("RFB "):
-        raise CheckFailed(Cause.COMMAND_FAILED, f"x11vnc accepts no VNC client on :5942 (got {banner.output[:60]!r})")
+        raise CheckFailed(Cause.COMMAND_FAILED, f"x11vnc accepts no VNC client on :{server.vnc_port} "
+                                                f"(got {banner.output[:60]!r})")

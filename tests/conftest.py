@@ -1,7 +1,10 @@
 """Fixtures for rendergate's own tests: real images built from images/, known-bad images built
-FROM them with one planted defect, and the suites run as a user runs them (a pytest process)."""
+FROM them with one planted defect and known-good variations of them (an entrypoint, another
+user), and the suites run as a user runs them: a pytest process in this checkout, or in a
+user's repo with rendergate installed from its wheel into a fresh venv."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -13,12 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from rendergate.engine import Engine
+from rendergate.engine import Engine, owner_label
 from rendergate.manifest import load_variant, load_variants
 from rendergate.targets import DockerTarget
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN_BAD = ROOT / "tests" / "known_bad"
+KNOWN_GOOD = ROOT / "tests" / "known_good"
+# What a wheel is built from: the package and the folders mapped into it (pyproject.toml).
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "rendergate", "suites", "fixtures")
+# The installed plugin runs under pytest 8 (this checkout's venv has the newest, 9): both are supported.
+INSTALLED_PYTEST = "pytest>=8.3,<9"
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "rendergate/debian:bookworm")
 
 
@@ -80,15 +88,24 @@ def good_images(engine, tmp_path_factory) -> dict[str, str]:
             for name, v in load_variants(ROOT / "images").items() if v.needs_image}
 
 
+def _derived_image(engine, folder: Path, kind: str):
+    def build(name: str) -> str:
+        tag = f"rendergate-{kind}/{name}:test"
+        engine.client.images.build(path=str(folder / name), tag=tag, rm=True, forcerm=True)
+        return tag
+    return build
+
+
 @pytest.fixture(scope="session")
 def known_bad_image(engine, good_images):
     """Build tests/known_bad/<name> FROM the good image it plants a defect in."""
-    def build(name: str) -> str:
-        tag = f"rendergate-known-bad/{name}:test"
-        engine.client.images.build(path=str(KNOWN_BAD / name), tag=tag, rm=True, forcerm=True,
-                                   buildargs={"BUILD_BASE": BASE_IMAGE})
-        return tag
-    return build
+    return _derived_image(engine, KNOWN_BAD, "known-bad")
+
+
+@pytest.fixture(scope="session")
+def known_good_image(engine, good_images):
+    """Build tests/known_good/<name> FROM the good image it varies (an entrypoint, another user)."""
+    return _derived_image(engine, KNOWN_GOOD, "known-good")
 
 
 @dataclass
@@ -123,17 +140,78 @@ def read_verdicts(reports: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((reports / "verdicts").glob("*.json"))}
 
 
+def _finished(proc: subprocess.CompletedProcess, reports: Path) -> SuiteRun:
+    verdicts = read_verdicts(reports)
+    run_ids = {v["run_id"] for v in verdicts.values()}
+    leftover = [c["name"] for run_id in run_ids for c in Engine().containers(run_id)]
+    return SuiteRun(proc.returncode, proc.stdout + proc.stderr, reports, verdicts, leftover)
+
+
 def run_suite(tmp_path: Path, *args: str, timeout: float = 600) -> SuiteRun:
-    """Run the validation suites in their own pytest process, as a user would, with their own
+    """Run the validation suites in their own pytest process, from this checkout, with their own
     reports folder."""
     reports = tmp_path / "reports"
     proc = subprocess.run([sys.executable, "-m", "pytest", "suites", "-p", "no:randomly", "-q",
                            f"--reports-dir={reports}", f"--base-image={BASE_IMAGE}", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    verdicts = read_verdicts(reports)
-    run_ids = {v["run_id"] for v in verdicts.values()}
-    leftover = [c["name"] for run_id in run_ids for c in Engine().containers(run_id)]
-    return SuiteRun(proc.returncode, proc.stdout + proc.stderr, reports, verdicts, leftover)
+    return _finished(proc, reports)
+
+
+def once_per_run(tmp_path_factory, name: str, make) -> Path:
+    """A folder that `make(folder)` fills once per test run, whichever xdist worker asks first;
+    the others wait for it and share it (a session fixture alone would run once per worker)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, the same for every xdist worker
+    folder = shared / name
+    with open(shared / f"{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / f"{name}.done").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            (shared / f"{name}.done").touch()
+    return folder
+
+
+def _install_wheel(folder: Path) -> None:
+    source, wheels, venv = folder / "source", folder / "wheels", folder / "venv"
+    source.mkdir()
+    for name in WHEEL_SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, source],
+                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    subprocess.run([venv / "bin" / "pip", "install", "-q", next(wheels.glob("rendergate-*.whl")), INSTALLED_PYTEST],
+                   check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory) -> Path:
+    """rendergate as a platform team installs it: a wheel built from this checkout (from a copy of
+    what the wheel is made of, so that the build leaves nothing here), installed into a fresh venv
+    outside the checkout, with pytest 8. Returns the venv."""
+    return once_per_run(tmp_path_factory, "installed", _install_wheel) / "venv"
+
+
+def user_repo(tmp_path: Path, manifests: dict[str, str]) -> Path:
+    """A platform team's repo: only manifests, images/<name>/manifest.toml, for images built elsewhere."""
+    repo = tmp_path / "studio-repo"
+    for name, text in manifests.items():
+        (repo / "images" / name).mkdir(parents=True, exist_ok=True)
+        (repo / "images" / name / "manifest.toml").write_text(text)
+    return repo
+
+
+def run_in_user_repo(venv: Path, repo: Path, *args: str, env: dict | None = None, timeout: float = 600) -> SuiteRun:
+    """`pytest` in the user's repo, with the installed rendergate, as the team's CI runs it."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    proc = subprocess.run([venv / "bin" / "pytest", "-p", "no:randomly", "-q", *args], cwd=repo, capture_output=True,
+                          text=True, timeout=timeout, env={**environment, **(env or {})})
+    return _finished(proc, repo / "reports")
 
 
 @pytest.fixture
@@ -143,12 +221,13 @@ def container_target(engine, good_images, tmp_path):
 
     def open_target(name: str, runtime: str | None = None) -> DockerTarget:
         opened.append(DockerTarget.start(engine, load_variant(ROOT / "images" / name), good_images[name],
-                                         uuid.uuid4().hex[:8], tmp_path, default_timeout=300, runtime=runtime))
+                                         uuid.uuid4().hex[:8], owner_label(), tmp_path, default_timeout=300,
+                                         runtime=runtime))
         return opened[-1]
 
     yield open_target
     for target in opened:
-        target.close()
+        engine.remove(target.container.id)
 
 
 @pytest.fixture

@@ -12,10 +12,12 @@ import tomllib
 import pytest
 
 from conftest import ROOT
+from rendergate.assets import CAPABILITY_TABLE as TABLE
 from rendergate.capabilities import mismatches
 from rendergate.diagnosis import DRIVER_FILES
+from rendergate.engine import owner_label
 from rendergate.gpu import host_gpu_names
-from rendergate.gpuinfo import TABLE, gpus_from_probe, lacks, lookup
+from rendergate.gpuinfo import gpus_from_probe, lacks, lookup
 from rendergate.manifest import load_variant
 from rendergate.readiness import kernel_xids
 from rendergate.targets import DockerTarget
@@ -72,12 +74,13 @@ def test_driver_files_present_but_not_asked_for(known_bad_image, engine, tmp_pat
     shutil.copytree(ROOT / "images" / "manim", folder)
     manifest = folder / "manifest.toml"
     manifest.write_text(manifest.read_text().replace('["compute", "utility", "video"]', '["compute", "utility"]'))
-    target = DockerTarget.start(engine, load_variant(folder), image, "tests-expectations", tmp_path, default_timeout=120)
+    target = DockerTarget.start(engine, load_variant(folder), image, "tests-expectations", owner_label(), tmp_path,
+                                default_timeout=120)
     try:
         value = target.run("printf %s \"$NVIDIA_DRIVER_CAPABILITIES\"").stdout
         absent, unasked = mismatches(value, target.driver_files(DRIVER_FILES))
     finally:
-        target.close()
+        engine.remove(target.container.id)
     assert value == "compute,utility"
     assert unasked == ["libnvidia-encode.so.1 (video)"]
     assert "libcuda.so.1 (compute)" in absent  # asked, and no toolkit here to inject it

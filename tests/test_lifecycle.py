@@ -38,7 +38,7 @@ def test_stale_containers_of_a_killed_run_are_swept(engine, good_images, suite):
 @pytest.mark.parametrize("args, env, line", [
     (["--variant=nope"], {}, "unknown variant nope (known: "),
     (["--image=rendergate/manim:dev"], {}, "--image needs exactly one --variant"),
-    (["--variant=manim", "--image=rendergate/no-such:image"], {}, "--image rendergate/no-such:image: no such image"),
+    (["--variant=manim", "--image=rendergate/no-such:image"], {}, "manim: cannot pull rendergate/no-such:image: "),
     (["--variant=manim"], {"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
      "Docker engine not reachable at unix:///nonexistent/docker.sock"),
 ])

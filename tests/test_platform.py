@@ -109,7 +109,7 @@ def test_merging_runc_and_gvisor_verdicts_shows_what_only_gvisor_breaks(gvisor, 
         return done.stdout, out.read_text()
 
     stdout, page = merge(runs["default"].reports, runs["gvisor"].reports)
-    assert f"xorg-glx \u00b7 {gpu_type} \u00b7 gVisor" in page and "fails only under gVisor" not in stdout + page
+    assert f"xorg-glx ({native['image']['ref']}) \u00b7 {gpu_type} \u00b7 gVisor" in page and "fails only under gVisor" not in stdout + page
     # Stand-in: on CPU no check fails under this gVisor; plant the failure a GPU host would see.
     sandboxed["checks"] = [{**c, "outcome": "failed", "message": "nvidia_icd.json missing ... [platform]"}
                            if c["check"] == "test_glx_answers" else c for c in sandboxed["checks"]]

@@ -93,6 +93,22 @@ def test_interrupted_run_leaves_a_partial_report_and_verdict_that_are_refused(kn
     assert "PROMOTION REFUSED" in promote.stderr and "PARTIAL" in promote.stderr
 
 
+def test_sigterm_to_a_run_with_workers_removes_the_shared_containers(known_bad_image, engine, tmp_path):
+    """CI cancelling a job under `-n 2`: the controlling process owns the containers its workers
+    share, and removes them on SIGTERM; the verdict and report say partial."""
+    reports = tmp_path / "reports"
+    proc = _start_suite(reports, "-n", "2", "--variant=manim", f"--image={known_bad_image('ffmpeg-hangs')}",
+                        "--allow-no-gpu")
+    _wait_for_container(engine, proc)
+    assert len(_owned(engine, proc)) == 1  # one container of the variant, for both workers
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert _owned(engine, proc) == [], output
+    verdict = read_verdicts(reports)["manim"]
+    assert verdict["complete"] is False and "PARTIAL" in verdict["problems"][0]
+    assert "PARTIAL" in (reports / "report.html").read_text()
+
+
 def test_killed_run_leaves_a_partial_report_and_verdict(known_bad_image, engine, tmp_path):
     """SIGKILL: nothing of the run gets to clean up; what it wrote as it went must say partial
     (its container is swept by the next run: test_lifecycle)."""
@@ -114,10 +130,10 @@ def test_killed_run_leaves_a_partial_report_and_verdict(known_bad_image, engine,
 
 
 def test_parallel_workers_never_clobber_each_others_files(good_images, suite, tmp_path):
-    """`--dist load` spreads one variant's checks over both workers, each with its own container
-    and its own build of the image, writing evidence and logs at the same time."""
+    """Both workers check both variants at once, in the one container of each, each worker in a
+    folder and on an X display of its own, writing evidence and logs at the same time."""
     report = tmp_path / "reports" / "report.html"
-    run = suite("-n", "2", "--dist", "load", "--variant=xorg-glx", "--variant=manim", "--allow-no-gpu",
+    run = suite("-n", "2", "--variant=xorg-glx", "--variant=manim", "--allow-no-gpu",
                 "-m", "not timed", f"--html={report}", "--self-contained-html")
     assert run.complete and run.leftover == [], run.output
     for picture in (run.reports / "artifacts").rglob("*.png"):

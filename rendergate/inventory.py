@@ -1,0 +1,194 @@
+"""`rendergate init`: a starting manifest, proposed from what an image holds.
+
+The image is started as the suites start it (its entrypoint replaced by the keep-alive command,
+its own user) and looked at with its own tools: ffmpeg and its NVENC encoders, Manim, ManimPango
+and LaTeX, bpy and the Cycles GPU backends compiled into it, Xorg, glxinfo, x11vnc, eglinfo,
+vulkaninfo, and which of its Pythons has the modules. Each requirement proposed says, in a
+comment, what it was found from: a proposal for a person to review, never a verdict (goss's
+`autoadd` works the same way). Nothing here needs a GPU: what needs one is proposed from what
+the image is built for (NVENC encoders, CUDA/OptiX backends, NVIDIA_* variables).
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .capabilities import needed
+from .diagnosis import CheckFailed
+from .engine import Engine, EngineError, owner_label
+from .manifest import ManifestError, Variant, load_variant
+from .parsers import parse_ffmpeg_encoders
+from .targets import DockerTarget
+
+TOOLS = ("ffmpeg", "Xorg", "glxinfo", "x11vnc", "eglinfo", "vulkaninfo", "latex", "dvisvgm", "kpsewhich")
+# Where images keep Pythons besides PATH: venvs under /opt, /venv, /app, the user's home.
+PYTHON_PLACES = ("/opt/*/bin/python3", "/opt/*/bin/python", "/usr/local/bin/python3", "/venv/bin/python3",
+                 "/app/.venv/bin/python3", "$HOME/.venv/bin/python3")
+NVIDIA_BACKENDS = ("OPTIX", "CUDA")  # the Cycles backends rendergate validates, in the order our manifests list them
+# What a proposal starts its workloads and thresholds with: the values of this project's own
+# variants (images/*/manifest.toml, measured and explained there), whose references exist.
+WORKLOADS = {
+    "manim_scene": '{ smoke = "480p15", full = "1080p60" }',
+    "manim_parts": "true",
+    "cycles_frame": '{ size = "320x180", samples = 32 }',
+    "parallel_frames": '{ frames = 12, workers = 2, size = "448x252", samples = 4 }',
+    "encode": '{ size = "1920x1080", frames = 120 }',
+}
+THRESHOLDS = {"manim_parts": ("manim_parts_speedup", 0.8), "cycles_frame": ("cycles_gpu_speedup", 3.0),
+              "parallel_frames": ("parallel_speedup", 1.6), "encode": ("nvenc_speedup", 2.0)}
+
+
+@dataclass
+class Inventory:
+    """What the image holds, and where each thing was found (the manifest's comments quote it)."""
+    image: str
+    env: dict[str, str]
+    tools: dict[str, str]  # name -> path in the image
+    ffmpeg: str = ""  # its version line
+    nvenc: list[str] = field(default_factory=list)
+    python: str | None = None
+    modules: dict = field(default_factory=dict)  # probes/inventory.py's answer for that Python
+    standalone_cls: str = ""
+
+
+def take(target: DockerTarget, env: dict[str, str]) -> Inventory:
+    """Look at the running image with its own tools."""
+    listed = target.run("; ".join(f"printf '%s=%s\\n' {t} \"$(command -v {t})\"" for t in TOOLS)).stdout
+    tools = {k: v for k, _, v in (line.partition("=") for line in listed.splitlines()) if v}
+    found = Inventory(target.image_ref, env, tools)
+    if "ffmpeg" in tools:
+        found.ffmpeg = " ".join(target.run("ffmpeg -hide_banner -version").stdout.split()[:3])  # ffmpeg version 5.1.6
+        encoders = parse_ffmpeg_encoders(target.run("ffmpeg -hide_banner -encoders").stdout)
+        found.nvenc = [name for name in encoders if name.endswith("_nvenc")]
+    if "kpsewhich" in tools:
+        found.standalone_cls = target.run("kpsewhich standalone.cls").stdout.strip()
+    candidates = target.run(f"for p in $(command -v python3 python) {' '.join(PYTHON_PLACES)}; do "
+                            "[ -x \"$p\" ] && echo \"$p\"; done").stdout.split()
+    for python in dict.fromkeys(candidates):
+        target.python = python
+        result = target.run_probe("inventory")
+        if result.rc != 0:
+            continue
+        modules = json.loads(result.stdout.strip().splitlines()[-1])
+        if found.python is None or modules["manim"] or modules["bpy"]:
+            found.python, found.modules = python, modules
+        if modules["manim"] or modules["bpy"]:
+            break
+    return found
+
+
+def _has(found: Inventory, module: str) -> bool:
+    return isinstance(found.modules.get(module), str)
+
+
+def _requirements(found: Inventory) -> list[tuple[str, str, str]]:
+    """(key, TOML value, why) per requirement proposed."""
+    backends = [b for b in NVIDIA_BACKENDS if b in found.modules.get("cycles_backends", [])]
+    nvidia_env = sorted(k for k in found.env if k.startswith("NVIDIA_"))
+    gpu = bool(found.nvenc or backends or nvidia_env)
+    out = []
+    if gpu:
+        why = ", ".join(filter(None, [found.nvenc and "NVENC encoders", backends and f"Cycles {'/'.join(backends)}",
+                                      nvidia_env and f"the image sets {', '.join(nvidia_env)}"]))
+        out.append(("gpu", "true", f"built for NVIDIA GPUs: {why}"))
+    if found.nvenc:
+        out.append(("nvenc", json.dumps(found.nvenc), f"{found.tools['ffmpeg']} lists them ({found.ffmpeg})"))
+    if _has(found, "manimpango"):
+        out.append(("manimpango", "true", f"ManimPango {found.modules['manimpango']} in {found.python}"))
+    latex = [t for t in ("latex", "dvisvgm") if t in found.tools]
+    if _has(found, "manim") and len(latex) == 2 and found.standalone_cls:
+        out.append(("latex", "true", f"Manim {found.modules['manim']} with {found.tools['latex']}, "
+                                     f"{found.tools['dvisvgm']} and {found.standalone_cls}"))
+    if backends:
+        out.append(("cycles_devices", json.dumps(backends), f"bpy {found.modules['bpy']} was built with them "
+                                                            f"(all: {', '.join(found.modules['cycles_backends'])})"))
+    for key, tool, vendor_key in (("xorg", "Xorg", None), ("vnc", "x11vnc", None), ("egl", "eglinfo", "egl_renderer"),
+                                  ("vulkan", "vulkaninfo", "vulkan_device")):
+        if tool in found.tools and (key != "vnc" or "Xorg" in found.tools):
+            out.append((key, "true", f"{found.tools[tool]}"))
+            if vendor_key and gpu:
+                out.append((vendor_key, '"nvidia"', "on the NVIDIA GPU, not a software rasteriser"))
+        if key == "xorg" and "Xorg" in found.tools and "glxinfo" in found.tools and gpu:
+            out.append(("glx_renderer", '"nvidia"', f"{found.tools['glxinfo']}: GL on the NVIDIA GPU, not llvmpipe"))
+    return out
+
+
+def _workloads(found: Inventory) -> list[tuple[str, str]]:
+    """(key, why) per workload proposed."""
+    out = []
+    if _has(found, "manim"):
+        out += [("manim_scene", "Manim renders the canonical scene"),
+                ("manim_parts", "the scene in two parts, rendered at once and concatenated")]
+    if _has(found, "bpy"):
+        out.append(("cycles_frame", "a canonical Cycles frame"))
+        if "ffmpeg" in found.tools:
+            out.append(("parallel_frames", "frames over parallel workers, stitched with the image's ffmpeg"))
+    if "ffmpeg" in found.tools:
+        out.append(("encode", "libx264 and each NVENC encoder on one clip"))
+    return out
+
+
+def propose(found: Inventory, name: str) -> str:
+    """The manifest text proposed for the image."""
+    requirements = _requirements(found)
+    workloads = _workloads(found)
+    lines = [f"# Proposed by `rendergate init --image {found.image}` from what the image holds: review each",
+             "# line, drop what the image need not prove, add what the probing could not see.",
+             f"description = {json.dumps(f'{name}: {found.image}')}",
+             f"image = {json.dumps(found.image)}", "", "[requirements]"]
+    lines += [f"{key} = {value}  # {why}" for key, value, why in requirements]
+    if not requirements:
+        lines.append("# nothing rendergate checks was found in the image")
+    draft = Variant(name=name, folder=Path("."), requirements={k: json.loads(v) for k, v, _ in requirements})
+    capabilities = sorted(needed(draft))
+    lines += ["", "[run]"]
+    if capabilities:
+        lines.append(f"driver_capabilities = {json.dumps(capabilities)}  # what the requirements need")
+    if found.python:
+        lines.append(f"python = {json.dumps(found.python)}  # {found.modules.get('version', '')} "
+                     f"{'with the modules checked' if _has(found, 'manim') or _has(found, 'bpy') else 'for the probes'}")
+    if workloads:
+        lines += ["", "[workloads]"] + [f"{key} = {WORKLOADS[key]}  # {why}" for key, why in workloads]
+        gated = [THRESHOLDS[key] for key, _ in workloads if key in THRESHOLDS]
+        lines += ["", "[thresholds]  # this project's own values: tune them to your hosts"]
+        lines += [f"{key} = {value}" for key, value in gated] + ["repeats = 3"]
+    return "\n".join(lines) + "\n"
+
+
+def init(engine: Engine, image: str, folder: Path, log_dir: Path, force: bool = False) -> tuple[Path, Inventory]:
+    """Probe `image` and write folder/manifest.toml proposing what it holds; returns its path.
+    (log_dir keeps the container's log if it does not come up.)"""
+    path = folder / "manifest.toml"
+    if path.exists() and not force:
+        raise ManifestError(f"{path}: already exists (pass --force to replace it)")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", folder.name):
+        raise ManifestError(f"{folder.name!r}: a variant name is letters, digits, '.', '_' and '-'")
+    if not engine.image_exists(image):
+        engine.pull(image)
+    env = dict(e.partition("=")[::2] for e in engine.client.images.get(image).attrs["Config"].get("Env") or [])
+    probe = Variant(name=folder.name, folder=folder, run={"python": "python3"})
+    target = DockerTarget.start(engine, probe, image, f"init-{uuid.uuid4().hex[:8]}", owner_label(),
+                                log_dir, default_timeout=180)
+    try:
+        found = take(target, env)
+    except CheckFailed as e:
+        raise EngineError(f"looking into {image} failed: {e}") from None
+    finally:
+        engine.remove(target.container.id)
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(propose(found, folder.name))
+    try:
+        load_variant(folder)
+    except ManifestError as e:  # a proposal must always be a valid manifest
+        raise ManifestError(f"rendergate proposed an invalid manifest (a bug of rendergate's): {e}") from None
+    return path, found
+
+
+def default_name(image: str) -> str:
+    """A variant name from an image reference: studio/render:1.0 -> render."""
+    last = image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", last) or "image"
+

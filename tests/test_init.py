@@ -1,0 +1,54 @@
+"""`rendergate init --image REF`: run on each of our own images, the manifest it proposes holds
+what their hand-written manifests declare; it is a valid manifest, names the image, and never
+overwrites one without being told to."""
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BASE_IMAGE, ROOT
+from rendergate.manifest import QUALIFIERS, load_variant
+
+
+def init(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rendergate", f"--images-dir={tmp_path / 'images'}",
+                           f"--reports-dir={tmp_path / 'reports'}", "init", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("name", ["manim", "blender", "xorg-glx"])
+def test_init_proposes_what_our_manifests_declare(name, good_images, tmp_path):
+    done = init(tmp_path, f"--image={good_images[name]}", f"--name={name}")
+    assert done.returncode == 0, done.stderr
+    proposed = load_variant(tmp_path / "images" / name)
+    declared = load_variant(ROOT / "images" / name)
+    assert proposed.image == good_images[name]
+    assert {k: v for k, v in declared.requirements.items() if k not in QUALIFIERS}.items() <= proposed.requirements.items()
+    assert set(declared.workloads) <= set(proposed.workloads)
+    assert set(declared.driver_capabilities) <= set(proposed.driver_capabilities)
+    assert "# " in (tmp_path / "images" / name / "manifest.toml").read_text()  # each line says what it was found from
+
+
+def test_init_on_an_image_with_nothing_to_check_says_so(engine, tmp_path):
+    """The plain base: no ffmpeg, no Python, no X: nothing proposed, and the manifest says why."""
+    subprocess.run([ROOT / "scripts" / "make-base-image", BASE_IMAGE], check=True, capture_output=True)
+    done = init(tmp_path, f"--image={BASE_IMAGE}", "--name=plain")
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "images" / "plain" / "manifest.toml").read_text()
+    assert "# nothing rendergate checks was found in the image" in text
+    assert load_variant(tmp_path / "images" / "plain").requirements == {}
+
+
+def test_init_never_overwrites_a_manifest(good_images, tmp_path):
+    (tmp_path / "images" / "xorg-glx").mkdir(parents=True)
+    (tmp_path / "images" / "xorg-glx" / "manifest.toml").write_text("# mine\n")
+    done = init(tmp_path, f"--image={good_images['xorg-glx']}")
+    assert done.returncode == 2 and "already exists (pass --force to replace it)" in done.stderr
+    assert (tmp_path / "images" / "xorg-glx" / "manifest.toml").read_text() == "# mine\n"
+    assert init(tmp_path, f"--image={good_images['xorg-glx']}", "--force").returncode == 0
+
+
+def test_init_on_an_image_that_is_nowhere_is_one_line(tmp_path):
+    done = init(tmp_path, "--image=127.0.0.1:9/nowhere/image:1")
+    assert done.returncode == 2 and done.stderr.startswith("rendergate: cannot pull 127.0.0.1:9/nowhere/image:1")
+    assert "Traceback" not in done.stderr and not (tmp_path / "images").exists()
