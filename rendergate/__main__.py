@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise ManifestError(f"unknown variant {', '.join(unknown)} (known: {', '.join(variants)})")
         verdict_path = Path(args.reports_dir) / "verdicts" / f"{getattr(args, 'variant', '')}.json"
-        if args.command == "gate" and args.gpu:
+        if args.command == "gate" and args.gpu is not None:
             gpu_types = [g.strip() for g in args.gpu.split(",") if g.strip()]
             print(gate_matrix(Path(args.reports_dir) / "verdicts", variants[args.variant], gpu_types))
             return 0

@@ -16,3 +16,4 @@ PROBES = _folder("rendergate.probes")  # scripts run inside targets with the ima
 WORKLOADS = _folder("rendergate.fixtures") / "workloads"  # the Manim scene and the Cycles scene script
 REFERENCES = _folder("rendergate.fixtures") / "references"  # reference images (make references)
 CAPABILITY_TABLE = _folder("rendergate.data") / "gpus.toml"  # what each GPU model can do
+VERDICT_SCHEMA = _folder("rendergate.data") / "verdict.schema.json"  # what a verdict file must be

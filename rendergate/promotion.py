@@ -35,27 +35,28 @@ def obtain(engine: Engine, variant: Variant, ref: str, build) -> str:
     return "pulled"
 
 
-def gate(verdict_path: Path, variant: Variant, digest: str | None) -> str:
-    """The verdict's one-line pass, or Refused with every reason."""
+def gate(verdict_path: Path, variant: Variant, digest: str | None, gpu_type: str | None = None) -> str:
+    """The verdict's one-line pass, or Refused with every reason: it is judged against the
+    variant's current manifest, image `digest` (None: the host, or a Modal cell) and this rendergate."""
     verdict = verdicts.load(verdict_path)
-    problems = verdicts.judge(verdict)
-    mismatch = digest and verdicts.image_mismatch(verdict, digest)
-    if mismatch:
-        problems.append(mismatch)
-    what = f"{variant.name}" + (f" ({digest})" if digest else "") + f" on {verdict['host'].get('gpu_type')}"
+    problems = verdicts.gate_problems(verdict, variant, digest, suite_version(), gpu_type)
+    what = f"{variant.name}" + (f" ({digest})" if digest else "") + f" on {verdict['host']['gpu_type']}"
     if problems:
         raise Refused(f"GATE REFUSED {what}: {len(problems)} problem(s) in {verdict_path}", problems)
-    return f"GATE PASSED {what}: {len(verdict['requirements'])} declared requirements passed (run {verdict['run_id']})"
+    declared = verdicts.declared_requirements(variant)
+    return f"GATE PASSED {what}: {len(declared)} declared requirements passed (run {verdict['run_id']})"
 
 
 def gate_matrix(verdicts_dir: Path, variant: Variant, gpu_types: list[str]) -> str:
     """A GPU matrix passes only when the verdict of every (variant, GPU type) cell does: one line
     per cell, or Refused naming each cell that did not pass (or was never reached)."""
+    if not gpu_types:
+        raise Refused(f"GATE REFUSED {variant.name}: no GPU types given (--gpu T4,L4,...): nothing to judge", [])
     lines, refused = [], []
     for gpu_type in gpu_types:
         path = verdicts_dir / f"{variant.name}@{gpu_type}.json"
         try:
-            lines.append(gate(path, variant, None))
+            lines.append(gate(path, variant, None, gpu_type))
         except Refused as e:
             refused.append(str(e).replace("\n", "\n  "))
         except verdicts.VerdictError as e:

@@ -6,22 +6,31 @@ and rewritten as results arrive, so a run that is killed still leaves a partial 
 
 judge() is the one place that decides whether a verdict passes: every declared requirement must
 have passed on this run. A check skipped for lack of a GPU, an undecided timing and a requirement
-no check ran for are not passes. promotion_problems() adds what promotion also needs: the verdict
-is about this very image, this manifest and this suite, and it is recent.
+no check ran for are not passes. gate_problems() judges a verdict handed to the gate: against the
+variant's *current* manifest (what it declares now must have passed, whatever the verdict says it
+declared), about this variant, this very image, this manifest and this rendergate;
+promotion_problems() adds that it is recent. load() validates a verdict against its schema
+(data/verdict.schema.json) before anything reads it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
 
+import jsonschema
+
+from .assets import VERDICT_SCHEMA
 from .diagnosis import GVISOR, NATIVE
 from .manifest import QUALIFIERS, Variant
 
 SCHEMA = 1
+MAX_VERDICT_BYTES = 64 * 2**20
 # Outcomes of a requirement, from its checks' outcomes; only "passed" passes, and "unsupported"
 # (the GPU lacks the feature, by the capability table: a hardware limit) does not fail it.
 _REQUIREMENT_OUTCOME = (  # the first that any of its checks has, wins
@@ -60,36 +69,42 @@ def new_verdict(variant: Variant, run_id: str, target: str, host: dict, options:
             "containers_started": 0, "checks": [], "requirements": {}, "problems": [], "passed": False}
 
 
+def requirement_outcomes(checks: list[dict], declared: list[str]) -> dict[str, dict]:
+    """Each declared requirement's outcome, from the outcomes of the checks of it that ran."""
+    requirements = {}
+    for name in declared:
+        ran = [c for c in checks if c["requirement"] == name and c["outcome"] not in NOT_COUNTED]
+        outcomes = {c["outcome"] for c in ran}
+        outcome = next((req for check, req in _REQUIREMENT_OUTCOME if check in outcomes), "passed" if ran else "not-run")
+        requirements[name] = {"outcome": outcome, "checks": len(ran)}
+    return requirements
+
+
 def settle(verdict: dict) -> dict:
     """Fill in the requirement outcomes, the problems and the overall pass from the checks."""
-    requirements = {}
-    for name in verdict["declared"]:
-        checks = [c for c in verdict["checks"] if c["requirement"] == name and c["outcome"] not in NOT_COUNTED]
-        outcomes = {c["outcome"] for c in checks}
-        outcome = next((req for check, req in _REQUIREMENT_OUTCOME if check in outcomes),
-                       "passed" if checks else "not-run")
-        requirements[name] = {"outcome": outcome, "checks": len(checks)}
-    verdict["requirements"] = requirements
+    verdict["requirements"] = requirement_outcomes(verdict["checks"], verdict["declared"])
     verdict["problems"] = judge(verdict)
     verdict["passed"] = not verdict["problems"]
     return verdict
 
 
-def judge(verdict: dict) -> list[str]:
+def judge(verdict: dict, declared: list[str] | None = None) -> list[str]:
     """Why this verdict does not pass, one line each; empty when every declared requirement passed
-    on a run that finished."""
+    on a run that finished. `declared` (default: what the verdict says its manifest declared) is
+    re-derived from the checks, never taken from the verdict's own summary."""
+    declared = verdict["declared"] if declared is None else declared
     problems = [] if verdict["complete"] else ["the run did not finish (interrupted or crashed): this verdict is PARTIAL"]
-    if not verdict["declared"]:
+    if not declared:
         problems.append(f"{verdict['variant']} declares no requirement: the run proved nothing")
-    for name, req in verdict["requirements"].items():
+    for name, req in requirement_outcomes(verdict["checks"], declared).items():
         if req["outcome"] in NOT_A_PROBLEM:
             continue
         failing = [c for c in verdict["checks"] if c["requirement"] == name and c["outcome"] != "passed"]
         detail = "; ".join(f"{c['check']}{'[' + c['item'] + ']' if c['item'] else ''}: {c['message']}"
                            for c in failing if c["message"])
         problems.append(f"{name}: {_EXPLAIN[req['outcome']]}" + (f" ({detail})" if detail else ""))
-    for c in verdict["checks"]:  # checks no requirement names (none today) must pass too
-        if c["requirement"] not in verdict["requirements"] and c["outcome"] in ("failed", "error"):
+    for c in verdict["checks"]:  # checks no requirement names (a user's own check, say) must pass too
+        if c["requirement"] not in declared and c["outcome"] in ("failed", "error"):
             problems.append(f"{c['check']}: {c['message']}")
     return problems
 
@@ -102,21 +117,34 @@ def image_mismatch(verdict: dict, image_digest: str) -> str | None:
     return f"mismatched: the verdict is about image {tested or 'none'}, the candidate is {image_digest}"
 
 
+def gate_problems(verdict: dict, variant: Variant, image_digest: str | None, suite_version: str,
+                  gpu_type: str | None = None) -> list[str]:
+    """Why `verdict` does not prove `variant` (its current manifest) for the image with
+    `image_digest` (None: no image, the host) on this rendergate; on `gpu_type` for a matrix cell."""
+    if verdict["variant"] != variant.name:
+        return [f"the verdict is about variant {verdict['variant']}, not {variant.name}"]
+    if gpu_type and verdict["host"]["gpu_type"] != gpu_type:
+        return [f"the verdict is about {verdict['host']['gpu_type']}, not the cell's GPU type {gpu_type}"]
+    problems = judge(verdict, declared_requirements(variant))
+    if image_digest:
+        mismatch = image_mismatch(verdict, image_digest)
+        if mismatch:
+            problems.append(f"{mismatch}: run the gate on this image")
+    if verdict["manifest"] != manifest_digest(variant):
+        problems.append(f"stale: {variant.manifest} changed since the verdict: run the gate again")
+    if verdict["host"]["suite_version"] != suite_version:
+        problems.append(f"stale: the verdict was made by rendergate {verdict['host']['suite_version']}, "
+                        f"this is {suite_version}: run the gate again")
+    return problems
+
+
 def promotion_problems(verdict: dict, variant: Variant, image_digest: str, suite_version: str, max_age: timedelta,
                        now: datetime | None = None) -> list[str]:
     """Why `verdict` does not allow promoting the image with `image_digest` as `variant`."""
-    if verdict["variant"] != variant.name:
-        return [f"the verdict is about variant {verdict['variant']}, not {variant.name}"]
-    problems = judge(verdict)
-    mismatch = image_mismatch(verdict, image_digest)
-    if mismatch:
-        problems.append(f"{mismatch}: run the gate on this image")
-    if verdict["manifest"] != manifest_digest(variant):
-        problems.append(f"stale: {variant.manifest} changed since the verdict: run the gate again")
-    if verdict["host"].get("suite_version") != suite_version:
-        problems.append(f"stale: the verdict was made by rendergate {verdict['host'].get('suite_version')}, "
-                        f"this is {suite_version}: run the gate again")
-    finished = verdict.get("finished")
+    problems = gate_problems(verdict, variant, image_digest, suite_version)
+    if problems and problems[0].startswith("the verdict is about variant"):
+        return problems
+    finished = verdict["finished"]
     age = (now or datetime.now(timezone.utc)) - datetime.fromisoformat(finished) if finished else None
     if age is not None and age > max_age:
         problems.append(f"stale: the verdict is {_span(age)} old, more than the {_span(max_age)} allowed: run the gate again")
@@ -191,15 +219,30 @@ def write(path: Path, verdict: dict) -> None:
     os.replace(tmp, path)
 
 
+@lru_cache(maxsize=1)
+def _validator():
+    return jsonschema.Draft202012Validator(json.loads(VERDICT_SCHEMA.read_text()))
+
+
 def load(path: Path) -> dict:
+    """A verdict file, validated against its schema; VerdictError, one line naming the file, otherwise."""
     try:
-        data = json.loads(path.read_text())
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise VerdictError(f"{path}: not a verdict file (a folder, a pipe or a device)")
+        if path.stat().st_size > MAX_VERDICT_BYTES:
+            raise VerdictError(f"{path}: {path.stat().st_size} bytes: too big for a verdict")
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise VerdictError(f"{path}: no verdict (no run of the suites wrote one)") from None
-    except (OSError, ValueError) as e:
-        raise VerdictError(f"{path}: not a readable verdict ({e})") from None
+    except (OSError, ValueError, RecursionError) as e:
+        raise VerdictError(f"{path}: not a readable verdict ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise VerdictError(f"{path}: not a rendergate verdict (schema {SCHEMA})")
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+    if error is not None:
+        where = error.json_path.removeprefix("$") or "the top"
+        raise VerdictError(f"{path}: not a valid rendergate verdict: at {where}: {error.message[:200]}")
     return data
 
 

@@ -14,7 +14,8 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, once_per_run, require_tool
+from conftest import ROOT, once_per_run, require_tool, written_verdict
+from rendergate.manifest import load_variant
 
 GATE_VARIANTS = ROOT / "tests" / "gate_variants"
 
@@ -167,3 +168,79 @@ def test_a_regressed_workload_fails_the_gate(good_images, known_bad_image, engin
     regressed = [c for c in checks if c["cause"] == "regressed"]
     assert len(regressed) == 1 and regressed[0]["figures"]["2 workers vs 1"]["verdict"] == "pass"
     assert "[regressed]" in (reports / "report.html").read_text()
+
+
+def rendergate_cli(*args: str, reports=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rendergate", *([f"--reports-dir={reports}"] if reports else []), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("gpus", [",", " ", ""])
+def test_the_matrix_gate_refuses_an_empty_gpu_list(gpus, tmp_path):
+    done = rendergate_cli("gate", "manim", f"--gpu={gpus}", reports=tmp_path)
+    assert done.returncode == 1 and "GATE REFUSED manim: no GPU types given" in done.stderr, done.stdout + done.stderr
+
+
+def test_make_gate_with_an_empty_gpu_list_fails(tmp_path):
+    done = make("gate", "VARIANT=manim", "GPUS=,", f"REPORTS_DIR={tmp_path}", timeout=300)
+    assert done.returncode != 0 and "GATE REFUSED manim: no GPU types given" in done.stderr
+
+
+def _tampered(good_images, engine, tamper) -> dict:
+    """manim's verdict as an attacker would hand it in: written by our code about the real manim
+    image, then changed by `tamper`."""
+    manim = load_variant(ROOT / "images" / "manim")
+    image = {"ref": good_images["manim"], "digest": engine.image_digest(good_images["manim"]), "repo_digests": []}
+    verdict = written_verdict(manim, {"gpu_type": "no GPU"}, image=image)
+    tamper(verdict)
+    return verdict
+
+
+def _keep_only(names):
+    def tamper(v):
+        v["declared"] = names
+        v["checks"] = [c for c in v["checks"] if c["requirement"] in names]
+        v["requirements"] = {n: {"outcome": "passed", "checks": 1} for n in names}
+        v["problems"], v["passed"] = [], True
+    return tamper
+
+
+def _variant_renamed(v):
+    v["variant"] = "text-only"
+
+
+def _declares_without_outcomes(v):
+    v["checks"] = []
+    v["requirements"] = {}
+    v["problems"], v["passed"] = [], True
+
+
+@pytest.mark.parametrize("tamper, words", [
+    (_keep_only(["manimpango", "latex"]), ["gpu: not run", "nvenc: not run"]),  # GPU requirements dropped
+    (_declares_without_outcomes, ["gpu: not run", "latex: not run"]),  # "0 declared requirements passed"
+    (lambda v: v["host"].update(suite_version="0.0.1"), ["made by rendergate 0.0.1"]),
+    (lambda v: v.update(manifest="sha256:" + "0" * 64), ["manifest.toml changed since the verdict"]),
+    (lambda v: v["image"].update(digest="sha256:" + "1" * 64), ["mismatched: the verdict is about image sha256:111"]),
+])
+def test_the_gate_rejudges_a_verdict_against_the_current_manifest(tamper, words, good_images, engine, tmp_path):
+    (tmp_path / "verdicts").mkdir()
+    (tmp_path / "verdicts" / "manim.json").write_text(json.dumps(_tampered(good_images, engine, tamper)))
+    done = rendergate_cli("gate", "manim", reports=tmp_path)
+    assert done.returncode == 1 and done.stderr.startswith("GATE REFUSED manim"), done.stdout + done.stderr
+    for word in words:
+        assert word in done.stderr
+
+
+def test_a_verdict_of_another_variant_is_refused(good_images, engine, tmp_path):
+    (tmp_path / "verdicts").mkdir()
+    (tmp_path / "verdicts" / "manim.json").write_text(json.dumps(_tampered(good_images, engine, _variant_renamed)))
+    done = rendergate_cli("gate", "manim", reports=tmp_path)
+    assert done.returncode == 1 and "the verdict is about variant text-only, not manim" in done.stderr
+
+
+def test_an_untampered_written_verdict_passes(good_images, engine, tmp_path):
+    """The stand-in itself passes: the refusals above are the tampering's doing."""
+    (tmp_path / "verdicts").mkdir()
+    (tmp_path / "verdicts" / "manim.json").write_text(json.dumps(_tampered(good_images, engine, lambda v: None)))
+    done = rendergate_cli("gate", "manim", reports=tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith("GATE PASSED manim"), done.stdout + done.stderr

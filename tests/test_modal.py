@@ -11,7 +11,7 @@ from dataclasses import replace
 import modal
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, written_verdict
 from rendergate import verdict
 from rendergate.manifest import load_variant, load_variants
 from rendergate.modal_target import image, plan
@@ -85,16 +85,9 @@ def test_bad_matrix_options_are_one_line(args, line):
 
 
 def _cell_verdict(variant, gpu_type: str, failing: str | None = None) -> dict:
-    """A complete verdict of one matrix cell, written through the code a run writes them with;
-    stand-in for a live Modal run (none here): every declared requirement passed, but `failing`."""
-    cell = replace(variant, gpu_type=gpu_type)
-    v = verdict.new_verdict(cell, "run-1", "modal", {"gpu_type": gpu_type}, {})
-    v["checks"] = [{"nodeid": f"suites/x.py::test_{name}", "anchor": "", "check": f"test_{name}", "requirement": name,
-                    "item": None, "outcome": "failed" if name == failing else "passed", "cause": None,
-                    "message": f"{name} broke [command-failed]" if name == failing else "", "figures": {}}
-                   for name in v["declared"]]
-    v["complete"] = True
-    return verdict.settle(v)
+    """A matrix cell's verdict; stand-in for a live Modal run (none here)."""
+    return written_verdict(replace(variant, gpu_type=gpu_type), {"gpu_type": gpu_type}, target="modal",
+                           outcomes={failing: "failed"} if failing else None)
 
 
 def test_the_matrix_gate_needs_every_cell(tmp_path):
