@@ -28,7 +28,7 @@ from . import verdict as verdicts
 from .diagnosis import NATIVE
 from .engine import Engine, EngineError
 from .inventory import default_name, init
-from .manifest import ManifestError, load_variants
+from .manifest import IMAGE_REF, ManifestError, load_variants, positive
 from .promotion import Refused, gate, gate_matrix, obtain, promote
 from .references import make_references
 from .report import merged_html
@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--image", required=True)
     command.add_argument("--to", required=True, help="the new reference; with a registry host (127.0.0.1:5000/x:1) it is pushed")
     command.add_argument("--promoted", default="reports/promoted", help="where the last promoted verdicts are kept")
-    command.add_argument("--max-age-days", type=float, default=7, help="older verdicts are stale (default 7)")
+    command.add_argument("--max-age-days", type=positive(float), default=7, help="older verdicts are stale (default 7)")
     command = sub.add_parser("merge", help="merge verdicts (files, or reports folders) of several hosts into one report")
     command.add_argument("paths", nargs="+")
     command.add_argument("--out", default="reports/merged.html")
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             how = obtain(engine, variants[args.variant], args.image, built)
             print(f"{args.image}: {how} ({engine.image_digest(args.image)})")
         elif args.command == "promote":
+            if not IMAGE_REF.fullmatch(args.to):
+                raise ManifestError(f"--to {args.to!r}: not an image reference ([registry/]path[:tag], lower case)")
             done = promote(engine, variants[args.variant], args.image, args.to, verdict_path, Path(args.promoted),
                            timedelta(days=args.max_age_days))
             pushed = f", pushed as {done.pushed_digest}" if done.pushed_digest else " (local tag; no registry named)"
@@ -147,9 +149,14 @@ def _merge(args) -> int:
         seen[key] = f
         loaded.append(v)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(merged_html(loaded))
-    out.with_suffix(".json").write_text(json.dumps({"merged": verdicts.now_iso(), "verdicts": loaded}, indent=1))
+    if out.is_dir() or out.suffix != ".html":
+        raise verdicts.VerdictError(f"--out {out}: name an .html file to write (its .json goes beside it)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(merged_html(loaded))
+        out.with_suffix(".json").write_text(json.dumps({"merged": verdicts.now_iso(), "verdicts": loaded}, indent=1))
+    except OSError as e:
+        raise verdicts.VerdictError(f"--out {out}: cannot be written ({e.strerror})") from None
     print(f"merged {len(loaded)} verdicts from {len(files)} files into {out} and {out.with_suffix('.json')}")
     for line in verdicts.platform_differences(loaded):
         print(line)

@@ -8,7 +8,9 @@ container starts: a typo in a requirement name would otherwise silently turn a c
 """
 from __future__ import annotations
 
+import math
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,75 +20,119 @@ class ManifestError(Exception):
     """A manifest that cannot be used; the message names the file and the key."""
 
 
+# Bounds that keep every value usable by the suites, and every manifest quick to check.
+MAX_MANIFEST_BYTES = 64 * 1024
+MAX_ITEMS = 64  # items of a list (encoders, device types, command words)
+MAX_TEXT = 1024  # characters of a string (a command word, an env value, a path)
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest], lower-case path.
+IMAGE_REF = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"
+                       r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
+
+
 def _bool(v):
     return isinstance(v, bool)
 
 
-def _str(v):
-    return isinstance(v, str) and v != ""
+def _text(v, limit=MAX_TEXT):
+    """A non-empty one-line string: no control characters (NUL, newline, escape ...)."""
+    return isinstance(v, str) and 0 < len(v) <= limit and not _CONTROL.search(v)
 
 
-def _str_list(v):
-    return isinstance(v, list) and bool(v) and all(_str(x) for x in v)
+def _word(v):
+    """A name such as an ffmpeg encoder or a vendor: letters, digits and _ . -."""
+    return isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v) is not None
 
 
-def _positive_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+def _list_of(item):
+    return lambda v: (isinstance(v, list) and 0 < len(v) <= MAX_ITEMS and all(item(x) for x in v)
+                      and len(set(v)) == len(v))
 
 
-def _positive_int(v):
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+def _number(low, high, low_open=True):
+    """A finite number in (low, high] (or [low, high] when not low_open)."""
+    return lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                      and (v > low if low_open else v >= low) and v <= high)
 
 
-def _str_table(v):
-    return isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+def positive(kind):
+    """A type for command-line options: a finite number above 0 of `kind` (argparse names the option
+    in its error)."""
+    def parse(text: str):
+        value = kind(text)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(text)
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _int(low, high):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _env(v):
+    return (isinstance(v, dict) and len(v) <= MAX_ITEMS
+            and all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", k) for k in v)
+            and all(isinstance(x, str) and len(x) <= MAX_TEXT and not _CONTROL.search(x) for x in v.values()))
+
+
+def _path_word(v):
+    return _text(v) and not any(c.isspace() for c in v)
 
 
 GPU_FEATURES = {"nvenc", "optix"}
+CYCLES_DEVICE_TYPES = {"CUDA", "OPTIX", "HIP", "ONEAPI", "METAL"}
+DRIVER_CAPABILITIES = {"compute", "utility", "video", "graphics", "display", "compat32", "all"}
 # Requirement keys that qualify other requirements instead of naming checks of their own.
 QUALIFIERS = {"gpu_must_have"}
 # Each known key: (validator, what a valid value looks like).
 REQUIREMENTS = {
     "gpu": (_bool, "true or false"),
-    "nvenc": (_str_list, 'a list of ffmpeg encoder names, e.g. ["h264_nvenc"]'),
+    "nvenc": (_list_of(_word), 'a list of ffmpeg encoder names, e.g. ["h264_nvenc"]'),
     "manimpango": (_bool, "true or false"),
     "latex": (_bool, "true or false"),
-    "cycles_devices": (_str_list, 'a list of Cycles device types, e.g. ["OPTIX", "CUDA"]'),
+    "cycles_devices": (_list_of(lambda x: x in CYCLES_DEVICE_TYPES),
+                       f'a list of Cycles device types, e.g. ["OPTIX", "CUDA"] (known: {", ".join(sorted(CYCLES_DEVICE_TYPES))})'),
     "xorg": (_bool, "true or false"),
-    "glx_renderer": (_str, 'the GL vendor the renderer must come from, e.g. "nvidia"'),
+    "glx_renderer": (_word, 'the GL vendor the renderer must come from, e.g. "nvidia"'),
     "vnc": (_bool, "true or false"),
     "egl": (_bool, "true or false: EGL initialises headless (device or surfaceless platform), any device"),
-    "egl_renderer": (_str, 'the vendor EGL must render with, e.g. "nvidia"'),
+    "egl_renderer": (_word, 'the vendor EGL must render with, e.g. "nvidia"'),
     "vulkan": (_bool, "true or false: Vulkan lists a physical device, any device"),
-    "vulkan_device": (_str, 'the vendor of a Vulkan device there must be, e.g. "nvidia"'),
+    "vulkan_device": (_word, 'the vendor of a Vulkan device there must be, e.g. "nvidia"'),
     "host_ready": (_bool, "true or false: the host's driver, devices, persistence mode, Xid errors, DCGM diagnostic"),
-    "gpu_must_have": (lambda v: _str_list(v) and set(v) <= GPU_FEATURES,
+    "gpu_must_have": (_list_of(lambda x: x in GPU_FEATURES),
                       'GPU features the variant needs on every host, from: "nvenc", "optix" (a GPU without '
                       'them then fails the variant instead of "not supported by this GPU")'),
 }
 RUN = {
-    "gpus": (lambda v: v == "all" or v == "none" or _positive_int(v), '"all", "none" or a GPU count'),
-    "driver_capabilities": (_str_list, 'a list such as ["compute", "utility", "video"]'),
-    "env": (_str_table, "a table of string values"),
-    "shm_size": (_str, 'a size such as "1g"'),
-    "command": (_str_list, 'a command that keeps the container alive, e.g. ["sleep", "infinity"]'),
-    "cpus": (_positive_number, "how many CPUs the container may use (default: all)"),
-    "python": (_str, "the Python interpreter inside the image"),
+    "gpus": (lambda v: v in ("all", "none") or _int(1, 64)(v), '"all", "none" or a GPU count (1 to 64)'),
+    "driver_capabilities": (_list_of(lambda x: x in DRIVER_CAPABILITIES),
+                            f'a list such as ["compute", "utility", "video"] (known: {", ".join(sorted(DRIVER_CAPABILITIES))})'),
+    "env": (_env, "a table of NAME = \"value\" (names of letters, digits and _; values of one line)"),
+    "shm_size": (lambda v: isinstance(v, str) and re.fullmatch(r"[1-9][0-9]{0,11}[bkmgBKMG]?", v) is not None,
+                 'a size such as "1g" (a number, then b, k, m or g)'),
+    "command": (_list_of(_text), 'a command that keeps the container alive, e.g. ["sleep", "infinity"]'),
+    "cpus": (_number(0.01, 1024, low_open=False), "how many CPUs the container may use, 0.01 to 1024 (default: all)"),
+    "python": (_path_word, "the Python interpreter inside the image, e.g. \"/opt/venv/bin/python\""),
 }
+_SPEEDUP = (_number(0, 1000), "a speedup, a number above 0 and at most 1000")
 THRESHOLDS = {
-    "cycles_gpu_speedup": (_positive_number, "a positive number"),
-    "parallel_speedup": (_positive_number, "a positive number"),
-    "manim_parts_speedup": (_positive_number, "a positive number"),
-    "nvenc_speedup": (_positive_number, "a positive number"),
-    "repeats": (_positive_int, "a positive integer"),
-    "max_regression": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
+    "cycles_gpu_speedup": _SPEEDUP,
+    "parallel_speedup": _SPEEDUP,
+    "manim_parts_speedup": _SPEEDUP,
+    "nvenc_speedup": _SPEEDUP,
+    "repeats": (_int(1, 100), "a whole number of repeats, 1 to 100"),
+    "max_regression": (_number(0, 0.999, low_open=False),
                        "the fraction a speedup may fall below the last promoted image's, e.g. 0.25"),
 }
 
 
 def _table(schema):
-    """A validator for an inline table whose keys all come from `schema`, each one valid."""
-    return lambda v: isinstance(v, dict) and bool(v) and all(k in schema and schema[k](x) for k, x in v.items())
+    """A validator for an inline table with exactly the keys of `schema`, each one valid."""
+    return lambda v: isinstance(v, dict) and set(v) == set(schema) and all(schema[k](x) for k, x in v.items())
 
 
 def _quality(v):
@@ -94,37 +140,46 @@ def _quality(v):
 
 
 def _size(v):
-    return isinstance(v, str) and len(v.split("x")) == 2 and all(p.isdigit() and int(p) > 0 for p in v.split("x"))
+    """WIDTHxHEIGHT in ASCII digits, even (H.264 in yuv420p needs it), 16x16 to 7680x4320."""
+    match = isinstance(v, str) and re.fullmatch(r"([0-9]{2,4})x([0-9]{2,4})", v)
+    width, height = (int(n) for n in match.groups()) if match else (0, 0)
+    return 16 <= width <= 7680 and 16 <= height <= 4320 and width % 2 == height % 2 == 0
 
 
 # Manim's qualities by the names users know them by: (render flag, width, height, frame rate).
 MANIM_QUALITIES = {"480p15": ("-ql", 854, 480, 15), "720p30": ("-qm", 1280, 720, 30), "1080p60": ("-qh", 1920, 1080, 60),
                    "1440p60": ("-qp", 2560, 1440, 60), "2160p60": ("-qk", 3840, 2160, 60)}
+_SIZE = '"WIDTHxHEIGHT", even, 16x16 to 7680x4320'
 WORKLOADS = {
     "manim_scene": (_table({"smoke": _quality, "full": _quality}),
-                    f'a table naming the quality per tier, e.g. {{ smoke = "480p15", full = "1080p60" }} '
+                    f'a table naming the quality of both tiers, e.g. {{ smoke = "480p15", full = "1080p60" }} '
                     f"(qualities: {', '.join(MANIM_QUALITIES)})"),
     "manim_parts": (_bool, "true: the scene also rendered as parts by parallel jobs and concatenated"),
-    "cycles_frame": (_table({"size": _size, "samples": _positive_int}), '{ size = "320x180", samples = 32 }'),
-    "parallel_frames": (_table({"frames": _positive_int, "workers": _positive_int, "size": _size,
-                                "samples": _positive_int}),
-                        '{ frames = 8, workers = 2, size = "256x144", samples = 16 }'),
-    "encode": (_table({"size": _size, "frames": _positive_int}), '{ size = "1920x1080", frames = 120 }'),
+    "cycles_frame": (_table({"size": _size, "samples": _int(1, 4096)}),
+                     f'{{ size = "320x180", samples = 32 }} (size {_SIZE}; samples 1 to 4096)'),
+    "parallel_frames": (_table({"frames": _int(1, 10000), "workers": _int(1, 256), "size": _size,
+                                "samples": _int(1, 4096)}),
+                        f'{{ frames = 12, workers = 2, size = "448x252", samples = 4 }} (frames 1 to 10000, workers '
+                        f"1 to 256, size {_SIZE}, samples 1 to 4096)"),
+    "encode": (_table({"size": _size, "frames": _int(1, 10000)}),
+               f'{{ size = "1920x1080", frames = 120 }} (size {_SIZE}, frames 1 to 10000)'),
 }
-
-
-def _image_ref(v):
-    return _str(v) and not any(c.isspace() or c == "\0" for c in v)
-
-
+# What else a manifest must say when it says these keys: what the suites then read.
+NEEDS = [
+    (("workloads.manim_parts",), "workloads.manim_scene"),
+    (("workloads.manim_parts",), "thresholds.manim_parts_speedup"),
+    (("workloads.parallel_frames",), "thresholds.parallel_speedup"),
+    (("workloads.cycles_frame",), "requirements.cycles_devices"),
+    (("workloads.cycles_frame",), "thresholds.cycles_gpu_speedup"),
+    (("workloads.encode", "requirements.nvenc"), "thresholds.nvenc_speedup"),
+]
 TOP_LEVEL = {
-    "description": (_str, "a string"),
-    "image": (_image_ref, 'the image to check, built elsewhere, e.g. "registry.example.com/render/blender:1.2"'),
+    "description": (lambda v: isinstance(v, str) and len(v) <= 2000 and "\0" not in v, "a string (at most 2000 characters)"),
+    "image": (lambda v: isinstance(v, str) and len(v) <= 512 and IMAGE_REF.fullmatch(v) is not None,
+              'the image to check, built elsewhere, e.g. "registry.example.com/render/blender:1.2"'),
     "host": (_bool, "true: the variant is the machine running the suite itself, checked in place (no image)"),
 }
 SECTIONS = {"requirements": REQUIREMENTS, "run": RUN, "thresholds": THRESHOLDS, "workloads": WORKLOADS}
-CYCLES_DEVICE_TYPES = {"CUDA", "OPTIX", "HIP", "ONEAPI", "METAL"}
-DRIVER_CAPABILITIES = {"compute", "utility", "video", "graphics", "display", "compat32", "all"}
 DEFAULT_COMMAND = ["sleep", "infinity"]
 
 
@@ -194,17 +249,61 @@ def _check_table(path: Path, prefix: str, table: dict, schema: dict) -> None:
             raise ManifestError(f"{path}: unknown key '{name}' (known: {known})")
         valid, expected = schema[key]
         if not valid(value):
-            raise ManifestError(f"{path}: key '{name}' must be {expected}, got {value!r}")
+            shown = "(not shown: it may be a secret)" if name == "run.env" else _shown(value)
+            raise ManifestError(f"{path}: key '{name}' must be {expected}, got {shown}")
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _read(path: Path) -> dict:
+    """The manifest's TOML, or ManifestError: it must be a regular UTF-8 file of a sane size."""
+    try:
+        mode, size = path.stat().st_mode, path.stat().st_size
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: missing (every folder under images/ needs a manifest.toml)") from None
+    except OSError as e:  # a symlink loop, no permission
+        raise ManifestError(f"{path}: cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise ManifestError(f"{path}: not a regular file (a folder, a pipe or a device)")
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path}: {size} bytes, more than a manifest may have ({MAX_MANIFEST_BYTES})")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}): "
+                            "save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ManifestError(f"{path}: nested too deeply to be a manifest") from None
+
+
+def _check_dockerfile(dockerfile: Path) -> None:
+    """A Dockerfile beside a manifest must be one that can be built: a UTF-8 text file with a FROM."""
+    if not (dockerfile.exists() or dockerfile.is_symlink()):
+        return
+    if not dockerfile.is_file():
+        raise ManifestError(f"{dockerfile}: not a file (a folder or a dangling link): the variant's image cannot be built")
+    try:
+        text = dockerfile.read_bytes()[:1024 * 1024].decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{dockerfile}: cannot be read as UTF-8 text ({type(e).__name__})") from None
+    if not re.search(r"^\s*FROM\s", text, re.M | re.I):
+        raise ManifestError(f"{dockerfile}: no FROM instruction: the variant's image cannot be built")
 
 
 def load_variant(folder: Path) -> Variant:
     path = folder / "manifest.toml"
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: missing (every folder under images/ needs a manifest.toml)") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ManifestError(f"{path}: not valid TOML: {e}") from None
+    if not VARIANT_NAME.fullmatch(folder.name):
+        raise ManifestError(f"{folder}: a variant's folder name is 1 to 64 letters, digits, '.', '_' and '-', "
+                            "starting with a letter or digit")
+    data = _read(path)
     sections = {k: v for k, v in data.items() if k in SECTIONS}
     _check_table(path, "", {k: v for k, v in data.items() if k not in SECTIONS}, TOP_LEVEL)
     for section, table in sections.items():
@@ -213,14 +312,12 @@ def load_variant(folder: Path) -> Variant:
         _check_table(path, f"{section}.", table, SECTIONS[section])
     requirements = sections.get("requirements", {})
     run = sections.get("run", {})
-    for kind in requirements.get("cycles_devices", []):
-        if kind not in CYCLES_DEVICE_TYPES:
-            raise ManifestError(
-                f"{path}: key 'requirements.cycles_devices' has unknown device type {kind!r} "
-                f"(known: {', '.join(sorted(CYCLES_DEVICE_TYPES))})")
+    said = {f"{section}.{key}" for section, table in sections.items() for key in table}
+    for when, needed in NEEDS:
+        if set(when) <= said and needed not in said:
+            raise ManifestError(f"{path}: key '{needed}' is missing: {' with '.join(when)} needs it")
     dockerfile = folder / "Dockerfile"
-    if (dockerfile.exists() or dockerfile.is_symlink()) and not dockerfile.is_file():
-        raise ManifestError(f"{dockerfile}: not a file (a folder or a dangling link): the variant's image cannot be built")
+    _check_dockerfile(dockerfile)
     host, image = data.get("host", False), data.get("image")
     if host and (image or dockerfile.is_file()):
         beside = f"image = {image!r}" if image else "a Dockerfile beside it"
@@ -229,11 +326,6 @@ def load_variant(folder: Path) -> Variant:
     if image and dockerfile.is_file():
         raise ManifestError(f"{path}: key 'image' names {image}, but a Dockerfile is beside it: say which one is "
                             "checked (drop `image` to build the Dockerfile, or move the Dockerfile away)")
-    for cap in run.get("driver_capabilities", []):
-        if cap not in DRIVER_CAPABILITIES:
-            raise ManifestError(
-                f"{path}: key 'run.driver_capabilities' has unknown capability {cap!r} "
-                f"(known: {', '.join(sorted(DRIVER_CAPABILITIES))})")
     return Variant(
         name=folder.name,
         folder=folder,
@@ -251,5 +343,5 @@ def load_variants(images_dir: Path) -> dict[str, Variant]:
     """Every variant under images_dir, by name; raises ManifestError on the first bad one."""
     if not images_dir.is_dir():
         raise ManifestError(f"{images_dir}: no such images folder")
-    folders = sorted(p for p in images_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    folders = sorted(p for p in images_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_", "__pycache__")))
     return {folder.name: load_variant(folder) for folder in folders}

@@ -45,10 +45,16 @@ def check_credentials() -> None:
     """Modal's own credential sources (MODAL_TOKEN_ID / MODAL_TOKEN_SECRET, or its config file),
     remembered for redaction; without them, Modal's client says why, as one line of ours."""
     tokens = {k: os.environ[k] for k in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET") if os.environ.get(k)}
-    if CONFIG.is_file():
-        for profile in tomllib.loads(CONFIG.read_text()).values():
+    if CONFIG.exists() or CONFIG.is_symlink():
+        try:
+            profiles = tomllib.loads(CONFIG.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
+            raise ModalUnavailable(f"{CONFIG}: Modal's config cannot be read ({type(e).__name__}): fix or remove it, "
+                                   "then `modal token new`") from None
+        for profile in profiles.values():
             if isinstance(profile, dict):
-                tokens.update({f"MODAL_{k.upper()}": v for k, v in profile.items() if k in ("token_id", "token_secret")})
+                tokens.update({f"MODAL_{k.upper()}": v for k, v in profile.items()
+                               if k in ("token_id", "token_secret") and isinstance(v, str)})
     remember_secrets(tokens)
     require_client()
     if len(tokens) >= 2:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import docker.errors
+
 from . import verdict as verdicts
 from .engine import Engine, EngineError
 from .environment import suite_version
@@ -83,7 +85,10 @@ def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: P
     if problems:
         raise Refused(f"PROMOTION REFUSED {ref} -> {to}: {len(problems)} problem(s) with {verdict_path}", problems)
     repository, _, tag = to.rpartition(":") if ":" in to.rsplit("/", 1)[-1] else (to, "", "latest")
-    engine.client.images.get(ref).tag(repository, tag)
+    try:
+        engine.client.images.get(ref).tag(repository, tag)
+    except docker.errors.APIError as e:
+        raise EngineError(f"tagging {ref} as {to} failed: {e.explanation or e}") from None
     pushed = _push(engine, repository, tag) if _names_registry(repository) else None
     verdict["promotion"] = {"to": to, "at": verdicts.now_iso(), "pushed_digest": pushed}
     verdicts.write(promoted_dir / f"{variant.name}.json", verdict)

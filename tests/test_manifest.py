@@ -1,4 +1,7 @@
 """Bad manifests are refused before any container starts, naming the file and the key."""
+import os
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,13 +15,42 @@ BAD = {
     "unknown top-level key": ('gpus = true\n', "unknown key 'gpus'"),
     "unknown requirement": ('[requirements]\nnvenc_encoders = ["h264_nvenc"]\n', "unknown key 'requirements.nvenc_encoders'"),
     "wrong type": ('[requirements]\nnvenc = "h264_nvenc"\n', "key 'requirements.nvenc' must be a list"),
-    "bad device type": ('[requirements]\ncycles_devices = ["OPTICS"]\n', "unknown device type 'OPTICS'"),
-    "bad capability": ('[run]\ndriver_capabilities = ["vidoe"]\n', "unknown capability 'vidoe'"),
+    "bad device type": ('[requirements]\ncycles_devices = ["OPTICS"]\n', "must be a list of Cycles device types"),
+    "bad capability": ('[run]\ndriver_capabilities = ["vidoe"]\n', "key 'run.driver_capabilities' must be a list such as"),
     "section not a table": ('requirements = 3\n', "key 'requirements' must be a table"),
-    "bool is not a number": ('[thresholds]\nrepeats = true\n', "key 'thresholds.repeats' must be a positive integer"),
+    "bool is not a number": ('[thresholds]\nrepeats = true\n', "key 'thresholds.repeats' must be a whole number of repeats"),
     "regression as a percentage": ('[thresholds]\nmax_regression = 25\n', "key 'thresholds.max_regression' must be the fraction"),
     "image with a space": ('image = "studio/render 1.0"\n', "key 'image' must be the image to check"),
     "host and image": ('host = true\nimage = "studio/render:1.0"\n', "key 'host' says the variant is this machine itself"),
+    # issue 12's examples, each seen to crash, hang or pass silently before
+    "a Latin-1 comment": ('# r\xe9glages\n[requirements]\ngpu = true\n'.encode("latin-1"), "not UTF-8 text (byte 0xe9 at offset 3)"),
+    "a UTF-16 file": ('[requirements]\ngpu = true\n'.encode("utf-16"), "not UTF-8 text"),
+    "nested too deeply": ("x = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    "a non-ASCII digit in a size": ('[workloads]\nencode = { size = "\uff13\uff12\uff10x180", frames = 2 }\n',
+                                    "key 'workloads.encode' must be"),
+    "an infinite threshold": ('[thresholds]\nparallel_speedup = inf\n', "key 'thresholds.parallel_speedup' must be a speedup"),
+    "a threshold of 1e308": ('[thresholds]\nparallel_speedup = 1e308\n', "at most 1000"),
+    "repeats = 1e9": ('[thresholds]\nrepeats = 1e9\n', "key 'thresholds.repeats' must be a whole number of repeats, 1 to 100"),
+    "a billion repeats": ('[thresholds]\nrepeats = 1000000000\n', "1 to 100"),
+    "cpus = 1e-12": ('[run]\ncpus = 1e-12\n', "key 'run.cpus' must be how many CPUs the container may use, 0.01 to 1024"),
+    "shm_size = banana": ('[run]\nshm_size = "banana"\n', "key 'run.shm_size' must be a size such as \"1g\""),
+    "NUL in a command": ('[run]\ncommand = ["sleep", "inf\\u0000inity"]\n', "key 'run.command' must be a command"),
+    "a newline in a command": ('[run]\ncommand = ["sleep\\ninfinity"]\n', "key 'run.command' must be a command"),
+    "an env key with =": ('[run]\nenv = { "A=B" = "c" }\n', "key 'run.env' must be a table of NAME"),
+    "an env value never shown": ('[run]\nenv = { TOKEN = "s3cret\\nx" }\n', "(not shown: it may be a secret)"),
+    "a workload missing a key": ('[workloads]\ncycles_frame = { size = "320x180" }\n', "key 'workloads.cycles_frame' must be"),
+    "manim_parts without the scene": ('[workloads]\nmanim_parts = true\n[thresholds]\nmanim_parts_speedup = 0.8\n',
+                                      "key 'workloads.manim_scene' is missing: workloads.manim_parts needs it"),
+    "a workload without its threshold": ('[workloads]\nparallel_frames = { frames = 4, workers = 2, size = "64x64", samples = 1 }\n',
+                                         "key 'thresholds.parallel_speedup' is missing"),
+    "one tier of two": ('[workloads]\nmanim_scene = { smoke = "480p15" }\n', "a table naming the quality of both tiers"),
+    "an odd size": ('[workloads]\nencode = { size = "641x360", frames = 2 }\n', "even"),
+    "duplicate encoders": ('[requirements]\nnvenc = ["h264_nvenc", "h264_nvenc"]\n', "key 'requirements.nvenc' must be"),
+    "100,000 encoders": ("[requirements]\nnvenc = [" + ", ".join(['"h264_nvenc"'] * 100000) + "]\n",
+                         "bytes, more than a manifest may have"),
+    "65 encoders": ("[requirements]\nnvenc = [" + ", ".join(f'"e{i}"' for i in range(65)) + "]\n",
+                    "key 'requirements.nvenc' must be a list"),
+    "a GPU count of 0": ('[run]\ngpus = 0\n', "key 'run.gpus' must be"),
 }
 # What sits beside the manifest: (the Dockerfile made as, the manifest, the words of the error).
 BESIDE = {
@@ -34,10 +66,66 @@ BESIDE = {
 def test_bad_manifest_names_file_and_key(tmp_path, case):
     text, expected = BAD[case]
     (tmp_path / "v").mkdir()
-    (tmp_path / "v" / "manifest.toml").write_text(text)
+    (tmp_path / "v" / "manifest.toml").write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ManifestError) as e:
         load_variant(tmp_path / "v")
     assert str(tmp_path / "v" / "manifest.toml") in str(e.value)
+    assert expected in str(e.value)
+
+
+def _fifo(path):
+    os.mkfifo(path)
+
+
+def _loop(path):
+    path.symlink_to(path.parent / "manifest.toml")
+
+
+# What the manifest itself is: (made as, the words of the error).
+NOT_A_MANIFEST_FILE = {
+    "a folder": (lambda p: p.mkdir(), "not a regular file (a folder, a pipe or a device)"),
+    "a pipe (reading it would hang)": (_fifo, "not a regular file (a folder, a pipe or a device)"),
+    "a symlink loop": (_loop, "cannot be read (Too many levels of symbolic links)"),
+}
+
+
+@contextmanager
+def at_most(seconds: int):
+    """Fail, instead of hanging the test run, when the body takes longer."""
+    def expired(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("case", NOT_A_MANIFEST_FILE)
+def test_a_manifest_that_is_not_a_file_is_refused_without_hanging(tmp_path, case):
+    make, expected = NOT_A_MANIFEST_FILE[case]
+    (tmp_path / "v").mkdir()
+    make(tmp_path / "v" / "manifest.toml")
+    with pytest.raises(ManifestError) as e, at_most(10):
+        load_variant(tmp_path / "v")
+    assert str(tmp_path / "v" / "manifest.toml") in str(e.value) and expected in str(e.value)
+
+
+@pytest.mark.parametrize("folder, dockerfile, expected", [
+    ("bad\nname", None, "a variant's folder name is 1 to 64 letters"),
+    ("v", "", "Dockerfile: no FROM instruction"),
+    ("v", "RUN true\n", "Dockerfile: no FROM instruction"),
+    ("v", b"FROM x\n# \xff\n", "Dockerfile: cannot be read as UTF-8 text"),
+])
+def test_a_variant_folder_that_cannot_be_built_is_refused(tmp_path, folder, dockerfile, expected):
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "manifest.toml").write_text("[requirements]\ngpu = true\n")
+    if dockerfile is not None:
+        (tmp_path / folder / "Dockerfile").write_bytes(dockerfile if isinstance(dockerfile, bytes) else dockerfile.encode())
+    with pytest.raises(ManifestError) as e:
+        load_variant(tmp_path / folder)
     assert expected in str(e.value)
 
 
@@ -92,3 +180,9 @@ def test_a_manifest_that_names_nothing_to_check_is_refused_before_anything_start
     assert expected in run.output and "Docker engine" not in run.output and "Traceback" not in run.output
     if not args:
         assert str(tmp_path / "images" / "mine" / "manifest.toml") in run.output
+
+
+def test_an_empty_images_folder_is_one_line(tmp_path, suite):
+    (tmp_path / "images").mkdir()
+    run = suite(f"--images-dir={tmp_path / 'images'}")
+    assert run.returncode == 4 and f"{tmp_path / 'images'}: no variants" in run.output and "Traceback" not in run.output

@@ -74,14 +74,29 @@ def test_without_credentials_a_real_client_fails_in_one_line(tmp_path):
 
 @pytest.mark.parametrize("args, line", [
     (["--target=modal"], "--target modal needs --gpu with Modal GPU types"),
-    (["--target=modal", "--gpu=T4,Z9"], "unknown: Z9"),
+    (["--target=modal", "--gpu=T4,Z9"], "not one: Z9"),
     (["--gpu=T4"], "--gpu is a GPU matrix on Modal: it needs --target modal"),
     (["--runtime=vm"], "--runtime vm is not available with --target docker"),
     (["--target=local"], "argument --target: invalid choice: 'local'"),  # only `host = true` runs on this machine
+    (["--target=modal", "--gpu=T4:abc"], "not one: T4:abc"),
+    (["--target=modal", "--gpu=T4:0"], "not one: T4:0"),
+    (["--max-gpus=0"], "argument --max-gpus: invalid positive int value: '0'"),
+    (["--sandbox-timeout=-5"], "argument --sandbox-timeout: invalid positive int value: '-5'"),
+    (["--check-timeout=-1"], "argument --check-timeout: invalid positive float value: '-1'"),
+    (["--check-timeout=nan"], "argument --check-timeout: invalid positive float value: 'nan'"),
 ])
 def test_bad_matrix_options_are_one_line(args, line):
     done = pytest_suites(*args, env=FAKE_TOKENS)
     assert done.returncode == 4 and line in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("make", [lambda p: p.write_text("[default\ntoken_id = 'x'\n"), lambda p: p.mkdir()],
+                         ids=["not TOML", "a folder"])
+def test_a_broken_modal_config_is_one_line(make, tmp_path):
+    make(tmp_path / ".modal.toml")
+    done = pytest_suites("--target=modal", "--gpu=T4", home=tmp_path)
+    assert done.returncode == 4 and "Traceback" not in done.stderr and "INTERNALERROR" not in done.stderr
+    assert f"{tmp_path / '.modal.toml'}: Modal's config cannot be read" in done.stderr
 
 
 def _cell_verdict(variant, gpu_type: str, failing: str | None = None) -> dict:
