@@ -50,6 +50,10 @@ def _list_of(item):
                       and len(set(v)) == len(v))
 
 
+def _one_of(choices):
+    return lambda v: isinstance(v, str) and v in choices
+
+
 def _number(low, high, low_open=True):
     """A finite number in (low, high] (or [low, high] when not low_open)."""
     return lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -93,7 +97,7 @@ REQUIREMENTS = {
     "nvenc": (_list_of(_word), 'a list of ffmpeg encoder names, e.g. ["h264_nvenc"]'),
     "manimpango": (_bool, "true or false"),
     "latex": (_bool, "true or false"),
-    "cycles_devices": (_list_of(lambda x: x in CYCLES_DEVICE_TYPES),
+    "cycles_devices": (_list_of(_one_of(CYCLES_DEVICE_TYPES)),
                        f'a list of Cycles device types, e.g. ["OPTIX", "CUDA"] (known: {", ".join(sorted(CYCLES_DEVICE_TYPES))})'),
     "xorg": (_bool, "true or false"),
     "glx_renderer": (_word, 'the GL vendor the renderer must come from, e.g. "nvidia"'),
@@ -103,13 +107,13 @@ REQUIREMENTS = {
     "vulkan": (_bool, "true or false: Vulkan lists a physical device, any device"),
     "vulkan_device": (_word, 'the vendor of a Vulkan device there must be, e.g. "nvidia"'),
     "host_ready": (_bool, "true or false: the host's driver, devices, persistence mode, Xid errors, DCGM diagnostic"),
-    "gpu_must_have": (_list_of(lambda x: x in GPU_FEATURES),
+    "gpu_must_have": (_list_of(_one_of(GPU_FEATURES)),
                       'GPU features the variant needs on every host, from: "nvenc", "optix" (a GPU without '
                       'them then fails the variant instead of "not supported by this GPU")'),
 }
 RUN = {
-    "gpus": (lambda v: v in ("all", "none") or _int(1, 64)(v), '"all", "none" or a GPU count (1 to 64)'),
-    "driver_capabilities": (_list_of(lambda x: x in DRIVER_CAPABILITIES),
+    "gpus": (lambda v: _one_of(("all", "none"))(v) or _int(1, 64)(v), '"all", "none" or a GPU count (1 to 64)'),
+    "driver_capabilities": (_list_of(_one_of(DRIVER_CAPABILITIES)),
                             f'a list such as ["compute", "utility", "video"] (known: {", ".join(sorted(DRIVER_CAPABILITIES))})'),
     "env": (_env, "a table of NAME = \"value\" (names of letters, digits and _; values of one line)"),
     "shm_size": (lambda v: isinstance(v, str) and re.fullmatch(r"[1-9][0-9]{0,11}[bkmgBKMG]?", v) is not None,
@@ -246,7 +250,8 @@ def _check_table(path: Path, prefix: str, table: dict, schema: dict) -> None:
         name = f"{prefix}{key}"
         if key not in schema:
             known = ", ".join(sorted(schema))
-            raise ManifestError(f"{path}: unknown key '{name}' (known: {known})")
+            shown = f"'{name}'" if _text(name, 80) else _shown(name)  # a key of control characters, say
+            raise ManifestError(f"{path}: unknown key {shown} (known: {known})")
         valid, expected = schema[key]
         if not valid(value):
             shown = "(not shown: it may be a secret)" if name == "run.env" else _shown(value)

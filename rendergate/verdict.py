@@ -219,6 +219,10 @@ def write(path: Path, verdict: dict) -> None:
     os.replace(tmp, path)
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a verdict may hold")
+
+
 @lru_cache(maxsize=1)
 def _validator():
     return jsonschema.Draft202012Validator(json.loads(VERDICT_SCHEMA.read_text()))
@@ -232,7 +236,7 @@ def load(path: Path) -> dict:
             raise VerdictError(f"{path}: not a verdict file (a folder, a pipe or a device)")
         if path.stat().st_size > MAX_VERDICT_BYTES:
             raise VerdictError(f"{path}: {path.stat().st_size} bytes: too big for a verdict")
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
         raise VerdictError(f"{path}: no verdict (no run of the suites wrote one)") from None
     except (OSError, ValueError, RecursionError) as e:
