@@ -244,3 +244,25 @@ def test_an_untampered_written_verdict_passes(good_images, engine, tmp_path):
     (tmp_path / "verdicts" / "manim.json").write_text(json.dumps(_tampered(good_images, engine, lambda v: None)))
     done = rendergate_cli("gate", "manim", reports=tmp_path)
     assert done.returncode == 0 and done.stdout.startswith("GATE PASSED manim"), done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("broken, words", [
+    (lambda v: v.pop("checks"), "at the top: 'checks' is a required property"),
+    (lambda v: v.update(checks="all passed"), "at .checks: 'all passed' is not of type 'array'"),
+    (lambda v: v["host"].update(gpu_type=7), "at .host.gpu_type: 7 is not of type 'string'"),
+    (lambda v: v.update(finished="yesterday"), "at .finished"),
+])
+@pytest.mark.parametrize("command", ["gate", "promote", "merge"])
+def test_a_verdict_with_missing_or_wrong_fields_is_one_line_for_every_command(broken, words, command, good_images,
+                                                                              engine, tmp_path):
+    path = tmp_path / "verdicts" / "manim.json"
+    path.parent.mkdir()
+    verdict = _tampered(good_images, engine, lambda v: None)
+    broken(verdict)
+    path.write_text(json.dumps(verdict))
+    args = {"gate": ["gate", "manim"], "merge": ["merge", str(path), f"--out={tmp_path / 'merged.html'}"],
+            "promote": ["promote", "manim", f"--image={good_images['manim']}", "--to=rendergate-test/never:promoted",
+                        f"--promoted={tmp_path / 'promoted'}"]}[command]
+    done = rendergate_cli(*args, reports=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"rendergate: {path}: not a valid rendergate verdict") and words in done.stderr

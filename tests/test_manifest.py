@@ -45,6 +45,7 @@ BAD = {
                                          "key 'thresholds.parallel_speedup' is missing"),
     "one tier of two": ('[workloads]\nmanim_scene = { smoke = "480p15" }\n', "a table naming the quality of both tiers"),
     "an odd size": ('[workloads]\nencode = { size = "641x360", frames = 2 }\n', "even"),
+    "a newline in an encoder name": ('[requirements]\nnvenc = ["h264_nvenc\\n"]\n', "key 'requirements.nvenc' must be"),
     "duplicate encoders": ('[requirements]\nnvenc = ["h264_nvenc", "h264_nvenc"]\n', "key 'requirements.nvenc' must be"),
     "100,000 encoders": ("[requirements]\nnvenc = [" + ", ".join(['"h264_nvenc"'] * 100000) + "]\n",
                          "bytes, more than a manifest may have"),
