@@ -15,11 +15,17 @@ EXTRA_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 ALLOW_NO_GPU ?=
 # More pytest arguments, e.g. PYTEST_ARGS="--variant manim".
 PYTEST_ARGS ?=
-# The gate and promotion: make gate VARIANT=manim [IMAGE=ref | GPUS=T4,L4]; make promote VARIANT=manim IMAGE=ref TO=tag
+# The gate and promotion: make gate VARIANT=manim [IMAGE=ref | GPUS=T4,L4] [SIGNING_KEY=key.pem];
+# make promote VARIANT=manim IMAGE=ref TO=tag [TRUSTED_KEY=pub.pem]; make verify IMAGE=registry/ref KEY=pub.pem
 VARIANT ?=
 GPUS ?=
 IMAGE ?= $(if $(GPUS),,$(if $(wildcard $(IMAGES_DIR)/$(VARIANT)/Dockerfile),rendergate/$(VARIANT):dev))
 TO ?=
+# Attestations: the private key a passing gate signs with (or $RENDERGATE_SIGNING_KEY, its PEM text),
+# the public key promotion trusts, the key `make verify` checks with.
+SIGNING_KEY ?=
+TRUSTED_KEY ?=
+KEY ?=
 IMAGES_DIR ?= images
 # Where the report, verdicts/, artifacts/ and logs/ go.
 REPORTS_DIR ?= reports
@@ -35,7 +41,7 @@ SUITE_FLAGS = -n auto --images-dir=$(IMAGES_DIR) --reports-dir=$(REPORTS_DIR) --
 	--self-contained-html --junitxml=$(REPORTS_DIR)/junit.xml --promoted=$(PROMOTED) $(if $(ALLOW_NO_GPU),--allow-no-gpu) \
 	$(if $(BUILD_BASE),--base-image=$(BUILD_BASE)) $(PYTEST_ARGS)
 
-.PHONY: setup engine base images references validate gate promote merge test clean
+.PHONY: setup engine base images references validate gate promote verify merge test clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,15 +81,20 @@ validate: setup
 gate: setup
 	@test -n "$(VARIANT)" || { echo "usage: make gate VARIANT=name [IMAGE=ref | GPUS=T4,L4,...] [ALLOW_NO_GPU=1]"; exit 2; }
 	@test -z "$(IMAGE)" -o -z "$(GPUS)" || { echo "IMAGE and GPUS exclude each other: Modal builds the variant's Dockerfile"; exit 2; }
-	@mkdir -p $(REPORTS_DIR)/verdicts && rm -f $(REPORTS_DIR)/verdicts/$(VARIANT).json $(REPORTS_DIR)/verdicts/$(VARIANT)@*.json
+	@mkdir -p $(REPORTS_DIR)/verdicts && rm -f $(REPORTS_DIR)/verdicts/$(VARIANT).json $(REPORTS_DIR)/verdicts/$(VARIANT)@*.json $(REPORTS_DIR)/attestations/$(VARIANT).intoto.json
 	@if [ -n "$(IMAGE)" ]; then $(MAKE) --no-print-directory base && $(RG) obtain $(VARIANT) $(IMAGE); fi
 	-$(PY) -m pytest suites --variant=$(VARIANT) $(if $(IMAGE),--image=$(IMAGE)) $(if $(GPUS),--target=modal --gpu=$(GPUS)) $(SUITE_FLAGS)
-	$(RG) gate $(VARIANT) $(if $(IMAGE),--image=$(IMAGE)) $(if $(GPUS),--gpu=$(GPUS))
+	$(RG) gate $(VARIANT) $(if $(IMAGE),--image=$(IMAGE)) $(if $(GPUS),--gpu=$(GPUS)) $(if $(SIGNING_KEY),--sign-key=$(SIGNING_KEY))
 
 # Tag IMAGE as TO (pushed when TO names a registry) only on a complete, passing, fresh verdict about it.
 promote: setup
 	@test -n "$(VARIANT)" -a -n "$(IMAGE)" -a -n "$(TO)" || { echo "usage: make promote VARIANT=name IMAGE=ref TO=tag"; exit 2; }
-	$(RG) promote $(VARIANT) --image=$(IMAGE) --to=$(TO) --promoted=$(PROMOTED)
+	$(RG) promote $(VARIANT) --image=$(IMAGE) --to=$(TO) --promoted=$(PROMOTED) $(if $(TRUSTED_KEY),--trusted-key=$(TRUSTED_KEY))
+
+# The signed verdict next to IMAGE in its registry: it verifies with KEY, is about IMAGE, and passes.
+verify: setup
+	@test -n "$(IMAGE)" -a -n "$(KEY)" || { echo "usage: make verify IMAGE=registry/path:tag KEY=pub.pem"; exit 2; }
+	$(RG) verify $(IMAGE) --key=$(KEY)
 
 # One matrix report (variant x GPU type x check) from the reports of several hosts.
 merge: setup

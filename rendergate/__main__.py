@@ -4,10 +4,13 @@
     rendergate build [VARIANT ...]                 build variant images, with their time and size
     rendergate references [VARIANT ...]            make the workloads' reference images
     rendergate obtain VARIANT IMAGE                build (the variant's own tag) or pull IMAGE
-    rendergate gate VARIANT [--image REF | --gpu T4,L4,...]
-                                                   pass only a complete verdict where every declared requirement passed
-    rendergate promote VARIANT --image REF --to TAG
-                                                   tag (and push) REF when a complete, passing, fresh verdict is about it
+    rendergate gate VARIANT [--image REF | --gpu T4,L4,...] [--sign-key PEM]
+                                                   pass only a complete verdict where every declared requirement passed;
+                                                   with a key, write it as a signed attestation about the image
+    rendergate promote VARIANT --image REF --to TAG [--trusted-key PUB]
+                                                   tag (and push) REF when a complete, passing, fresh verdict is about it;
+                                                   with a key, the verdict the gate signed, pushed next to the image
+    rendergate verify IMAGE --key PUB              the attestation next to IMAGE in its registry: signed, about it, passing
     rendergate merge PATH ...                      merge verdicts of several hosts into one matrix report
 
 (`python -m rendergate` is the same command.)
@@ -24,6 +27,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from . import attestation as attestations
 from . import verdict as verdicts
 from .diagnosis import NATIVE
 from .engine import Engine, EngineError
@@ -55,12 +59,19 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("variant")
     command.add_argument("--image", help="the image the verdict must be about (default: the variant's own, when present)")
     command.add_argument("--gpu", metavar="TYPES", help="a Modal GPU matrix (T4,L4,...): every cell's verdict must pass")
+    command.add_argument("--sign-key", type=Path, metavar="PEM",
+                         help=f"private key that signs the passing verdict as an attestation (or ${attestations.SIGNING_KEY_ENV})")
     command = sub.add_parser("promote", help="tag (and push) an image that has a complete, passing, fresh verdict")
     command.add_argument("variant")
     command.add_argument("--image", required=True)
     command.add_argument("--to", required=True, help="the new reference; with a registry host (127.0.0.1:5000/x:1) it is pushed")
     command.add_argument("--promoted", default="reports/promoted", help="where the last promoted verdicts are kept")
     command.add_argument("--max-age-days", type=positive(float), default=7, help="older verdicts are stale (default 7)")
+    command.add_argument("--trusted-key", type=Path, metavar="PUB",
+                         help="public key the gate's attestation must verify with; it is then pushed next to the image")
+    command = sub.add_parser("verify", help="read the attestation next to an image in its registry and judge it")
+    command.add_argument("image")
+    command.add_argument("--key", type=Path, required=True, metavar="PUB", help="the trusted public key")
     command = sub.add_parser("merge", help="merge verdicts (files, or reports folders) of several hosts into one report")
     command.add_argument("paths", nargs="+")
     command.add_argument("--out", default="reports/merged.html")
@@ -72,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "merge":
             return _merge(args)
+        if args.command == "verify":
+            return _verify(args)
         if args.command == "init":
             folder = Path(args.images_dir) / (args.name or default_name(args.image))
             path, _ = init(Engine(), args.image, folder, Path(args.reports_dir) / "logs", args.force)
@@ -91,7 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "gate":
             image = args.image or variants[args.variant].image_ref
             digest = Engine().image_digest(image) if image else None
+            signer = attestations.private_key(args.sign_key)
+            if signer and not digest:
+                raise attestations.AttestationError(f"--sign-key: {args.variant} has no image to attest")
             print(gate(verdict_path, variants[args.variant], digest))
+            if signer:
+                path = Path(args.reports_dir) / "attestations" / f"{args.variant}.intoto.json"
+                attestations.write(path, attestations.attest(verdicts.load(verdict_path), image, digest, signer))
+                print(f"attestation about {image} ({digest}) signed by key {signer.public_key.keyid[:16]}: {path}")
             return 0
         engine = Engine()
         extra_ca = Path(args.extra_ca) if args.extra_ca else None
@@ -116,16 +136,38 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "promote":
             if not IMAGE_REF.fullmatch(args.to):
                 raise ManifestError(f"--to {args.to!r}: not an image reference ([registry/]path[:tag], lower case)")
+            key = attestations.public_key(args.trusted_key) if args.trusted_key else None
             done = promote(engine, variants[args.variant], args.image, args.to, verdict_path, Path(args.promoted),
-                           timedelta(days=args.max_age_days))
+                           timedelta(days=args.max_age_days), key,
+                           Path(args.reports_dir) / "attestations" / f"{args.variant}.intoto.json")
             pushed = f", pushed as {done.pushed_digest}" if done.pushed_digest else " (local tag; no registry named)"
-            print(f"PROMOTED {done.source} ({done.digest}) to {done.target}{pushed}; verdict kept in {args.promoted}")
+            attested = f"; its signed verdict pushed as {done.attestation}" if done.attestation else ""
+            print(f"PROMOTED {done.source} ({done.digest}) to {done.target}{pushed}{attested}; verdict kept in {args.promoted}")
     except Refused as e:
         print(e, file=sys.stderr)
         return 1
-    except (ManifestError, EngineError, verdicts.VerdictError) as e:
+    except (ManifestError, EngineError, verdicts.VerdictError, attestations.AttestationError) as e:
         print(f"rendergate: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _verify(args) -> int:
+    """Exit 0 only when the image's attestation verifies with the key, is about the image the
+    registry serves, and holds a complete, passing verdict."""
+    try:
+        where, statement = attestations.pull_and_verify(args.image, attestations.public_key(args.key))
+        verdict = verdicts.checked(statement["predicate"], f"{where} (its verdict)")
+    except (attestations.AttestationError, verdicts.VerdictError) as e:
+        print(f"VERIFY REFUSED {args.image}: {e}", file=sys.stderr)
+        return 1
+    problems = verdicts.judge(verdict)
+    if problems:
+        print(f"VERIFY REFUSED {args.image}: its signed verdict does not pass", *(f"  - {p}" for p in problems),
+              sep="\n", file=sys.stderr)
+        return 1
+    print(f"VERIFIED {args.image}: signed rendergate verdict of {verdict['variant']} (run {verdict['run_id']}, "
+          f"{verdict['finished']}, on {verdict['host']['gpu_type']}) in {where}")
     return 0
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import docker.errors
 
+from . import attestation as attestations
 from . import verdict as verdicts
 from .engine import Engine, EngineError
 from .environment import suite_version
@@ -75,24 +76,41 @@ class Promotion:
     target: str
     digest: str
     pushed_digest: str | None
+    attestation: str | None = None  # where the signed verdict was pushed, next to the image
 
 
 def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: Path, promoted_dir: Path,
-            max_age: timedelta) -> Promotion:
+            max_age: timedelta, trusted_key=None, attestation_path: Path | None = None) -> Promotion:
+    """Tag (and push) `ref` as `to` when its verdict allows it. With a `trusted_key`, the verdict
+    judged is the one the gate signed (attestation_path), verified against the key and the image
+    first, and the attestation is pushed next to the image."""
     digest = engine.image_digest(ref)
-    verdict = verdicts.load(verdict_path)
+    envelope = None
+    if trusted_key is not None:
+        envelope = attestations.read(attestation_path)
+        try:
+            statement = attestations.verify(envelope, trusted_key, digest, str(attestation_path))
+            verdict = verdicts.checked(statement["predicate"], f"{attestation_path} (its verdict)")
+        except attestations.AttestationError as e:
+            raise Refused(f"PROMOTION REFUSED {ref} -> {to}: the attestation is not to be trusted", [str(e)]) from None
+        source = attestation_path
+    else:
+        verdict, source = verdicts.load(verdict_path), verdict_path
     problems = verdicts.promotion_problems(verdict, variant, digest, suite_version(), max_age)
     if problems:
-        raise Refused(f"PROMOTION REFUSED {ref} -> {to}: {len(problems)} problem(s) with {verdict_path}", problems)
+        raise Refused(f"PROMOTION REFUSED {ref} -> {to}: {len(problems)} problem(s) with {source}", problems)
     repository, _, tag = to.rpartition(":") if ":" in to.rsplit("/", 1)[-1] else (to, "", "latest")
     try:
         engine.client.images.get(ref).tag(repository, tag)
     except docker.errors.APIError as e:
         raise EngineError(f"tagging {ref} as {to} failed: {e.explanation or e}") from None
     pushed = _push(engine, repository, tag) if _names_registry(repository) else None
+    attested = attestations.push(to, envelope) if pushed and envelope else None
     verdict["promotion"] = {"to": to, "at": verdicts.now_iso(), "pushed_digest": pushed}
     verdicts.write(promoted_dir / f"{variant.name}.json", verdict)
-    return Promotion(ref, to, digest, pushed)
+    if envelope:
+        attestations.write(promoted_dir / f"{variant.name}.intoto.json", envelope)
+    return Promotion(ref, to, digest, pushed, attested)
 
 
 def _names_registry(repository: str) -> bool:

@@ -241,12 +241,17 @@ def load(path: Path) -> dict:
         raise VerdictError(f"{path}: no verdict (no run of the suites wrote one)") from None
     except (OSError, ValueError, RecursionError) as e:
         raise VerdictError(f"{path}: not a readable verdict ({type(e).__name__}: {str(e)[:200]})") from None
+    return checked(data, str(path))
+
+
+def checked(data, where: str) -> dict:
+    """`data` once it is a verdict by its schema; VerdictError naming `where` otherwise."""
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise VerdictError(f"{path}: not a rendergate verdict (schema {SCHEMA})")
+        raise VerdictError(f"{where}: not a rendergate verdict (schema {SCHEMA})")
     error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
     if error is not None:
-        where = error.json_path.removeprefix("$") or "the top"
-        raise VerdictError(f"{path}: not a valid rendergate verdict: at {where}: {error.message[:200]}")
+        at = error.json_path.removeprefix("$") or "the top"
+        raise VerdictError(f"{where}: not a valid rendergate verdict: at {at}: {error.message[:200]}")
     return data
 
 

@@ -266,3 +266,52 @@ def test_a_verdict_with_missing_or_wrong_fields_is_one_line_for_every_command(br
     done = rendergate_cli(*args, reports=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith(f"rendergate: {path}: not a valid rendergate verdict") and words in done.stderr
+
+
+def test_a_signed_attestation_round_trips_through_a_registry_and_a_tampered_one_is_refused(passed_gate, registry,
+                                                                                              engine, tmp_path):
+    """The gate signs its passing verdict; promotion verifies it against the trusted key and the
+    image, pushes image and attestation; `rendergate verify` reads it back from the registry. A
+    wrong key, a changed envelope and an attestation about another image are each refused."""
+    from test_attestation import _changed, key_pair
+
+    from rendergate import attestation
+
+    shared, _ = passed_gate
+    reports = tmp_path / "reports"
+    shutil.copytree(shared / "verdicts", reports / "verdicts")
+    private, public = key_pair(tmp_path, "ed25519")
+    _, wrong = key_pair(tmp_path, "ecdsa")
+    image, to = "rendergate/text-only:dev", f"{registry}/rendergate/text-only:attested"
+
+    def cli(*args):
+        return rendergate_cli(f"--images-dir={GATE_VARIANTS}", *args, reports=reports)
+
+    signing = subprocess.run([sys.executable, "-m", "rendergate", f"--images-dir={GATE_VARIANTS}", f"--reports-dir={reports}",
+                              "gate", "text-only", f"--image={image}"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120, env={**os.environ, attestation.SIGNING_KEY_ENV: private.read_text()})
+    assert signing.returncode == 0 and "attestation about rendergate/text-only:dev" in signing.stdout, signing.stderr
+    assert private.read_text().split("\n")[1] not in signing.stdout + signing.stderr  # the key is never shown
+    refused = cli("promote", "text-only", f"--image={image}", f"--to={to}", f"--trusted-key={wrong}",
+                  f"--promoted={tmp_path / 'promoted'}")
+    assert refused.returncode == 1 and "the signature does not verify with the trusted key" in refused.stderr
+    assert not engine.image_exists(to)  # refused before anything was tagged
+    promoted = cli("promote", "text-only", f"--image={image}", f"--to={to}", f"--trusted-key={public}",
+                   f"--promoted={tmp_path / 'promoted'}")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert "its signed verdict pushed as" in promoted.stdout
+    engine.client.images.remove(to)
+    verified = cli("verify", to, f"--key={public}")
+    assert verified.returncode == 0 and verified.stdout.startswith(f"VERIFIED {to}: signed rendergate verdict of text-only")
+    other = cli("verify", to, f"--key={wrong}")
+    assert other.returncode == 1 and "the signature does not verify with the trusted key" in other.stderr
+    # Tampered in the registry: the attested verdict changed, then an attestation about another image.
+    envelope = json.loads((tmp_path / "promoted" / "text-only.intoto.json").read_text())
+    signer = attestation.private_key(private)
+    for planted, words in ((_changed(envelope), "the signature does not verify"),
+                           (attestation.attest(json.loads((reports / "verdicts" / "text-only.json").read_text()), image,
+                                               "sha256:" + "0" * 64, signer), "the attestation is about sha256:000")):
+        attestation.push(to, planted)
+        done = cli("verify", to, f"--key={public}")
+        assert done.returncode == 1 and done.stderr.startswith(f"VERIFY REFUSED {to}") and words in done.stderr
+        assert "Traceback" not in done.stderr

@@ -1,0 +1,204 @@
+"""Signed attestations: a passing gate's verdict as an in-toto Statement about the image, in a
+DSSE envelope signed with the user's key, kept beside the verdict, verified before promotion,
+and pushed next to the image in its registry as an OCI artifact, where `rendergate verify` (or a
+deployment-side policy) reads it back.
+
+The Statement's subject is the image by name and by the sha256 of its config (the image id,
+what every verdict is about): the same on every registry the image is pushed to. In a registry
+the envelope is the one layer of an artifact tagged `sha256-<manifest digest>.att` in the
+image's repository (cosign's place for attestations), so that it is found from the image alone.
+Keys are PEM files (ed25519 or ECDSA, RSA too) read with pyca/cryptography; signing and the
+DSSE encoding are securesystemslib's; registry traffic is oras's. A private key never reaches a
+log: its text, when it comes from the environment, is remembered for redaction.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .manifest import IMAGE_REF
+from .redact import remember_secrets
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://rendergate.invalid/attestation/verdict/v1"  # ours: a rendergate verdict
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
+MANIFEST_TYPES = ["application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json"]
+SIGNING_KEY_ENV = "RENDERGATE_SIGNING_KEY"  # the private key's PEM text, for CI secrets
+
+
+class AttestationError(Exception):
+    """An attestation that cannot be made, found or trusted; one line saying why."""
+
+
+def private_key(path: Path | None):
+    """The signer of a PEM private key: the file, else the text of $RENDERGATE_SIGNING_KEY; None without either."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from securesystemslib.signer import CryptoSigner
+
+    if path is not None:
+        where = str(path)
+        try:
+            pem = path.read_bytes()
+        except OSError as e:
+            raise AttestationError(f"signing key {path}: cannot be read ({e.strerror})") from None
+    elif os.environ.get(SIGNING_KEY_ENV):
+        where, pem = f"${SIGNING_KEY_ENV}", os.environ[SIGNING_KEY_ENV].encode()
+        remember_secrets({SIGNING_KEY_ENV: os.environ[SIGNING_KEY_ENV]})
+    else:
+        return None
+    try:
+        return CryptoSigner(load_pem_private_key(pem, password=None))
+    except (ValueError, TypeError) as e:  # not PEM, encrypted, an unsupported type
+        raise AttestationError(f"signing key {where}: not an unencrypted PEM private key of ed25519, ECDSA or RSA "
+                               f"({type(e).__name__})") from None
+
+
+def public_key(path: Path):
+    """A PEM public key (the trusted one), as securesystemslib verifies with it."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    from securesystemslib.signer import SSlibKey
+
+    try:
+        return SSlibKey.from_crypto(load_pem_public_key(path.read_bytes()))
+    except OSError as e:
+        raise AttestationError(f"public key {path}: cannot be read ({e.strerror})") from None
+    except (ValueError, TypeError) as e:
+        raise AttestationError(f"public key {path}: not a PEM public key of ed25519, ECDSA or RSA ({type(e).__name__})") from None
+
+
+def attest(verdict: dict, image_ref: str, image_digest: str, signer) -> dict:
+    """The verdict as a signed in-toto Statement about the image (a DSSE envelope, as JSON)."""
+    from securesystemslib.dsse import Envelope
+
+    statement = {"_type": STATEMENT_TYPE,
+                 "subject": [{"name": image_ref, "digest": {"sha256": image_digest.removeprefix("sha256:")}}],
+                 "predicateType": PREDICATE_TYPE, "predicate": verdict}
+    envelope = Envelope(json.dumps(statement, sort_keys=True).encode(), PAYLOAD_TYPE, {})
+    envelope.sign(signer)
+    return envelope.to_dict()
+
+
+def verify(envelope: dict, key, image_digest: str, where: str) -> dict:
+    """The Statement of `envelope` once its signature verifies with `key` and its subject is the
+    image with `image_digest`; AttestationError naming `where` otherwise."""
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.exceptions import VerificationError
+
+    try:
+        parsed = Envelope.from_dict(copy.deepcopy(envelope))  # from_dict consumes the dict it is given
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise AttestationError(f"{where}: not a DSSE envelope ({type(e).__name__})") from None
+    if parsed.payload_type != PAYLOAD_TYPE:
+        raise AttestationError(f"{where}: payload type {parsed.payload_type!r}, not an in-toto Statement")
+    try:
+        parsed.verify([key], 1)
+    except VerificationError:
+        raise AttestationError(f"{where}: the signature does not verify with the trusted key (another key signed "
+                               "it, or the envelope was changed after signing)") from None
+    try:
+        statement = json.loads(parsed.payload)
+        subjects = [s["digest"]["sha256"] for s in statement["subject"]]
+        predicate_type = statement["predicateType"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise AttestationError(f"{where}: a signed payload that is not an in-toto Statement ({type(e).__name__})") from None
+    if predicate_type != PREDICATE_TYPE:
+        raise AttestationError(f"{where}: predicate {predicate_type!r}, not a rendergate verdict")
+    if image_digest.removeprefix("sha256:") not in subjects:
+        raise AttestationError(f"{where}: the attestation is about {', '.join('sha256:' + s for s in subjects)}, "
+                               f"not this image ({image_digest})")
+    return statement
+
+
+def write(path: Path, envelope: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(envelope, indent=1))
+
+
+def read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise AttestationError(f"{path}: no attestation (a passing gate writes one when given a signing key)") from None
+    except (OSError, ValueError, RecursionError) as e:
+        raise AttestationError(f"{path}: not a readable attestation ({type(e).__name__})") from None
+
+
+def _docker_config() -> str | None:
+    """The Docker config holding the engine's stored logins, for oras too ($DOCKER_CONFIG honoured)."""
+    path = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+    return str(path) if path.is_file() else None
+
+
+def _registry(ref: str):
+    import oras.provider
+
+    host = ref.split("/", 1)[0]
+    local = host.split(":")[0] in ("localhost", "127.0.0.1") or host.startswith("127.")
+    return oras.provider.Registry(hostname=host, insecure=local, auth_backend="basic")
+
+
+def _manifest(ref: str) -> tuple[str, str]:
+    """The image's manifest digest and config digest, as its registry has them."""
+    import oras.container
+
+    registry = _registry(ref)
+    container = oras.container.Container(ref)
+    registry.auth.load_configs(container, configs=[c for c in [_docker_config()] if c])
+    response = registry.do_request(f"{registry.prefix}://{container.manifest_url()}", "GET",
+                                   headers={"Accept": ", ".join(MANIFEST_TYPES)})
+    if response.status_code != 200:
+        raise AttestationError(f"{ref}: the registry answered {response.status_code} for its manifest")
+    try:
+        config = response.json()["config"]["digest"]
+    except (ValueError, KeyError, TypeError):
+        raise AttestationError(f"{ref}: the registry's manifest names no image config") from None
+    return "sha256:" + hashlib.sha256(response.content).hexdigest(), config
+
+
+def attestation_ref(ref: str, manifest_digest: str) -> str:
+    repository = ref.split("@")[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    return f"{repository}:{manifest_digest.replace(':', '-')}.att"
+
+
+def push(ref: str, envelope: dict) -> str:
+    """Push the envelope next to the image `ref` in its registry; returns the artifact's reference."""
+    manifest_digest, _ = _manifest(ref)
+    target = attestation_ref(ref, manifest_digest)
+    with tempfile.TemporaryDirectory(prefix="rendergate-attestation-") as folder:
+        path = Path(folder) / "verdict.intoto.json"
+        write(path, envelope)
+        try:
+            _registry(ref).push(target=target, files=[f"{path}:{ENVELOPE_MEDIA_TYPE}"], disable_path_validation=True,
+                                config_path=_docker_config(), quiet=True,
+                                manifest_annotations={"org.opencontainers.image.title": "rendergate verdict"})
+        except Exception as e:  # oras raises requests' and its own errors
+            raise AttestationError(f"pushing the attestation to {target} failed: {type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
+    return target
+
+
+def pull_and_verify(ref: str, key) -> tuple[str, dict]:
+    """The attestation next to the image `ref` in its registry, verified against the image the
+    registry serves under `ref` and the trusted `key`: (its reference, its Statement)."""
+    if not IMAGE_REF.fullmatch(ref):
+        raise AttestationError(f"{ref!r}: not an image reference ([registry/]path[:tag])")
+    manifest_digest, config_digest = _manifest(ref)
+    target = attestation_ref(ref, manifest_digest)
+    with tempfile.TemporaryDirectory(prefix="rendergate-attestation-") as folder:
+        try:
+            files = _registry(ref).pull(target=target, outdir=folder, config_path=_docker_config(),
+                                        allowed_media_type=["application/vnd.oci.image.manifest.v1+json"])
+        except Exception as e:
+            raise AttestationError(f"{target}: no attestation could be read ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+        if len(files) != 1:
+            raise AttestationError(f"{target}: {len(files)} files, not one DSSE envelope")
+        envelope = read(Path(files[0]))
+    return target, verify(envelope, key, config_digest, target)
