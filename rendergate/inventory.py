@@ -84,9 +84,13 @@ def _has(found: Inventory, module: str) -> bool:
     return isinstance(found.modules.get(module), str)
 
 
+def _nvidia_backends(found: Inventory) -> list[str]:
+    return [b for b in NVIDIA_BACKENDS if b in found.modules.get("cycles_backends", [])]
+
+
 def _requirements(found: Inventory) -> list[tuple[str, str, str]]:
     """(key, TOML value, why) per requirement proposed."""
-    backends = [b for b in NVIDIA_BACKENDS if b in found.modules.get("cycles_backends", [])]
+    backends = _nvidia_backends(found)
     nvidia_env = sorted(k for k in found.env if k.startswith("NVIDIA_"))
     gpu = bool(found.nvenc or backends or nvidia_env)
     out = []
@@ -122,7 +126,7 @@ def _workloads(found: Inventory) -> list[tuple[str, str]]:
     if _has(found, "manim"):
         out += [("manim_scene", "Manim renders the canonical scene"),
                 ("manim_parts", "the scene in two parts, rendered at once and concatenated")]
-    if _has(found, "bpy"):
+    if _has(found, "bpy") and _nvidia_backends(found):  # the frame is compared on the CPU and a GPU backend
         out.append(("cycles_frame", "a canonical Cycles frame"))
         if "ffmpeg" in found.tools:
             out.append(("parallel_frames", "frames over parallel workers, stitched with the image's ffmpeg"))

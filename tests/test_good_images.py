@@ -44,8 +44,8 @@ def test_gpu_requirement_without_gpu_fails_unless_allowed(suite):
 ])
 def test_parallel_gates_run_for_real_here(good_images, suite, variant, check, gate):
     """Parallel jobs against one on this 2-core machine, alone on it (the serial phase). A pass
-    needs the median paired speedup at the threshold, farther above it than half the paired
-    speedups' range (rendergate.timing.Speedup); a gate too close to call says 'undecided', never
+    needs every paired speedup at the threshold, or their median farther above it than half
+    their range (rendergate.timing.Speedup); a gate too close to call says 'undecided', never
     'passed' — and a good image never fails. Either way the output was validated first. (One
     noisy repeat on this shared VM is enough for 'undecided': a cold CI run saw the blender gate's
     paired speedups at 2.0x, 1.45x and 1.77x against 1.6x.)"""
@@ -55,6 +55,6 @@ def test_parallel_gates_run_for_real_here(good_images, suite, variant, check, ga
     assert result["outcome"] in ("passed", "undecided"), run.output
     assert (result["outcome"] == "passed") == (figures["verdict"] == "pass")
     if result["outcome"] == "passed":
-        paired = figures["paired_speedups"]
-        assert figures["speedup"] - figures["threshold"] >= (max(paired) - min(paired)) / 2
+        paired, threshold = figures["paired_speedups"], figures["threshold"]
+        assert min(paired) >= threshold or figures["speedup"] - threshold >= (max(paired) - min(paired)) / 2
     assert len(figures["baseline"]["samples_s"]) == len(figures["candidate"]["samples_s"]) == 3

@@ -5,8 +5,11 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import BASE_IMAGE, ROOT
+from rendergate import inventory
 from rendergate.manifest import QUALIFIERS, load_variant
 
 
@@ -52,3 +55,22 @@ def test_init_on_an_image_that_is_nowhere_is_one_line(tmp_path):
     done = init(tmp_path, "--image=127.0.0.1:9/nowhere/image:1")
     assert done.returncode == 2 and done.stderr.startswith("rendergate: cannot pull 127.0.0.1:9/nowhere/image:1")
     assert "Traceback" not in done.stderr and not (tmp_path / "images").exists()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tools=st.dictionaries(st.sampled_from(inventory.TOOLS), st.sampled_from(["/usr/bin/x", "/opt/x/bin/x"])),
+       nvenc=st.lists(st.sampled_from(["h264_nvenc", "hevc_nvenc", "av1_nvenc"]), unique=True),
+       modules=st.fixed_dictionaries({"manim": st.sampled_from([None, "0.22.0", {"error": "ImportError: x"}]),
+                                      "manimpango": st.sampled_from([None, "0.7.1"]),
+                                      "bpy": st.sampled_from([None, "4.2.0", "5.0.1"]),
+                                      "cycles_backends": st.lists(st.sampled_from(["CUDA", "OPTIX", "HIP"]), unique=True),
+                                      "version": st.just("3.11.2")}),
+       env=st.dictionaries(st.sampled_from(["NVIDIA_DRIVER_CAPABILITIES", "PATH"]), st.just("x")),
+       standalone=st.sampled_from(["", "/usr/share/texlive/standalone.cls"]))
+def test_whatever_an_image_holds_the_proposal_is_a_valid_manifest(tmp_path, tools, nvenc, modules, env, standalone):
+    found = inventory.Inventory("studio/render:1.0", env, tools, "ffmpeg version 5.1" if "ffmpeg" in tools else "",
+                                nvenc if "ffmpeg" in tools else [], "/opt/venv/bin/python3", modules, standalone)
+    folder = tmp_path / "proposed"
+    folder.mkdir(exist_ok=True)
+    (folder / "manifest.toml").write_text(inventory.propose(found, "proposed"))
+    assert load_variant(folder).image == "studio/render:1.0"
