@@ -8,9 +8,11 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,20 @@ BASE_IMAGE = os.environ.get("BASE_IMAGE", "rendergate/debian:bookworm")
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "serial: measures timing; runs in the serial phase of `make test`, alone")
+
+
+@contextmanager
+def at_most(seconds: int):
+    """Fail, instead of hanging the test run, when the body takes longer (SIGALRM: main thread only)."""
+    def expired(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def require_tool(name: str, package: str) -> str:

@@ -3,8 +3,6 @@ our own manifests with one value replaced, raw bytes) and tampered verdicts, and
 answer each with a result or one line naming the file: never a traceback, never a hang (each
 case runs under an alarm). New examples every run; a failure prints the example to replay."""
 import json
-import signal
-from contextlib import contextmanager
 from copy import deepcopy
 from datetime import timedelta
 
@@ -12,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, written_verdict
+from conftest import ROOT, at_most, written_verdict
 from rendergate import verdict as verdicts
 from rendergate.__main__ import main as rendergate_main
 from rendergate.capabilities import needed
@@ -26,19 +24,6 @@ CASES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthC
 SECONDS = 10  # no single case may take longer
 KEYS = sorted({*TOP_LEVEL, *SECTIONS, *(k for table in SECTIONS.values() for k in table), "gpus", "Smoke", ""})
 MANIFESTS = [(ROOT / "images" / name / "manifest.toml").read_text() for name in ("manim", "blender", "xorg-glx", "host")]
-
-
-@contextmanager
-def at_most(seconds: int):
-    def expired(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)

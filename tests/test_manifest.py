@@ -1,11 +1,10 @@
 """Bad manifests are refused before any container starts, naming the file and the key."""
 import os
-import signal
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from conftest import at_most
 from rendergate.manifest import ManifestError, load_variant, load_variants
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,20 +87,6 @@ NOT_A_MANIFEST_FILE = {
     "a pipe (reading it would hang)": (_fifo, "not a regular file (a folder, a pipe or a device)"),
     "a symlink loop": (_loop, "cannot be read (Too many levels of symbolic links)"),
 }
-
-
-@contextmanager
-def at_most(seconds: int):
-    """Fail, instead of hanging the test run, when the body takes longer."""
-    def expired(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.mark.parametrize("case", NOT_A_MANIFEST_FILE)
