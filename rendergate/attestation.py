@@ -148,9 +148,16 @@ def _manifest(ref: str) -> tuple[str, str]:
 
     registry = _registry(ref)
     container = oras.container.Container(ref)
+    try:  # one quick try first: oras retries an unreachable registry for minutes
+        registry.session.get(f"{registry.prefix}://{registry.hostname}/v2/", timeout=10)
+    except Exception as e:
+        raise AttestationError(f"{ref}: its registry cannot be reached ({type(e).__name__})") from None
     registry.auth.load_configs(container, configs=[c for c in [_docker_config()] if c])
-    response = registry.do_request(f"{registry.prefix}://{container.manifest_url()}", "GET",
-                                   headers={"Accept": ", ".join(MANIFEST_TYPES)})
+    try:
+        response = registry.do_request(f"{registry.prefix}://{container.manifest_url()}", "GET",
+                                       headers={"Accept": ", ".join(MANIFEST_TYPES)})
+    except Exception as e:  # requests' errors: the registry is not there
+        raise AttestationError(f"{ref}: its registry cannot be reached ({type(e).__name__})") from None
     if response.status_code != 200:
         raise AttestationError(f"{ref}: the registry answered {response.status_code} for its manifest")
     try:

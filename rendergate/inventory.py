@@ -19,7 +19,7 @@ from pathlib import Path
 from .capabilities import needed
 from .diagnosis import CheckFailed
 from .engine import Engine, EngineError, owner_label
-from .manifest import ManifestError, Variant, load_variant
+from .manifest import VARIANT_NAME, ManifestError, Variant, load_variant
 from .parsers import parse_ffmpeg_encoders
 from .targets import DockerTarget
 
@@ -168,8 +168,9 @@ def init(engine: Engine, image: str, folder: Path, log_dir: Path, force: bool = 
     path = folder / "manifest.toml"
     if path.exists() and not force:
         raise ManifestError(f"{path}: already exists (pass --force to replace it)")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", folder.name):
-        raise ManifestError(f"{folder.name!r}: a variant name is letters, digits, '.', '_' and '-'")
+    if not VARIANT_NAME.fullmatch(folder.name):
+        raise ManifestError(f"{folder.name!r}: a variant's name is 1 to 64 letters, digits, '.', '_' and '-', "
+                            "starting with a letter or digit")
     if not engine.image_exists(image):
         engine.pull(image)
     env = dict(e.partition("=")[::2] for e in engine.client.images.get(image).attrs["Config"].get("Env") or [])

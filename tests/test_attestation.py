@@ -92,3 +92,16 @@ def test_the_signing_key_may_come_from_the_environment_and_is_never_shown(tmp_pa
     signer = attestation.private_key(None)
     assert signer is not None
     assert private.read_text().strip() not in redact(f"key: {private.read_text()}")
+
+
+def test_verify_against_a_registry_that_is_not_there_is_one_line_at_once(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    _, public = key_pair(tmp_path, "ed25519")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "rendergate", "verify", "127.0.0.1:9/studio/render:1.0", f"--key={public}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "its registry cannot be reached" in done.stderr and "Traceback" not in done.stderr
+    assert time.monotonic() - started < 60
