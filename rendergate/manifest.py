@@ -134,9 +134,12 @@ THRESHOLDS = {
 }
 
 
-def _table(schema):
-    """A validator for an inline table with exactly the keys of `schema`, each one valid."""
-    return lambda v: isinstance(v, dict) and set(v) == set(schema) and all(schema[k](x) for k, x in v.items())
+def _table(schema, optional=None):
+    """A validator for an inline table with every key of `schema` (and perhaps some of
+    `optional`), each one valid."""
+    known = {**schema, **(optional or {})}
+    return lambda v: (isinstance(v, dict) and set(schema) <= set(v) <= set(known)
+                      and all(known[k](x) for k, x in v.items()))
 
 
 def _quality(v):
@@ -150,6 +153,9 @@ def _size(v):
     return 16 <= width <= 7680 and 16 <= height <= 4320 and width % 2 == height % 2 == 0
 
 
+# Where a render farm's frames are stitched into a video: by the image's own ffmpeg, or outside
+# the render image (rendergate stitches them on its side, as a separate ffmpeg stage would).
+COMBINE = ("image", "rendergate")
 # Manim's qualities by the names users know them by: (render flag, width, height, frame rate).
 MANIM_QUALITIES = {"480p15": ("-ql", 854, 480, 15), "720p30": ("-qm", 1280, 720, 30), "1080p60": ("-qh", 1920, 1080, 60),
                    "1440p60": ("-qp", 2560, 1440, 60), "2160p60": ("-qk", 3840, 2160, 60)}
@@ -162,9 +168,10 @@ WORKLOADS = {
     "cycles_frame": (_table({"size": _size, "samples": _int(1, 4096)}),
                      f'{{ size = "320x180", samples = 32 }} (size {_SIZE}; samples 1 to 4096)'),
     "parallel_frames": (_table({"frames": _int(1, 10000), "workers": _int(1, 256), "size": _size,
-                                "samples": _int(1, 4096)}),
+                                "samples": _int(1, 4096)}, {"combine": _one_of(COMBINE)}),
                         f'{{ frames = 12, workers = 2, size = "448x252", samples = 4 }} (frames 1 to 10000, workers '
-                        f"1 to 256, size {_SIZE}, samples 1 to 4096)"),
+                        f"1 to 256, size {_SIZE}, samples 1 to 4096; and combine = \"image\" (the default: the "
+                        "image's ffmpeg stitches the frames) or \"rendergate\" (they are stitched outside the image))"),
     "encode": (_table({"size": _size, "frames": _int(1, 10000)}),
                f'{{ size = "1920x1080", frames = 120 }} (size {_SIZE}, frames 1 to 10000)'),
 }

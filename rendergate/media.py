@@ -1,13 +1,16 @@
-"""Checking rendered outputs: a video's stream facts through ffprobe, frames pulled out of it,
-and images compared pixel by pixel on the host. Producing outputs (the workloads) and judging
-them (here) are separate pieces."""
+"""Judging rendered outputs on rendergate's side: every video a workload produces is fetched
+from the target and decoded here, by rendergate's own pinned decoder (PyAV, with the FFmpeg
+libraries its wheel bundles), never by the image's ffprobe or ffmpeg: an image that is being
+judged cannot vouch for its own outputs. Frames are compared pixel by pixel here too. Producing
+outputs (the workloads) and judging them (here) are separate pieces.
+"""
 from __future__ import annotations
 
 import io
-import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
+import av
 import numpy as np
 from PIL import Image
 
@@ -17,54 +20,90 @@ from .diagnosis import Cause, CheckFailed
 BLANK_STD = 2.0
 # Two frames whose mean absolute difference is below this (0-255) are the same picture: frozen.
 SAME_FRAME_MAD = 0.5
+# Who judged an output, as the report and the verdict's figures say it.
+DECODER = f"PyAV {av.__version__} (libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))})"
+LAST = -1  # in keep=: the video's last frame, whatever its index
 
 
 @dataclass(frozen=True)
 class VideoInfo:
+    """What rendergate's decoder saw of a video: its stream, and how many frames decoded."""
     codec: str
     width: int
     height: int
     fps: Fraction
     frames: int
     duration: float
+    size_bytes: int = 0
+    decoder: str = DECODER
+    error: str = ""  # the decoder's error where decoding stopped before the end
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "fps": str(self.fps)}
 
 
-def parse_ffprobe(text: str) -> VideoInfo:
-    """`ffprobe -count_frames -show_entries stream=...:format=duration -of json` of one video stream."""
-    data = json.loads(text)
-    streams = data.get("streams") or []
-    if not streams:
-        raise ValueError("no video stream")
-    s = streams[0]
-    return VideoInfo(codec=s.get("codec_name", ""), width=int(s.get("width", 0)), height=int(s.get("height", 0)),
-                     fps=Fraction(s.get("r_frame_rate", "0/1")), frames=int(s.get("nb_read_frames", 0)),
-                     duration=float(data.get("format", {}).get("duration", 0.0)))
+@dataclass(frozen=True)
+class Decoded:
+    info: VideoInfo
+    frames: dict[int, np.ndarray] = field(default_factory=dict)  # the frames asked for, by index (LAST too)
 
 
-def probe_video(target, path: str) -> VideoInfo:
-    """The video's facts, decoding every frame to count them; an unreadable file fails as such."""
-    result = target.run(f"ffprobe -v error -count_frames -select_streams v:0 -show_entries "
-                        f"stream=codec_name,width,height,r_frame_rate,nb_read_frames:format=duration -of json {path}")
+def decode_video(data: bytes, path: str, keep=()) -> Decoded:
+    """Decode every frame of the video `data` (from `path`), keeping the frames at `keep` (0-based,
+    LAST for the last one) as RGB arrays; a file that is no video fails as such."""
+    wanted, kept, last = set(keep), {}, None
     try:
-        if result.rc != 0:
-            raise ValueError(result.output.strip().splitlines()[-1] if result.output.strip() else f"exit {result.rc}")
-        return parse_ffprobe(result.stdout)
-    except ValueError as e:
-        raise CheckFailed(Cause.OUTPUT_INVALID, f"{path} is not a playable video: {e}") from None
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.video:
+                raise ValueError("no video stream")
+            stream = container.streams.video[0]
+            count, error = 0, ""
+            try:
+                for frame in container.decode(stream):
+                    if count in wanted:
+                        kept[count] = _rgb(frame)
+                    last, count = frame, count + 1
+            except av.error.FFmpegError as e:  # decoding stopped part-way: the frames so far count
+                error = _why(e)
+            duration = container.duration / av.time_base if container.duration else (
+                float(stream.duration * stream.time_base) if stream.duration else 0.0)
+            info = VideoInfo(codec=stream.codec_context.name, width=stream.codec_context.width,
+                             height=stream.codec_context.height, fps=Fraction(stream.base_rate or stream.average_rate or 0),
+                             frames=count, duration=duration, size_bytes=len(data), error=error)
+    except (av.error.FFmpegError, ValueError) as e:
+        raise CheckFailed(Cause.OUTPUT_INVALID, f"{path} is not a playable video ({DECODER}): {_why(e)}") from None
+    if LAST in wanted and last is not None:
+        kept[LAST] = _rgb(last)
+    return Decoded(info, kept)
 
 
-def extract_frames(target, video: str, indices: list[int]) -> dict[int, bytes]:
-    """Decode the frames at `indices` (0-based) inside the target and bring them back as PNGs."""
-    folder = f"{video}.frames"
-    select = "+".join(f"eq(n\\,{i})" for i in indices)
-    target.check(f"rm -rf {folder} && mkdir -p {folder} && ffmpeg -v error -nostdin -i {video} "
-                 f"-vf \"select='{select}'\" -vsync 0 {folder}/%d.png", f"extracting frames {indices} of {video}")
-    return {index: target.fetch(f"{folder}/{n}.png") for n, index in enumerate(sorted(indices), start=1)}
+def _why(error: Exception) -> str:
+    """The decoder's own words, without its errno and file name decorations."""
+    return getattr(error, "strerror", None) or str(error)
 
 
-def frames_of(target, video: str, indices: list[int]) -> dict[int, np.ndarray]:
-    """extract_frames(), as arrays."""
-    return {index: load_image(png) for index, png in extract_frames(target, video, indices).items()}
+def _rgb(frame) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24").astype(np.float32)
+
+
+def judge_video(target, path: str, keep=()) -> Decoded:
+    """Fetch the video at `path` from the target and decode it here (decode_video)."""
+    return decode_video(target.fetch(path), path, keep)
+
+
+def encode_frames(pictures: list[bytes], fps: int, crf: int = 16) -> bytes:
+    """PNG frames into one H.264 video (libx264, yuv420p), on rendergate's side: the stitching of
+    a render farm whose combining happens outside the render image."""
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="mp4") as container:
+        first = Image.open(io.BytesIO(pictures[0]))
+        stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
+        stream.width, stream.height, stream.pix_fmt = first.width, first.height, "yuv420p"
+        for png in pictures:
+            frame = av.VideoFrame.from_image(Image.open(io.BytesIO(png)).convert("RGB"))
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return out.getvalue()
 
 
 def load_image(data: bytes) -> np.ndarray:
@@ -117,9 +156,10 @@ def require_match(image: np.ndarray, reference: np.ndarray | None, tolerance: fl
 
 
 def require_video(info: VideoInfo, path: str, codec: str, width: int, height: int, fps: Fraction, frames: int) -> None:
-    """The stream is what was asked for, and every expected frame decodes."""
+    """The stream is what was asked for, and every expected frame decodes (by rendergate's decoder)."""
     if info.frames < frames:
-        raise CheckFailed(Cause.OUTPUT_INVALID, f"{path} is truncated: {info.frames} of {frames} frames decode")
+        stopped = f" ({info.decoder} stopped: {info.error})" if info.error else ""
+        raise CheckFailed(Cause.OUTPUT_INVALID, f"{path} is truncated: {info.frames} of {frames} frames decode{stopped}")
     problems = [f"{what} {got} (expected {want})" for what, got, want in (
         ("codec", info.codec, codec), ("size", f"{info.width}x{info.height}", f"{width}x{height}"),
         ("frame rate", info.fps, fps), ("frames", info.frames, frames)) if got != want]

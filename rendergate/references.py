@@ -14,7 +14,7 @@ from pathlib import Path
 from .assets import REFERENCES
 from .engine import Engine, owner_label
 from .manifest import Variant
-from .media import extract_frames, probe_video
+from .media import LAST, judge_video, to_png
 from .targets import DockerTarget
 from .workloads import cycles_reference, manim_reference, render_frames, render_manim
 
@@ -31,9 +31,8 @@ def make_references(engine: Engine, variants: dict[str, Variant], image_of, log_
         try:
             for quality in sorted(set(wants.get("manim_scene", {}).values())):
                 video = render_manim(target, quality, f"{target.workdir}/manim-{quality}")
-                last = probe_video(target, video).frames - 1
                 path = manim_reference(quality)
-                path.write_bytes(extract_frames(target, video, [last])[last])
+                path.write_bytes(to_png(judge_video(target, video, keep=[LAST]).frames[LAST]))
                 made.append(path)
             if "cycles_frame" in wants:
                 cfg = wants["cycles_frame"]

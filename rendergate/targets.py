@@ -291,7 +291,11 @@ class DockerTarget(Target):
         self.container.put_archive(remote_dir, buf.getvalue())
 
     def fetch(self, remote_path: str) -> bytes:
-        stream, _ = self.container.get_archive(remote_path)
+        try:
+            stream, _ = self.container.get_archive(remote_path)
+        except docker.errors.NotFound:
+            raise CheckFailed(Cause.OUTPUT_INVALID, f"{remote_path}: no such file in {self.name} (the command that "
+                                                    "should have written it did not)") from None
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
             member = tar.next()
             return tar.extractfile(member).read()

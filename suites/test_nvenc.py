@@ -1,7 +1,7 @@
 """(b) ffmpeg NVENC: each required encoder is compiled in AND really encodes on the GPU.
 
 Listing proves nothing about the GPU: Debian's ffmpeg lists h264_nvenc on machines with no
-NVIDIA driver at all. Only a real encode, checked with ffprobe, does.
+NVIDIA driver at all. Only a real encode does, its output decoded by rendergate's own decoder.
 """
 from fractions import Fraction
 
@@ -9,7 +9,7 @@ import pytest
 
 from rendergate.diagnosis import SESSION_REFUSED, Cause, CheckFailed, diagnose, encoder_not_compiled
 from rendergate.gpu import gpus_of
-from rendergate.media import probe_video, require_video
+from rendergate.media import judge_video, require_video
 from rendergate.parsers import parse_ffmpeg_encoders
 from rendergate.workloads import encoder_codec
 
@@ -29,12 +29,14 @@ def test_encoder_listed(target, requirement):
 
 @pytest.mark.needs_gpu
 @pytest.mark.gpu_feature("nvenc")
-def test_encoder_encodes(target, requirement):
+def test_encoder_encodes(target, requirement, figures):
     out = f"{target.workdir}/nvenc-{requirement}.mp4"
     target.check(f"mkdir -p {target.workdir} && rm -f {out} && ffmpeg -hide_banner -nostdin -y "
                  f"-f lavfi -i testsrc2=size={WIDTH}x{HEIGHT}:rate={FPS} -frames:v {FRAMES} -c:v {requirement} {out}",
                  f"ffmpeg -c:v {requirement}")
-    require_video(probe_video(target, out), out, encoder_codec(requirement), WIDTH, HEIGHT, Fraction(FPS), FRAMES)
+    judged = judge_video(target, out)
+    figures(f"nvenc-{requirement}.mp4", judged.info.as_dict())
+    require_video(judged.info, out, encoder_codec(requirement), WIDTH, HEIGHT, Fraction(FPS), FRAMES)
 
 
 @pytest.mark.needs_gpu

@@ -1,11 +1,11 @@
 """Encode: one lossless source clip encoded with libx264 and with each required NVENC encoder.
-Every output must decode frame for frame; NVENC must be `thresholds.nvenc_speedup` times as fast
+Every output must decode frame for frame (by rendergate's decoder, on its side); NVENC must be `thresholds.nvenc_speedup` times as fast
 as libx264 (fps ratio), as a render pipeline moving its encodes to the GPU expects."""
 from fractions import Fraction
 
 import pytest
 
-from rendergate.media import probe_video, require_video
+from rendergate.media import judge_video, require_video
 from rendergate.timing import Speedup, measure_pair
 from rendergate.workloads import encode, encoder_codec, make_source
 
@@ -22,24 +22,25 @@ def source(target, requirement) -> str:
     return path
 
 
-def encode_and_check(target, requirement, encoder: str) -> None:
+def encode_and_check(target, requirement, encoder: str, figures) -> None:
     out = f"{target.workdir}/encode-{encoder}.mp4"
     encode(target, source(target, requirement), encoder, out)
     width, height = (int(n) for n in requirement["size"].split("x"))
-    require_video(probe_video(target, out), out, encoder_codec(encoder), width, height, Fraction(SOURCE_FPS),
-                  requirement["frames"])
+    judged = judge_video(target, out)
+    figures(f"encode-{encoder}.mp4", judged.info.as_dict())
+    require_video(judged.info, out, encoder_codec(encoder), width, height, Fraction(SOURCE_FPS), requirement["frames"])
 
 
-def test_libx264_encode_is_valid(target, requirement):
-    encode_and_check(target, requirement, "libx264")
+def test_libx264_encode_is_valid(target, requirement, figures):
+    encode_and_check(target, requirement, "libx264", figures)
 
 
 @pytest.mark.needs_gpu
 @pytest.mark.gpu_feature("nvenc")
 @pytest.mark.timed
-def test_nvenc_speedup_over_libx264(target, variant, requirement, speed_gate):
+def test_nvenc_speedup_over_libx264(target, variant, requirement, speed_gate, figures):
     for encoder in variant.requirements.get("nvenc", []):
-        encode_and_check(target, requirement, encoder)
+        encode_and_check(target, requirement, encoder, figures)
         base, cand = measure_pair(lambda: encode(target, source(target, requirement), "libx264", f"{target.workdir}/t.mp4"),
                                   lambda: encode(target, source(target, requirement), encoder, f"{target.workdir}/t.mp4"),
                                   variant.thresholds.get("repeats", 3))

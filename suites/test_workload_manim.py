@@ -13,11 +13,9 @@ import pytest
 from rendergate.assets import WORKLOADS
 from rendergate.manifest import MANIM_QUALITIES
 from rendergate.media import (
-    extract_frames,
-    frames_of,
-    load_image,
+    decode_video,
+    judge_video,
     load_reference,
-    probe_video,
     require_moving,
     require_not_blank,
     require_seams,
@@ -46,21 +44,22 @@ def expected_frames(fps: int, animations: int | None = None) -> int:
     return sum(len(np.arange(0, t, 1 / fps)) for t in scene_constant("RUN_TIMES")[:animations])
 
 
-def test_manim_scene_renders(target, requirement, run_config, artifacts, compare):
+def test_manim_scene_renders(target, requirement, run_config, artifacts, compare, figures):
     quality = requirement[run_config.tier]
     _, width, height, fps = MANIM_QUALITIES[quality]
     video = render_manim(target, quality, f"{target.workdir}/manim-media")
     frames = expected_frames(fps)
-    require_video(probe_video(target, video), video, "h264", width, height, Fraction(fps), frames)
-
     # The scene starts on an empty (black) frame; from a quarter in, something must show.
-    pngs = extract_frames(target, video, [frames // 4, frames // 2, frames - 1])
-    sampled = {index: load_image(png) for index, png in pngs.items()}
+    data = target.fetch(video)
+    judged = decode_video(data, video, keep=[frames // 4, frames // 2, frames - 1])
+    figures(f"manim-{quality}.mp4", judged.info.as_dict())
+    artifacts(f"manim-{quality}.mp4", data)
+    require_video(judged.info, video, "h264", width, height, Fraction(fps), frames)
+    sampled = judged.frames
     for index, picture in sampled.items():
         require_not_blank(picture, f"frame {index} of the Manim video")
     require_moving(sampled, "the Manim video")
 
-    artifacts(f"manim-{quality}.mp4", target.fetch(video))
     compare(f"manim-{quality}-last-frame", sampled[frames - 1], load_reference(manim_reference(quality)),
             REFERENCE_TOLERANCE, f"the last frame at {quality}")
 
@@ -72,7 +71,7 @@ SEAM_TOLERANCE = 2.0
 
 @pytest.mark.requires("workloads.manim_parts")
 @pytest.mark.timed
-def test_manim_parts_rendered_in_parallel(target, variant, run_config, speed_gate, artifacts):
+def test_manim_parts_rendered_in_parallel(target, variant, run_config, speed_gate, artifacts, figures):
     """The scene cut in two parts rendered by parallel jobs and concatenated with ffmpeg must be
     the scene rendered whole, frame for frame; and faster, by `thresholds.manim_parts_speedup`."""
     quality = variant.workloads["manim_scene"][run_config.tier]
@@ -91,10 +90,13 @@ def test_manim_parts_rendered_in_parallel(target, variant, run_config, speed_gat
     base, cand = measure_pair(serial, parallel, variant.thresholds.get("repeats", 3))
 
     frames = expected_frames(fps)
-    require_video(probe_video(target, stitched), stitched, "h264", width, height, Fraction(fps), frames)
     seam = expected_frames(fps, animations=scene_constant("PARTS")[0])  # first frame of part 2 (0-based)
-    serial_frames = frames_of(target, whole["video"], [seam - 2, seam - 1, seam, seam + 1])
-    artifacts("manim-parts-concatenated.mp4", target.fetch(stitched))
-    require_seams(frames_of(target, stitched, [seam - 1, seam]), serial_frames, SEAM_TOLERANCE, "the concatenated video")
+    data = target.fetch(stitched)
+    artifacts("manim-parts-concatenated.mp4", data)
+    concatenated = decode_video(data, stitched, keep=[seam - 1, seam])
+    figures("manim-parts-concatenated.mp4", concatenated.info.as_dict())
+    require_video(concatenated.info, stitched, "h264", width, height, Fraction(fps), frames)
+    serial_frames = judge_video(target, whole["video"], keep=[seam - 2, seam - 1, seam, seam + 1]).frames
+    require_seams(concatenated.frames, serial_frames, SEAM_TOLERANCE, "the concatenated video")
 
     speed_gate(f"{len(PARTS)} jobs vs 1", Speedup(base, cand, variant.thresholds["manim_parts_speedup"]))

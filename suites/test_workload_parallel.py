@@ -1,12 +1,17 @@
 """Parallel render and stitch, the render-farm pattern: the frames of a Cycles animation mapped
-over N one-thread workers and combined with ffmpeg, against the same frames rendered by one.
+over N one-thread workers and combined into a video, against the same frames rendered by one.
 
-The stitched video must hold every frame exactly once: seam frames are compared with the serial
-render's. The gate: N workers at least `thresholds.parallel_speedup` times faster than one.
+Where the frames are combined is the manifest's to say (`combine`): by the image's own ffmpeg
+(the default: ffmpeg is then a requirement of the image), or outside it, stitched by rendergate
+on its side, as a pipeline whose render image has no ffmpeg does in a stage of its own. The
+stitched video must hold every frame exactly once: seam frames are compared with the serial
+render's, by rendergate's decoder. The gate: N workers at least `thresholds.parallel_speedup`
+times faster than one.
 """
 import pytest
 
-from rendergate.media import frames_of, load_image, probe_video, require_seams, require_video
+from rendergate.diagnosis import CheckFailed, tool_missing
+from rendergate.media import decode_video, encode_frames, load_image, require_seams, require_video
 from rendergate.timing import Speedup, measure_pair
 from rendergate.workloads import STITCH_FPS, chunks, render_frames, render_frames_parallel, stitch
 
@@ -17,11 +22,25 @@ pytestmark = pytest.mark.requires("workloads.parallel_frames")
 SEAM_TOLERANCE = 6.0
 
 
+def stitched_video(target, frames_dir: str, total: int, combine: str) -> bytes:
+    """The frames as one video, combined where the manifest says."""
+    if combine == "rendergate":
+        return encode_frames([target.fetch(f"{frames_dir}/frame_{n:04d}.png") for n in range(1, total + 1)], STITCH_FPS)
+    video = f"{target.workdir}/stitched.mp4"
+    stitch(target, frames_dir, video)
+    return target.fetch(video)
+
+
 @pytest.mark.timed
-def test_parallel_render_and_stitch(target, variant, requirement, speed_gate, artifacts):
+def test_parallel_render_and_stitch(target, variant, requirement, speed_gate, artifacts, figures):
     total, workers = requirement["frames"], requirement["workers"]
     size, samples = requirement["size"], requirement["samples"]
+    combine = requirement.get("combine", "image")
     serial_dir, parallel_dir = f"{target.workdir}/serial", f"{target.workdir}/parallel"
+    if combine == "image" and target.run("command -v ffmpeg").rc != 0:
+        missing = tool_missing("ffmpeg", target.facts())
+        raise CheckFailed(missing.cause, f"{missing.message}, or say that frames are combined outside the image: "
+                                         'combine = "rendergate" in workloads.parallel_frames')
 
     def serial():
         target.check(f"rm -rf {serial_dir}", "cleaning")
@@ -36,14 +55,16 @@ def test_parallel_render_and_stitch(target, variant, requirement, speed_gate, ar
 
     base, cand = measure_pair(serial, parallel, variant.thresholds.get("repeats", 3), warm_up)
 
-    video = f"{target.workdir}/stitched.mp4"
-    stitch(target, parallel_dir, video)
-    artifacts("stitched.mp4", target.fetch(video))
-    require_video(probe_video(target, video), video, "h264", *(int(n) for n in size.split("x")), STITCH_FPS, total)
     seams = [last for _, last in chunks(total, workers)[:-1]]  # 1-based last frame of each chunk
     around = sorted({i for s in seams for i in (s - 1, s) if 0 <= i < total})  # 0-based, both sides
+    data = stitched_video(target, parallel_dir, total, combine)
+    artifacts("stitched.mp4", data)
+    judged = decode_video(data, f"the video stitched by {'rendergate' if combine == 'rendergate' else 'the image'}",
+                          keep=around)
+    figures("stitched.mp4", {**judged.info.as_dict(), "combined_by": combine})
+    require_video(judged.info, "the stitched video", "h264", *(int(n) for n in size.split("x")), STITCH_FPS, total)
     serial = {i: load_image(target.fetch(f"{serial_dir}/frame_{i + 1:04d}.png"))
               for i in {n for i in around for n in (i - 1, i, i + 1) if 0 <= n < total}}
-    require_seams(frames_of(target, video, around), serial, SEAM_TOLERANCE, "the stitched video")
+    require_seams(judged.frames, serial, SEAM_TOLERANCE, "the stitched video")
 
     speed_gate(f"{workers} workers vs 1", Speedup(base, cand, variant.thresholds["parallel_speedup"]))

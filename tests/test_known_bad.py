@@ -22,6 +22,8 @@ CASES = {
                            "Vulkan found no driver"),
     "egl-without-vendor": ("xorg-glx", "test_egl_initialises_headless", None, "system-library-missing",
                            "EGL found no driver"),
+    "encoder-halves-its-output-and-ffprobe-lies": ("manim", "test_libx264_encode_is_valid", None, "output-invalid",
+                                                   "is not a playable video (PyAV"),
     "no-shell": ("xorg-glx", "test_xorg_starts", None, "target-unavailable", "has no usable /bin/sh"),
     "python-not-where-manifest-says": ("manim", "test_manimpango_renders_text", None, "tool-missing",
                                        "/opt/venv/bin/python not found in rendergate-known-bad/"),

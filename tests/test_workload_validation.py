@@ -1,6 +1,7 @@
 """Every workload validation can fail, on real outputs of the real tools in the real images,
 each with one planted defect: a truncated video, a blank render, a stitched video with a frame
-dropped or duplicated at a seam, a reference mismatch, and a "parallel" run that serialises."""
+dropped or duplicated at a seam, a reference mismatch, and a "parallel" run that serialises.
+The outputs are judged by rendergate's own decoder (rendergate.media), fetched from the image."""
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rendergate.diagnosis import CheckFailed
-from rendergate.media import frames_of, load_image, load_reference, probe_video, require_match, require_not_blank, require_seams, require_video
+from rendergate.media import judge_video, load_image, load_reference, require_match, require_not_blank, require_seams, require_video
 from rendergate.workloads import chunks, cycles_reference, render_frames, render_frames_parallel, stitch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,10 +23,10 @@ def test_truncated_video_is_caught(container_target):
     video = f"{target.workdir}/clip.mp4"
     target.check(f"mkdir -p {target.workdir} && ffmpeg -v error -f lavfi -i testsrc2=size=320x240:rate=30 "
                  f"-frames:v 60 -c:v libx264 -movflags frag_keyframe+empty_moov {video}", "encoding")
-    require_video(probe_video(target, video), video, "h264", 320, 240, Fraction(30), 60)  # the intact one passes
+    require_video(judge_video(target, video).info, video, "h264", 320, 240, Fraction(30), 60)  # the intact one passes
     target.check(f"truncate -s $(( $(stat -c %s {video}) * 4 / 10 )) {video}", "truncating to 40%")
     with pytest.raises(CheckFailed) as failure:
-        require_video(probe_video(target, video), video, "h264", 320, 240, Fraction(30), 60)
+        require_video(judge_video(target, video).info, video, "h264", 320, 240, Fraction(30), 60)
     assert failure.value.diagnosis.cause.value == "output-invalid"
     assert "truncated" in failure.value.diagnosis.message
 
@@ -64,11 +65,11 @@ def parallel_render(container_target):
 def test_stitch_with_a_duplicated_seam_frame_is_caught(parallel_render):
     target, total, seam, serial = parallel_render
     frames = f"{target.workdir}/parallel"
-    require_seams(frames_of(target, _stitched(target, frames), [seam - 1, seam]), serial, TINY_TOLERANCE, "intact")
+    require_seams(judge_video(target, _stitched(target, frames), keep=[seam - 1, seam]).frames, serial, TINY_TOLERANCE, "intact")
     # Frame seam+1 lost, frame seam written twice: the count is right, the pictures are not.
     target.check(f"cp {frames}/frame_{seam:04d}.png {frames}/frame_{seam + 1:04d}.png", "planting the defect")
     with pytest.raises(CheckFailed, match="dropped or duplicated at a seam"):
-        require_seams(frames_of(target, _stitched(target, frames), [seam - 1, seam]), serial, TINY_TOLERANCE, "stitched")
+        require_seams(judge_video(target, _stitched(target, frames), keep=[seam - 1, seam]).frames, serial, TINY_TOLERANCE, "stitched")
 
 
 def test_stitch_with_a_dropped_seam_frame_is_caught(parallel_render):
@@ -79,7 +80,7 @@ def test_stitch_with_a_dropped_seam_frame_is_caught(parallel_render):
     target.check(f"rm {frames}/frame_{seam + 1:04d}.png && {moves}", "planting the defect")
     video = _stitched(target, frames)
     with pytest.raises(CheckFailed, match=f"truncated: {total - 1} of {total} frames"):
-        require_video(probe_video(target, video), video, "h264", 96, 54, Fraction(24), total)
+        require_video(judge_video(target, video).info, video, "h264", 96, 54, Fraction(24), total)
 
 
 def _stitched(target, frames: str) -> str:
@@ -102,3 +103,35 @@ def test_parallel_run_that_serialises_fails_the_gate(known_bad_image, tmp_path, 
     assert (result["outcome"], result["cause"]) == ("failed", "below-threshold"), run.output
     assert result["figures"]["2 workers vs 1"]["verdict"] == "fail"
     assert run.leftover == []
+
+
+def _blender_manifest(tmp_path, combine: str | None) -> Path:
+    shutil.copytree(ROOT / "images" / "blender", tmp_path / "images" / "blender")
+    (tmp_path / "images" / "blender" / "Dockerfile").unlink()  # checked as the image named by --image
+    manifest = tmp_path / "images" / "blender" / "manifest.toml"
+    extra = f', combine = "{combine}"' if combine else ""
+    manifest.write_text(manifest.read_text().replace('samples = 4 }', f'samples = 4{extra} }}').replace("frames = 12,", "frames = 6,"))
+    return tmp_path / "images"
+
+
+@pytest.mark.serial
+def test_a_render_image_without_ffmpeg_passes_when_frames_are_combined_elsewhere(known_good_image, tmp_path, suite):
+    """The recipe's bpy render image has no ffmpeg: frames are rendered there and stitched
+    outside it (here by rendergate on its side), then validated as always: every frame, seams."""
+    images = _blender_manifest(tmp_path, "rendergate")
+    run = suite(f"--images-dir={images}", "--variant=blender", f"--image={known_good_image('blender-without-ffmpeg')}",
+                "-k", "test_parallel_render_and_stitch")
+    result = run.outcome("test_parallel_render_and_stitch", "blender")
+    assert result["outcome"] in ("passed", "undecided"), run.output  # a timing too noisy to call is no failure
+    stitched = result["figures"]["stitched.mp4"]
+    assert stitched["combined_by"] == "rendergate" and stitched["frames"] == 6 and stitched["decoder"].startswith("PyAV")
+    assert run.leftover == []
+
+
+def test_the_same_image_fails_when_it_must_combine_the_frames_itself(known_good_image, tmp_path, suite):
+    images = _blender_manifest(tmp_path, None)
+    run = suite(f"--images-dir={images}", "--variant=blender", f"--image={known_good_image('blender-without-ffmpeg')}",
+                "-k", "test_parallel_render_and_stitch")
+    result = run.outcome("test_parallel_render_and_stitch", "blender")
+    assert (result["outcome"], result["cause"]) == ("failed", "tool-missing"), run.output
+    assert 'ffmpeg not found in the target' in result["message"] and 'combine = "rendergate"' in result["message"]
