@@ -191,6 +191,9 @@ class Engine:
             self.client.api.remove_container(container_id, force=True)
         except docker.errors.NotFound:  # already gone
             pass
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # 409: another process is removing it already (a sweep, a run's owner)
+                raise
 
     def sweep_stale(self) -> list[str]:
         """Remove containers left by runs of this host whose owning process is gone."""
