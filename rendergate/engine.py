@@ -150,7 +150,7 @@ class Engine:
                 image, command[1:], entrypoint=command[:1], detach=True, labels=labels, environment=env, init=True,
                 device_requests=requests, shm_size=variant.run.get("shm_size"), runtime=runtime,
                 nano_cpus=int(variant.run["cpus"] * 1e9) if "cpus" in variant.run else None,
-                name=f"rendergate-{variant.build_tag.split('/')[1].split(':')[0]}-{run_id[:12]}")
+                name=f"rendergate-{variant.name}-{run_id[:12]}")  # VARIANT_NAME is a valid container name
         except docker.errors.APIError as e:
             why = str(e.explanation or e)
             hint = ""

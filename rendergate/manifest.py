@@ -273,7 +273,8 @@ def _shown(value) -> str:
 def _read(path: Path) -> dict:
     """The manifest's TOML, or ManifestError: it must be a regular UTF-8 file of a sane size."""
     try:
-        mode, size = path.stat().st_mode, path.stat().st_size
+        info = path.stat()
+        mode, size = info.st_mode, info.st_size
     except FileNotFoundError:
         raise ManifestError(f"{path}: missing (every folder under images/ needs a manifest.toml)") from None
     except OSError as e:  # a symlink loop, no permission

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .manifest import Variant
 from .redact import remember_secrets
-from .targets import CONTAINER_WORKDIR, Target, worker_slot
+from .targets import Target, worker_folder, worker_slot
 
 APP_NAME = "rendergate"
 # Modal's GPU types (modal.com/docs/guide/gpu); `:N` asks for N of them.
@@ -139,7 +139,7 @@ class ModalTarget(Target):
     def __init__(self, variant: Variant, sandbox, default_timeout: float):
         self.sandbox = sandbox
         self.started = time.monotonic()
-        super().__init__(variant, _SandboxHost(sandbox), f"{CONTAINER_WORKDIR}/w{worker_slot()}",
+        super().__init__(variant, _SandboxHost(sandbox), worker_folder(worker_slot()),
                          variant.run.get("python", "python3"), default_timeout)
 
     @property

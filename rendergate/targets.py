@@ -42,6 +42,11 @@ def worker_slot() -> int:
     return int(number) if number.isdigit() else 0
 
 
+def worker_folder(slot: int) -> str:
+    """Where worker `slot` keeps its files in a container."""
+    return f"{CONTAINER_WORKDIR}/w{slot}"
+
+
 def worker_count() -> int:
     """How many pytest-xdist workers the run has (1 without xdist)."""
     count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")
@@ -182,6 +187,10 @@ class Target:
         """Take over what the opening worker probed (see handle())."""
         self._facts = Facts(**{k: tuple(v) if isinstance(v, list) else v for k, v in handle["facts"].items()})
 
+    def image_info(self) -> dict | None:
+        """The image the checks run in, as verdicts name it; None where there is no image (the host)."""
+        return None
+
     def close(self) -> None:
         """Release what this process holds (not the shared container: release() does); safe twice."""
 
@@ -216,7 +225,7 @@ class DockerTarget(Target):
     def __init__(self, variant: Variant, container, default_timeout: float, user: tuple[int, int] | None = None):
         self.container = container
         super().__init__(variant, testinfra.get_host(f"docker://{container.id}"),
-                         f"{CONTAINER_WORKDIR}/w{worker_slot()}", variant.run.get("python", "python3"), default_timeout)
+                         worker_folder(worker_slot()), variant.run.get("python", "python3"), default_timeout)
         self.uid, self.gid = user or self._prepare()
 
     @property
@@ -227,6 +236,10 @@ class DockerTarget(Target):
     def image_ref(self) -> str:
         tags = self.container.image.tags
         return self.container.attrs.get("Config", {}).get("Image") or (tags[0] if tags else self.container.image.id)
+
+    def image_info(self) -> dict:
+        started = self.container.image
+        return {"ref": self.image_ref, "digest": started.id, "repo_digests": started.attrs.get("RepoDigests", [])}
 
     @classmethod
     def start(cls, engine: Engine, variant: Variant, image: str, run_id: str, owner: str, log_dir: Path,
@@ -268,7 +281,7 @@ class DockerTarget(Target):
                               "rendergate runs every check through /bin/sh and coreutils inside the image; "
                               "add a shell (e.g. busybox) to the image to validate it")
         uid, gid = int(ids[0]), int(ids[1])
-        folders = " ".join(f"{CONTAINER_WORKDIR}/w{n}" for n in range(max(worker_count(), self.slot + 1)))
+        folders = " ".join(worker_folder(n) for n in range(max(worker_count(), self.slot + 1)))
         code, out = self.container.exec_run(["/bin/sh", "-c", f"mkdir -p {folders} && chown {uid}:{gid} {folders}"],
                                             user="root")
         if code != 0:

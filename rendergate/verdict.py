@@ -231,11 +231,11 @@ def _validator():
 def load(path: Path) -> dict:
     """A verdict file, validated against its schema; VerdictError, one line naming the file, otherwise."""
     try:
-        mode = path.stat().st_mode
-        if not stat.S_ISREG(mode):
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
             raise VerdictError(f"{path}: not a verdict file (a folder, a pipe or a device)")
-        if path.stat().st_size > MAX_VERDICT_BYTES:
-            raise VerdictError(f"{path}: {path.stat().st_size} bytes: too big for a verdict")
+        if info.st_size > MAX_VERDICT_BYTES:
+            raise VerdictError(f"{path}: {info.st_size} bytes: too big for a verdict")
         data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
         raise VerdictError(f"{path}: no verdict (no run of the suites wrote one)") from None
