@@ -64,12 +64,12 @@ images: setup base
 references: images
 	$(PY) -m rendergate references
 
-# Main job: build every variant, validate each, write reports/report.html. Without a Docker
-# engine, say so and validate the host itself.
+# Main job: build every variant (the suites build them, showing each step), validate each, write
+# reports/report.html. Without a Docker engine, say so and validate the host itself.
 validate: setup
 	@mkdir -p $(REPORTS_DIR)
 	@if scripts/ensure-docker; then \
-	  $(MAKE) --no-print-directory images && $(PY) -m pytest suites $(SUITE_FLAGS); \
+	  $(MAKE) --no-print-directory base && $(PY) -m pytest suites $(SUITE_FLAGS); \
 	else \
 	  echo "no Docker engine: validating only the host variant on this machine"; \
 	  $(PY) -m pytest suites --variant host $(SUITE_FLAGS); \

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from .diagnosis import NATIVE
 from .engine import Engine, EngineError
 from .inventory import default_name, init
 from .manifest import IMAGE_REF, ManifestError, load_variants, positive
+from .progress import BuildProgress
 from .promotion import Refused, gate, gate_matrix, obtain, promote
 from .references import make_references
 from .report import merged_html
@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             return _verify(args)
         if args.command == "init":
             folder = Path(args.images_dir) / (args.name or default_name(args.image))
-            path, _ = init(Engine(), args.image, folder, Path(args.reports_dir) / "logs", args.force)
+            with BuildProgress(stream=sys.stdout) as progress:
+                path, _ = init(Engine(), args.image, folder, Path(args.reports_dir) / "logs", args.force, progress)
             print(path.read_text(), end="")
             print(f"wrote {path}: review it, then validate with `pytest -n auto` (see README, \"Validate your own image\")")
             return 0
@@ -115,23 +116,23 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         engine = Engine()
         extra_ca = Path(args.extra_ca) if args.extra_ca else None
+        progress = BuildProgress(stream=sys.stdout)  # each step as it starts; "built TAG in N s (SIZE GB)" at the end
 
         def built(variant):
-            started = time.monotonic()
-            tag = engine.build(variant, Path(args.reports_dir) / "logs", args.base_image, extra_ca)
-            size = engine.client.images.get(tag).attrs["Size"] / 1e9
-            print(f"built {tag} in {time.monotonic() - started:.1f} s ({size:.2f} GB)", flush=True)
-            return tag
+            return engine.build(variant, Path(args.reports_dir) / "logs", args.base_image, extra_ca, progress=progress)
 
         if args.command == "build":
-            for name in args.variants or [n for n, v in variants.items() if v.needs_image]:
-                built(variants[name])
+            with progress:
+                for name in args.variants or [n for n, v in variants.items() if v.needs_image]:
+                    built(variants[name])
         elif args.command == "references":
             chosen = {n: variants[n] for n in args.variants or [n for n, v in variants.items() if v.needs_image]}
-            for path in make_references(engine, chosen, built, Path(args.reports_dir) / "logs"):
-                print(f"wrote {path}")
+            with progress:
+                for path in make_references(engine, chosen, built, Path(args.reports_dir) / "logs"):
+                    print(f"wrote {path}")
         elif args.command == "obtain":
-            how = obtain(engine, variants[args.variant], args.image, built)
+            with progress:
+                how = obtain(engine, variants[args.variant], args.image, built, progress)
             print(f"{args.image}: {how} ({engine.image_digest(args.image)})")
         elif args.command == "promote":
             if not IMAGE_REF.fullmatch(args.to):
@@ -163,8 +164,9 @@ def _verify(args) -> int:
         return 1
     problems = verdicts.judge(verdict)
     if problems:
-        print(f"VERIFY REFUSED {args.image}: its signed verdict does not pass", *(f"  - {p}" for p in problems),
-              sep="\n", file=sys.stderr)
+        state = verdicts.state_of(problems)
+        print(f"VERIFY REFUSED {args.image}: its signed verdict is {state.label}: {state.meaning}",
+              *(f"  - {line}" for line in verdicts.summary(problems)), sep="\n", file=sys.stderr)
         return 1
     print(f"VERIFIED {args.image}: signed rendergate verdict of {verdict['variant']} (run {verdict['run_id']}, "
           f"{verdict['finished']}, on {verdict['host']['gpu_type']}) in {where}")

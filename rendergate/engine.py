@@ -17,9 +17,11 @@ from pathlib import Path
 import docker
 import docker.errors
 import docker.types
+from docker.utils import parse_repository_tag
 
 from .diagnosis import last_line
 from .manifest import Variant
+from .progress import EngineProgress
 from .redact import redact
 
 LABEL_RUN = "rendergate.run"
@@ -28,6 +30,7 @@ LABEL_OWNER = "rendergate.owner"  # host:pid of the pytest process that owns the
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _BUILDER_CHATTER = re.compile(r"^(Removing intermediate container|---> |Running in )")
+_STEP = re.compile(r"Step (\d+)/(\d+) : (.*)", re.S)  # the classic builder's "Step 3/9 : RUN ..."
 
 START_HINT = "start it with `dockerd &` (Debian: apt-get install docker.io) or `systemctl start docker`"
 
@@ -70,11 +73,28 @@ class Engine:
         except docker.errors.ImageNotFound:
             return False
 
-    def pull(self, ref: str) -> None:
+    def pull(self, ref: str, progress: EngineProgress | None = None) -> None:
         """Pull `ref` with the engine's stored registry credentials (`docker login`, credential
-        helpers): the SDK reads them from the Docker config as the CLI does."""
+        helpers): the SDK reads them from the Docker config as the CLI does. `progress` hears of
+        its layers as they come (None: nothing is shown)."""
+        progress = progress or EngineProgress()
+        progress.pull_started(ref)
         try:
-            self.client.images.pull(ref)
+            size = self._pulled(ref, progress)
+        except BaseException:
+            progress.pull_failed(ref)
+            raise
+        progress.pull_finished(ref, size)
+
+    def _pulled(self, ref: str, progress: EngineProgress) -> int:
+        """Pull as the SDK's images.pull does (its tag defaults, its final lookup), with the stream
+        read here so that progress sees it; returns the image's size."""
+        repository, tag = parse_repository_tag(ref)
+        tag = tag or "latest"
+        try:
+            for event in self.client.api.pull(repository, tag=tag, stream=True, decode=True):
+                progress.pull_event(ref, event)
+            return self.client.images.get(f"{repository}{'@' if tag.startswith('sha256:') else ':'}{tag}").attrs["Size"]
         except docker.errors.ImageNotFound:
             raise EngineError(f"cannot pull {ref}: no such image in its registry (or no access to it: `docker login` "
                               "the registry with an account that can read it)") from None
@@ -95,9 +115,24 @@ class Engine:
             raise EngineError(f"image {ref} not found in the local engine: build or pull it first (make gate does)") from None
 
     def build(self, variant: Variant, log_dir: Path, base_image: str | None = None,
-              extra_ca: Path | None = None) -> str:
-        """Build the variant's image from its folder; the full log is kept in log_dir."""
+              extra_ca: Path | None = None, progress: EngineProgress | None = None) -> str:
+        """Build the variant's image from its folder; the full log is kept in log_dir. `progress`
+        hears of each step as it starts (None: nothing is shown until the build ends)."""
+        progress = progress or EngineProgress()
         tag = variant.build_tag
+        progress.build_started(variant.name, tag)
+        try:
+            self._built(variant, tag, log_dir, base_image, extra_ca, progress)
+        except BaseException:
+            progress.build_failed(variant.name)
+            raise
+        progress.build_finished(variant.name, tag, self.client.images.get(tag).attrs["Size"])
+        return tag
+
+    def _built(self, variant: Variant, tag: str, log_dir: Path, base_image: str | None, extra_ca: Path | None,
+               progress: EngineProgress) -> None:
+        """The build itself: its stream logged and its steps reported; a failure raised as one line
+        naming the failing step."""
         context = io.BytesIO()
         with tarfile.open(fileobj=context, mode="w") as tar:
             tar.add(variant.folder, arcname=".")
@@ -116,6 +151,8 @@ class Engine:
                 log.write(text)
                 if text.startswith("Step "):
                     step, step_output = text.split(":", 1)[0].lower(), ""
+                    if started := _STEP.match(text):
+                        progress.build_step(variant.name, int(started[1]), int(started[2]), started[3])
                 elif not _BUILDER_CHATTER.match(text.strip()):
                     step_output += _ANSI.sub("", text)
                 if "error" in chunk:
@@ -128,7 +165,6 @@ class Engine:
                 hint = "; the build does not trust this network's TLS proxy: pass --extra-ca=PEM (or RENDERGATE_EXTRA_CA)"
             raise EngineError(f"building {tag} failed at {step}: {last_line(step_output) if step_output.strip() else error}{hint} "
                               f"(full log: {log_path})")
-        return tag
 
     def start(self, variant: Variant, image: str, run_id: str, owner: str, gpus: bool, log_dir: Path,
               runtime: str | None = None):

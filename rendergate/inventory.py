@@ -21,6 +21,7 @@ from .diagnosis import CheckFailed
 from .engine import Engine, EngineError, owner_label
 from .manifest import VARIANT_NAME, ManifestError, Variant, load_variant
 from .parsers import parse_ffmpeg_encoders
+from .progress import EngineProgress
 from .targets import DockerTarget
 
 TOOLS = ("ffmpeg", "Xorg", "glxinfo", "x11vnc", "eglinfo", "vulkaninfo", "latex", "dvisvgm", "kpsewhich")
@@ -162,9 +163,11 @@ def propose(found: Inventory, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def init(engine: Engine, image: str, folder: Path, log_dir: Path, force: bool = False) -> tuple[Path, Inventory]:
-    """Probe `image` and write folder/manifest.toml proposing what it holds; returns its path.
-    (log_dir keeps the container's log if it does not come up.)"""
+def init(engine: Engine, image: str, folder: Path, log_dir: Path, force: bool = False,
+         progress: EngineProgress | None = None) -> tuple[Path, Inventory]:
+    """Probe `image` (pulled first if it is not here, its progress shown) and write
+    folder/manifest.toml proposing what it holds; returns its path. (log_dir keeps the
+    container's log if it does not come up.)"""
     path = folder / "manifest.toml"
     if path.exists() and not force:
         raise ManifestError(f"{path}: already exists (pass --force to replace it)")
@@ -172,7 +175,7 @@ def init(engine: Engine, image: str, folder: Path, log_dir: Path, force: bool = 
         raise ManifestError(f"{folder.name!r}: a variant's name is 1 to 64 letters, digits, '.', '_' and '-', "
                             "starting with a letter or digit")
     if not engine.image_exists(image):
-        engine.pull(image)
+        engine.pull(image, progress=progress)
     env = dict(e.partition("=")[::2] for e in engine.client.images.get(image).attrs["Config"].get("Env") or [])
     probe = Variant(name=folder.name, folder=folder, run={"python": "python3"})
     target = DockerTarget.start(engine, probe, image, f"init-{uuid.uuid4().hex[:8]}", owner_label(),

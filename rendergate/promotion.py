@@ -18,6 +18,7 @@ from . import verdict as verdicts
 from .engine import Engine, EngineError
 from .environment import suite_version
 from .manifest import Variant
+from .progress import EngineProgress
 
 
 class Refused(Exception):
@@ -27,14 +28,14 @@ class Refused(Exception):
         super().__init__("\n".join([headline, *(f"  - {p}" for p in problems)]))
 
 
-def obtain(engine: Engine, variant: Variant, ref: str, build) -> str:
+def obtain(engine: Engine, variant: Variant, ref: str, build, progress: EngineProgress | None = None) -> str:
     """Make `ref` present locally: as it is, built (the variant's own tag) or pulled. Returns how."""
     if ref == variant.build_tag and variant.dockerfile:
         build(variant)
         return "built"
     if engine.image_exists(ref):
         return "found locally"
-    engine.pull(ref)
+    engine.pull(ref, progress=progress)
     return "pulled"
 
 
@@ -45,9 +46,14 @@ def gate(verdict_path: Path, variant: Variant, digest: str | None, gpu_type: str
     problems = verdicts.gate_problems(verdict, variant, digest, suite_version(), gpu_type)
     what = f"{variant.name}" + (f" ({digest})" if digest else "") + f" on {verdict['host']['gpu_type']}"
     if problems:
-        raise Refused(f"GATE REFUSED {what}: {len(problems)} problem(s) in {verdict_path}", problems)
+        raise Refused(f"GATE REFUSED {what}: {_judged(problems)} ({verdict_path})", verdicts.summary(problems))
     declared = verdicts.declared_requirements(variant)
     return f"GATE PASSED {what}: {len(declared)} declared requirements passed (run {verdict['run_id']})"
+
+
+def _judged(problems: list[verdicts.Problem]) -> str:
+    state = verdicts.state_of(problems)
+    return f"{state.label}: {state.meaning}"
 
 
 def gate_matrix(verdicts_dir: Path, variant: Variant, gpu_types: list[str]) -> str:
@@ -98,7 +104,7 @@ def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: P
         verdict, source = verdicts.load(verdict_path), verdict_path
     problems = verdicts.promotion_problems(verdict, variant, digest, suite_version(), max_age)
     if problems:
-        raise Refused(f"PROMOTION REFUSED {ref} -> {to}: {len(problems)} problem(s) with {source}", problems)
+        raise Refused(f"PROMOTION REFUSED {ref} -> {to}: {_judged(problems)} ({source})", verdicts.summary(problems))
     repository, _, tag = to.rpartition(":") if ":" in to.rsplit("/", 1)[-1] else (to, "", "latest")
     try:
         engine.client.images.get(ref).tag(repository, tag)

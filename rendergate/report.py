@@ -1,5 +1,6 @@
-"""HTML pieces infra reviewers read: the variant x check matrix, the run's state banner, speedup
-charts and thumbnails, and the merged report of verdicts from several hosts.
+"""HTML pieces infra reviewers read: the run's state banner, what to do per variant (its verdict
+state, its failures, what was not validated and why), the variant x check matrix, speedup charts
+and thumbnails, and the merged report of verdicts from several hosts.
 
 Everything is plain HTML and inline SVG with its own CSS: a report opens offline, without
 scripts from anywhere. The pytest-html report embeds these pieces (fixtures/report.py); the
@@ -15,7 +16,7 @@ from html import escape
 from PIL import Image
 
 from .diagnosis import GVISOR
-from .verdict import NOT_COUNTED, gpu_seconds, platform_differences
+from .verdict import NOT_COUNTED, State, gpu_seconds, judge, platform_differences, state_of, summary
 
 CSS = """
 .rg-matrix { border-collapse: collapse; margin: 8px 0 16px; font: 13px sans-serif; }
@@ -23,15 +24,22 @@ CSS = """
 .rg-matrix td.rg-cell { text-align: center; min-width: 70px; cursor: help; }
 .rg-matrix a { color: inherit; text-decoration: none; display: block; }
 .rg-passed { background: #c8f0c8; } .rg-failed, .rg-error { background: #f5b5b5; font-weight: bold; }
-.rg-no-gpu, .rg-undecided, .rg-not-run, .rg-partial { background: #fbe3a4; }
+.rg-no-gpu, .rg-undecided, .rg-host-busy, .rg-not-run, .rg-partial, .rg-not-validated { background: #fbe3a4; }
 .rg-skipped, .rg-not-declared, .rg-not-applicable { background: #eee; color: #777; } .rg-unsupported { background: #dde6f5; }
 .rg-banner { padding: 8px 12px; margin: 8px 0; font: bold 15px sans-serif; border-radius: 4px; }
 .rg-problems { font: 13px sans-serif; }
+.rg-verdict { padding: 6px 12px; margin: 6px 0; font: 14px sans-serif; border-radius: 4px; }
+.rg-verdict ul { margin: 4px 0 0; padding-left: 20px; }
+/* pytest-html puts its environment table first: what to do comes first, the environment after it. */
+body:has(#rg-summary) { display: flex; flex-direction: column; align-items: flex-start; }
+body:has(#rg-summary) > .summary { order: 1; align-self: stretch; }
+body:has(#rg-summary) > #environment-header, body:has(#rg-summary) > #environment { order: 2; }
+body:has(#rg-summary) > #results-table, body:has(#rg-summary) > footer { order: 3; align-self: stretch; }
 .rg-env { border-collapse: collapse; font: 13px sans-serif; margin-bottom: 12px; }
 .rg-env th, .rg-env td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
 """
 LABELS = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip", "no-gpu": "no GPU",
-          "undecided": "undecided", "not-run": "not run", "not-declared": "\u2014", "not-applicable": "\u2014",
+          "undecided": "undecided", "host-busy": "host busy", "not-run": "not run", "not-declared": "\u2014", "not-applicable": "\u2014",
           "unsupported": "not supported by this GPU"}
 HOST_ROWS = [("gpu_type", "GPU type"), ("host", "Host"), ("gpus", "GPUs"), ("gpu_models", "GPU models (capability table)"),
              ("driver", "Driver"), ("cuda", "CUDA"),
@@ -39,6 +47,8 @@ HOST_ROWS = [("gpu_type", "GPU type"), ("host", "Host"), ("gpus", "GPUs"), ("gpu
              ("sandbox_runtime", "Sandbox runtime"),
              ("suite_version", "rendergate"), ("started", "Started")]
 THUMBNAIL_WIDTH = 480
+# What to do, per variant, at the top of a report: at most this many lines (the matrix has the rest).
+SUMMARY_LINES = 5
 
 
 def column_label(verdict: dict) -> str:
@@ -48,10 +58,9 @@ def column_label(verdict: dict) -> str:
     return f"{verdict['variant']}{image} \u00b7 {verdict['host'].get('gpu_type', '?')}{platform}"
 
 
-def verdict_state(verdict: dict) -> str:
-    if not verdict["complete"]:
-        return "partial"
-    return "passed" if verdict["passed"] else "failed"
+def verdict_state(verdict: dict) -> State:
+    """Judged again from the verdict's checks (whatever state it says it has)."""
+    return state_of(judge(verdict))
 
 
 def _rows(verdicts: list[dict]) -> list[tuple[str, str | None, str | None]]:
@@ -86,8 +95,8 @@ def matrix_html(verdicts: list[dict], link: bool = False) -> str:
     hover, and with `link` a click jumps to the check's entry in the same report."""
     verdicts = sorted(verdicts, key=lambda v: (v["variant"], v["host"].get("gpu_type", ""), v.get("platform", "")))
     head = "".join(f"<th>{escape(column_label(v))}</th>" for v in verdicts)
-    states = "".join(f'<td class="rg-cell rg-{verdict_state(v)}" title="{escape(chr(10).join(v["problems"]) or "every declared requirement passed")}">'
-                     f'{verdict_state(v).upper()}</td>' for v in verdicts)
+    states = "".join(f'<td class="rg-cell rg-{verdict_state(v).value}" title="{escape(verdict_state(v).meaning)}">'
+                     f'{verdict_state(v).label}</td>' for v in verdicts)
     by_row = [{(c["requirement"], c["check"], c["item"]): c for c in v["checks"]} for v in verdicts]
     body = []
     for row in _rows(verdicts):
@@ -100,26 +109,41 @@ def matrix_html(verdicts: list[dict], link: bool = False) -> str:
 
 
 def banner_html(state: str, verdicts: list[dict]) -> str:
-    """What kind of run this report is from: still running (or killed), interrupted, complete."""
-    failing = [v["variant"] for v in verdicts if not v["passed"]]
-    text, css = {
-        "running": ("PARTIAL: the run had not finished when this report was written; if it is not running any "
-                    "more it was killed or crashed", "rg-partial"),
-        "interrupted": ("PARTIAL: the run was interrupted; the results below are incomplete and no verdict passes",
-                        "rg-partial"),
-        "complete": ("Complete run: " + (f"FAIL for {', '.join(failing)}" if failing else "every variant PASSES"),
-                     "rg-failed" if failing else "rg-passed"),
-    }[state]
+    """What kind of run this report is from: still running (or killed), interrupted, complete;
+    and for a complete one, how many variants are in each verdict state."""
+    by_state: dict[State, list[str]] = {}
+    for v in verdicts:
+        by_state.setdefault(verdict_state(v), []).append(v["variant"])
+    if state == "complete":
+        text = "Complete run: " + ("; ".join(f"{s.label} {', '.join(by_state[s])}" for s in State if s in by_state)
+                                   or "no variant")
+        css = next((f"rg-{s.value}" for s in (State.FAILED, State.NOT_VALIDATED) if s in by_state), "rg-passed")
+    elif state == "interrupted":
+        text, css = "PARTIAL: the run was interrupted; the results below are incomplete and no verdict passes", "rg-partial"
+    else:
+        text, css = ("PARTIAL: the run had not finished when this report was written; if it is not running any "
+                     "more it was killed or crashed", "rg-partial")
     return f'<div class="rg-banner {css}" id="rg-banner">{escape(text)}</div>'
 
 
-def problems_html(verdicts: list[dict]) -> str:
-    """The verdicts' problems, and the Modal GPU-seconds a matrix used."""
-    items = [f"<li><b>{escape(column_label(v))}</b>: {escape(p)}</li>" for v in verdicts for p in v["problems"]]
+def summary_html(verdicts: list[dict]) -> str:
+    """What to do, per variant, before any detail: its verdict state, then at most a few lines:
+    its failures with their causes, then what was not validated, grouped by why; and the Modal
+    GPU-seconds a matrix used."""
+    blocks = []
+    for v in sorted(verdicts, key=lambda v: (v["variant"], v["host"].get("gpu_type", ""), v.get("platform", ""))):
+        problems = judge(v)
+        state, lines = state_of(problems), summary(problems)
+        shown = lines[:SUMMARY_LINES] + ([f"and {len(lines) - SUMMARY_LINES} more: see the matrix"]
+                                         if len(lines) > SUMMARY_LINES else [])
+        items = "".join(f"<li>{escape(line)}</li>" for line in shown)
+        blocks.append(f'<div class="rg-verdict rg-{state.value}" data-variant="{escape(v["variant"])}" '
+                      f'data-state="{state.value}"><b>{escape(column_label(v))}: {state.label}</b>: '
+                      f'{escape(state.meaning)}{f"<ul>{items}</ul>" if items else ""}</div>')
     used = gpu_seconds(verdicts)
     usage = (f'<p class="rg-problems" id="rg-gpu-seconds">Modal GPU-seconds: '
              f'{escape(", ".join(f"{gpu} {s} s" for gpu, s in used.items()))}</p>') if used else ""
-    return (f'<ul class="rg-problems">{"".join(items)}</ul>' if items else "") + usage
+    return f'<div id="rg-summary">{"".join(blocks)}</div>{usage}'
 
 
 def speedup_chart(name: str, figure: dict) -> str:
@@ -204,12 +228,12 @@ def merged_html(verdicts: list[dict]) -> str:
     hosts = list({(v["host"].get("host"), v["host"].get("gpu_type"), v["host"].get("sandbox_runtime")): v["host"]
                   for v in verdicts}.values())
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    states = sorted({verdict_state(v) for v in verdicts})
+    states = [s.label for s in State if s in {verdict_state(v) for v in verdicts}]
     return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>rendergate: merged verdicts</title>'
             f'<style>{CSS} body {{ font: 14px sans-serif; margin: 16px; }}</style></head><body>'
             f'<h1>rendergate: merged verdicts</h1><p>{len(verdicts)} verdicts from {len(hosts)} hosts, merged {generated}; '
             f'verdict states: {", ".join(states)}</p>'
+            f'<h2>What to do</h2>{summary_html(verdicts)}'
             f'<h2>Hosts</h2>{environment_html(hosts)}<h2>Matrix</h2>{matrix_html(verdicts)}'
-            f'<h2>Problems</h2>{problems_html(verdicts) or "<p>none</p>"}'
             f'<h2>Platform differences</h2>{platform_html(verdicts)}<h2>Figures</h2>{figures_html(verdicts) or "<p>none</p>"}'
             f'</body></html>')

@@ -4,9 +4,11 @@ A verdict holds the image digest, the host it ran on, every check's outcome and 
 workloads' figures, and whether the run finished. It is written when the run starts (partial)
 and rewritten as results arrive, so a run that is killed still leaves a partial verdict.
 
-judge() is the one place that decides whether a verdict passes: every declared requirement must
-have passed on this run. A check skipped for lack of a GPU, an undecided timing and a requirement
-no check ran for are not passes. gate_problems() judges a verdict handed to the gate: against the
+judge() is the one place that decides a verdict's State: PASSED when every declared requirement
+passed on this run; FAILED when a check found a fault; NOT VALIDATED when nothing failed but
+something declared could not be proven here (a check skipped for lack of a GPU, a timing
+undecided or taken on a busy host, a requirement no check ran for, a run that did not finish).
+Only PASSED passes. gate_problems() judges a verdict handed to the gate: against the
 variant's *current* manifest (what it declares now must have passed, whatever the verdict says it
 declared), about this variant, this very image, this manifest and this rendergate;
 promotion_problems() adds that it is recent. load() validates a verdict against its schema
@@ -19,7 +21,9 @@ import json
 import os
 import stat
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,21 +35,100 @@ from .manifest import QUALIFIERS, Variant
 
 SCHEMA = 1
 MAX_VERDICT_BYTES = 64 * 2**20
-# Outcomes of a requirement, from its checks' outcomes; only "passed" passes, and "unsupported"
-# (the GPU lacks the feature, by the capability table: a hardware limit) does not fail it.
-_REQUIREMENT_OUTCOME = (  # the first that any of its checks has, wins
-    ("failed", "failed"), ("error", "failed"), ("no-gpu", "not-validated"), ("undecided", "undecided"),
-    ("skipped", "skipped"), ("unsupported", "unsupported"))
+
+
+class State(str, Enum):
+    """What a run says of an image, the same words everywhere (terminal, report, verdict, JUnit, gate)."""
+    PASSED = "passed"  # every declared requirement proven on this run
+    FAILED = "failed"  # some check found a fault
+    NOT_VALIDATED = "not-validated"  # nothing failed, but something declared could not be proven here
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("-", " ").upper()
+
+    @property
+    def meaning(self) -> str:
+        return {"passed": "every declared requirement was proven on this run",
+                "failed": "a check found a fault in the image",
+                "not-validated": "nothing failed, but not everything declared could be proven here"}[self.value]
+
+
+# Outcomes of a requirement, from its checks' outcomes: the first that any of its checks has,
+# wins. Only "passed" passes; "unsupported" (the GPU lacks the feature, by the capability
+# table: a hardware limit) does not fail it.
+_REQUIREMENT_OUTCOME = (
+    ("failed", "failed"), ("error", "failed"), ("no-gpu", "not-validated"), ("host-busy", "undecided"),
+    ("undecided", "undecided"), ("skipped", "skipped"), ("unsupported", "unsupported"))
 NOT_A_PROBLEM = ("passed", "unsupported")
 # Checks that do not apply to this variant: neither a pass nor a problem.
 NOT_COUNTED = ("not-declared", "not-applicable")
-_EXPLAIN = {
-    "failed": "failed",
-    "not-validated": "NOT validated: no NVIDIA GPU on the host (--allow-no-gpu skips are not passes)",
-    "undecided": "undecided: the timing was too noisy to decide",
-    "skipped": "skipped",
-    "not-run": "not run: no check of it ran in this run (deselected, or the run stopped first)",
+@dataclass(frozen=True)
+class Unproven:
+    """Why something declared was not validated: in a few words, and what to do about it."""
+    reason: str
+    action: str
+    own_words: bool = False  # each check's message says it better (a timing's figures): not grouped
+
+
+# By the outcome of the checks (or of the run).
+NOT_VALIDATED_BECAUSE = {
+    "no-gpu": Unproven("no NVIDIA GPU on this host", "run it on a GPU host (--allow-no-gpu skips are not passes)"),
+    "host-busy": Unproven("host busy", "rerun on a quiet machine", own_words=True),
+    "undecided": Unproven("timing undecided: too noisy to decide", "rerun on a quiet machine", own_words=True),
+    "skipped": Unproven("skipped", "see the check's reason", own_words=True),
+    "not-run": Unproven("no check of it ran (deselected, or the run stopped first)", "run every suite on it"),
+    "partial": Unproven("the run did not finish (interrupted or crashed): this verdict is PARTIAL", "run it again to the end"),
+    "nothing-declared": Unproven("it declares no requirement: the run proved nothing",
+                                 "declare what the image must do in its manifest"),
 }
+FIX_THE_IMAGE = "fix the image (each failure names its cause)"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a verdict does not pass, about one requirement (or check, or the run as a whole)."""
+    state: State  # FAILED or NOT_VALIDATED
+    subject: str
+    reason: str  # a few words that several problems can share: "no NVIDIA GPU on this host"
+    action: str  # what a person does about it
+    detail: str = ""  # the checks' own lines
+    checks: int = 1
+    grouped: bool = True  # summed up with the problems of the same reason, or said in its own words
+
+    def line(self) -> str:
+        return f"{self.subject}: {self.state.label}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+
+def not_validated(subject: str, why: str, detail: str = "", checks: int = 1) -> Problem:
+    unproven = NOT_VALIDATED_BECAUSE[why]
+    return Problem(State.NOT_VALIDATED, subject, unproven.reason, unproven.action, detail, checks,
+                   grouped=not (unproven.own_words and detail))
+
+
+def state_of(problems: list[Problem]) -> State:
+    if any(p.state is State.FAILED for p in problems):
+        return State.FAILED
+    return State.NOT_VALIDATED if problems else State.PASSED
+
+
+def summary(problems: list[Problem]) -> list[str]:
+    """A few lines a person acts on: each failure, then what was not validated, grouped by why
+    ("8 checks of gpu, nvenc: no NVIDIA GPU on this host: run it on a GPU host"), or in the
+    checks' own words where they say more (a timing's figures)."""
+    lines = [f"FAILED {p.subject}: {p.detail or p.reason}" for p in problems if p.state is State.FAILED]
+    groups: dict[tuple[str, str, str], list[Problem]] = {}
+    for p in problems:
+        if p.state is State.NOT_VALIDATED:
+            key = (p.reason, p.action, "" if p.grouped else p.subject)
+            groups.setdefault(key, []).append(p)
+    for (reason, action, _), group in groups.items():
+        checks = sum(p.checks for p in group)
+        subjects = ", ".join(p.subject for p in group)
+        counted = f"{checks} check{'s' * (checks != 1)} of {subjects}" if checks else subjects
+        why = reason if group[0].grouped else group[0].detail
+        lines.append(f"not validated: {counted}: {why}" + ("" if why.endswith(action) else f": {action}"))
+    return lines
 
 
 class VerdictError(Exception):
@@ -66,7 +149,8 @@ def new_verdict(variant: Variant, run_id: str, target: str, host: dict, options:
     return {"schema": SCHEMA, "variant": variant.name, "run_id": run_id, "target": target,
             "image": None, "manifest": manifest_digest(variant), "declared": declared_requirements(variant),
             "host": host, "options": options, "complete": False, "finished": None,
-            "containers_started": 0, "checks": [], "requirements": {}, "problems": [], "passed": False}
+            "containers_started": 0, "checks": [], "requirements": {}, "problems": [],
+            "state": State.NOT_VALIDATED.value, "summary": []}
 
 
 def requirement_outcomes(checks: list[dict], declared: list[str]) -> dict[str, dict]:
@@ -81,32 +165,52 @@ def requirement_outcomes(checks: list[dict], declared: list[str]) -> dict[str, d
 
 
 def settle(verdict: dict) -> dict:
-    """Fill in the requirement outcomes, the problems and the overall pass from the checks."""
+    """Fill in the requirement outcomes, the problems, the state and its summary from the checks."""
     verdict["requirements"] = requirement_outcomes(verdict["checks"], verdict["declared"])
-    verdict["problems"] = judge(verdict)
-    verdict["passed"] = not verdict["problems"]
+    problems = judge(verdict)
+    verdict["problems"] = [p.line() for p in problems]
+    verdict["state"] = state_of(problems).value
+    verdict["summary"] = summary(problems)
     return verdict
 
 
-def judge(verdict: dict, declared: list[str] | None = None) -> list[str]:
-    """Why this verdict does not pass, one line each; empty when every declared requirement passed
-    on a run that finished. `declared` (default: what the verdict says its manifest declared) is
-    re-derived from the checks, never taken from the verdict's own summary."""
+def judge(verdict: dict, declared: list[str] | None = None) -> list[Problem]:
+    """Why this verdict does not pass; empty when every declared requirement passed on a run that
+    finished. `declared` (default: what the verdict says its manifest declared) is re-derived from
+    the checks, never taken from the verdict's own summary. A requirement with a failed check is
+    FAILED; one whose checks could not prove it (no GPU, busy host, undecided timing, none ran)
+    is NOT VALIDATED, once per reason."""
     declared = verdict["declared"] if declared is None else declared
-    problems = [] if verdict["complete"] else ["the run did not finish (interrupted or crashed): this verdict is PARTIAL"]
+    problems = [] if verdict["complete"] else [not_validated("the run", "partial", checks=0)]
     if not declared:
-        problems.append(f"{verdict['variant']} declares no requirement: the run proved nothing")
+        problems.append(not_validated(verdict["variant"], "nothing-declared", checks=0))
     for name, req in requirement_outcomes(verdict["checks"], declared).items():
         if req["outcome"] in NOT_A_PROBLEM:
             continue
-        failing = [c for c in verdict["checks"] if c["requirement"] == name and c["outcome"] != "passed"]
-        detail = "; ".join(f"{c['check']}{'[' + c['item'] + ']' if c['item'] else ''}: {c['message']}"
-                           for c in failing if c["message"])
-        problems.append(f"{name}: {_EXPLAIN[req['outcome']]}" + (f" ({detail})" if detail else ""))
+        mine = [c for c in verdict["checks"] if c["requirement"] == name and c["outcome"] not in NOT_COUNTED]
+        if req["outcome"] == "failed":
+            failing = [c for c in mine if c["outcome"] in ("failed", "error")]
+            problems.append(Problem(State.FAILED, name, "failed", FIX_THE_IMAGE, _details(failing), len(failing)))
+            continue
+        if not mine:
+            problems.append(not_validated(name, "not-run", checks=0))
+        for why in NOT_VALIDATED_BECAUSE:
+            unproven = [c for c in mine if c["outcome"] == why]
+            if unproven:
+                problems.append(not_validated(name, why, _details(unproven), len(unproven)))
     for c in verdict["checks"]:  # checks no requirement names (a user's own check, say) must pass too
         if c["requirement"] not in declared and c["outcome"] in ("failed", "error"):
-            problems.append(f"{c['check']}: {c['message']}")
+            problems.append(Problem(State.FAILED, c["check"], "failed", FIX_THE_IMAGE, c["message"]))
     return problems
+
+
+def _details(checks: list[dict]) -> str:
+    """The checks' lines, each message once: "check_a, check_b[x]: the message"."""
+    by_message: dict[str, list[str]] = {}
+    for c in checks:
+        if c["message"]:
+            by_message.setdefault(c["message"], []).append(c["check"] + (f"[{c['item']}]" if c["item"] else ""))
+    return "; ".join(f"{', '.join(names)}: {message}" for message, names in by_message.items())
 
 
 def image_mismatch(verdict: dict, image_digest: str) -> str | None:
@@ -118,36 +222,43 @@ def image_mismatch(verdict: dict, image_digest: str) -> str | None:
 
 
 def gate_problems(verdict: dict, variant: Variant, image_digest: str | None, suite_version: str,
-                  gpu_type: str | None = None) -> list[str]:
+                  gpu_type: str | None = None) -> list[Problem]:
     """Why `verdict` does not prove `variant` (its current manifest) for the image with
     `image_digest` (None: no image, the host) on this rendergate; on `gpu_type` for a matrix cell."""
     if verdict["variant"] != variant.name:
-        return [f"the verdict is about variant {verdict['variant']}, not {variant.name}"]
+        return [_stale(f"it is about variant {verdict['variant']}, not {variant.name}", "run the gate on this variant")]
     if gpu_type and verdict["host"]["gpu_type"] != gpu_type:
-        return [f"the verdict is about {verdict['host']['gpu_type']}, not the cell's GPU type {gpu_type}"]
+        return [_stale(f"it is about {verdict['host']['gpu_type']}, not the cell's GPU type {gpu_type}",
+                       "run the matrix again")]
     problems = judge(verdict, declared_requirements(variant))
     if image_digest:
         mismatch = image_mismatch(verdict, image_digest)
         if mismatch:
-            problems.append(f"{mismatch}: run the gate on this image")
+            problems.append(_stale(mismatch, "run the gate on this image"))
     if verdict["manifest"] != manifest_digest(variant):
-        problems.append(f"stale: {variant.manifest} changed since the verdict: run the gate again")
+        problems.append(_stale(f"stale: {variant.manifest} changed since the verdict", "run the gate again"))
     if verdict["host"]["suite_version"] != suite_version:
-        problems.append(f"stale: the verdict was made by rendergate {verdict['host']['suite_version']}, "
-                        f"this is {suite_version}: run the gate again")
+        problems.append(_stale(f"stale: the verdict was made by rendergate {verdict['host']['suite_version']}, "
+                               f"this is {suite_version}", "run the gate again"))
     return problems
 
 
+def _stale(reason: str, action: str) -> Problem:
+    """The verdict, whatever it says, is not about what is being gated: nothing of it is validated."""
+    return Problem(State.NOT_VALIDATED, "the verdict", reason, action, checks=0)
+
+
 def promotion_problems(verdict: dict, variant: Variant, image_digest: str, suite_version: str, max_age: timedelta,
-                       now: datetime | None = None) -> list[str]:
+                       now: datetime | None = None) -> list[Problem]:
     """Why `verdict` does not allow promoting the image with `image_digest` as `variant`."""
     problems = gate_problems(verdict, variant, image_digest, suite_version)
-    if problems and problems[0].startswith("the verdict is about variant"):
+    if verdict["variant"] != variant.name:
         return problems
     finished = verdict["finished"]
     age = (now or datetime.now(timezone.utc)) - datetime.fromisoformat(finished) if finished else None
     if age is not None and age > max_age:
-        problems.append(f"stale: the verdict is {_span(age)} old, more than the {_span(max_age)} allowed: run the gate again")
+        problems.append(_stale(f"stale: the verdict is {_span(age)} old, more than the {_span(max_age)} allowed",
+                               "run the gate again"))
     return problems
 
 

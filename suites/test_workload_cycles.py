@@ -4,7 +4,7 @@ the variant requires, where it must agree with the CPU picture and beat it by th
 import pytest
 
 from rendergate.media import load_image, load_reference, require_not_blank
-from rendergate.timing import Speedup, measure_pair
+from rendergate.timing import Speedup
 from rendergate.workloads import cycles_reference, render_frames
 
 pytestmark = pytest.mark.requires("workloads.cycles_frame")
@@ -25,6 +25,7 @@ def render(target, requirement, device: str, name: str):
 
 
 def test_cycles_frame_on_cpu(target, requirement, compare):
+    """One Cycles frame on the CPU, matched against its reference."""
     picture, _ = render(target, requirement, "CPU", "cycles-cpu")
     require_not_blank(picture, "the Cycles frame")
     compare("cycles-frame-cpu", picture, load_reference(cycles_reference(requirement["size"], requirement["samples"])),
@@ -33,13 +34,14 @@ def test_cycles_frame_on_cpu(target, requirement, compare):
 
 @pytest.mark.needs_gpu
 @pytest.mark.timed
-def test_cycles_gpu_speedup(target, variant, requirement, speed_gate, compare):
+def test_cycles_gpu_speedup(target, variant, requirement, speed_gate, measure, compare):
+    """The Cycles frame on the GPU backend, timed against the CPU: the same picture, faster."""
     backend = variant.requirements["cycles_devices"][0]
     cpu, _ = render(target, requirement, "CPU", "cycles-cpu")
     gpu, _ = render(target, requirement, backend, f"cycles-{backend}")
     require_not_blank(gpu, f"the Cycles {backend} frame")
     compare(f"cycles-frame-{backend}", gpu, cpu, GPU_CPU_TOLERANCE, f"the {backend} frame against the CPU one")
-    base, cand = measure_pair(lambda: render(target, requirement, "CPU", "cycles-cpu"),
-                              lambda: render(target, requirement, backend, f"cycles-{backend}"),
-                              variant.thresholds.get("repeats", 3), warm_up=lambda: None)
+    base, cand = measure(lambda: render(target, requirement, "CPU", "cycles-cpu"),
+                         lambda: render(target, requirement, backend, f"cycles-{backend}"),
+                         variant.thresholds.get("repeats", 3), warm_up=lambda: None)
     speed_gate(f"{backend} vs CPU", Speedup(base, cand, variant.thresholds["cycles_gpu_speedup"]))

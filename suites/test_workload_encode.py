@@ -6,7 +6,7 @@ from fractions import Fraction
 import pytest
 
 from rendergate.media import judge_video, require_video
-from rendergate.timing import Speedup, measure_pair
+from rendergate.timing import Speedup
 from rendergate.workloads import encode, encoder_codec, make_source
 
 pytestmark = pytest.mark.requires("workloads.encode")
@@ -32,16 +32,18 @@ def encode_and_check(target, requirement, encoder: str, figures) -> None:
 
 
 def test_libx264_encode_is_valid(target, requirement, figures):
+    """The source clip encoded with libx264, decoded frame for frame."""
     encode_and_check(target, requirement, "libx264", figures)
 
 
 @pytest.mark.needs_gpu
 @pytest.mark.gpu_feature("nvenc")
 @pytest.mark.timed
-def test_nvenc_speedup_over_libx264(target, variant, requirement, speed_gate, figures):
+def test_nvenc_speedup_over_libx264(target, variant, requirement, speed_gate, measure, figures):
+    """The source clip encoded with each required NVENC encoder, timed against libx264."""
     for encoder in variant.requirements.get("nvenc", []):
         encode_and_check(target, requirement, encoder, figures)
-        base, cand = measure_pair(lambda: encode(target, source(target, requirement), "libx264", f"{target.workdir}/t.mp4"),
-                                  lambda: encode(target, source(target, requirement), encoder, f"{target.workdir}/t.mp4"),
-                                  variant.thresholds.get("repeats", 3))
+        base, cand = measure(lambda: encode(target, source(target, requirement), "libx264", f"{target.workdir}/t.mp4"),
+                             lambda: encode(target, source(target, requirement), encoder, f"{target.workdir}/t.mp4"),
+                             variant.thresholds.get("repeats", 3))
         speed_gate(f"{encoder} vs libx264", Speedup(base, cand, variant.thresholds["nvenc_speedup"]))

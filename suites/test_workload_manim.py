@@ -21,7 +21,7 @@ from rendergate.media import (
     require_seams,
     require_video,
 )
-from rendergate.timing import Speedup, measure_pair
+from rendergate.timing import Speedup
 from rendergate.workloads import manim_reference, render_manim, render_manim_parts_parallel
 
 pytestmark = pytest.mark.requires("workloads.manim_scene")
@@ -45,6 +45,7 @@ def expected_frames(fps: int, animations: int | None = None) -> int:
 
 
 def test_manim_scene_renders(target, requirement, run_config, artifacts, compare, figures):
+    """The canonical Manim scene at the tier's quality, its video judged frame by frame."""
     quality = requirement[run_config.tier]
     _, width, height, fps = MANIM_QUALITIES[quality]
     video = render_manim(target, quality, f"{target.workdir}/manim-media")
@@ -71,9 +72,11 @@ SEAM_TOLERANCE = 2.0
 
 @pytest.mark.requires("workloads.manim_parts")
 @pytest.mark.timed
-def test_manim_parts_rendered_in_parallel(target, variant, run_config, speed_gate, artifacts, figures):
-    """The scene cut in two parts rendered by parallel jobs and concatenated with ffmpeg must be
-    the scene rendered whole, frame for frame; and faster, by `thresholds.manim_parts_speedup`."""
+def test_manim_parts_rendered_in_parallel(target, variant, run_config, speed_gate, measure, artifacts, figures):
+    """The Manim scene in two parts rendered by parallel jobs, timed against the whole scene.
+
+    Concatenated with ffmpeg, the parts must be the scene rendered whole, frame for frame; and
+    faster, by `thresholds.manim_parts_speedup`."""
     quality = variant.workloads["manim_scene"][run_config.tier]
     _, width, height, fps = MANIM_QUALITIES[quality]
     media, stitched = f"{target.workdir}/manim-parts", f"{target.workdir}/manim-parts.mp4"
@@ -87,7 +90,7 @@ def test_manim_parts_rendered_in_parallel(target, variant, run_config, speed_gat
         target.check(f"rm -rf {media}/parts", "cleaning")
         render_manim_parts_parallel(target, quality, f"{media}/parts", PARTS, stitched)
 
-    base, cand = measure_pair(serial, parallel, variant.thresholds.get("repeats", 3))
+    base, cand = measure(serial, parallel, variant.thresholds.get("repeats", 3))
 
     frames = expected_frames(fps)
     seam = expected_frames(fps, animations=scene_constant("PARTS")[0])  # first frame of part 2 (0-based)

@@ -12,7 +12,7 @@ import pytest
 
 from rendergate.diagnosis import CheckFailed, tool_missing
 from rendergate.media import decode_video, encode_frames, load_image, require_seams, require_video
-from rendergate.timing import Speedup, measure_pair
+from rendergate.timing import Speedup
 from rendergate.workloads import STITCH_FPS, chunks, render_frames, render_frames_parallel, stitch
 
 pytestmark = pytest.mark.requires("workloads.parallel_frames")
@@ -32,7 +32,8 @@ def stitched_video(target, frames_dir: str, total: int, combine: str) -> bytes:
 
 
 @pytest.mark.timed
-def test_parallel_render_and_stitch(target, variant, requirement, speed_gate, artifacts, figures):
+def test_parallel_render_and_stitch(target, variant, requirement, speed_gate, measure, artifacts, figures):
+    """Cycles frames rendered by N workers and stitched into a video, timed against one worker."""
     total, workers = requirement["frames"], requirement["workers"]
     size, samples = requirement["size"], requirement["samples"]
     combine = requirement.get("combine", "image")
@@ -53,7 +54,7 @@ def test_parallel_render_and_stitch(target, variant, requirement, speed_gate, ar
     def warm_up():  # one frame per worker, all at once: every core busy before anything is timed
         render_frames_parallel(target, f"{target.workdir}/warm-up", workers, workers, size, samples)
 
-    base, cand = measure_pair(serial, parallel, variant.thresholds.get("repeats", 3), warm_up)
+    base, cand = measure(serial, parallel, variant.thresholds.get("repeats", 3), warm_up)
 
     seams = [last for _, last in chunks(total, workers)[:-1]]  # 1-based last frame of each chunk
     around = sorted({i for s in seams for i in (s - 1, s) if 0 <= i < total})  # 0-based, both sides

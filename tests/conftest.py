@@ -154,6 +154,11 @@ class SuiteRun:
         return matches[0]
 
 
+def busy_loop(seconds: float) -> subprocess.Popen:
+    """A real CPU hog on one core, that ends by itself after `seconds` (kill it sooner)."""
+    return subprocess.Popen([sys.executable, "-c", f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass"])
+
+
 def written_verdict(variant, host: dict, image: dict | None = None, outcomes: dict[str, str] | None = None,
                     target: str = "docker") -> dict:
     """A complete verdict written through the code a run writes them with, one check per declared

@@ -43,7 +43,7 @@ def test_a_signed_verdict_verifies_with_its_key_and_says_what_it_is_about(tmp_pa
 
 def _changed(envelope):
     statement = json.loads(base64.b64decode(envelope["payload"]))
-    statement["predicate"]["passed"] = True
+    statement["predicate"]["state"] = "passed"
     statement["predicate"]["checks"] = []
     return {**envelope, "payload": base64.b64encode(json.dumps(statement).encode()).decode()}
 

@@ -153,7 +153,7 @@ def plausible_tampering(draw) -> str:
         elif edit == "requirements":
             v["requirements"] = {n: {"outcome": "passed", "checks": 1} for n in draw(st.lists(st.sampled_from(KEYS[:9])))}
         elif edit == "summary":
-            v["passed"], v["problems"], v["complete"] = True, [], draw(st.booleans())
+            v["state"], v["problems"], v["summary"], v["complete"] = "passed", [], [], draw(st.booleans())
         else:
             key, value = draw(st.sampled_from([("variant", "text-only"), ("manifest", "sha256:" + "0" * 64),
                                                ("run_id", "another"), ("finished", None)]))

@@ -117,12 +117,14 @@ def test_h100_verdicts_gate_as_the_hardware_allows(tmp_path, verdict, passes):
     the variant, unless its manifest says it must have NVENC on every host. Judged as the gate
     judges a current verdict; the gate itself refuses these as stale (an older rendergate, the
     host manifest of that session), as it must."""
-    from rendergate.verdict import judge, load
+    from rendergate.verdict import State, judge, load, state_of
 
     problems = judge(load(ROOT / "tests" / "data" / "verdicts" / verdict))
     assert (not problems) == passes, problems
     if not passes:
-        assert any("nvenc: failed" in p and "has no NVENC engine" in p and "[gpu-lacks-engine]" in p for p in problems)
+        assert state_of(problems) is State.FAILED
+        assert any(p.subject == "nvenc" and "has no NVENC engine" in p.detail and "[gpu-lacks-engine]" in p.detail
+                   for p in problems), problems
     (tmp_path / "verdicts").mkdir()
     shutil.copy(ROOT / "tests" / "data" / "verdicts" / verdict, tmp_path / "verdicts" / "host.json")
     done = subprocess.run([sys.executable, "-m", "rendergate", f"--reports-dir={tmp_path}", "gate", "host"],

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from conftest import BASE_IMAGE, ROOT, read_verdicts
-from rendergate.report import HOST_ROWS, LABELS
+from rendergate.report import HOST_ROWS, LABELS, SUMMARY_LINES
+from rendergate.verdict import State
 
 PASS_COLOUR = (0xC8, 0xF0, 0xC8)  # rendergate.report.CSS's .rg-passed
 
@@ -44,7 +45,7 @@ def loaded_pictures(browser, selector: str) -> list[int]:
 def good_report(good_images, tmp_path_factory):
     reports = tmp_path_factory.mktemp("good-report")
     path = run_with_report(reports, "--variant=xorg-glx", "--variant=manim", "--allow-no-gpu", "-n", "2",
-                           "-k", "test_glx_answers or test_manim_scene_renders or test_mathtex_renders")
+                           "-k", "test_glx_answers or test_manim_scene_renders or test_mathtex_renders or test_nvidia_smi_and_nvml_agree")
     return path, read_verdicts(reports)
 
 
@@ -60,8 +61,44 @@ def test_matrix_shows_every_check_with_its_outcome(browser, good_report):
     browser.find_element("css selector", f'#rg-matrix a[href="{first_link}"]').click()
     assert browser.execute_script("return decodeURIComponent(location.hash)") == first_link
     assert browser.execute_script("return document.getElementById(arguments[0]) !== null", first_link[1:])
-    shot = np.asarray(Image.open(io.BytesIO(browser.find_element("id", "rg-matrix").screenshot_as_png)).convert("RGB"))
+    matrix = browser.find_element("id", "rg-matrix")
+    browser.execute_script("arguments[0].scrollIntoView()", matrix)  # the click scrolled it partly away
+    shot = np.asarray(Image.open(io.BytesIO(matrix.screenshot_as_png)).convert("RGB"))
     assert (np.abs(shot.astype(int) - PASS_COLOUR).sum(axis=2) < 8).sum() > 100, "no pass cell was painted"
+
+
+def shown_summary(browser) -> dict[str, dict]:
+    """Per variant, what the report's summary block says, and where it sits on the page."""
+    return {b["variant"]: b for b in browser.execute_script("""
+        return [...document.querySelectorAll('#rg-summary .rg-verdict')].map(b => ({
+            variant: b.dataset.variant, state: b.dataset.state, head: b.querySelector('b').textContent,
+            lines: [...b.querySelectorAll('li')].map(l => l.textContent), top: b.getBoundingClientRect().top}))""")}
+
+
+def test_the_first_screen_says_what_to_do(browser, good_report):
+    """Before any detail: the banner, then per variant its state and at most a few lines, with
+    the reasons grouped; here nothing failed, so the state is NOT VALIDATED and never FAIL. The
+    checks of requirements a variant does not declare get no rows of their own."""
+    path, verdicts = good_report
+    open_report(browser, path)
+    browser.execute_script("window.scrollTo(0, 0)")
+    banner = browser.find_element("id", "rg-banner").text
+    assert banner.startswith("Complete run: NOT VALIDATED") and "FAIL" not in banner, banner
+    blocks = shown_summary(browser)
+    assert set(blocks) == set(verdicts)
+    matrix_top = browser.execute_script("return document.getElementById('rg-matrix').getBoundingClientRect().top")
+    height = browser.execute_script("return window.innerHeight")
+    for name, verdict in verdicts.items():
+        block = blocks[name]
+        assert block["state"] == verdict["state"] == "not-validated", block
+        assert block["head"].endswith(f": {State.NOT_VALIDATED.label}") and block["top"] < min(matrix_top, height)
+        assert block["lines"][:SUMMARY_LINES] == verdict["summary"][:SUMMARY_LINES] and len(block["lines"]) <= SUMMARY_LINES + 1
+        assert not any(line.startswith("FAILED") for line in block["lines"])
+    manim = " ".join(blocks["manim"]["lines"])
+    assert "no NVIDIA GPU on this host: run it on a GPU host" in manim and manim.count("no NVIDIA GPU") == 1
+    rows = browser.execute_script("return [...document.querySelectorAll('#results-table .col-testId')].map(c => c.textContent)")
+    undeclared = {c["nodeid"] for v in verdicts.values() for c in v["checks"] if c["outcome"] == "not-declared"}
+    assert undeclared and rows and not undeclared & {r.split("::setup")[0] for r in rows}
 
 
 def media_shown(browser, media) -> tuple[str, float]:
@@ -107,6 +144,9 @@ def test_a_mismatch_shows_new_reference_and_diff(browser, known_bad_image, tmp_p
     assert captions == ["new", "reference", "diff"]
     assert all(loaded_pictures(browser, ".rg-comparison img"))
     assert "differs from its reference" in browser.find_element("id", "rg-matrix").get_attribute("innerHTML")
+    blender = shown_summary(browser)["blender"]
+    assert blender["state"] == "failed" and blender["head"].endswith(": FAILED")
+    assert blender["lines"][0].startswith("FAILED workloads.") and "differs from its reference" in blender["lines"][0]
 
 
 def test_merged_report_of_two_hosts(browser, tmp_path):
@@ -124,7 +164,9 @@ def test_merged_report_of_two_hosts(browser, tmp_path):
     states = browser.execute_script("return [...document.querySelectorAll('#rg-matrix thead tr:nth-child(2) td')].map(t => t.textContent)")
     by_type = {v["host"]["gpu_type"]: v for v in verdicts}
     order = [h.split(" \u00b7 ")[1] for h in headers[2:]]
-    assert states == [("PASSED" if by_type[t]["passed"] else "FAILED") for t in order]
+    # The H100's verdict predates `state`: the report judges its checks again, as for any verdict.
+    assert states == [State(by_type[t].get("state", "passed" if by_type[t].get("passed") else "failed")).label
+                      for t in order]
     column = [key for key, _ in HOST_ROWS].index("driver")
     drivers = browser.execute_script("return [...document.querySelectorAll('.rg-env tbody tr')].map(r => r.cells[arguments[0]].textContent)", column)
     assert sorted(drivers) == sorted(v["host"]["driver"] for v in verdicts)

@@ -1,4 +1,14 @@
-"""The speedup verdict, on series shaped like those measured here (docs: README 'Measured here')."""
+"""The speedup verdict, on series shaped like those measured here (docs: README 'Measured here'),
+and the host's outside load, measured with real processes."""
+import os
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from conftest import busy_loop
+from rendergate.hostload import MAX_OUTSIDE_SHARE, HostLoad
 from rendergate.timing import Series, Speedup
 
 
@@ -21,3 +31,31 @@ def test_noise_straddling_the_threshold_is_undecided():
 
 def test_median_decides_when_the_threshold_is_outside_the_noise():
     assert verdict([10.0, 10.0, 10.0], [5.0, 5.2, 6.4]) == "pass"  # ratios 2.0, 1.92, 1.56
+
+
+def test_a_busy_host_is_neither_a_pass_nor_a_fail():
+    """Whatever the ratios say, a sample during which others used more than the stated share of
+    the host decides nothing; under it, the ratios decide as before."""
+    clear_pass, clear_fail = ([10.0, 10.1, 9.9], [5.0, 5.1, 4.9]), ([12.0, 12.2, 11.9], [11.8, 12.1, 12.0])
+    for (base, cand), quiet in ((clear_pass, "pass"), (clear_fail, "fail")):
+        busy = Speedup(Series(tuple(base), (0.01, 0.48, 0.02)), Series(tuple(cand), (0.01, 0.01, 0.01)), 1.6)
+        assert (busy.verdict, busy.outside_load) == ("host-busy", 0.48)
+        calm = Speedup(Series(tuple(base), (0.01, 0.2, 0.02)), Series(tuple(cand), (0.0, 0.01, 0.01)), 1.6)
+        assert calm.verdict == quiet
+    assert Speedup(Series((10.0,)), Series((5.0,)), 1.6).outside_load is None  # not measured: not judged on it
+
+
+@pytest.mark.serial  # alone on the machine: anything else running would count as outside load
+def test_cpu_used_outside_the_run_is_measured_and_the_runs_own_is_not():
+    """Real processes: a busy loop that is not the run's counts as outside load (one of this
+    machine's cores: 1/N of it), the same loop started by the run's own process does not."""
+    stranger, bystander = busy_loop(4), subprocess.Popen(["sleep", "10"])
+    try:
+        with HostLoad(bystander.pid).sample() as outside:  # the run: a process that does nothing
+            time.sleep(3)
+        assert outside[0] > 0.8 / (psutil.cpu_count() or 1) and outside[0] > MAX_OUTSIDE_SHARE, outside
+    finally:
+        stranger.kill(), bystander.kill()
+    with HostLoad(os.getpid()).sample() as own:  # the run's own child: not outside
+        busy_loop(3).wait()
+    assert own[0] < 0.1, own

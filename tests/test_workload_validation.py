@@ -101,16 +101,24 @@ def test_parallel_run_that_serialises_fails_the_gate(known_bad_image, tmp_path, 
                 f"--image={known_bad_image('workers-share-one-core')}", "-k", "test_parallel_render_and_stitch")
     result = run.outcome("test_parallel_render_and_stitch", "blender")
     assert (result["outcome"], result["cause"]) == ("failed", "below-threshold"), run.output
-    assert result["figures"]["2 workers vs 1"]["verdict"] == "fail"
+    figures = result["figures"]["2 workers vs 1"]
+    assert figures["verdict"] == "fail"
+    # Decided on a quiet host: what others used of it stayed under the limit in every sample.
+    outside = figures["baseline"]["outside_load"] + figures["candidate"]["outside_load"]
+    assert outside and max(outside) <= figures["max_outside_load"], outside
     assert run.leftover == []
 
 
-def _blender_manifest(tmp_path, combine: str | None) -> Path:
+def _blender_manifest(tmp_path, combine: str | None, frames: int = 6) -> Path:
+    """The blender variant's manifest, checked as the image named by --image, its frames combined
+    where `combine` says. Fewer frames than its 12 where nothing is timed: with 6, two workers'
+    start-up (bpy imported twice at once) weighs so much that the 1.6x gate is a coin toss."""
     shutil.copytree(ROOT / "images" / "blender", tmp_path / "images" / "blender")
-    (tmp_path / "images" / "blender" / "Dockerfile").unlink()  # checked as the image named by --image
+    (tmp_path / "images" / "blender" / "Dockerfile").unlink()
     manifest = tmp_path / "images" / "blender" / "manifest.toml"
     extra = f', combine = "{combine}"' if combine else ""
-    manifest.write_text(manifest.read_text().replace('samples = 4 }', f'samples = 4{extra} }}').replace("frames = 12,", "frames = 6,"))
+    manifest.write_text(manifest.read_text().replace('samples = 4 }', f'samples = 4{extra} }}')
+                        .replace("frames = 12,", f"frames = {frames},"))
     return tmp_path / "images"
 
 
@@ -118,13 +126,13 @@ def _blender_manifest(tmp_path, combine: str | None) -> Path:
 def test_a_render_image_without_ffmpeg_passes_when_frames_are_combined_elsewhere(known_good_image, tmp_path, suite):
     """The recipe's bpy render image has no ffmpeg: frames are rendered there and stitched
     outside it (here by rendergate on its side), then validated as always: every frame, seams."""
-    images = _blender_manifest(tmp_path, "rendergate")
+    images = _blender_manifest(tmp_path, "rendergate", frames=12)
     run = suite(f"--images-dir={images}", "--variant=blender", f"--image={known_good_image('blender-without-ffmpeg')}",
                 "-k", "test_parallel_render_and_stitch")
     result = run.outcome("test_parallel_render_and_stitch", "blender")
     assert result["outcome"] in ("passed", "undecided"), run.output  # a timing too noisy to call is no failure
     stitched = result["figures"]["stitched.mp4"]
-    assert stitched["combined_by"] == "rendergate" and stitched["frames"] == 6 and stitched["decoder"].startswith("PyAV")
+    assert stitched["combined_by"] == "rendergate" and stitched["frames"] == 12 and stitched["decoder"].startswith("PyAV")
     assert run.leftover == []
 
 

@@ -1,0 +1,87 @@
+"""How busy the rest of the host was while a timed sample ran.
+
+A speedup measured while something else keeps a core busy says nothing about the image: a good
+parallel image looks serial. So each timed sample also measures the CPU time the whole host used
+(psutil's /proc/stat totals) less the CPU time of this run: its processes (the run owner's process
+tree, xdist's workers and the commands they ran, through psutil) and its containers (the engine's
+CPU accounting of each, which covers every process started in them). What is left was used by
+others; as a share of all the host's CPUs over the sample's wall time, it decides whether the
+host was quiet enough for the sample to count (rendergate.timing.Speedup).
+
+The engine's and the kernel's own work for this run (dockerd relaying a `docker exec`) counts as
+outside: measured here at about 1% of two CPUs during a Manim render, far below the limit.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import docker.errors
+import psutil
+
+# Above this share of the host's CPUs used by others during a sample, the timing is not decided.
+MAX_OUTSIDE_SHARE = 0.25
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the host has spent on anything but idling, since boot, all CPUs together."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+
+
+def _tree_seconds(root_pid: int) -> float:
+    """CPU seconds of a process and its descendants, including their reaped children: a command
+    that started and ended during a sample counts in its parent's children times."""
+    try:
+        root = psutil.Process(root_pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            t = process.cpu_times()
+        except psutil.NoSuchProcess:  # ended while we looked: its time is now its parent's
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+class HostLoad:
+    """Measures what others used of the host during each sample of this run.
+
+    `root_pid` is the run's owner (xdist's controller); `container_seconds` gives the CPU seconds
+    the run's containers have used so far (Engine.cpu_seconds)."""
+
+    def __init__(self, root_pid: int, container_seconds: Callable[[], float] = lambda: 0.0):
+        self.root_pid = root_pid
+        self.container_seconds = container_seconds
+
+    def _own_seconds(self) -> float:
+        return _tree_seconds(self.root_pid) + self.container_seconds()
+
+    @contextmanager
+    def sample(self) -> Iterator[list[float]]:
+        """Measure the block; once it ended, the yielded list holds the share of the host's CPUs
+        that others used during it."""
+        share: list[float] = []
+        started, busy, own = time.monotonic(), _busy_seconds(), self._own_seconds()
+        yield share
+        wall = time.monotonic() - started
+        others = (_busy_seconds() - busy) - (self._own_seconds() - own)
+        share.append(max(0.0, others) / (wall * (psutil.cpu_count() or 1)) if wall > 0 else 0.0)
+
+
+def containers_seconds(engine, run_id: str) -> Callable[[], float]:
+    """The CPU seconds the run's containers have used so far, as the engine accounts them."""
+    def seconds() -> float:
+        total = 0.0
+        for container in engine.containers(run_id):
+            try:
+                stats = engine.client.api.stats(container["id"], stream=False, one_shot=True)
+            except docker.errors.NotFound:  # removed meanwhile
+                continue
+            total += (stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage") or 0) / 1e9
+        return total
+    return seconds
