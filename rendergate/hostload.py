@@ -3,8 +3,8 @@
 A speedup measured while something else keeps a core busy says nothing about the image: a good
 parallel image looks serial. So each timed sample also measures the CPU time the whole host used
 (psutil's /proc/stat totals) less the CPU time of this run: its processes (the run owner's process
-tree, xdist's workers and the commands they ran, through psutil) and its containers (the engine's
-CPU accounting of each, which covers every process started in them). What is left was used by
+tree, xdist's workers and the commands they ran, through psutil) and its containers (each one's
+cgroup CPU accounting, which covers every process started in it). What is left was used by
 others; as a share of all the host's CPUs over the sample's wall time, it decides whether the
 host was quiet enough for the sample to count (rendergate.timing.Speedup).
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import docker.errors
 import psutil
@@ -74,14 +75,38 @@ class HostLoad:
 
 
 def containers_seconds(engine, run_id: str) -> Callable[[], float]:
-    """The CPU seconds the run's containers have used so far, as the engine accounts them."""
+    """The CPU seconds the run's containers have used so far, read from each one's cgroup (the
+    engine's stats API answers only once a second: too slow to bracket a sample)."""
+    accounts: dict[str, Callable[[], float]] = {}
+
     def seconds() -> float:
         total = 0.0
         for container in engine.containers(run_id):
-            try:
-                stats = engine.client.api.stats(container["id"], stream=False, one_shot=True)
-            except docker.errors.NotFound:  # removed meanwhile
-                continue
-            total += (stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage") or 0) / 1e9
+            if container["id"] not in accounts:
+                try:
+                    pid = engine.client.api.inspect_container(container["id"])["State"]["Pid"]
+                except docker.errors.NotFound:  # removed meanwhile
+                    continue
+                accounts[container["id"]] = cgroup_cpu_seconds(pid)
+            total += accounts[container["id"]]()
         return total
     return seconds
+
+
+def cgroup_cpu_seconds(pid: int) -> Callable[[], float]:
+    """A reader of the CPU seconds used by `pid`'s cgroup (a container's, for its main process):
+    cgroup v1's cpuacct.usage, or cgroup v2's cpu.stat."""
+    mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    groups = [line.split(":", 2) for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]
+    for _, controllers, path in groups:
+        if "cpuacct" in controllers.split(","):
+            root = next(m[1] for m in mounts if m[2] == "cgroup" and "cpuacct" in m[3].split(","))
+            usage = Path(root + path) / "cpuacct.usage"
+            return lambda: int(usage.read_text()) / 1e9
+    for _, controllers, path in groups:
+        if controllers == "":
+            root = next(m[1] for m in mounts if m[2] == "cgroup2")
+            stat = Path(root + path) / "cpu.stat"
+            return lambda: int(next(line.split()[1] for line in stat.read_text().splitlines()
+                                    if line.startswith("usage_usec "))) / 1e6
+    raise RuntimeError(f"process {pid}: no cgroup accounts its CPU time (neither cpuacct nor cgroup v2 found)")

@@ -7,8 +7,9 @@ import time
 import psutil
 import pytest
 
-from conftest import busy_loop
-from rendergate.hostload import MAX_OUTSIDE_SHARE, HostLoad
+from conftest import BASE_IMAGE, busy_loop
+from rendergate.engine import LABEL_RUN
+from rendergate.hostload import MAX_OUTSIDE_SHARE, HostLoad, containers_seconds
 from rendergate.timing import Series, Speedup
 
 
@@ -59,3 +60,22 @@ def test_cpu_used_outside_the_run_is_measured_and_the_runs_own_is_not():
     with HostLoad(os.getpid()).sample() as own:  # the run's own child: not outside
         busy_loop(3).wait()
     assert own[0] < 0.1, own
+
+
+@pytest.mark.serial
+def test_a_containers_cpu_is_the_runs_own_and_reading_it_costs_little(engine):
+    """A busy loop inside one of the run's containers is the run's own work, not outside load;
+    and reading the containers' CPU time brackets a sample without slowing it (the engine's stats
+    API, at one answer a second, once added 2 s to every sample and failed a good image's gate)."""
+    run_id = f"hostload-{os.getpid()}"
+    container = engine.client.containers.run(BASE_IMAGE, ["sleep", "60"], detach=True, labels={LABEL_RUN: run_id})
+    try:
+        own = containers_seconds(engine, run_id)
+        started = time.monotonic()
+        own(), own()  # a sample reads it as it starts and as it ends
+        assert time.monotonic() - started < 0.2
+        with HostLoad(os.getpid(), own).sample() as outside:
+            container.exec_run(["sh", "-c", "i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); done"])
+        assert outside[0] < 0.1, outside
+    finally:
+        engine.remove(container.id)
