@@ -130,7 +130,8 @@ def test_a_render_image_without_ffmpeg_passes_when_frames_are_combined_elsewhere
     run = suite(f"--images-dir={images}", "--variant=blender", f"--image={known_good_image('blender-without-ffmpeg')}",
                 "-k", "test_parallel_render_and_stitch")
     result = run.outcome("test_parallel_render_and_stitch", "blender")
-    assert result["outcome"] in ("passed", "undecided"), run.output  # a timing too noisy to call is no failure
+    # A timing too noisy to call, or taken while the host was busy (a shared CI runner), is no failure.
+    assert result["outcome"] in ("passed", "undecided", "host-busy"), run.output
     stitched = result["figures"]["stitched.mp4"]
     assert stitched["combined_by"] == "rendergate" and stitched["frames"] == 12 and stitched["decoder"].startswith("PyAV")
     assert run.leftover == []
