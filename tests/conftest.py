@@ -9,8 +9,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,6 +82,37 @@ def browser():
     yield session
     session.quit()
 
+
+
+@contextmanager
+def loopback_registry(folder: Path, more_config: str = ""):
+    """Debian's docker-registry keeping its data in `folder`, on a free loopback port (the engine
+    trusts 127.0.0.0/8 without TLS); `more_config` is YAML added at the top (`auth:`, say).
+    Yields its address once it answers."""
+    binary = require_tool("docker-registry", "docker-registry")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    config = folder / "config.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
+                      f"  delete:\n    enabled: true\nhttp:\n  addr: {address}\n{more_config}")
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://{address}/v2/", timeout=2)
+            break
+        except urllib.error.HTTPError as e:
+            assert e.code == 401, e  # up, and asking for a login
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "docker-registry did not come up"
+            time.sleep(0.3)
+    try:
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 @pytest.fixture(scope="session")
 def engine() -> Engine:

@@ -6,16 +6,14 @@ also needs that verdict to be about the very image, from the current manifest, a
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from xml.etree import ElementTree
 
 import pytest
 
-from conftest import ROOT, once_per_run, require_tool, written_verdict
+from conftest import ROOT, loopback_registry, once_per_run, written_verdict
 from rendergate.manifest import load_variant
 
 GATE_VARIANTS = ROOT / "tests" / "gate_variants"
@@ -34,28 +32,8 @@ def make(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    """A registry on a free loopback port (the engine trusts 127.0.0.0/8 without TLS)."""
-    binary = require_tool("docker-registry", "docker-registry")
-    folder = tmp_path_factory.mktemp("registry")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = folder / "config.yml"
-    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
-                      f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://{address}/v2/", timeout=2)
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "docker-registry did not come up"
-            time.sleep(0.3)
-    yield address
-    proc.terminate()
-    proc.wait(timeout=30)
+    with loopback_registry(tmp_path_factory.mktemp("registry")) as address:
+        yield address
 
 
 def manifest_digest(address: str, repository: str, tag: str) -> str:

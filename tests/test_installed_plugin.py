@@ -6,14 +6,12 @@ stored login from a registry that requires one."""
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
-import urllib.request
 
 import pytest
 
-from conftest import BASE_IMAGE, ROOT, require_tool, run_in_user_repo, user_repo
+from conftest import BASE_IMAGE, ROOT, loopback_registry, require_tool, run_in_user_repo, user_repo
 
 STUDIO_IMAGE = "rendergate-studio/render:1.0"
 STUDIO_MANIFEST = f"""\
@@ -131,35 +129,15 @@ def test_images_as_they_come_pass(variation, variant, known_good_image, installe
 
 @pytest.fixture(scope="module")
 def authenticated_registry(tmp_path_factory):
-    """Debian's docker-registry on a free loopback port, with htpasswd logins (the engine trusts
-    127.0.0.0/8 without TLS, and the registry asks the engine for credentials)."""
-    binary = require_tool("docker-registry", "docker-registry")
+    """A loopback registry with htpasswd logins (the registry asks the engine for credentials)."""
     htpasswd = require_tool("htpasswd", "apache2-utils")
     folder = tmp_path_factory.mktemp("auth-registry")
     user, password = "studio-ci", "pw-" + str(time.time_ns())[-10:]
     (folder / "htpasswd").write_text(subprocess.run([htpasswd, "-Bbn", user, password], capture_output=True,
                                                     text=True, check=True).stdout)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    (folder / "config.yml").write_text(
-        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
-        f"auth:\n  htpasswd:\n    realm: rendergate-tests\n    path: {folder / 'htpasswd'}\n")
-    proc = subprocess.Popen([binary, "serve", str(folder / "config.yml")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
-        except urllib.error.HTTPError as e:
-            assert e.code == 401  # up, and asking for a login
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "docker-registry did not come up"
-            time.sleep(0.3)
-    yield f"127.0.0.1:{port}", user, password
-    proc.terminate()
-    proc.wait(timeout=30)
+    auth = f"auth:\n  htpasswd:\n    realm: rendergate-tests\n    path: {folder / 'htpasswd'}\n"
+    with loopback_registry(folder, auth) as address:
+        yield address, user, password
 
 
 def test_an_image_is_pulled_with_the_engines_stored_login(authenticated_registry, studio_image, installed, engine,

@@ -8,20 +8,17 @@ import io
 import os
 import pty
 import re
-import socket
 import struct
 import subprocess
 import sys
 import termios
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import docker.errors
 import pytest
 
-from conftest import ROOT, at_most, require_tool
+from conftest import ROOT, at_most, loopback_registry
 from rendergate.engine import EngineError
 from rendergate.progress import BuildProgress
 
@@ -155,26 +152,8 @@ def test_a_failing_build_still_ends_with_its_one_line_error(tiny_variant):
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    """Debian's docker-registry on a free loopback port (the engine trusts 127.0.0.0/8 without TLS)."""
-    binary = require_tool("docker-registry", "docker-registry")
-    folder = tmp_path_factory.mktemp("progress-registry")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{s.getsockname()[1]}"
-    config = folder / "config.yml"
-    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\nhttp:\n  addr: {address}\n")
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://{address}/v2/", timeout=2)
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "docker-registry did not come up"
-            time.sleep(0.3)
-    yield address
-    proc.terminate()
-    proc.wait(timeout=30)
+    with loopback_registry(tmp_path_factory.mktemp("progress-registry")) as address:
+        yield address
 
 
 def test_a_pull_shows_its_layers_as_they_come(registry, engine, tmp_path):
