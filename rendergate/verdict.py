@@ -97,6 +97,8 @@ class Problem:
     grouped: bool = True  # summed up with the problems of the same reason, or said in its own words
 
     def line(self) -> str:
+        if self.state is State.FAILED and self.detail:
+            return f"{self.subject}: FAILED: {self.detail}"
         return f"{self.subject}: {self.state.label}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
 
 
