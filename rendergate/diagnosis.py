@@ -24,6 +24,7 @@ class Cause(Enum):
     LATEX_PACKAGE_MISSING = "latex-package-missing"
     PYTHON_MODULE_MISSING = "python-module-missing"
     SYSTEM_LIBRARY_MISSING = "system-library-missing"
+    DATA_FILES_MISSING = "data-files-missing"
     SOFTWARE_RENDERER = "software-renderer"
     X_EXTENSION_MISSING = "x-extension-missing"
     GPU_NOT_USED = "gpu-not-used"
@@ -218,6 +219,11 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
      lambda m, f: Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
                             f"Xorg module {m.group('mod')} missing in the image: install its package "
                             f"(driver {m.group('mod')}: xserver-xorg-video-{m.group('mod')})")),
+    # Xorg without the keyboard descriptions it compiles its keymap from (xkb-data).
+    (re.compile(r"XKB: Couldn't open rules file (?P<file>\S+)"),
+     lambda m, f: Diagnosis(Cause.DATA_FILES_MISSING,
+                            f"Xorg's keyboard data missing in the image ({m.group('file')}: no XKB rules): "
+                            "install xkb-data (xkeyboard-config)")),
     (re.compile(r"ModuleNotFoundError: No module named '(?P<mod>[\w.]+)'"),
      lambda m, f: Diagnosis(Cause.PYTHON_MODULE_MISSING,
                             f"Python module {m.group('mod')} missing in the image: pip install it")),
@@ -239,11 +245,40 @@ def classify(output: str, facts: Facts) -> Diagnosis | None:
 
 
 def last_line(output: str) -> str:
-    """The last non-empty line of output: the best one-line summary of an unknown failure."""
+    """The last non-empty line of output: what a build step or a shell said last."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     return lines[-1][:300] if lines else "(no output)"
 
 
+# A line that reports an error, in the grammars of the tools checked: Xorg's (EE) lines, TeX's
+# "! ..." lines, a Python exception, and the words tools use.
+_ERROR_LINE = re.compile(r"\(EE\)|^! |^\w+(?:Error|Exception)\b|\b(?:[Ee]rror|ERROR|[Ff]atal|[Ff]ailed|[Cc]annot|[Cc]ouldn't|"
+                         r"[Nn]o such file|[Nn]ot found|[Pp]ermission denied|[Rr]efused)\b")
+# Error lines that are never the cause: Xorg's legend of its markers and its closing boilerplate,
+# the system bus Xorg looks for in every container (it runs without one), a traceback's header.
+_NOT_A_CAUSE = re.compile(r"\(WW\) warning, \(EE\) error|Fatal server error:|Please (?:also )?(?:consult|check)|"
+                          r"Server terminated with error|dbus-core: error connecting to system bus|"
+                          r"^Traceback \(most recent call last\)|\(EE\)\s*$")
+
+
+def first_error(output: str) -> str:
+    """The first line of output that reports an error and is not boilerplate: where the cause is
+    (the last line is usually the tool giving up: "Server terminated with error (1)"). In a
+    Python traceback, the exception it ends with. The last line when none reads as an error."""
+    lines = [re.sub(r"^\[\s*[\d.]+\]\s*", "", line).strip() for line in output.splitlines()]  # Xorg's timestamps
+    lines = [line for line in lines if line]
+    for index, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last)"):
+            raised = next((later for later in lines[index + 1:] if re.match(r"^[\w.]+(?:Error|Exception|Exit)\b", later)), None)
+            if raised:
+                return raised[:300]
+        if _ERROR_LINE.search(line) and not _NOT_A_CAUSE.search(line):
+            return line[:300]
+    return lines[-1][:300] if lines else "(no output)"
+
+
 def diagnose(output: str, rc: int, what: str, facts: Facts) -> Diagnosis:
-    """classify(), falling back to the command's own last line so nothing ends as a traceback."""
-    return classify(output, facts) or Diagnosis(Cause.COMMAND_FAILED, f"{what} failed (exit {rc}): {last_line(output)}")
+    """classify(); a cause it does not know is said to be unknown, with the first error line
+    quoted, so that nothing ends as a traceback and nothing is blamed without evidence."""
+    return classify(output, facts) or Diagnosis(Cause.COMMAND_FAILED,
+                                                f"{what} failed (exit {rc}), unknown cause: {first_error(output)}")

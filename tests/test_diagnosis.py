@@ -1,7 +1,7 @@
 """The diagnosis of real failure outputs (captures named in tests/data/captures/README.md)."""
 from pathlib import Path
 
-from rendergate.diagnosis import Cause, Facts, classify, diagnose
+from rendergate.diagnosis import Cause, Facts, classify, diagnose, first_error
 from rendergate.parsers import glx_device, parse_eglinfo, parse_glxinfo, parse_vulkaninfo_summary
 from rendergate.graphics import vendor_failure
 
@@ -33,10 +33,25 @@ def test_nvidia_smi_absent_in_a_gpu_container_is_the_utility_capability():
     assert d.cause is Cause.DRIVER_CAPABILITY_MISSING and "utility" in d.message
 
 
-def test_unknown_failure_falls_back_to_the_last_line():
-    d = diagnose("starting\nsomething odd happened\n\n", 3, "the probe", NO_GPU)
+def test_an_unknown_cause_is_said_so_quoting_the_first_error_line():
+    d = diagnose("starting\nsomething odd happened\n\n", 3, "the probe", NO_GPU)  # no line reads as an error: the last
     assert d.cause is Cause.COMMAND_FAILED
-    assert d.message == "the probe failed (exit 3): something odd happened"
+    assert d.message == "the probe failed (exit 3), unknown cause: something odd happened"
+    traceback = ('Traceback (most recent call last):\n  File "/w/probes/nvml.py", line 9, in <module>\n'
+                 "    print(handle.name)\nAttributeError: 'NoneType' object has no attribute 'name'\n")
+    assert diagnose(traceback, 1, "the probe", NO_GPU).message.endswith(
+        "unknown cause: AttributeError: 'NoneType' object has no attribute 'name'")
+
+
+def test_xorg_without_its_keyboard_data_is_named_not_its_last_words():
+    """Xorg's real output (its (EE) lines as the check greps them): the cause is the XKB rules it
+    could not open, not the system bus every container lacks nor "Server terminated"."""
+    output = (CAPTURES / "cpu-host" / "xorg1.21-without-xkb-data.txt").read_text()
+    d = diagnose(output, 1, "Xorg with the dummy driver", NO_GPU)
+    assert d.cause is Cause.DATA_FILES_MISSING and "xkb-data" in d.message and "xkb/rules/evdev" in d.message
+    unknown = output.replace("Couldn't open rules file", "cannot read rules")  # a grammar nobody taught it
+    assert first_error(unknown) == "(EE) XKB: cannot read rules /usr/share/X11/xkb/rules/evdev"
+    assert "Server terminated" not in diagnose(unknown, 1, "Xorg", NO_GPU).message
 
 
 def test_h100_refusing_nvenc_is_a_gpu_without_the_engine():
