@@ -36,6 +36,7 @@ class Cause(Enum):
     NO_GPU_ON_HOST = "no-gpu-on-host"
     NO_DRIVER = "no-driver"
     HOST_MISCONFIGURED = "host-misconfigured"
+    DRIVER_BAKED_IN = "driver-baked-in"
     GPU_FAULT = "gpu-fault"
     PLATFORM = "platform"
     TARGET_UNAVAILABLE = "target-unavailable"
@@ -133,6 +134,22 @@ def asked_files_missing(names: list[str], asked: str, facts: Facts) -> Diagnosis
                      f"{files} missing although the container asks for NVIDIA_DRIVER_CAPABILITIES={asked}: the host's "
                      "NVIDIA container toolkit did not inject them (toolkit too old or not configured for this engine, "
                      "or the driver's libraries not installed on the host)")
+
+
+def driver_baked_in(baked: list[tuple[str, str, str]], host_driver: str | None) -> Diagnosis:
+    """NVIDIA driver files the image carries itself, (name, the file, its package) each: they
+    work only on hosts whose kernel module is their very version."""
+    versions = sorted({m.group(1) for _, real, _ in baked if (m := re.search(r"\.so\.(\d+\.\d+(?:\.\d+)?)$", real))})
+    packages = sorted({package for _, _, package in baked if package})
+    files = ", ".join(f"{name} ({real})" for name, real, _ in baked)
+    version = f" of driver {', '.join(versions)}" if versions else ""
+    host = (f"; this host's kernel module is {host_driver}" if host_driver else "")
+    remedy = (f"remove the package{'s' * (len(packages) > 1)} {', '.join(packages)}" if packages
+              else "remove those files")
+    return Diagnosis(Cause.DRIVER_BAKED_IN,
+                     f"NVIDIA driver files baked into the image{version}: {files}{host}: they break on every host "
+                     f"whose driver is another version (NVML: \"Driver/library version mismatch\"); {remedy} and "
+                     "let the NVIDIA container toolkit inject the host's")
 
 
 def _nvenc_refused(match: re.Match, facts: Facts) -> Diagnosis:

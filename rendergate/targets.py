@@ -130,6 +130,23 @@ class Target:
                            for n in names)
         return set(self.run(script).stdout.split())
 
+    def baked_driver_files(self, names) -> list[tuple[str, str, str]]:
+        """The NVIDIA driver files among `names` that the image itself carries on its library
+        path or PATH, rather than the container toolkit injecting them (injected files are bind
+        mounts: /proc/self/mountinfo lists them): (name, the file it resolves to, its package).
+        NVIDIA's CUDA forward-compatibility libraries (cuda-compat, under /usr/local/cuda*/compat)
+        are meant to be in the image, and are not counted."""
+        wanted = "|".join(shlex.quote(n) for n in names)
+        script = ("mounts=$(awk '{print $5}' /proc/self/mountinfo); "
+                  "{ (ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null) | sed -n 's/^[[:space:]]*\\([^ ]*\\) .* => \\(.*\\)$/\\1 \\2/p'; "
+                  "for n in $(echo " + wanted.replace("|", " ") + "); do p=$(command -v \"$n\" 2>/dev/null) && echo \"$n $p\"; done; } | "
+                  "while read -r name path; do case \"$name\" in " + wanted + ") ;; *) continue;; esac; "
+                  "real=$(readlink -f \"$path\"); echo \"$mounts\" | grep -qxF \"$real\" && continue; "
+                  "case \"$real\" in */cuda*/compat/*) continue;; esac; "
+                  "pkg=$(dpkg -S \"$real\" 2>/dev/null | head -n 1 | cut -d: -f1); echo \"$name|$real|$pkg\"; done")
+        found = [tuple(line.split("|", 2)) for line in self.run(script).stdout.splitlines() if line.count("|") == 2]
+        return sorted(set(found))
+
     def missing_driver_file(self, name: str) -> Diagnosis | None:
         """Why a file the NVIDIA container toolkit should inject is absent, or None if present."""
         return None if self.driver_files([name]) else driver_file_missing(name, self.facts())

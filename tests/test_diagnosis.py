@@ -1,7 +1,7 @@
 """The diagnosis of real failure outputs (captures named in tests/data/captures/README.md)."""
 from pathlib import Path
 
-from rendergate.diagnosis import Cause, Facts, classify, diagnose, first_error
+from rendergate.diagnosis import Cause, Facts, classify, diagnose, driver_baked_in, first_error
 from rendergate.parsers import glx_device, parse_eglinfo, parse_glxinfo, parse_vulkaninfo_summary
 from rendergate.graphics import vendor_failure
 
@@ -94,3 +94,14 @@ def test_a_session_over_the_cap_is_the_session_limit():
 def test_nvenc_refused_on_the_h100_names_the_gpu_from_the_capability_table():
     d = classify((CAPTURES / "h100-2026-11-23" / "ffmpeg-nvenc-api11-h264_nvenc.txt").read_text(), H100)
     assert d.cause is Cause.GPU_LACKS_ENGINE and d.message.startswith("NVIDIA H100 80GB HBM3 has no NVENC engine")
+
+
+def test_driver_files_baked_into_an_image_name_their_version_and_package():
+    """What rendergate.targets.baked_driver_files found in an image with Debian's nvidia-smi and
+    libnvidia-ml1 installed (tests/known_bad/nvidia-userspace-from-debian)."""
+    lines = (CAPTURES / "cpu-host" / "debian-nvidia535-userspace-baked.txt").read_text().splitlines()
+    baked = [tuple(line.split("|", 2)) for line in lines]
+    d = driver_baked_in(baked, "580.159.04")
+    assert d.cause is Cause.DRIVER_BAKED_IN
+    assert "of driver 535.261.03" in d.message and "this host's kernel module is 580.159.04" in d.message
+    assert "remove the packages libnvidia-ml1, nvidia-smi" in d.message

@@ -26,6 +26,8 @@ CASES = {
                            "EGL found no driver"),
     "encoder-halves-its-output-and-ffprobe-lies": ("manim", "test_libx264_encode_is_valid", None, "output-invalid",
                                                    "is not a playable video (PyAV"),
+    "nvidia-userspace-from-debian": ("manim", "test_no_driver_files_baked_into_the_image", None, "driver-baked-in",
+                                     "NVIDIA driver files baked into the image of driver 535."),
     "no-shell": ("xorg-glx", "test_xorg_starts", None, "target-unavailable", "has no usable /bin/sh"),
     "python-not-where-manifest-says": ("manim", "test_manimpango_renders_text", None, "tool-missing",
                                        "/opt/venv/bin/python not found in rendergate-known-bad/"),
