@@ -223,10 +223,16 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
                             "install the TeX Live package that ships it (standalone.cls: texlive-latex-extra)")),
     (re.compile(r"No such file or directory: '(?P<tool>latex|dvisvgm|ffmpeg|ffprobe|xelatex)'"),
      lambda m, f: tool_missing(m.group("tool"), f)),
-    (re.compile(r"extension \"GLX\" missing|couldn't find RGB GLX visual|Error: couldn't get an RGB, Double-buffered visual"),
+    # GLX: a client that finds no GLX visual says so whatever is missing; the server's log tells
+    # which (the checks add its (EE) lines): the extension itself, or the renderer it loads.
+    (re.compile(r"extension \"GLX\" missing|Failed to load module \"glx\""),
      lambda m, f: Diagnosis(Cause.X_EXTENSION_MISSING,
-                            "the X server has no GLX extension: Xorg's libglx.so (xserver-xorg-core) "
+                            f"the X server has no GLX extension ({m.group(0)}): Xorg's libglx.so (xserver-xorg-core) "
                             "or the NVIDIA libglxserver_nvidia.so is missing")),
+    (re.compile(r"AIGLX error: dlopen of (?P<path>\S+/(?P<driver>\w+_dri\.so)) failed"),
+     lambda m, f: Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
+                            f"Mesa's DRI driver {m.group('driver')} missing in the image ({m.group('path')}): GLX is "
+                            "loaded but has no renderer to load: install libgl1-mesa-dri")),
     (re.compile(r"vkCreateInstance: Found no drivers!|vkCreateInstance failed with ERROR_INCOMPATIBLE_DRIVER"),
      _no_graphics_driver("Vulkan", "nvidia_icd.json", "mesa-vulkan-drivers")),
     (re.compile(r"eglinfo: eglInitialize failed"), _no_graphics_driver("EGL", "libEGL_nvidia.so.0", "libegl-mesa0 of Mesa 22 or later")),

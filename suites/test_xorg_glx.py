@@ -17,10 +17,14 @@ def x_server(target):
 
 
 def glxinfo(target):
-    result = target.check(f"DISPLAY={x_server(target).display} glxinfo -B", "glxinfo -B")
+    server = x_server(target)
+    result = target.check(f"DISPLAY={server.display} glxinfo -B", "glxinfo -B")
     info = parse_glxinfo(result.stdout)
     if not info.renderer:  # glxinfo exits 0 even when the server has no GLX
-        raise CheckFailed.of(diagnose(result.output, result.rc, "glxinfo -B (no OpenGL renderer)", target.facts()))
+        # The client only says it found no visual; the server's errors say what is missing.
+        server_errors = target.run(f"grep -F '(EE)' {server.log_path}").stdout
+        raise CheckFailed.of(diagnose(f"{result.output}\n{server_errors}", result.rc, "glxinfo -B (no OpenGL renderer)",
+                                      target.facts()))
     return info
 
 

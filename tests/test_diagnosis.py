@@ -105,3 +105,16 @@ def test_driver_files_baked_into_an_image_name_their_version_and_package():
     assert d.cause is Cause.DRIVER_BAKED_IN
     assert "of driver 535.261.03" in d.message and "this host's kernel module is 580.159.04" in d.message
     assert "remove the packages libnvidia-ml1, nvidia-smi" in d.message
+
+
+def test_no_glx_visual_is_blamed_on_what_the_servers_log_shows_missing():
+    """glxinfo says the same ("couldn't find RGB GLX visual") without the GLX module and without
+    Mesa's DRI driver; the X server's (EE) lines tell them apart. Alone, it blames nothing."""
+    without_glx = (CAPTURES / "cpu-host" / "xorg1.21-glxinfo-without-libglx.txt").read_text()
+    without_dri = (CAPTURES / "cpu-host" / "xorg1.21-glxinfo-without-mesa-dri.txt").read_text()
+    assert classify(without_glx, NO_GPU).cause is Cause.X_EXTENSION_MISSING
+    dri = classify(without_dri, NO_GPU)
+    assert dri.cause is Cause.SYSTEM_LIBRARY_MISSING and "swrast_dri.so" in dri.message and "GLX is loaded" in dri.message
+    client_only = without_dri.splitlines()[0]
+    d = diagnose(client_only, 0, "glxinfo -B (no OpenGL renderer)", NO_GPU)
+    assert d.cause is Cause.COMMAND_FAILED and "unknown cause: Error: couldn't find RGB GLX visual" in d.message

@@ -17,6 +17,8 @@ CASES = {
     "bpy-missing-libxi": ("blender", "test_bpy_loads_cycles", None, "system-library-missing", "libXi.so.6"),
     "xorg-without-dummy-driver": ("xorg-glx", "test_xorg_starts", None, "system-library-missing", "Xorg module dummy"),
     "xorg-without-glx": ("xorg-glx", "test_glx_answers", None, "x-extension-missing", "no GLX extension"),
+    "mesa-dri-driver-missing": ("xorg-glx", "test_glx_answers", None, "system-library-missing",
+                                "Mesa's DRI driver swrast_dri.so missing in the image"),
     "xorg-without-xkb-data": ("xorg-glx", "test_xorg_starts", None, "data-files-missing",
                               "Xorg's keyboard data missing in the image (/usr/share/X11/xkb/rules/evdev"),
     "vnc-missing": ("xorg-glx", "test_vnc_serves_display", None, "tool-missing", "x11vnc"),
