@@ -37,6 +37,7 @@ class Cause(Enum):
     NO_DRIVER = "no-driver"
     HOST_MISCONFIGURED = "host-misconfigured"
     DRIVER_BAKED_IN = "driver-baked-in"
+    DRIVER_VERSION_MISMATCH = "driver-version-mismatch"
     GPU_FAULT = "gpu-fault"
     PLATFORM = "platform"
     TARGET_UNAVAILABLE = "target-unavailable"
@@ -202,6 +203,16 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
      lambda m, f: driver_file_missing(m.group("lib"), f)),
     (re.compile(r"(?P<lib>lib(?:nvidia-encode|nvcuvid|cuda|nvidia-ml|GLX_nvidia|EGL_nvidia|nvoptix)\.so\.\d): cannot open shared object file"),
      lambda m, f: driver_file_missing(m.group("lib"), f)),
+    # The NVIDIA libraries a container loads and the host's kernel module disagree: nvidia-smi's
+    # words (tests/data/captures/public/), pynvml's error of the same NVML return code.
+    (re.compile(r"Failed to initialize NVML: Driver/library version mismatch(?:\s*NVML library version: (?P<lib>[\d.]+))?"
+                r"|NVMLError_LibRmVersionMismatch|RM has detected an NVML/RM version mismatch"),
+     lambda m, f: Diagnosis(Cause.DRIVER_VERSION_MISMATCH,
+                            "the NVIDIA libraries the container loads"
+                            f"{' (NVML ' + m.group('lib') + ')' if m.group('lib') else ''} are not the version of the host's "
+                            "kernel module: the image carries driver files of its own (they must come from the host: "
+                            "test_no_driver_files_baked_into_the_image names them), or the host's driver was upgraded "
+                            "and its kernel module not reloaded (reboot the host)")),
     (re.compile(r"NVML Shared Library Not Found|NVMLError_LibraryNotFound"),
      lambda m, f: driver_file_missing("libnvidia-ml.so.1", f)),
     (re.compile(r"Driver does not support the required nvenc API version\. Required: (?P<need>[\d.]+) Found: (?P<have>[\d.]+)"

@@ -118,3 +118,10 @@ def test_no_glx_visual_is_blamed_on_what_the_servers_log_shows_missing():
     client_only = without_dri.splitlines()[0]
     d = diagnose(client_only, 0, "glxinfo -B (no OpenGL renderer)", NO_GPU)
     assert d.cause is Cause.COMMAND_FAILED and "unknown cause: Error: couldn't find RGB GLX visual" in d.message
+
+
+def test_a_driver_library_mismatch_names_the_library_version_and_both_ways_out():
+    """nvidia-smi in an image that baked driver 565 on a host running 535 (public capture)."""
+    d = classify((CAPTURES / "public" / "nvidia-smi-driver-library-mismatch.txt").read_text(), H100)
+    assert d.cause is Cause.DRIVER_VERSION_MISMATCH
+    assert "(NVML 565.57)" in d.message and "driver files of its own" in d.message and "reboot the host" in d.message
