@@ -258,6 +258,11 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
      lambda m, f: Diagnosis(Cause.DATA_FILES_MISSING,
                             f"Xorg's keyboard data missing in the image ({m.group('file')}: no XKB rules): "
                             "install xkb-data (xkeyboard-config)")),
+    # bpy without its Cycles add-on (rendergate/probes/cycles_devices.py says which folder).
+    (re.compile(r"the Cycles add-on is not loaded in bpy: (?P<folder>\S+) (?P<state>is missing|is there but did not load)"),
+     lambda m, f: Diagnosis(Cause.PYTHON_MODULE_MISSING,
+                            f"bpy's Cycles add-on {'missing in the image' if m.group('state') == 'is missing' else 'did not load'} "
+                            f"({m.group('folder')}): reinstall bpy (its wheel ships the add-on)")),
     (re.compile(r"ModuleNotFoundError: No module named '(?P<mod>[\w.]+)'"),
      lambda m, f: Diagnosis(Cause.PYTHON_MODULE_MISSING,
                             f"Python module {m.group('mod')} missing in the image: pip install it")),

@@ -125,3 +125,9 @@ def test_a_driver_library_mismatch_names_the_library_version_and_both_ways_out()
     d = classify((CAPTURES / "public" / "nvidia-smi-driver-library-mismatch.txt").read_text(), H100)
     assert d.cause is Cause.DRIVER_VERSION_MISMATCH
     assert "(NVML 565.57)" in d.message and "driver files of its own" in d.message and "reboot the host" in d.message
+
+
+def test_bpy_without_its_cycles_addon_is_named_not_its_attribute_error():
+    d = classify((CAPTURES / "cpu-host" / "bpy5.0.1-without-cycles-addon.txt").read_text(), NO_GPU)
+    assert d.cause is Cause.PYTHON_MODULE_MISSING and "Cycles add-on missing" in d.message
+    assert "addons_core/cycles" in d.message and "AttributeError" not in d.message

@@ -8,6 +8,7 @@ usable, so `render` reports what NVML saw on the GPUs while the frame rendered: 
 decides from that evidence, never from the settings.
 """
 import json
+import os
 import sys
 import time
 
@@ -18,7 +19,14 @@ BACKENDS = ("CUDA", "OPTIX", "HIP", "ONEAPI")
 
 
 def cycles_preferences():
-    return bpy.context.preferences.addons["cycles"].preferences
+    """Cycles' add-on preferences; where the add-on itself is gone (a slimmed bpy), a line saying
+    so, not the AttributeError bpy would give."""
+    addon = bpy.context.preferences.addons.get("cycles")
+    if addon is None or addon.preferences is None:
+        folder = os.path.join(bpy.utils.system_resource("SCRIPTS"), "addons_core", "cycles")
+        state = "is missing" if not os.path.isdir(folder) else "is there but did not load"
+        sys.exit(f"rendergate: the Cycles add-on is not loaded in bpy: {folder} {state}")
+    return addon.preferences
 
 
 def list_devices():
