@@ -303,7 +303,8 @@ _NOT_A_CAUSE = re.compile(r"\(WW\) warning, \(EE\) error|Fatal server error:|Ple
 def first_error(output: str) -> str:
     """The first line of output that reports an error and is not boilerplate: where the cause is
     (the last line is usually the tool giving up: "Server terminated with error (1)"). In a
-    Python traceback, the exception it ends with. The last line when none reads as an error."""
+    Python traceback, the exception it ends with. When none reads as an error, the last line that
+    is not boilerplate."""
     lines = [re.sub(r"^\[\s*[\d.]+\]\s*", "", line).strip() for line in output.splitlines()]  # Xorg's timestamps
     lines = [line for line in lines if line]
     for index, line in enumerate(lines):
@@ -313,7 +314,8 @@ def first_error(output: str) -> str:
                 return raised[:300]
         if _ERROR_LINE.search(line) and not _NOT_A_CAUSE.search(line):
             return line[:300]
-    return lines[-1][:300] if lines else "(no output)"
+    said = [line for line in lines if not _NOT_A_CAUSE.search(line)]
+    return (said or lines or ["(no output)"])[-1][:300]
 
 
 def diagnose(output: str, rc: int, what: str, facts: Facts) -> Diagnosis:

@@ -109,6 +109,7 @@ def _start(target, want_nvidia: bool) -> XServer:
     work = f"{target.workdir}/x"
     conf, log = f"{work}/xorg.conf", f"{work}/Xorg.log"
     target.require_tool("Xorg")
+    target.require_tool("xdpyinfo")  # how the start below knows the server is up (x11-utils)
     target.check(f"mkdir -p {work} && printf '%s' {shlex.quote(xorg_conf(driver, bus_id))} > {conf}", "writing xorg.conf")
     # Xorg stays in the background; wait until a client can connect or it dies.
     started = target.run(
