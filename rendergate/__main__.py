@@ -164,8 +164,7 @@ def _verify(args) -> int:
         return 1
     problems = verdicts.judge(verdict)
     if problems:
-        state = verdicts.state_of(problems)
-        print(f"VERIFY REFUSED {args.image}: its signed verdict is {state.label}: {state.meaning}",
+        print(f"VERIFY REFUSED {args.image}: its signed verdict is {verdicts.state_of(problems).said}",
               *(f"  - {line}" for line in verdicts.summary(problems)), sep="\n", file=sys.stderr)
         return 1
     print(f"VERIFIED {args.image}: signed rendergate verdict of {verdict['variant']} (run {verdict['run_id']}, "

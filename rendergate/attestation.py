@@ -174,9 +174,9 @@ def attestation_ref(ref: str, manifest_digest: str) -> str:
     return f"{repository}:{manifest_digest.replace(':', '-')}.att"
 
 
-def push(ref: str, envelope: dict) -> str:
-    """Push the envelope next to the image `ref` in its registry; returns the artifact's reference."""
-    manifest_digest, _ = _manifest(ref)
+def push(ref: str, envelope: dict, manifest_digest: str) -> str:
+    """Push the envelope next to the image `ref` (whose manifest has `manifest_digest`, as its
+    registry confirmed on the image's push) in its registry; returns the artifact's reference."""
     target = attestation_ref(ref, manifest_digest)
     with tempfile.TemporaryDirectory(prefix="rendergate-attestation-") as folder:
         path = Path(folder) / "verdict.intoto.json"

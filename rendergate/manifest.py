@@ -230,6 +230,10 @@ class Variant:
         """The tag rendergate builds the variant's Dockerfile as (a valid Docker name for any folder name)."""
         return f"rendergate/{re.sub(r'[^a-z0-9._-]+', '-', self.name.lower()).strip('.-_') or 'variant'}:dev"
 
+    def built_here(self, ref: str) -> bool:
+        """Whether `ref` is what rendergate builds from the variant's Dockerfile (else it is pulled)."""
+        return ref == self.build_tag and self.dockerfile is not None
+
     @property
     def image_ref(self) -> str | None:
         """The image the variant's checks run in: the one named, else the Dockerfile's build; None on the host."""

@@ -30,7 +30,7 @@ class Refused(Exception):
 
 def obtain(engine: Engine, variant: Variant, ref: str, build, progress: EngineProgress | None = None) -> str:
     """Make `ref` present locally: as it is, built (the variant's own tag) or pulled. Returns how."""
-    if ref == variant.build_tag and variant.dockerfile:
+    if variant.built_here(ref):
         build(variant)
         return "built"
     if engine.image_exists(ref):
@@ -46,14 +46,9 @@ def gate(verdict_path: Path, variant: Variant, digest: str | None, gpu_type: str
     problems = verdicts.gate_problems(verdict, variant, digest, suite_version(), gpu_type)
     what = f"{variant.name}" + (f" ({digest})" if digest else "") + f" on {verdict['host']['gpu_type']}"
     if problems:
-        raise Refused(f"GATE REFUSED {what}: {_judged(problems)} ({verdict_path})", verdicts.summary(problems))
+        raise Refused(f"GATE REFUSED {what}: {verdicts.state_of(problems).said} ({verdict_path})", verdicts.summary(problems))
     declared = verdicts.declared_requirements(variant)
     return f"GATE PASSED {what}: {len(declared)} declared requirements passed (run {verdict['run_id']})"
-
-
-def _judged(problems: list[verdicts.Problem]) -> str:
-    state = verdicts.state_of(problems)
-    return f"{state.label}: {state.meaning}"
 
 
 def gate_matrix(verdicts_dir: Path, variant: Variant, gpu_types: list[str]) -> str:
@@ -104,14 +99,15 @@ def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: P
         verdict, source = verdicts.load(verdict_path), verdict_path
     problems = verdicts.promotion_problems(verdict, variant, digest, suite_version(), max_age)
     if problems:
-        raise Refused(f"PROMOTION REFUSED {ref} -> {to}: {_judged(problems)} ({source})", verdicts.summary(problems))
+        raise Refused(f"PROMOTION REFUSED {ref} -> {to}: {verdicts.state_of(problems).said} ({source})",
+                      verdicts.summary(problems))
     repository, _, tag = to.rpartition(":") if ":" in to.rsplit("/", 1)[-1] else (to, "", "latest")
     try:
         engine.client.images.get(ref).tag(repository, tag)
     except docker.errors.APIError as e:
         raise EngineError(f"tagging {ref} as {to} failed: {e.explanation or e}") from None
     pushed = _push(engine, repository, tag) if _names_registry(repository) else None
-    attested = attestations.push(to, envelope) if pushed and envelope else None
+    attested = attestations.push(to, envelope, pushed) if pushed and envelope else None
     verdict["promotion"] = {"to": to, "at": verdicts.now_iso(), "pushed_digest": pushed}
     verdicts.write(promoted_dir / f"{variant.name}.json", verdict)
     if envelope:

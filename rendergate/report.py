@@ -95,8 +95,8 @@ def matrix_html(verdicts: list[dict], link: bool = False) -> str:
     hover, and with `link` a click jumps to the check's entry in the same report."""
     verdicts = sorted(verdicts, key=lambda v: (v["variant"], v["host"].get("gpu_type", ""), v.get("platform", "")))
     head = "".join(f"<th>{escape(column_label(v))}</th>" for v in verdicts)
-    states = "".join(f'<td class="rg-cell rg-{verdict_state(v).value}" title="{escape(verdict_state(v).meaning)}">'
-                     f'{verdict_state(v).label}</td>' for v in verdicts)
+    states = "".join(f'<td class="rg-cell rg-{s.value}" title="{escape(s.meaning)}">{s.label}</td>'
+                     for s in map(verdict_state, verdicts))
     by_row = [{(c["requirement"], c["check"], c["item"]): c for c in v["checks"]} for v in verdicts]
     body = []
     for row in _rows(verdicts):

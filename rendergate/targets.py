@@ -136,14 +136,13 @@ class Target:
         mounts: /proc/self/mountinfo lists them): (name, the file it resolves to, its package).
         NVIDIA's CUDA forward-compatibility libraries (cuda-compat, under /usr/local/cuda*/compat)
         are meant to be in the image, and are not counted."""
-        wanted = "|".join(shlex.quote(n) for n in names)
-        script = ("mounts=$(awk '{print $5}' /proc/self/mountinfo); "
-                  "{ (ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null) | sed -n 's/^[[:space:]]*\\([^ ]*\\) .* => \\(.*\\)$/\\1 \\2/p'; "
-                  "for n in $(echo " + wanted.replace("|", " ") + "); do p=$(command -v \"$n\" 2>/dev/null) && echo \"$n $p\"; done; } | "
-                  "while read -r name path; do case \"$name\" in " + wanted + ") ;; *) continue;; esac; "
-                  "real=$(readlink -f \"$path\"); echo \"$mounts\" | grep -qxF \"$real\" && continue; "
-                  "case \"$real\" in */cuda*/compat/*) continue;; esac; "
-                  "pkg=$(dpkg -S \"$real\" 2>/dev/null | head -n 1 | cut -d: -f1); echo \"$name|$real|$pkg\"; done")
+        quoted = [shlex.quote(n) for n in names]
+        listed = ("{ (ldconfig -p || /sbin/ldconfig -p) 2>/dev/null | sed -n 's/^[[:space:]]*\\([^ ]*\\) .* => \\(.*\\)$/\\1 \\2/p'; "
+                  f"for n in {' '.join(quoted)}; do p=$(command -v \"$n\") && echo \"$n $p\"; done; }}")
+        script = (f"mounts=$(awk '{{print $5}}' /proc/self/mountinfo); {listed} | while read -r name path; do "
+                  f"case \"$name\" in {'|'.join(quoted)}) ;; *) continue;; esac; real=$(readlink -f \"$path\"); "
+                  "echo \"$mounts\" | grep -qxF \"$real\" && continue; case \"$real\" in */cuda*/compat/*) continue;; esac; "
+                  "echo \"$name|$real|$(dpkg -S \"$real\" 2>/dev/null | head -n 1 | cut -d: -f1)\"; done")
         found = [tuple(line.split("|", 2)) for line in self.run(script).stdout.splitlines() if line.count("|") == 2]
         return sorted(set(found))
 

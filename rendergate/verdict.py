@@ -53,6 +53,11 @@ class State(str, Enum):
                 "failed": "a check found a fault in the image",
                 "not-validated": "nothing failed, but not everything declared could be proven here"}[self.value]
 
+    @property
+    def said(self) -> str:
+        """The state as every output states it: "NOT VALIDATED: nothing failed, but ..."."""
+        return f"{self.label}: {self.meaning}"
+
 
 # Outcomes of a requirement, from its checks' outcomes: the first that any of its checks has,
 # wins. Only "passed" passes; "unsupported" (the GPU lacks the feature, by the capability

@@ -303,7 +303,7 @@ def test_a_signed_attestation_round_trips_through_a_registry_and_a_tampered_one_
     for planted, words in ((_changed(envelope), "the signature does not verify"),
                            (attestation.attest(json.loads((reports / "verdicts" / "text-only.json").read_text()), image,
                                                "sha256:" + "0" * 64, signer), "the attestation is about sha256:000")):
-        attestation.push(to, planted)
+        attestation.push(to, planted, manifest_digest(registry, "rendergate/text-only", "attested"))
         done = cli("verify", to, f"--key={public}")
         assert done.returncode == 1 and done.stderr.startswith(f"VERIFY REFUSED {to}") and words in done.stderr
         assert "Traceback" not in done.stderr
