@@ -41,7 +41,7 @@ SUITE_FLAGS = -n auto --images-dir=$(IMAGES_DIR) --reports-dir=$(REPORTS_DIR) --
 	--self-contained-html --junitxml=$(REPORTS_DIR)/junit.xml --promoted=$(PROMOTED) $(if $(ALLOW_NO_GPU),--allow-no-gpu) \
 	$(if $(BUILD_BASE),--base-image=$(BUILD_BASE)) $(PYTEST_ARGS)
 
-.PHONY: setup engine base images references validate gate promote verify merge test clean
+.PHONY: setup engine base images references validate gate promote verify merge mutate test clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -99,6 +99,15 @@ verify: setup
 # One matrix report (variant x GPU type x check) from the reports of several hosts.
 merge: setup
 	$(RG) merge $(REPORTS) --out=$(REPORTS_DIR)/merged.html
+
+# Mutation testing of one variant's image (a benchmark of the suites, not a test): single-defect copies
+# of it, from the files its checks use, each validated by the whole suite; scores and each mutant in
+# reports/mutate/VARIANT.html and .json. N mutants (default 40), SEED picks which.
+N ?=
+SEED ?=
+mutate: setup base
+	@test -n "$(VARIANT)" || { echo "usage: make mutate VARIANT=name [N=40] [SEED=1] [ALLOW_NO_GPU=1]"; exit 2; }
+	$(RG) mutate $(VARIANT) $(if $(N),--n=$(N)) $(if $(SEED),--seed=$(SEED)) $(if $(ALLOW_NO_GPU),--allow-no-gpu)
 
 # The suite's own tests: everything in parallel, then the timing tests alone (serial phase).
 # Their tools: Debian's chromium + chromedriver (the report's browser test), docker-registry (promotion),

@@ -12,6 +12,9 @@
                                                    with a key, the verdict the gate signed, pushed next to the image
     rendergate verify IMAGE --key PUB              the attestation next to IMAGE in its registry: signed, about it, passing
     rendergate merge PATH ...                      merge verdicts of several hosts into one matrix report
+    rendergate mutate VARIANT [--n 40] [--seed 1] [--allow-no-gpu]
+                                                   plant single defects in copies of the variant's image, from the
+                                                   files its checks use; score what the suites detect and root-cause
 
 (`python -m rendergate` is the same command.)
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -32,10 +36,11 @@ from .diagnosis import NATIVE
 from .engine import Engine, EngineError
 from .inventory import default_name, init
 from .manifest import IMAGE_REF, ManifestError, load_variants, positive
+from .mutation import Mutation, MutationError, Suite, mutate
 from .progress import BuildProgress
 from .promotion import Refused, gate, gate_matrix, obtain, promote
 from .references import make_references
-from .report import merged_html
+from .report import merged_html, mutation_html
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     command = sub.add_parser("merge", help="merge verdicts (files, or reports folders) of several hosts into one report")
     command.add_argument("paths", nargs="+")
     command.add_argument("--out", default="reports/merged.html")
+    command = sub.add_parser("mutate", help="mutation testing: how many single-defect copies of the image the suites "
+                                            "catch, and whether their line names the defect")
+    command.add_argument("variant")
+    command.add_argument("--n", type=positive(int), default=40, help="how many mutants (default 40)")
+    command.add_argument("--seed", type=int, default=1, help="which ones: the same seed plants the same mutants (default 1)")
+    command.add_argument("--allow-no-gpu", action="store_true", help="as for the suites: GPU checks not validated, not failed")
     return parser
 
 
@@ -85,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             return _merge(args)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "mutate":
+            return _mutate(args)
         if args.command == "init":
             folder = Path(args.images_dir) / (args.name or default_name(args.image))
             with BuildProgress(stream=sys.stdout) as progress:
@@ -170,6 +183,49 @@ def _verify(args) -> int:
     print(f"VERIFIED {args.image}: signed rendergate verdict of {verdict['variant']} (run {verdict['run_id']}, "
           f"{verdict['finished']}, on {verdict['host']['gpu_type']}) in {where}")
     return 0
+
+
+def _mutate(args) -> int:
+    """reports/mutate/VARIANT.json and .html, rewritten after each mutant; the suites' own reports
+    of each run under reports/mutate/VARIANT/."""
+    variant = load_variants(Path(args.images_dir)).get(args.variant)
+    if variant is None:
+        raise ManifestError(f"unknown variant {args.variant} (known: {', '.join(load_variants(Path(args.images_dir)))})")
+    if not variant.image_ref:
+        raise ManifestError(f"{args.variant} is checked on the host itself: mutation testing needs an image")
+    engine = Engine()
+    with BuildProgress(stream=sys.stdout) as progress:
+        obtain(engine, variant, variant.image_ref, lambda v: engine.build(
+            v, Path(args.reports_dir) / "logs", args.base_image, Path(args.extra_ca) if args.extra_ca else None,
+            progress=progress), progress)
+    out = Path(args.reports_dir) / "mutate"
+
+    def save(mutation: Mutation) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{variant.name}.json").write_text(json.dumps(mutation.to_json(), indent=1))
+        (out / f"{variant.name}.html").write_text(mutation_html(mutation))
+
+    suite = Suite(Path(args.images_dir), variant, args.allow_no_gpu, args.base_image)
+    signal.signal(signal.SIGTERM, _interrupt)  # CI cancelling the job: the mutant run in flight is ended, its image removed
+    try:
+        done = mutate(engine, suite, variant.image_ref, args.n, args.seed, out / variant.name, save,
+                      say=lambda line: print(line, flush=True))
+    except MutationError as e:
+        print(f"rendergate mutate: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rendergate mutate: interrupted; {out / (variant.name + '.html')} holds the mutants judged so far (not complete)",
+              file=sys.stderr)
+        return 130
+    scores = done.scores()
+    print(f"{variant.name}: detected {scores['detected']}/{scores['judged']}, root-caused {scores['root_caused']}/"
+          f"{scores['detected']} of those, another cause named for {scores['another_cause']}; "
+          f"wrote {out / (variant.name + '.html')} and {out / (variant.name + '.json')}")
+    return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _merge(args) -> int:

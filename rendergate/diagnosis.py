@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import PurePosixPath
 
 from .gpuinfo import lookup
 
@@ -25,6 +26,7 @@ class Cause(Enum):
     PYTHON_MODULE_MISSING = "python-module-missing"
     SYSTEM_LIBRARY_MISSING = "system-library-missing"
     DATA_FILES_MISSING = "data-files-missing"
+    FILE_DAMAGED = "file-damaged"  # present, but truncated, corrupt or not executable
     SOFTWARE_RENDERER = "software-renderer"
     X_EXTENSION_MISSING = "x-extension-missing"
     GPU_NOT_USED = "gpu-not-used"
@@ -137,10 +139,33 @@ def asked_files_missing(names: list[str], asked: str, facts: Facts) -> Diagnosis
                      "or the driver's libraries not installed on the host)")
 
 
+def driver_versions(baked: list[tuple[str, str, str]]) -> list[str]:
+    """The driver versions baked files name (libnvidia-ml.so.535.261.03: 535.261.03)."""
+    return sorted({m.group(1) for _, real, _ in baked if (m := re.search(r"\.so\.(\d+\.\d+(?:\.\d+)?)$", real))})
+
+
+def bundled_driver_wrong(declared: str, baked: list[tuple[str, str, str]], host_driver: str | None) -> Diagnosis | None:
+    """An image that must carry its own driver (Xorg's NVIDIA driver installed in it, the
+    Xorg-in-Docker recipe's way) and says which (run.bundled_driver): its files must be that
+    version, and a host's kernel module too; None when they are."""
+    other = [v for v in driver_versions(baked) if v != declared]
+    files = ", ".join(real for _, real, _ in baked)
+    if other:
+        return Diagnosis(Cause.DRIVER_VERSION_MISMATCH,
+                         f"the image declares run.bundled_driver = \"{declared}\" but carries NVIDIA driver files of "
+                         f"{', '.join(other)} ({files}): rebuild it with driver {declared}, or declare what it carries")
+    if host_driver and host_driver != declared:
+        return Diagnosis(Cause.DRIVER_VERSION_MISMATCH,
+                         f"this host's NVIDIA kernel module is {host_driver}, but the image carries driver {declared} "
+                         "(run.bundled_driver): the two must be the same version (NVRM: \"API mismatch\"): run it on "
+                         f"hosts with driver {declared}, or rebuild the image with driver {host_driver}")
+    return None
+
+
 def driver_baked_in(baked: list[tuple[str, str, str]], host_driver: str | None) -> Diagnosis:
     """NVIDIA driver files the image carries itself, (name, the file, its package) each: they
     work only on hosts whose kernel module is their very version."""
-    versions = sorted({m.group(1) for _, real, _ in baked if (m := re.search(r"\.so\.(\d+\.\d+(?:\.\d+)?)$", real))})
+    versions = driver_versions(baked)
     packages = sorted({package for _, _, package in baked if package})
     files = ", ".join(f"{name} ({real})" for name, real, _ in baked)
     version = f" of driver {', '.join(versions)}" if versions else ""
@@ -179,6 +204,46 @@ def _no_graphics_driver(api: str, nvidia_file: str, mesa_package: str):
     return build
 
 
+# How the dynamic loader (and a shell exec'ing a program) says a file is there but unusable.
+DAMAGED = (r"file too short|invalid ELF header|ELF load command [\w/ -]+|wrong ELF class: \w+|cannot read file data[^\n]*|"
+           r"Exec format error|not a dynamic executable")
+
+
+def _cannot_load(driver: str, library: str, why: str, package: str) -> Diagnosis:
+    """A driver a loader could not open, with the loader's reason: its own file (`library`), or a
+    library it needs."""
+    culprit = re.match(r"(?P<file>[^:\s]+): (?P<reason>.+)", why.strip())
+    needed = PurePosixPath(culprit.group("file")).name if culprit else library
+    reason = culprit.group("reason") if culprit else why.strip()
+    if needed != library:
+        what, fix = f"{driver} cannot load: {needed}", "the package that ships it"
+    else:
+        what, fix = driver, package
+    if "cannot open shared object file" in reason:
+        return Diagnosis(Cause.SYSTEM_LIBRARY_MISSING, f"{what} missing in the image: install {fix}")
+    return Diagnosis(Cause.FILE_DAMAGED, f"{what} is damaged in the image ({reason}): reinstall {fix}")
+
+
+def _mesa_driver_failed(match: re.Match, facts: Facts) -> Diagnosis:
+    """Mesa's loader (EGL_LOG_LEVEL=debug, LIBGL_DEBUG=verbose) naming the DRI driver it could not open."""
+    library = PurePosixPath(match.group("driver")).name
+    return _cannot_load(f"Mesa's driver {library}", library, match.group("why"), "libgl1-mesa-dri")
+
+
+def _vulkan_driver_failed(match: re.Match, facts: Facts) -> Diagnosis:
+    """The Vulkan loader (VK_LOADER_DEBUG=error,warn) naming the library of an ICD JSON it could not load."""
+    library = PurePosixPath(match.group("lib")).name
+    if library in DRIVER_FILES:
+        return driver_file_missing(library, facts)
+    return _cannot_load(f"the Vulkan driver {library}", library, match.group("why"), "mesa-vulkan-drivers")
+
+
+def _damaged(match: re.Match, facts: Facts) -> Diagnosis:
+    name = PurePosixPath(match.group("file")).name
+    return Diagnosis(Cause.FILE_DAMAGED, f"{name} is damaged in the image ({match.group('why')}: {match.group('file')}): "
+                                         "reinstall the package that ships it")
+
+
 def encoder_not_compiled(encoder: str) -> Diagnosis:
     return Diagnosis(Cause.FEATURE_NOT_COMPILED,
                      f"ffmpeg was built without the {encoder} encoder: install an ffmpeg configured with it "
@@ -213,6 +278,15 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
                             "kernel module: the image carries driver files of its own (they must come from the host: "
                             "test_no_driver_files_baked_into_the_image names them), or the host's driver was upgraded "
                             "and its kernel module not reloaded (reboot the host)")),
+    # The kernel module's own words (its log; NVIDIA's X driver fails with it), in both of its layouts
+    # (tests/data/captures/public/nvrm-api-mismatch*.txt).
+    (re.compile(r"API mismatch: the client(?: '[^'\n]*' \(pid \d+\))?\s+(?:NVRM:\s+)?has the version (?P<client>[\d.]+), but\s+"
+                r"(?:NVRM:\s+)?this kernel module has\s+(?:NVRM:\s+)?the version (?P<kernel>[\d.]+)"),
+     lambda m, f: Diagnosis(Cause.DRIVER_VERSION_MISMATCH,
+                            f"the NVIDIA driver files the container uses are {m.group('client')} but the host's kernel "
+                            f"module is {m.group('kernel')} (NVRM: API mismatch): an image that carries its own driver "
+                            f"must carry the host's very version (declare it: run.bundled_driver), or leave the driver "
+                            "files to the NVIDIA container toolkit")),
     (re.compile(r"NVML Shared Library Not Found|NVMLError_LibraryNotFound"),
      lambda m, f: driver_file_missing("libnvidia-ml.so.1", f)),
     (re.compile(r"Driver does not support the required nvenc API version\. Required: (?P<need>[\d.]+) Found: (?P<have>[\d.]+)"
@@ -234,6 +308,11 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
                             "install the TeX Live package that ships it (standalone.cls: texlive-latex-extra)")),
     (re.compile(r"No such file or directory: '(?P<tool>latex|dvisvgm|ffmpeg|ffprobe|xelatex)'"),
      lambda m, f: tool_missing(m.group("tool"), f)),
+    # Xorg's module loader: the module it could not open and the loader's reason (its own file, or
+    # a library it needs), before the module's name alone ("Failed to load module "glx"") is read.
+    (re.compile(r"\(EE\) Failed to load (?P<module>/\S+\.so): (?P<why>[^\n]+)"),
+     lambda m, f: _cannot_load(f"Xorg's module {PurePosixPath(m.group('module')).name}", PurePosixPath(m.group("module")).name,
+                               m.group("why"), "the Xorg package that ships it")),
     # GLX: a client that finds no GLX visual says so whatever is missing; the server's log tells
     # which (the checks add its (EE) lines): the extension itself, or the renderer it loads.
     (re.compile(r"extension \"GLX\" missing|Failed to load module \"glx\""),
@@ -244,6 +323,21 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
      lambda m, f: Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
                             f"Mesa's DRI driver {m.group('driver')} missing in the image ({m.group('path')}): GLX is "
                             "loaded but has no renderer to load: install libgl1-mesa-dri")),
+    # What the dynamic loader says of a library (the graphics checks ask it about the vendor
+    # libraries glvnd loads in silence): damaged, or needing one that is missing.
+    (re.compile(rf"(?P<file>[\w./+-]+): (?P<why>{DAMAGED})"), _damaged),
+    (re.compile(r"(?P<by>[^\s:]+):\s+(?:error while loading shared libraries: (?P<lib>[^\s:]+): cannot open shared object file"
+                r"|(?P<listed>[\w.+-]+\.so[\w.]*) => not found)"),
+     lambda m, f: Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
+                            f"system library {m.group('lib') or m.group('listed')} missing in the image (needed by "
+                            f"{PurePosixPath(m.group('by')).name}): install the package that ships it")),
+    # Mesa's loader, asked to say why (the checks set EGL_LOG_LEVEL=debug, LIBGL_DEBUG=verbose): its
+    # first failure names the driver and the loader's reason ($ORIGIN lines are its search path).
+    # NVIDIA's DRM names are not Mesa's to ship: a GPU host's own trouble, said by the rules below.
+    (re.compile(r"MESA-LOADER: failed to open (?P<driver>/[^:\s]*/(?!nvidia)[^/:\s]+_dri\.so): (?P<why>[^\n]+)"),
+     _mesa_driver_failed),
+    (re.compile(r"ERROR[^\n]*?:\s+(?P<why>[^\n]+)\nERROR[^\n]*?:\s+loader_icd_scan: Failed loading library associated "
+                r"with ICD JSON (?P<lib>\S+?)\. Ignoring"), _vulkan_driver_failed),
     (re.compile(r"vkCreateInstance: Found no drivers!|vkCreateInstance failed with ERROR_INCOMPATIBLE_DRIVER"),
      _no_graphics_driver("Vulkan", "nvidia_icd.json", "mesa-vulkan-drivers")),
     (re.compile(r"eglinfo: eglInitialize failed"), _no_graphics_driver("EGL", "libEGL_nvidia.so.0", "libegl-mesa0 of Mesa 22 or later")),
@@ -266,6 +360,10 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     (re.compile(r"ModuleNotFoundError: No module named '(?P<mod>[\w.]+)'"),
      lambda m, f: Diagnosis(Cause.PYTHON_MODULE_MISSING,
                             f"Python module {m.group('mod')} missing in the image: pip install it")),
+    # A program that lost its execute bit, in a shell's words.
+    (re.compile(r"(?:^|\n)(?:/bin/sh: \d+: |sh: \d+: )(?P<file>[^:\s]+): (?P<why>Permission denied)"),
+     lambda m, f: Diagnosis(Cause.FILE_DAMAGED, f"{m.group('file')} is not executable in the image (Permission denied): "
+                                                "restore its mode (chmod +x) or reinstall the package that ships it")),
     (re.compile(r"(?P<lib>[\w.+-]+\.so[\w.]*): cannot open shared object file"),
      lambda m, f: Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
                             f"system library {m.group('lib')} missing in the image: install the package that ships it")),

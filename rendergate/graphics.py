@@ -8,6 +8,22 @@ from .parsers import GraphicsDevice
 
 # The NVIDIA driver file each API renders through; the container toolkit injects it with `graphics`.
 NVIDIA_FILES = {"GLX": "libGLX_nvidia.so.0", "EGL": "libEGL_nvidia.so.0", "Vulkan": "nvidia_icd.json"}
+# The loaders say why a driver did not load only when asked to (Mesa's EGL and GL loaders, the
+# Vulkan loader); glvnd says nothing when a vendor library does not load, so those are checked apart.
+LOADER_DEBUG = {"GLX": "LIBGL_DEBUG=verbose", "EGL": "EGL_LOG_LEVEL=debug", "Vulkan": "VK_LOADER_DEBUG=error,warn"}
+VENDOR_LIBRARIES = {api: " ".join(f"{folder}/lib{api}_*.so.0" for folder in ("/usr/lib/*-linux-gnu", "/usr/lib64", "/usr/lib"))
+                    for api in ("GLX", "EGL")}
+# The dynamic loader lists what each library needs without running it, and says what is missing
+# ("libz.so.1 => not found") or damaged ("file too short"); only those lines are kept.
+_LIBRARY_PROBLEMS = ('for ld in /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-aarch64.so.1; do [ -x "$ld" ] && break; done; '
+                     'for f in {files}; do [ -e "$f" ] && readlink -f "$f"; done | sort -u | while read -r f; do '
+                     '"$ld" --list "$f" 2>&1 | grep -E "not found|error while loading|too short|not a dynamic" | sed "s|^|$f: |"; '
+                     'done; true')
+
+
+def library_problems(target, files: str) -> str:
+    """What the dynamic loader finds wrong with these libraries (shell globs) in the target."""
+    return target.run(_LIBRARY_PROBLEMS.format(files=files)).stdout
 
 
 def vendor_failure(devices: list[GraphicsDevice], api: str, vendor: str) -> Diagnosis | None:

@@ -121,6 +121,9 @@ RUN = {
     "command": (_list_of(_text), 'a command that keeps the container alive, e.g. ["sleep", "infinity"]'),
     "cpus": (_number(0.01, 1024, low_open=False), "how many CPUs the container may use, 0.01 to 1024 (default: all)"),
     "python": (_path_word, "the Python interpreter inside the image, e.g. \"/opt/venv/bin/python\""),
+    "bundled_driver": (lambda v: isinstance(v, str) and re.fullmatch(r"[0-9]{3}\.[0-9]{2,3}(\.[0-9]{2,3})?", v) is not None,
+                       'the NVIDIA driver version the image carries itself, e.g. "535.161.08" (only for an image that '
+                       "must: Xorg's NVIDIA driver installed in it); its files and a GPU host's kernel module are held to it"),
 }
 _SPEEDUP = (_number(0, 1000), "a speedup, a number above 0 and at most 1000")
 THRESHOLDS = {

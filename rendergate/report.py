@@ -16,6 +16,7 @@ from html import escape
 from PIL import Image
 
 from .diagnosis import GVISOR
+from .mutation import Finding, Mutation
 from .verdict import NOT_COUNTED, State, gpu_seconds, judge, platform_differences, state_of, summary
 
 CSS = """
@@ -237,3 +238,49 @@ def merged_html(verdicts: list[dict]) -> str:
             f'<h2>Hosts</h2>{environment_html(hosts)}<h2>Matrix</h2>{matrix_html(verdicts)}'
             f'<h2>Platform differences</h2>{platform_html(verdicts)}<h2>Figures</h2>{figures_html(verdicts) or "<p>none</p>"}'
             f'</body></html>')
+
+
+MUTATION_CSS = """
+.rg-mutants { border-collapse: collapse; font: 13px sans-serif; }
+.rg-mutants th, .rg-mutants td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
+.rg-root-caused { background: #c8f0c8; } .rg-unknown-cause { background: #fbe3a4; }
+.rg-another-cause, .rg-undetected { background: #f5b5b5; } .rg-not-built, .rg-not-judged { background: #eee; color: #777; }
+"""
+
+
+def mutation_html(mutation: Mutation) -> str:
+    """The page of one mutation run (rendergate/mutation.py): its scores, then each mutant with
+    what failed and the line the reviewer would have read; the undetected ones first, for triage."""
+    scores = mutation.scores()
+
+    def share(part: int, whole: int) -> str:
+        return f"{part}/{whole} ({100 * part / whole:.0f}%)" if whole else "none"
+
+    ordered = sorted(mutation.results, key=lambda r: (r.finding is not Finding.UNDETECTED, r.finding is not Finding.OTHER_CAUSE, r.mutant.id))
+    rows = []
+    for r in ordered:
+        lines = "".join(f"<li><b>{escape(f.check)}</b>: {escape(f.line)}</li>" for f in r.failures)
+        said = f"<ul>{lines}</ul>" if lines else escape(r.note)
+        css = "rg-" + r.finding.value.replace(" ", "-")
+        rows.append(f'<tr class="{css}" data-finding="{escape(r.finding.value)}"><td>{escape(r.mutant.id)}</td>'
+                    f"<td>{escape(r.mutant.kind.value)}</td><td><code>/{escape(r.mutant.path)}</code></td>"
+                    f"<td>{escape(r.mutant.component)}</td><td>{escape(r.finding.value)}</td><td>{said}</td>"
+                    f"<td>{r.seconds:.0f} s</td></tr>")
+    excluded = "; ".join(f"{n} {why}" for why, n in mutation.not_mutated.items()) or "none"
+    status = "complete" if mutation.complete else "PARTIAL: the run did not finish; the scores cover the mutants judged so far"
+    baseline = (f"{escape(mutation.baseline_state)}" + (f" (already failing: {escape(', '.join(mutation.baseline_failures))};"
+                                                         " mutants are judged by the other checks)" if mutation.baseline_failures else ""))
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>rendergate mutate: {escape(mutation.variant)}</title>'
+            f'<style>{CSS}{MUTATION_CSS} body {{ font: 14px sans-serif; margin: 16px; }}</style></head><body>'
+            f'<h1>rendergate mutate: {escape(mutation.variant)}</h1>'
+            f'<div class="rg-banner {"rg-passed" if mutation.complete else "rg-partial"}" id="rg-banner">{escape(status)}</div>'
+            f'<p id="rg-scores"><b>detected</b> {share(scores["detected"], scores["judged"])} of the mutants judged; '
+            f'<b>root-caused</b> {share(scores["root_caused"], scores["detected"])} of those detected; '
+            f'<b>another cause named</b>: {scores["another_cause"]}</p>'
+            f'<p>Image {escape(mutation.image)} ({escape(mutation.digest)}), seed {mutation.seed}, '
+            f'{mutation.asked} mutants asked, {scores["mutants"]} planted. The suites on the good image: {baseline}. '
+            f'They used {mutation.used_files} of its files ({mutation.components} components); not mutated: {escape(excluded)}. '
+            f'Started {escape(mutation.started)}, finished {escape(mutation.finished or "-")}.</p>'
+            f'<table class="rg-mutants" id="rg-mutants"><thead><tr><th>mutant</th><th>defect</th><th>path</th>'
+            f'<th>component</th><th>finding</th><th>what failed, and its line</th><th>time</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></body></html>')

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -135,16 +136,23 @@ class Target:
         path or PATH, rather than the container toolkit injecting them (injected files are bind
         mounts: /proc/self/mountinfo lists them): (name, the file it resolves to, its package).
         NVIDIA's CUDA forward-compatibility libraries (cuda-compat, under /usr/local/cuda*/compat)
-        are meant to be in the image, and are not counted."""
-        quoted = [shlex.quote(n) for n in names]
-        listed = ("{ (ldconfig -p || /sbin/ldconfig -p) 2>/dev/null | sed -n 's/^[[:space:]]*\\([^ ]*\\) .* => \\(.*\\)$/\\1 \\2/p'; "
-                  f"for n in {' '.join(quoted)}; do p=$(command -v \"$n\") && echo \"$n $p\"; done; }}")
-        script = (f"mounts=$(awk '{{print $5}}' /proc/self/mountinfo); {listed} | while read -r name path; do "
-                  f"case \"$name\" in {'|'.join(quoted)}) ;; *) continue;; esac; real=$(readlink -f \"$path\"); "
-                  "echo \"$mounts\" | grep -qxF \"$real\" && continue; case \"$real\" in */cuda*/compat/*) continue;; esac; "
-                  "echo \"$name|$real|$(dpkg -S \"$real\" 2>/dev/null | head -n 1 | cut -d: -f1)\"; done")
-        found = [tuple(line.split("|", 2)) for line in self.run(script).stdout.splitlines() if line.count("|") == 2]
-        return sorted(set(found))
+        are meant to be in the image, and are not counted. Each listing must succeed: a broken
+        tool (ldconfig, cat) fails the check, never reads as "nothing baked"."""
+        mounts = {line.split()[4] for line in self.check("cat /proc/self/mountinfo", "reading /proc/self/mountinfo")
+                  .stdout.splitlines() if len(line.split()) > 4}
+        cache = self.check("ldconfig -p 2>/dev/null || /sbin/ldconfig -p", "ldconfig -p (the library path)").stdout
+        found = [(m.group(1), m.group(2)) for m in re.finditer(r"^\s*(\S+) .* => (\S+)$", cache, re.M) if m.group(1) in names]
+        programs = self.run("; ".join(f"p=$(command -v {shlex.quote(n)}) && echo {shlex.quote(n)} \"$p\"" for n in names
+                                      if "." not in n)).stdout
+        found += [tuple(line.split(" ", 1)) for line in programs.splitlines() if " " in line]
+        baked = []
+        for name, path in sorted(set(found)):
+            real = self.check(f"readlink -f {shlex.quote(path)}", f"readlink -f {path}").stdout.strip()
+            if real in mounts or re.search(r"/cuda[^/]*/compat/", real):
+                continue
+            owner = self.run(f"dpkg -S {shlex.quote(real)} 2>/dev/null").stdout.split(":", 1)[0].strip()
+            baked.append((name, real, owner if "\n" not in owner else ""))
+        return baked
 
     def missing_driver_file(self, name: str) -> Diagnosis | None:
         """Why a file the NVIDIA container toolkit should inject is absent, or None if present."""

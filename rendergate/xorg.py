@@ -107,17 +107,23 @@ def _start(target, want_nvidia: bool) -> XServer:
         bus_id = xorg_bus_id(parse_nvidia_smi_csv(bus.stdout, ["pci.bus_id"])[0]["pci.bus_id"])
     display = f":{FIRST_DISPLAY + target.slot}"
     work = f"{target.workdir}/x"
-    conf, log = f"{work}/xorg.conf", f"{work}/Xorg.log"
+    conf, log, said = f"{work}/xorg.conf", f"{work}/Xorg.log", f"{work}/Xorg.out"
     target.require_tool("Xorg")
     target.require_tool("xdpyinfo")  # how the start below knows the server is up (x11-utils)
     target.check(f"mkdir -p {work} && printf '%s' {shlex.quote(xorg_conf(driver, bus_id))} > {conf}", "writing xorg.conf")
     # Xorg stays in the background; wait until a client can connect or it dies.
     started = target.run(
         f"setsid Xorg {display} -config {conf} -logfile {log} -noreset -nolisten tcp "
-        f"</dev/null >/dev/null 2>&1 & pid=$!; "
-        f"for i in $(seq 100); do DISPLAY={display} xdpyinfo >/dev/null 2>&1 && exit 0; "
+        f"</dev/null >{said} 2>&1 & pid=$!; "
+        f"for i in $(seq 100); do DISPLAY={display} xdpyinfo >/dev/null 2>{work}/xdpyinfo.err && exit 0; "
         f"kill -0 $pid 2>/dev/null || break; sleep 0.1; done; "
-        f"echo 'Xorg did not come up'; grep -E '\\(EE\\)|Fatal' {log}; exit 1", timeout=30)
+        # What it said before its log existed (a library it could not load), then its log's errors,
+        # and the client's last words (xdpyinfo that cannot run is no server that is down).
+        f"echo 'Xorg did not come up'; grep -v -F '(EE)' {said}; grep -E '\\(EE\\)|Fatal' {log} 2>/dev/null; "
+        f"grep -v \"unable to open display\" {work}/xdpyinfo.err; "
+        # NVIDIA's X driver fails on a kernel module of another version; the module's log says both.
+        + ("dmesg 2>/dev/null | grep -A4 'NVRM: API mismatch' | tail -n 5; " if driver == "nvidia" else "")
+        + "exit 1", timeout=30)
     if started.rc != 0:
         raise CheckFailed.of(diagnose(started.output, started.rc, f"Xorg with the {driver} driver", target.facts()))
     return XServer(display, driver, log)

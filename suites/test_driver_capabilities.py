@@ -3,10 +3,12 @@ capability, so a container that does not ask for `video` has no libnvidia-encode
 image holds. Checked both ways: what the requirements need against what the container asks for
 (decided without a GPU), and, on a GPU host, what it asks for against the files it got. And the
 image must not carry the driver's files itself (decided without a GPU)."""
+import re
+
 import pytest
 
 from rendergate.capabilities import mismatches, uncovered
-from rendergate.diagnosis import DRIVER_FILES, Cause, CheckFailed, asked_files_missing, driver_baked_in
+from rendergate.diagnosis import DRIVER_FILES, Cause, CheckFailed, asked_files_missing, bundled_driver_wrong, driver_baked_in
 
 pytestmark = [pytest.mark.requires("gpu"), pytest.mark.container_only]
 
@@ -36,11 +38,23 @@ def test_driver_files_match_capabilities(target, request):
         raise CheckFailed.of(asked_files_missing(absent, value, target.facts()))
 
 
-def test_no_driver_files_baked_into_the_image(target):
+def test_no_driver_files_baked_into_the_image(target, without_gpu):
     """The driver's user-space files must be the host's, injected by the toolkit to match its
     kernel module: an image that carries its own (a distribution's nvidia-smi or libnvidia-ml, a
-    driver installed in it) breaks on every host whose driver is another version."""
+    driver installed in it) breaks on every host whose driver is another version. One that must
+    (Xorg's NVIDIA driver installed in it) says which in run.bundled_driver, and is held to it:
+    its files, and on a GPU host the kernel module."""
     baked = target.baked_driver_files(DRIVER_FILES)
-    if baked:
-        version = target.run("sed -n 's/.*Kernel Module[^0-9]*\\([0-9][0-9.]*\\).*/\\1/p' /proc/driver/nvidia/version 2>/dev/null")
-        raise CheckFailed.of(driver_baked_in(baked, version.stdout.strip() or None))
+    if not baked:
+        return
+    module = re.search(r"Kernel Module[^0-9]*([0-9][0-9.]*)", target.run("cat /proc/driver/nvidia/version 2>/dev/null").stdout)
+    host_driver = module.group(1) if module else None
+    declared = target.variant.run.get("bundled_driver")
+    if declared is None:
+        raise CheckFailed.of(driver_baked_in(baked, host_driver))
+    wrong = bundled_driver_wrong(declared, baked, host_driver)
+    if wrong:
+        raise CheckFailed.of(wrong)
+    if host_driver is None:  # its files are the declared version; whether the host's is, only a GPU host says
+        without_gpu(CheckFailed(Cause.NO_GPU_ON_HOST, f"the image carries driver {declared} (run.bundled_driver): only "
+                                                      "a GPU host's kernel module can be held to it"))

@@ -3,22 +3,23 @@ they fall back to Mesa's software rasteriser in silence, so the vendor is checke
 import pytest
 
 from rendergate.diagnosis import CheckFailed, diagnose
-from rendergate.graphics import require_vendor
+from rendergate.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, library_problems, require_vendor
 from rendergate.parsers import parse_eglinfo, parse_vulkaninfo_summary
 
 
 def egl_devices(target):
     target.require_tool("eglinfo")
-    result = target.run("eglinfo")
+    result = target.run(f"{LOADER_DEBUG['EGL']} eglinfo")
     devices = parse_eglinfo(result.stdout)
     if not devices:  # eglinfo exits 0 when some platforms fail: a headless display must initialise
-        raise CheckFailed.of(diagnose(result.output, result.rc, "eglinfo (no headless EGL display)", target.facts()))
+        evidence = f"{result.output}\n{library_problems(target, VENDOR_LIBRARIES['EGL'])}"  # glvnd's silence
+        raise CheckFailed.of(diagnose(evidence, result.rc, "eglinfo (no headless EGL display)", target.facts()))
     return devices
 
 
 def vulkan_devices(target):
     target.require_tool("vulkaninfo")
-    result = target.check("vulkaninfo --summary", "vulkaninfo --summary")
+    result = target.check(f"{LOADER_DEBUG['Vulkan']} vulkaninfo --summary", "vulkaninfo --summary")
     devices = parse_vulkaninfo_summary(result.stdout)
     if not devices:
         raise CheckFailed.of(diagnose(result.output, 1, "vulkaninfo --summary (no physical device)", target.facts()))

@@ -7,7 +7,7 @@ string tells, so a software renderer fails the hardware requirement.
 import pytest
 
 from rendergate.diagnosis import Cause, CheckFailed, diagnose
-from rendergate.graphics import require_vendor
+from rendergate.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, library_problems, require_vendor
 from rendergate.parsers import glx_device, parse_glxinfo
 from rendergate.xorg import start_x
 
@@ -18,13 +18,14 @@ def x_server(target):
 
 def glxinfo(target):
     server = x_server(target)
-    result = target.check(f"DISPLAY={server.display} glxinfo -B", "glxinfo -B")
+    result = target.check(f"DISPLAY={server.display} {LOADER_DEBUG['GLX']} glxinfo -B", "glxinfo -B")
     info = parse_glxinfo(result.stdout)
     if not info.renderer:  # glxinfo exits 0 even when the server has no GLX
-        # The client only says it found no visual; the server's errors say what is missing.
+        # The client only says it found no visual; the server's errors, or the loader on the
+        # vendor libraries glvnd loads in silence, say what is missing.
         server_errors = target.run(f"grep -F '(EE)' {server.log_path}").stdout
-        raise CheckFailed.of(diagnose(f"{result.output}\n{server_errors}", result.rc, "glxinfo -B (no OpenGL renderer)",
-                                      target.facts()))
+        evidence = f"{result.output}\n{server_errors}\n{library_problems(target, VENDOR_LIBRARIES['GLX'])}"
+        raise CheckFailed.of(diagnose(evidence, result.rc, "glxinfo -B (no OpenGL renderer)", target.facts()))
     return info
 
 

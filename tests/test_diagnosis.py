@@ -1,7 +1,7 @@
 """The diagnosis of real failure outputs (captures named in tests/data/captures/README.md)."""
 from pathlib import Path
 
-from rendergate.diagnosis import Cause, Facts, classify, diagnose, driver_baked_in, first_error
+from rendergate.diagnosis import Cause, Facts, bundled_driver_wrong, classify, diagnose, driver_baked_in, first_error
 from rendergate.parsers import glx_device, parse_eglinfo, parse_glxinfo, parse_vulkaninfo_summary
 from rendergate.graphics import vendor_failure
 
@@ -133,3 +133,64 @@ def test_bpy_without_its_cycles_addon_is_named_not_its_attribute_error():
     d = classify((CAPTURES / "cpu-host" / "bpy5.0.1-without-cycles-addon.txt").read_text(), NO_GPU)
     assert d.cause is Cause.PYTHON_MODULE_MISSING and "Cycles add-on missing" in d.message
     assert "addons_core/cycles" in d.message and "AttributeError" not in d.message
+
+
+def test_the_loaders_name_the_library_a_graphics_driver_could_not_load():
+    """Real outputs from an xorg-glx image without zlib (a mutant of `make mutate`): eglinfo only
+    says eglInitialize failed and vulkaninfo found no driver; asked to say why, Mesa's loader and
+    the Vulkan loader name the driver and the library it needs; Xorg's loader the same."""
+    egl = diagnose((CAPTURES / "cpu-host" / "mesa22-eglinfo-debug-without-zlib.txt").read_text(), 0, "eglinfo", NO_GPU)
+    assert egl.cause is Cause.SYSTEM_LIBRARY_MISSING
+    assert egl.message.startswith("Mesa's driver swrast_dri.so cannot load: libz.so.1 missing in the image")
+    vulkan = diagnose((CAPTURES / "cpu-host" / "vulkan-loader-without-zlib.txt").read_text(), 1, "vulkaninfo", NO_GPU)
+    assert vulkan.cause is Cause.SYSTEM_LIBRARY_MISSING and "cannot load: libz.so.1 missing" in vulkan.message
+    xorg = diagnose((CAPTURES / "cpu-host" / "xorg1.21-without-zlib.txt").read_text(), 127, "Xorg", NO_GPU)
+    assert xorg.cause is Cause.SYSTEM_LIBRARY_MISSING and "libz.so.1" in xorg.message
+
+
+def test_a_driver_of_nvidia_is_never_blamed_on_mesa():
+    """Mesa's loader probing NVIDIA's DRM name is a GPU host's affair, not a missing Mesa package."""
+    line = ("libEGL debug: MESA-LOADER: failed to open /usr/lib/x86_64-linux-gnu/dri/nvidia-drm_dri.so: "
+            "/usr/lib/x86_64-linux-gnu/dri/nvidia-drm_dri.so: cannot open shared object file: No such file or directory\n")
+    assert "Mesa's driver" not in diagnose(line, 1, "eglinfo", H100).message
+    icd = ("ERROR:            libGLX_nvidia.so.0: cannot open shared object file: No such file or directory\n"
+           "ERROR:            loader_icd_scan: Failed loading library associated with ICD JSON libGLX_nvidia.so.0. Ignoring this JSON\n")
+    assert diagnose(icd, 1, "vulkaninfo", H100).cause in (Cause.DRIVER_CAPABILITY_MISSING, Cause.HOST_MISCONFIGURED)
+
+
+def test_a_damaged_file_is_named_as_damaged_not_missing():
+    """The dynamic loader on a truncated glvnd vendor library (real, `tests/known_bad/glx-vendor-library-truncated`)."""
+    d = diagnose((CAPTURES / "cpu-host" / "ldso-list-libGLX-truncated.txt").read_text(), 0, "glxinfo -B", NO_GPU)
+    assert d.cause is Cause.FILE_DAMAGED
+    assert d.message.startswith("libGLX_mesa.so.0.0.0 is damaged in the image (file too short")
+    egl = diagnose((CAPTURES / "cpu-host" / "ldso-list-libEGL-without-libxcb-sync.txt").read_text(), 0, "eglinfo", NO_GPU)
+    assert egl.cause is Cause.SYSTEM_LIBRARY_MISSING and "libxcb-sync.so.1 missing in the image (needed by libEGL_mesa" in egl.message
+    d = diagnose("/bin/sh: 1: xdpyinfo: Permission denied\n", 126, "Xorg", NO_GPU)
+    assert d.cause is Cause.FILE_DAMAGED and d.message.startswith("xdpyinfo is not executable in the image")
+
+
+def test_the_kernel_modules_api_mismatch_names_both_versions():
+    """NVRM's words in both of its layouts (public captures: negativo17/nvidia-driver #43,
+    Frogging-Family/nvidia-all #394), as NVIDIA's X driver fails with them."""
+    for name, client, kernel in (("nvrm-api-mismatch.txt", "390.25", "390.12"),
+                                 ("nvrm-api-mismatch-named-client.txt", "595.84", "595.80")):
+        d = diagnose((CAPTURES / "public" / name).read_text(), 1, "Xorg with the nvidia driver", H100)
+        assert d.cause is Cause.DRIVER_VERSION_MISMATCH
+        assert f"are {client} but the host's kernel module is {kernel}" in d.message and "run.bundled_driver" in d.message
+
+
+def test_a_bundled_driver_is_held_to_its_declared_version_and_to_the_hosts():
+    baked = [("libnvidia-ml.so.1", "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.535.261.03", "libnvidia-ml1")]
+    assert bundled_driver_wrong("535.261.03", baked, None) is None
+    assert bundled_driver_wrong("535.261.03", baked, "535.261.03") is None
+    assert "carries NVIDIA driver files of 535.261.03" in bundled_driver_wrong("550.54.14", baked, None).message
+    host = bundled_driver_wrong("535.261.03", baked, "580.95.05")
+    assert host.cause is Cause.DRIVER_VERSION_MISMATCH and "kernel module is 580.95.05" in host.message
+
+
+def test_an_xorg_module_that_cannot_load_names_the_library_it_needs():
+    """Real: Xorg 1.21 without libxcb (a mutant of `make mutate`): GLX's module is there, the
+    library it needs is not; "Failed to load module "glx"" alone would blame GLX."""
+    d = diagnose((CAPTURES / "cpu-host" / "xorg1.21-without-libxcb.txt").read_text(), 1, "Xorg with the dummy driver", NO_GPU)
+    assert d.cause is Cause.SYSTEM_LIBRARY_MISSING
+    assert d.message.startswith("Xorg's module libglx.so cannot load: libxcb.so.1 missing in the image")

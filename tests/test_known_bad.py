@@ -32,6 +32,10 @@ CASES = {
     "glxinfo-missing": ("xorg-glx", "test_glx_answers", None, "tool-missing", "glxinfo not found in the target"),
     "ffmpeg-without-libx264": ("manim", "test_libx264_encode_is_valid", None, "system-library-missing",
                                "system library libx264.so."),
+    "glx-vendor-library-truncated": ("xorg-glx", "test_glx_answers", None, "file-damaged",
+                                     "libGLX_mesa.so.0.0.0 is damaged in the image (file too short"),
+    "egl-driver-dependency-missing": ("xorg-glx", "test_egl_initialises_headless", None, "system-library-missing",
+                                      "Mesa's driver swrast_dri.so cannot load: libz.so.1 missing in the image"),
     "eglinfo-missing": ("xorg-glx", "test_egl_initialises_headless", None, "tool-missing", "eglinfo not found in the target"),
     "vnc-missing": ("xorg-glx", "test_vnc_serves_display", None, "tool-missing", "x11vnc"),
     "vulkan-without-icd": ("xorg-glx", "test_vulkan_lists_a_device", None, "system-library-missing",
@@ -61,4 +65,25 @@ def test_known_bad_image_fails_with_its_diagnosis(name, known_bad_image, install
     assert words in result["message"]
     assert "Traceback" not in result["message"] and "\n" not in result["message"]
     assert run.returncode == 1
+    assert run.leftover == []
+
+
+@pytest.mark.parametrize("declared", ["535.261.03", "550.54.14"])
+def test_an_image_that_carries_its_driver_is_held_to_the_version_it_declares(declared, known_bad_image, installed, tmp_path):
+    """The image with Debian's NVIDIA 535.261.03 user space, declared as carrying its driver
+    (run.bundled_driver): of that version, its files pass, and whether the host's kernel module
+    is the same only a GPU host says (here: not validated); of another, it fails naming both."""
+    manifest = (ROOT / "images" / "manim" / "manifest.toml").read_text().replace(
+        "[run]\n", f'[run]\nbundled_driver = "{declared}"\n', 1)
+    repo = user_repo(tmp_path, {"manim": manifest})
+    check = "test_no_driver_files_baked_into_the_image"
+    run = run_in_user_repo(installed, repo, "--variant=manim", f"--image={known_bad_image('nvidia-userspace-from-debian')}",
+                           "--allow-no-gpu", "-k", check)
+    result = run.outcome(check, "manim", None)
+    if declared == "535.261.03":
+        assert result["outcome"] == "no-gpu", run.output
+        assert "the image carries driver 535.261.03 (run.bundled_driver)" in result["message"]
+    else:
+        assert (result["outcome"], result["cause"]) == ("failed", "driver-version-mismatch"), run.output
+        assert 'declares run.bundled_driver = "550.54.14" but carries NVIDIA driver files of 535.261.03' in result["message"]
     assert run.leftover == []

@@ -1,0 +1,510 @@
+"""Image mutation testing: how much of what can break in a real image the suites catch, and
+whether their one line names it.
+
+From a good image, rendergate derives single-defect mutants from what its checks actually use,
+not from a hand-picked list. The suites are run once on the good image while the kernel records
+every file opened or executed in the image's layers (inotify on the layers' folders: overlayfs
+reports a file opened through a container's root on the layer that holds it, so shared
+libraries ldd would list, modules dlopen'ed by Xorg, Mesa or ffmpeg, TeX's inputs, Python's
+modules and data files are all seen). Each mutant is one of those files (or its folder) deleted,
+truncated, replaced by a program that exits 1, or made non-executable: a real image, one layer
+FROM the good one, validated by the whole variant suite, which is not told what was changed.
+
+A mutant is *detected* when a check that did not fail on the good image fails on it, and
+*root-caused* when a line of those failures names the mutated file, its package or its component
+and none names another cause. Mutants nobody detects are listed for triage (an optional file, or
+a gap). Producing the results is this module; the page is rendergate/report.py's.
+"""
+from __future__ import annotations
+
+import io
+import os
+import random
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
+from pathlib import Path, PurePosixPath
+
+import docker
+from inotify_simple import INotify, flags
+
+from . import verdict as verdicts
+from .assets import SUITES
+from .engine import Engine
+from .manifest import Variant
+
+# What the run does not mutate, and why: a file the image regenerates when it is missing or bad
+# is no defect, and a file every program needs only says that nothing runs.
+NOT_MUTATED = (
+    (re.compile(r"(^|/)__pycache__/|\.pyc$"), "a cache Python regenerates"),
+    (re.compile(r"^etc/ld\.so\.cache$"), "a cache the dynamic loader does without"),
+    (re.compile(r"^var/cache/"), "a cache"),
+    (re.compile(r"\.fmt$"), "a TeX format, regenerated on demand"),
+    (re.compile(r"(^|/)(ld-linux[^/]*\.so[^/]*|libc\.so\.6)$"), "the C library: every program needs it"),
+)
+# Folders too shared to delete as one defect (deleting /usr/lib would say only that nothing runs).
+SHARED_FOLDERS = re.compile(r"(s?bin|lib(32|64|exec)?|share|include|etc|usr|local|opt|var|x86_64-linux-gnu|aarch64-linux-gnu|"
+                            r"site-packages|dist-packages|python3(\.\d+)?|X11|doc|man\d?|modules|drivers|extensions)")
+# Names too common to count as naming a file ("__init__.py" names nothing in particular).
+VAGUE_NAMES = {"__init__", "main", "index", "config", "default", "common", "base", "utils", "core", "data"}
+MIN_NAME = 2
+RUN_TIMEOUT = 1800  # one variant suite on one mutant, at most (seconds)
+
+
+class Kind(str, Enum):
+    """One defect planted in a copy of the image."""
+    DELETE = "delete"
+    TRUNCATE = "truncate"
+    EXIT_NONZERO = "exit-nonzero"
+    NOT_EXECUTABLE = "not-executable"
+    DELETE_FOLDER = "delete-folder"
+
+    def applies_to(self, used: "UsedFile") -> bool:
+        program = used.executable and ".so" not in used.name
+        return {Kind.DELETE: True, Kind.TRUNCATE: used.size > 0, Kind.EXIT_NONZERO: program,
+                Kind.NOT_EXECUTABLE: program, Kind.DELETE_FOLDER: used.folder is not None}[self]
+
+    def command(self, path: str) -> str:
+        """The RUN line that plants it (a new file replaces a program, so that one in use is no obstacle)."""
+        quoted = shlex.quote(path)
+        return {Kind.DELETE: f"rm -f {quoted}",
+                Kind.TRUNCATE: f": > {quoted}",
+                Kind.EXIT_NONZERO: f"rm -f {quoted} && printf '#!/bin/sh\\nexit 1\\n' > {quoted} && chmod 0755 {quoted}",
+                Kind.NOT_EXECUTABLE: f"chmod a-x {quoted}",
+                Kind.DELETE_FOLDER: f"rm -rf {quoted}"}[self]
+
+
+@dataclass(frozen=True)
+class UsedFile:
+    """A file of the image that the checks opened or executed on the good image."""
+    path: str  # inside the image, without the leading /
+    size: int
+    executable: bool
+    owner: str | None  # the Debian package or Python distribution it belongs to
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.path).name
+
+    @property
+    def folder(self) -> str | None:
+        """Its folder, where deleting that folder is one defect of one component."""
+        parent = PurePosixPath(self.path).parent
+        if len(parent.parts) < 2 or SHARED_FOLDERS.fullmatch(parent.name):
+            return None
+        return str(parent)
+
+    @property
+    def component(self) -> str:
+        """What a reviewer would call its owner: the package, or the top folders it lives in."""
+        if self.owner:
+            return self.owner
+        parts = PurePosixPath(self.path).parts
+        for index, part in enumerate(parts[:-1]):  # a Python module without a RECORD: the module it is
+            if part in ("site-packages", "dist-packages"):
+                return PurePosixPath(parts[index + 1]).stem.lower()
+        kept = [p for p in parts[:-1] if not SHARED_FOLDERS.fullmatch(p)]
+        return kept[0] if kept else self.name
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    kind: Kind
+    path: str  # the file, or the folder for delete-folder
+    component: str
+    aliases: tuple[str, ...] = ()  # the names of links to it (sh for dash, libfoo.so.1 for libfoo.so.1.2.3)
+
+    def dockerfile(self, image_id: str, user: str) -> str:
+        restore = f"USER {user}\n" if user else ""
+        return f"FROM {image_id}\nUSER root\nRUN {self.kind.command('/' + self.path)}\n{restore}"
+
+    def names(self) -> set[str]:
+        """Words that name what was mutated: its file name (and a library's soname stem), its
+        folder for a deleted folder, its package or component with and without version and prefix."""
+        path = PurePosixPath(self.path)
+        found = {path.name, *self.aliases}
+        if ".so" in path.name:
+            found.add(path.name.split(".so")[0] + ".so")
+        elif "." in path.name:
+            found.add(path.name.rsplit(".", 1)[0])
+        if not SHARED_FOLDERS.fullmatch(path.parent.name):
+            found.add(path.parent.name)
+        bare = re.sub(r"[-_.]?[\d.]+(-\d+)?$", "", self.component)
+        found |= {self.component, bare, re.sub(r"^(lib|python3-)", "", bare)}
+        return {n.lower() for n in found if len(n) >= MIN_NAME and n.lower() not in VAGUE_NAMES}
+
+    def named_in(self, line: str) -> bool:
+        """Whether the line names it: one of its names, as a word of its own ("libpango" in
+        "libpango-1.0.so.0", not "pango" in "ManimPango")."""
+        return any(re.search(rf"(?<![a-z0-9_]){re.escape(n)}(?![a-z0-9_])", line.lower()) for n in self.names())
+
+
+class Finding(str, Enum):
+    """What the suites said of one mutant."""
+    ROOT_CAUSED = "root-caused"  # a failure's line names the mutated file, its package or component
+    UNKNOWN_CAUSE = "unknown cause"  # detected; the lines quote an error, name no cause
+    OTHER_CAUSE = "another cause"  # detected; the lines name a cause that is not it: the worst answer
+    UNDETECTED = "undetected"  # every check that passed on the good image still passed: triage it
+    NOT_BUILT = "not built"  # the defect could not be planted (the RUN itself failed)
+    NOT_JUDGED = "not judged"  # the suite run gave no verdict (crashed, timed out)
+
+
+@dataclass
+class Failure:
+    check: str
+    cause: str | None
+    line: str
+
+
+@dataclass
+class MutantResult:
+    mutant: Mutant
+    finding: Finding
+    failures: list[Failure] = field(default_factory=list)  # checks that passed on the good image, failed here
+    note: str = ""  # why it was not built or judged
+    seconds: float = 0.0
+
+
+class MutationError(Exception):
+    """Mutation testing cannot be done here; the line says why and what to do."""
+
+
+# -- What the checks use ---------------------------------------------------------------------
+
+def image_layers(engine: Engine, ref: str) -> list[Path]:
+    """The image's layer folders in the engine's overlay2 store, topmost first."""
+    try:
+        attrs = engine.client.images.get(ref).attrs
+    except docker.errors.ImageNotFound:
+        raise MutationError(f"image {ref} not found in the local engine: build or pull it first") from None
+    graph = attrs.get("GraphDriver") or {}
+    if graph.get("Name") != "overlay2":
+        raise MutationError(f"mutation testing reads the engine's image layers, which needs its overlay2 storage driver "
+                            f"(this engine stores images with {graph.get('Name') or 'an image store it does not show'})")
+    data = graph["Data"]
+    layers = [Path(data["UpperDir"])] + [Path(p) for p in (data.get("LowerDir") or "").split(":") if p]
+    if not all(os.access(layer, os.R_OK | os.X_OK) for layer in layers):
+        raise MutationError(f"cannot read the engine's image layers ({layers[0].parent.parent}): run it as root, "
+                            "on the machine the Docker engine runs on")
+    return layers
+
+
+class FileTrace:
+    """The files opened or executed in the image's layers while it is entered: inotify on every
+    folder of every layer, read by a thread so that the kernel's queue never overflows. Any
+    container of an image sharing those layers counts, so nothing else should run meanwhile."""
+
+    def __init__(self, layers: list[Path]):
+        self.layers = layers
+        self.opened: dict[str, int] = {}  # path in the image -> index of the layer holding it
+        self.lost_events = False
+        self._inotify = INotify()
+        self._folders: dict[int, tuple[int, str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def __enter__(self) -> "FileTrace":
+        for index, layer in enumerate(self.layers):
+            for folder, _, _ in os.walk(layer):
+                try:
+                    watch = self._inotify.add_watch(folder, flags.OPEN)
+                except OSError as e:
+                    self._inotify.close()
+                    raise MutationError(f"cannot watch {folder}: {e.strerror}: raise fs.inotify.max_user_watches "
+                                        "(sysctl) above the number of folders in the image") from None
+                self._folders[watch] = (index, os.path.relpath(folder, layer))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._inotify.close()
+
+    def _read(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            for event in self._inotify.read(timeout=200):
+                if event.mask & flags.Q_OVERFLOW:
+                    self.lost_events = True
+                elif event.name and not event.mask & flags.ISDIR and event.wd in self._folders:
+                    index, folder = self._folders[event.wd]
+                    self.opened.setdefault(os.path.normpath(os.path.join(folder, event.name)), index)
+            if stopping:
+                return
+
+    def used_files(self) -> list[UsedFile]:
+        owners = owners_of(self.layers)
+        used = []
+        for path, index in sorted(self.opened.items()):
+            try:
+                st = os.lstat(self.layers[index] / path)
+            except OSError:
+                continue
+            if not (st.st_mode & 0o170000 == 0o100000):  # regular files only: whiteouts and devices are no target
+                continue
+            used.append(UsedFile(path, st.st_size, bool(st.st_mode & 0o111), owners.get(path)))
+        return used
+
+
+def owners_of(layers: list[Path]) -> dict[str, str]:
+    """Which Debian package (dpkg's file lists) or Python distribution (its RECORD) each file
+    belongs to, read from the layers themselves (topmost first: the list an upper layer rewrote wins)."""
+    owners: dict[str, str] = {}
+    seen_lists: set[str] = set()
+    for layer in layers:
+        for listing in sorted((layer / "var/lib/dpkg/info").glob("*.list")):
+            if listing.name in seen_lists:
+                continue
+            seen_lists.add(listing.name)
+            package = listing.stem.split(":")[0]
+            for line in listing.read_text(errors="replace").splitlines():
+                path = line.strip().lstrip("/")
+                owners.setdefault(path, package)
+                if path.split("/", 1)[0] in ("bin", "sbin", "lib", "lib64"):  # merged /usr: /lib is /usr/lib
+                    owners.setdefault("usr/" + path, package)
+        for record in layer.glob("**/*.dist-info/RECORD"):
+            distribution = record.parent.name.split("-")[0].lower()
+            base = record.parent.parent.relative_to(layer)
+            for line in record.read_text(errors="replace").splitlines():
+                if line:
+                    owners.setdefault(os.path.normpath(base / line.rsplit(",", 2)[0]), distribution)
+    return owners
+
+
+def link_names(layers: list[Path]) -> dict[str, set[str]]:
+    """For each file of the image, the names of the links that resolve to it (a few hops)."""
+    links: dict[str, str] = {}
+    for layer in reversed(layers):  # upper layers win
+        for folder, dirs, files in os.walk(layer):
+            for name in dirs + files:
+                full = os.path.join(folder, name)
+                if os.path.islink(full):
+                    target = os.readlink(full)
+                    inside = os.path.relpath(full, layer)
+                    links[inside] = os.path.normpath(target.lstrip("/") if target.startswith("/")
+                                                     else os.path.join(os.path.dirname(inside), target))
+    names: dict[str, set[str]] = {}
+    for link, target in links.items():
+        for _ in range(8):
+            if target not in links:
+                break
+            target = links[target]
+        names.setdefault(target, set()).add(PurePosixPath(link).name)
+    return names
+
+
+def not_mutated_because(used: UsedFile) -> str | None:
+    return next((why for pattern, why in NOT_MUTATED if pattern.search(used.path)), None)
+
+
+def plan(used: list[UsedFile], count: int, seed: int) -> list[Mutant]:
+    """`count` mutants spread over the components the checks use (one file of each in turn, so a
+    component of many files does not crowd out the others) and over the kinds of defect, in an
+    order fixed by `seed`."""
+    rng = random.Random(seed)
+    by_component: dict[str, list[UsedFile]] = {}
+    for f in used:
+        by_component.setdefault(f.component, []).append(f)
+    components = sorted(by_component)
+    rng.shuffle(components)
+    for files in by_component.values():
+        rng.shuffle(files)
+    kinds = list(Kind)
+    mutants: list[Mutant] = []
+    planted: set[tuple[Kind, str]] = set()
+    while len(mutants) < count and any(by_component.values()):
+        for component in components:
+            if len(mutants) >= count or not by_component[component]:
+                continue
+            f = by_component[component].pop()
+            turn = [kinds[(len(mutants) + i) % len(kinds)] for i in range(len(kinds))]
+            kind = next(k for k in turn if k.applies_to(f) and (k, _target(k, f)) not in planted)
+            planted.add((kind, _target(kind, f)))
+            mutants.append(Mutant(f"m{len(mutants) + 1:02d}", kind, _target(kind, f), component))
+    return mutants
+
+
+def _target(kind: Kind, used: UsedFile) -> str:
+    return used.folder if kind is Kind.DELETE_FOLDER else used.path
+
+
+# -- Judging a mutant -----------------------------------------------------------------------
+
+def failed_checks(verdict: dict) -> dict[str, dict]:
+    return {c["nodeid"]: c for c in verdict["checks"] if c["outcome"] in ("failed", "error")}
+
+
+# Causes that claim nothing about what is at fault: an unknown cause (its first error quoted), a
+# command that did not finish.
+CLAIMS_NOTHING = (None, "command-failed", "timeout")
+
+
+def judge_mutant(mutant: Mutant, baseline: dict, verdict: dict) -> tuple[Finding, list[Failure]]:
+    """Detected when a check that did not fail on the good image fails here. Then each failure's
+    line either names the mutant (its file, package or component), claims nothing (an unknown
+    cause), or names another cause: one such line is enough to mislead a reviewer (another
+    cause); else one naming it makes it root-caused."""
+    before = failed_checks(baseline)
+    failures = [Failure(c["check"] + (f"[{c['item']}]" if c.get("item") else ""), c.get("cause"), c.get("message") or "")
+                for nodeid, c in failed_checks(verdict).items() if nodeid not in before]
+    if not failures:
+        return Finding.UNDETECTED, failures
+    if any(not mutant.named_in(f.line) and f.cause not in CLAIMS_NOTHING for f in failures):
+        return Finding.OTHER_CAUSE, failures
+    if any(mutant.named_in(f.line) for f in failures):
+        return Finding.ROOT_CAUSED, failures
+    return Finding.UNKNOWN_CAUSE, failures
+
+
+# -- The run ---------------------------------------------------------------------------------
+
+@dataclass
+class Suite:
+    """How the variant's suites are run on an image: as `make validate` runs them, on one variant."""
+    images_dir: Path
+    variant: Variant
+    allow_no_gpu: bool
+    base_image: str | None
+
+    def run(self, image: str, reports_dir: Path) -> dict | None:
+        """The verdict of one full run of the variant's suites on `image` (None: no verdict came)."""
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pytest", str(SUITES), f"--images-dir={self.images_dir}",
+                   f"--variant={self.variant.name}", f"--image={image}", f"--reports-dir={reports_dir}",
+                   "-n", "auto", "-p", "no:cacheprovider", "-q"]
+        command += ["--allow-no-gpu"] if self.allow_no_gpu else []
+        command += [f"--base-image={self.base_image}"] if self.base_image else []
+        with (reports_dir / "pytest.log").open("w") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                process.wait(timeout=RUN_TIMEOUT)
+            except BaseException as e:  # timed out, or interrupted: the run ends as a run does, removing its container
+                process.terminate()
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                if not isinstance(e, subprocess.TimeoutExpired):
+                    raise
+                return None
+        path = reports_dir / "verdicts" / f"{self.variant.name}.json"
+        try:
+            return verdicts.load(path)
+        except verdicts.VerdictError:
+            return None
+
+
+@dataclass
+class Mutation:
+    """One mutation run of a variant: what was used, the baseline, the mutants, the scores."""
+    variant: str
+    image: str
+    digest: str
+    seed: int
+    asked: int
+    used_files: int = 0
+    components: int = 0
+    not_mutated: dict[str, int] = field(default_factory=dict)  # reason -> files
+    baseline_state: str = ""
+    baseline_failures: list[str] = field(default_factory=list)
+    results: list[MutantResult] = field(default_factory=list)
+    complete: bool = False
+    started: str = field(default_factory=verdicts.now_iso)
+    finished: str | None = None
+
+    def scores(self) -> dict:
+        judged = [r for r in self.results if r.finding not in (Finding.NOT_BUILT, Finding.NOT_JUDGED)]
+        detected = [r for r in judged if r.finding is not Finding.UNDETECTED]
+        root_caused = [r for r in detected if r.finding is Finding.ROOT_CAUSED]
+        return {"mutants": len(self.results), "judged": len(judged), "detected": len(detected),
+                "root_caused": len(root_caused),
+                "another_cause": sum(r.finding is Finding.OTHER_CAUSE for r in detected),
+                "detected_share": round(len(detected) / len(judged), 3) if judged else None,
+                "root_caused_share": round(len(root_caused) / len(detected), 3) if detected else None}
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["scores"] = self.scores()
+        return data
+
+
+def mutate(engine: Engine, suite: Suite, image: str, count: int, seed: int, work: Path, save, say=print) -> Mutation:
+    """Record what the suites use on `image`, plant `count` single-defect mutants in copies of it,
+    run the suites on each (their reports under `work`), and hand the results to `save` after
+    each mutant and at the end (an interrupted run leaves them, not complete). The mutant images
+    are removed once judged."""
+    variant = suite.variant.name
+    layers = image_layers(engine, image)
+    info = engine.client.images.get(image).attrs
+    mutation = Mutation(variant, image, info["Id"], seed, count)
+
+    say(f"recording what the checks use: the {variant} suites on {image} ({len(layers)} layers watched)")
+    started = time.monotonic()
+    with FileTrace(layers) as trace:
+        baseline = suite.run(image, work / "good")
+    if baseline is None:
+        raise MutationError(f"the suites gave no verdict on the good image {image}: see {work / 'good' / 'pytest.log'}")
+    if trace.lost_events:
+        raise MutationError("the kernel dropped file events while recording: raise fs.inotify.max_queued_events and rerun")
+    used = trace.used_files()
+    excluded = [(f, not_mutated_because(f)) for f in used]
+    for _, why in excluded:
+        if why:
+            mutation.not_mutated[why] = mutation.not_mutated.get(why, 0) + 1
+    candidates = [f for f, why in excluded if not why]
+    mutation.used_files = len(used)
+    mutation.components = len({f.component for f in candidates})
+    mutation.baseline_state = baseline["state"]
+    mutation.baseline_failures = sorted(c["check"] for c in failed_checks(baseline).values())
+    say(f"the good image: {verdicts.State(baseline['state']).label} in {time.monotonic() - started:.0f} s; the checks used "
+        f"{len(used)} of its files, {len(candidates)} of {mutation.components} components mutable"
+        + "".join(f"; {n} not mutated: {why}" for why, n in mutation.not_mutated.items()))
+    if mutation.baseline_failures:
+        say(f"the good image already fails {', '.join(mutation.baseline_failures)}: mutants are judged by the other checks")
+    aliases = link_names(layers)
+    mutants = [replace(m, aliases=tuple(sorted(aliases.get(m.path, ())))) for m in plan(candidates, count, seed)]
+    save(mutation)
+    try:
+        for number, mutant in enumerate(mutants, 1):
+            result = _try(engine, suite, mutant, info, work, baseline)
+            mutation.results.append(result)
+            save(mutation)
+            said = f"; {result.failures[0].line}" if result.failures else (f": {result.note}" if result.note else "")
+            say(f"[{number}/{len(mutants)}] {mutant.kind.value} /{mutant.path} ({mutant.component}): "
+                f"{result.finding.value} in {result.seconds:.0f} s{said}")
+        mutation.complete = True
+    finally:
+        mutation.finished = verdicts.now_iso()
+        save(mutation)
+    return mutation
+
+
+def _try(engine: Engine, suite: Suite, mutant: Mutant, info: dict, work: Path, baseline: dict) -> MutantResult:
+    started = time.monotonic()
+    tag = f"rendergate-mutant/{suite.variant.name}:{mutant.id}"
+    try:
+        try:
+            engine.client.images.build(fileobj=io.BytesIO(mutant.dockerfile(info["Id"], info["Config"].get("User") or "").encode()),
+                                       tag=tag, rm=True, forcerm=True)
+        except docker.errors.BuildError as e:
+            return MutantResult(mutant, Finding.NOT_BUILT, note=str(e).splitlines()[0][:200], seconds=time.monotonic() - started)
+        run_dir = work / mutant.id
+        verdict = suite.run(tag, run_dir)
+        if verdict is None:
+            return MutantResult(mutant, Finding.NOT_JUDGED, note=f"the suites gave no verdict: see {run_dir / 'pytest.log'}",
+                                seconds=time.monotonic() - started)
+        finding, failures = judge_mutant(mutant, baseline, verdict)
+        return MutantResult(mutant, finding, failures, seconds=time.monotonic() - started)
+    finally:
+        try:
+            engine.client.images.remove(tag, force=True)
+        except docker.errors.DockerException:
+            pass
+

@@ -1,0 +1,138 @@
+"""Mutation testing (rendergate/mutation.py): the trace of what the checks use is the kernel's,
+on a real image; the plan spreads mutants over components and kinds; a mutant is judged by what
+newly failed and whether its line names it; `rendergate mutate` runs a small fixed sample on a
+real variant (the machinery under test: the full run is a benchmark, `make mutate`), and an
+interrupted run leaves no image nor container behind and says it is not complete."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import BASE_IMAGE, ROOT, at_most
+from rendergate.engine import Engine
+from rendergate.mutation import FileTrace, Finding, Kind, Mutant, UsedFile, image_layers, judge_mutant, link_names, not_mutated_because, plan
+
+GOOD = "rendergate/xorg-glx:dev"
+
+
+def used(path, size=100, executable=False, owner=None):
+    return UsedFile(path, size, executable, owner)
+
+
+def test_the_trace_sees_what_a_container_of_the_image_opens_and_runs():
+    """Real: inotify on the layers of a real image while a container of it runs xdpyinfo; the
+    file names its package from dpkg's lists in the layers."""
+    engine = Engine()
+    with FileTrace(image_layers(engine, GOOD)) as trace:
+        engine.client.containers.run(GOOD, ["sh", "-c", "xdpyinfo -version"], remove=True, user="root")
+        time.sleep(0.5)
+    files = {f.path: f for f in trace.used_files()}
+    assert files["usr/bin/xdpyinfo"].owner == "x11-utils" and files["usr/bin/xdpyinfo"].executable
+    assert any(p.startswith("usr/lib/x86_64-linux-gnu/libX11.so.6") for p in files)  # what ldd would list, loaded
+    assert not trace.lost_events
+    links = link_names(image_layers(engine, GOOD))  # what a line may call a file by
+    assert "libX11.so.6" in links["usr/lib/x86_64-linux-gnu/libX11.so.6.4.0"] and "sh" in links["usr/bin/dash"]
+
+
+def test_the_plan_spreads_over_components_and_kinds_and_is_fixed_by_its_seed():
+    files = ([used(f"usr/lib/x86_64-linux-gnu/libbig{i}.so.1", owner="big") for i in range(50)]
+             + [used("usr/bin/tool", executable=True, owner="tools"), used("usr/share/X11/xkb/rules/evdev", owner="xkb-data"),
+                used("usr/lib/x86_64-linux-gnu/libsmall.so.2", owner="small")])
+    mutants = plan(files, 8, seed=3)
+    assert len(mutants) == 8 and len({(m.kind, m.path) for m in mutants}) == 8
+    assert {m.component for m in mutants[:4]} == {"big", "tools", "xkb-data", "small"}  # one of each before seconds
+    assert plan(files, 8, seed=3) == mutants and plan(files, 8, seed=4) != mutants
+    programs = [used(f"opt/render/tools/tool{i}", executable=True, owner="render") for i in range(5)]
+    assert {m.kind for m in plan(programs, 5, seed=1)} == set(Kind)  # each kind in turn where it applies
+    for m in mutants:
+        if m.kind in (Kind.EXIT_NONZERO, Kind.NOT_EXECUTABLE):
+            assert m.path == "usr/bin/tool"  # only a program is made to exit 1 or lose its x bit
+        if m.kind is Kind.DELETE_FOLDER:
+            assert m.path == "usr/share/X11/xkb/rules"  # never a shared folder such as usr/lib/x86_64-linux-gnu
+
+
+def test_a_file_without_an_owner_is_named_by_where_it_lives():
+    assert used("opt/venv/lib/python3.11/site-packages/srt.py").component == "srt"
+    assert used("opt/blender/4.2/scripts/addons/cycles/__init__.py").component == "blender"
+
+
+def test_caches_and_the_c_library_are_not_mutated():
+    assert not_mutated_because(used("usr/lib/python3/dist-packages/numpy/__pycache__/x.cpython-311.pyc"))
+    assert not_mutated_because(used("usr/lib/x86_64-linux-gnu/libc.so.6"))
+    assert not_mutated_because(used("usr/lib/x86_64-linux-gnu/libpango-1.0.so.0.5000.12")) is None
+
+
+def check(nodeid, outcome, message="", cause=None):
+    return {"nodeid": nodeid, "check": nodeid, "item": None, "outcome": outcome, "message": message, "cause": cause}
+
+
+def test_a_mutant_is_judged_by_what_newly_failed_and_whether_its_line_names_it():
+    library = Mutant("m01", Kind.DELETE, "usr/lib/x86_64-linux-gnu/libpango-1.0.so.0.5000.12", "libpango-1.0-0")
+    baseline = {"checks": [check("gpu", "failed", "cannot validate: no NVIDIA GPU"), check("text", "passed")]}
+
+    def finding(*checks):
+        return judge_mutant(library, baseline, {"checks": [check("gpu", "failed", "cannot validate: no NVIDIA GPU"), *checks]})[0]
+
+    assert finding(check("text", "passed")) is Finding.UNDETECTED  # a check failing on the good image detects nothing
+    assert finding(check("text", "failed", "system library libpango-1.0.so.0 missing", "system-library-missing")) \
+        is Finding.ROOT_CAUSED
+    assert finding(check("text", "failed", "the probe failed (exit 1), unknown cause: boom", "command-failed")) \
+        is Finding.UNKNOWN_CAUSE
+    assert finding(check("text", "failed", "LaTeX package standalone.cls missing", "latex-package-missing")) \
+        is Finding.OTHER_CAUSE
+    named = check("text", "failed", "system library libpango-1.0.so.0 missing", "system-library-missing")
+    assert finding(named, check("tex", "failed", "LaTeX package standalone.cls missing", "latex-package-missing")) \
+        is Finding.OTHER_CAUSE  # one line that blames something else misleads, whatever the others say
+    assert finding(named, check("tex", "failed", "`latex` did not finish within 60 s and was killed", "timeout")) \
+        is Finding.ROOT_CAUSED  # a line that claims nothing does not
+    assert {"libpango-1.0.so", "libpango", "pango"} <= library.names()
+    assert not library.named_in("ManimPango cannot lay out text") and library.named_in("libpango-1.0.so.0: cannot open")
+    shell = Mutant("m03", Kind.EXIT_NONZERO, "usr/bin/dash", "dash", aliases=("sh",))
+    assert shell.named_in("the image has no usable /bin/sh") and not shell.named_in("shared object")
+    assert "__init__" not in Mutant("m02", Kind.DELETE, "usr/lib/python3/dist-packages/cairo/__init__.py", "pycairo").names()
+
+
+@pytest.mark.serial  # alone: any other container of the image's layers would add to its trace
+def test_rendergate_mutate_runs_a_small_fixed_sample_on_a_real_variant(tmp_path):
+    with at_most(600):
+        run = subprocess.run([sys.executable, "-m", "rendergate", f"--images-dir={ROOT / 'images'}",
+                              f"--reports-dir={tmp_path}", f"--base-image={BASE_IMAGE}", "mutate", "xorg-glx", "--n=3",
+                              "--seed=2", "--allow-no-gpu"], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((tmp_path / "mutate" / "xorg-glx.json").read_text())
+    assert result["complete"] and len(result["results"]) == 3 and result["used_files"] > 50
+    scores = result["scores"]
+    detected = [r for r in result["results"] if r["finding"] not in ("undetected", "not built", "not judged")]
+    assert scores["detected"] == len(detected) and scores["judged"] == 3
+    for r in detected:
+        assert r["failures"] and all(f["line"] for f in r["failures"])
+    page = (tmp_path / "mutate" / "xorg-glx.html").read_text()
+    assert page.count('data-finding="') == 3 and "root-caused" in page
+    assert f"detected {scores['detected']}/3" in run.stdout
+    assert not Engine().client.images.list(name="rendergate-mutant/xorg-glx")
+
+
+@pytest.mark.serial
+def test_an_interrupted_mutation_run_leaves_nothing_behind_and_says_so(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "rendergate", f"--images-dir={ROOT / 'images'}",
+                                f"--reports-dir={tmp_path}", f"--base-image={BASE_IMAGE}", "mutate", "xorg-glx", "--n=2",
+                                "--allow-no-gpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    with at_most(300):
+        for line in process.stdout:
+            if line.startswith("the good image:"):
+                break
+        time.sleep(4)  # the first mutant is being built or validated
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate()[0]
+    assert process.returncode == 130, output
+    assert "interrupted" in output
+    result = json.loads((tmp_path / "mutate" / "xorg-glx.json").read_text())
+    assert result["complete"] is False and "PARTIAL" in (tmp_path / "mutate" / "xorg-glx.html").read_text()
+    engine = Engine()
+    assert not engine.client.images.list(name="rendergate-mutant/xorg-glx")
+    assert not [c for c in engine.client.containers.list(all=True) if c.attrs["Config"]["Image"].startswith("rendergate-mutant/")]
+    assert os.path.exists(tmp_path / "mutate" / "xorg-glx" / "good" / "pytest.log")
