@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -41,6 +40,7 @@ from .progress import BuildProgress
 from .promotion import Refused, gate, gate_matrix, obtain, promote
 from .references import make_references
 from .report import merged_html, mutation_html
+from .runstate import interrupt_on_sigterm
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -201,12 +201,15 @@ def _mutate(args) -> int:
     out = Path(args.reports_dir) / "mutate"
 
     def save(mutation: Mutation) -> None:
+        """Each file replaced whole: an interrupt never leaves half a page."""
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"{variant.name}.json").write_text(json.dumps(mutation.to_json(), indent=1))
-        (out / f"{variant.name}.html").write_text(mutation_html(mutation))
+        for suffix, text in ((".json", json.dumps(mutation.to_json(), indent=1)), (".html", mutation_html(mutation))):
+            partial = out / f".{variant.name}{suffix}.{os.getpid()}"
+            partial.write_text(text)
+            os.replace(partial, out / f"{variant.name}{suffix}")
 
     suite = Suite(Path(args.images_dir), variant, args.allow_no_gpu, args.base_image)
-    signal.signal(signal.SIGTERM, _interrupt)  # CI cancelling the job: the mutant run in flight is ended, its image removed
+    interrupt_on_sigterm()  # CI cancelling the job: the suite run in flight is ended, the mutant image removed
     try:
         done = mutate(engine, suite, variant.image_ref, args.n, args.seed, out / variant.name, save,
                       say=lambda line: print(line, flush=True))
@@ -222,10 +225,6 @@ def _mutate(args) -> int:
           f"{scores['detected']} of those, another cause named for {scores['another_cause']}; "
           f"wrote {out / (variant.name + '.html')} and {out / (variant.name + '.json')}")
     return 0
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _merge(args) -> int:

@@ -205,11 +205,27 @@ def _no_graphics_driver(api: str, nvidia_file: str, mesa_package: str):
 
 
 # How the dynamic loader (and a shell exec'ing a program) says a file is there but unusable.
-DAMAGED = (r"file too short|invalid ELF header|ELF load command [\w/ -]+|wrong ELF class: \w+|cannot read file data[^\n]*|"
+DAMAGED = (r"file too short|invalid ELF header|ELF load command [\w/ -]+|cannot read file data[^\n]*|"
            r"Exec format error|not a dynamic executable")
 
 
-def _cannot_load(driver: str, library: str, why: str, package: str) -> Diagnosis:
+def is_nvidia_file(name: str) -> bool:
+    """A file of NVIDIA's driver (the host's, injected by the toolkit), never a package of the image's."""
+    return name in DRIVER_FILES or re.match(r"lib(?:nvidia-|cuda\.|nvcuvid|nvoptix|GLX_nvidia|EGL_nvidia|glxserver_nvidia)", name) is not None
+
+
+def nvidia_file_missing(name: str, facts: Facts) -> Diagnosis:
+    if name in DRIVER_FILES:
+        return driver_file_missing(name, facts)
+    if not facts.nvidia_devices_visible:
+        return Diagnosis(Cause.NO_GPU_DEVICE, f"{name} (NVIDIA's driver) missing and no /dev/nvidia* visible: start the "
+                                              "container with a GPU (--gpus all / the NVIDIA runtime)")
+    return Diagnosis(Cause.DRIVER_CAPABILITY_MISSING,
+                     f"{name} (NVIDIA's driver) missing: the NVIDIA container toolkit injects it with "
+                     "NVIDIA_DRIVER_CAPABILITIES=graphics,display, unless the image carries its own driver (run.bundled_driver)")
+
+
+def _cannot_load(driver: str, library: str, why: str, package: str, facts: Facts) -> Diagnosis:
     """A driver a loader could not open, with the loader's reason: its own file (`library`), or a
     library it needs."""
     culprit = re.match(r"(?P<file>[^:\s]+): (?P<reason>.+)", why.strip())
@@ -219,6 +235,8 @@ def _cannot_load(driver: str, library: str, why: str, package: str) -> Diagnosis
         what, fix = f"{driver} cannot load: {needed}", "the package that ships it"
     else:
         what, fix = driver, package
+    if "cannot open shared object file" in reason and is_nvidia_file(needed):
+        return nvidia_file_missing(needed, facts)
     if "cannot open shared object file" in reason:
         return Diagnosis(Cause.SYSTEM_LIBRARY_MISSING, f"{what} missing in the image: install {fix}")
     return Diagnosis(Cause.FILE_DAMAGED, f"{what} is damaged in the image ({reason}): reinstall {fix}")
@@ -227,7 +245,7 @@ def _cannot_load(driver: str, library: str, why: str, package: str) -> Diagnosis
 def _mesa_driver_failed(match: re.Match, facts: Facts) -> Diagnosis:
     """Mesa's loader (EGL_LOG_LEVEL=debug, LIBGL_DEBUG=verbose) naming the DRI driver it could not open."""
     library = PurePosixPath(match.group("driver")).name
-    return _cannot_load(f"Mesa's driver {library}", library, match.group("why"), "libgl1-mesa-dri")
+    return _cannot_load(f"Mesa's driver {library}", library, match.group("why"), "libgl1-mesa-dri", facts)
 
 
 def _vulkan_driver_failed(match: re.Match, facts: Facts) -> Diagnosis:
@@ -235,7 +253,7 @@ def _vulkan_driver_failed(match: re.Match, facts: Facts) -> Diagnosis:
     library = PurePosixPath(match.group("lib")).name
     if library in DRIVER_FILES:
         return driver_file_missing(library, facts)
-    return _cannot_load(f"the Vulkan driver {library}", library, match.group("why"), "mesa-vulkan-drivers")
+    return _cannot_load(f"the Vulkan driver {library}", library, match.group("why"), "mesa-vulkan-drivers", facts)
 
 
 def _damaged(match: re.Match, facts: Facts) -> Diagnosis:
@@ -280,8 +298,8 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
                             "and its kernel module not reloaded (reboot the host)")),
     # The kernel module's own words (its log; NVIDIA's X driver fails with it), in both of its layouts
     # (tests/data/captures/public/nvrm-api-mismatch*.txt).
-    (re.compile(r"API mismatch: the client(?: '[^'\n]*' \(pid \d+\))?\s+(?:NVRM:\s+)?has the version (?P<client>[\d.]+), but\s+"
-                r"(?:NVRM:\s+)?this kernel module has\s+(?:NVRM:\s+)?the version (?P<kernel>[\d.]+)"),
+    (re.compile(r"API mismatch: the client(?: '[^'\n]*' \(pid \d+\))?\s+(?:NVRM:\s+)?has the version (?P<client>\d+(?:\.\d+)+), but\s+"
+                r"(?:NVRM:\s+)?this kernel module has\s+(?:NVRM:\s+)?the version (?P<kernel>\d+(?:\.\d+)+)"),
      lambda m, f: Diagnosis(Cause.DRIVER_VERSION_MISMATCH,
                             f"the NVIDIA driver files the container uses are {m.group('client')} but the host's kernel "
                             f"module is {m.group('kernel')} (NVRM: API mismatch): an image that carries its own driver "
@@ -312,7 +330,7 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     # a library it needs), before the module's name alone ("Failed to load module "glx"") is read.
     (re.compile(r"\(EE\) Failed to load (?P<module>/\S+\.so): (?P<why>[^\n]+)"),
      lambda m, f: _cannot_load(f"Xorg's module {PurePosixPath(m.group('module')).name}", PurePosixPath(m.group("module")).name,
-                               m.group("why"), "the Xorg package that ships it")),
+                               m.group("why"), "the Xorg package that ships it", f)),
     # GLX: a client that finds no GLX visual says so whatever is missing; the server's log tells
     # which (the checks add its (EE) lines): the extension itself, or the renderer it loads.
     (re.compile(r"extension \"GLX\" missing|Failed to load module \"glx\""),
@@ -323,21 +341,23 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
      lambda m, f: Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
                             f"Mesa's DRI driver {m.group('driver')} missing in the image ({m.group('path')}): GLX is "
                             "loaded but has no renderer to load: install libgl1-mesa-dri")),
-    # What the dynamic loader says of a library (the graphics checks ask it about the vendor
-    # libraries glvnd loads in silence): damaged, or needing one that is missing.
-    (re.compile(rf"(?P<file>[\w./+-]+): (?P<why>{DAMAGED})"), _damaged),
-    (re.compile(r"(?P<by>[^\s:]+):\s+(?:error while loading shared libraries: (?P<lib>[^\s:]+): cannot open shared object file"
-                r"|(?P<listed>[\w.+-]+\.so[\w.]*) => not found)"),
-     lambda m, f: Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
-                            f"system library {m.group('lib') or m.group('listed')} missing in the image (needed by "
-                            f"{PurePosixPath(m.group('by')).name}): install the package that ships it")),
     # Mesa's loader, asked to say why (the checks set EGL_LOG_LEVEL=debug, LIBGL_DEBUG=verbose): its
     # first failure names the driver and the loader's reason ($ORIGIN lines are its search path).
     # NVIDIA's DRM names are not Mesa's to ship: a GPU host's own trouble, said by the rules below.
     (re.compile(r"MESA-LOADER: failed to open (?P<driver>/[^:\s]*/(?!nvidia)[^/:\s]+_dri\.so): (?P<why>[^\n]+)"),
      _mesa_driver_failed),
-    (re.compile(r"ERROR[^\n]*?:\s+(?P<why>[^\n]+)\nERROR[^\n]*?:\s+loader_icd_scan: Failed loading library associated "
+    (re.compile(r"ERROR[^\n]*?:\s+(?:\[Loader Message\] Code \d+ :\s+)?(?P<why>[^\n]+)\nERROR[^\n]*?:\s+"
+                r"(?:\[Loader Message\] Code \d+ :\s+)?loader_icd_scan: Failed loading library associated "
                 r"with ICD JSON (?P<lib>\S+?)\. Ignoring"), _vulkan_driver_failed),
+    # What the dynamic loader says of a library (the graphics checks ask it about the vendor
+    # libraries glvnd loads in silence): damaged, or needing one that is missing.
+    (re.compile(rf"(?P<file>[\w./+-]+): (?P<why>{DAMAGED})"), _damaged),
+    (re.compile(r"(?P<by>[^\s:]+):\s+(?:error while loading shared libraries: (?P<lib>[^\s:]+): cannot open shared object file"
+                r"|(?P<listed>[\w.+-]+\.so[\w.]*) => not found)"),
+     lambda m, f: nvidia_file_missing(m.group("lib") or m.group("listed"), f) if is_nvidia_file(m.group("lib") or m.group("listed"))
+     else Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
+                    f"system library {m.group('lib') or m.group('listed')} missing in the image (needed by "
+                    f"{PurePosixPath(m.group('by')).name}): install the package that ships it")),
     (re.compile(r"vkCreateInstance: Found no drivers!|vkCreateInstance failed with ERROR_INCOMPATIBLE_DRIVER"),
      _no_graphics_driver("Vulkan", "nvidia_icd.json", "mesa-vulkan-drivers")),
     (re.compile(r"eglinfo: eglInitialize failed"), _no_graphics_driver("EGL", "libEGL_nvidia.so.0", "libegl-mesa0 of Mesa 22 or later")),
@@ -360,6 +380,10 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     (re.compile(r"ModuleNotFoundError: No module named '(?P<mod>[\w.]+)'"),
      lambda m, f: Diagnosis(Cause.PYTHON_MODULE_MISSING,
                             f"Python module {m.group('mod')} missing in the image: pip install it")),
+    # A wrapper script whose program is gone (Debian's /usr/bin/Xorg runs /usr/lib/xorg/Xorg).
+    (re.compile(r"(?P<script>/\S+): \d+: exec: (?P<tool>/\S+): not found"),
+     lambda m, f: Diagnosis(Cause.TOOL_MISSING, f"{m.group('tool')} not found in the target (the {m.group('script')} "
+                                                "wrapper runs it): reinstall the package that ships it")),
     # A program that lost its execute bit, in a shell's words.
     (re.compile(r"(?:^|\n)(?:/bin/sh: \d+: |sh: \d+: )(?P<file>[^:\s]+): (?P<why>Permission denied)"),
      lambda m, f: Diagnosis(Cause.FILE_DAMAGED, f"{m.group('file')} is not executable in the image (Permission denied): "
@@ -395,7 +419,9 @@ _ERROR_LINE = re.compile(r"\(EE\)|^! |^\w+(?:Error|Exception)\b|\b(?:[Ee]rror|ER
 # the system bus Xorg looks for in every container (it runs without one), a traceback's header.
 _NOT_A_CAUSE = re.compile(r"\(WW\) warning, \(EE\) error|Fatal server error:|Please (?:also )?(?:consult|check)|"
                           r"Server terminated with error|dbus-core: error connecting to system bus|"
-                          r"^Traceback \(most recent call last\)|\(EE\)\s*$")
+                          r"^Traceback \(most recent call last\)|\(EE\)\s*$|"
+                          # what EGL's debug log says of each platform it merely tries
+                          r"EGL user error 0x\w+ \(EGL_\w+\) in eglInitialize|XDG_RUNTIME_DIR is invalid")
 
 
 def first_error(output: str) -> str:

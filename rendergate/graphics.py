@@ -11,11 +11,16 @@ NVIDIA_FILES = {"GLX": "libGLX_nvidia.so.0", "EGL": "libEGL_nvidia.so.0", "Vulka
 # The loaders say why a driver did not load only when asked to (Mesa's EGL and GL loaders, the
 # Vulkan loader); glvnd says nothing when a vendor library does not load, so those are checked apart.
 LOADER_DEBUG = {"GLX": "LIBGL_DEBUG=verbose", "EGL": "EGL_LOG_LEVEL=debug", "Vulkan": "VK_LOADER_DEBUG=error,warn"}
-VENDOR_LIBRARIES = {api: " ".join(f"{folder}/lib{api}_*.so.0" for folder in ("/usr/lib/*-linux-gnu", "/usr/lib64", "/usr/lib"))
+# In the folders of the dynamic loader's own architecture ($arch): another architecture's copies
+# (i386, for Wine or Steam) are not this loader's to load.
+VENDOR_LIBRARIES = {api: " ".join(f"{folder}/lib{api}_*.so.0" for folder in ("/usr/lib/$arch", "/usr/lib64", "/usr/lib"))
                     for api in ("GLX", "EGL")}
 # The dynamic loader lists what each library needs without running it, and says what is missing
-# ("libz.so.1 => not found") or damaged ("file too short"); only those lines are kept.
-_LIBRARY_PROBLEMS = ('for ld in /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-aarch64.so.1; do [ -x "$ld" ] && break; done; '
+# ("libz.so.1 => not found") or damaged ("file too short"); only those lines are kept. An image
+# without glibc's loader (musl) says nothing here.
+_LIBRARY_PROBLEMS = ('ld=; for candidate in /lib64/ld-linux-x86-64.so.2:x86_64-linux-gnu /lib/ld-linux-aarch64.so.1:aarch64-linux-gnu; '
+                     'do [ -x "${{candidate%%:*}}" ] && ld=${{candidate%%:*}} && arch=${{candidate#*:}} && break; done; '
+                     '[ -n "$ld" ] || exit 0; '
                      'for f in {files}; do [ -e "$f" ] && readlink -f "$f"; done | sort -u | while read -r f; do '
                      '"$ld" --list "$f" 2>&1 | grep -E "not found|error while loading|too short|not a dynamic" | sed "s|^|$f: |"; '
                      'done; true')

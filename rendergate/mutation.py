@@ -22,6 +22,7 @@ import os
 import random
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -45,7 +46,7 @@ NOT_MUTATED = (
     (re.compile(r"^etc/ld\.so\.cache$"), "a cache the dynamic loader does without"),
     (re.compile(r"^var/cache/"), "a cache"),
     (re.compile(r"\.fmt$"), "a TeX format, regenerated on demand"),
-    (re.compile(r"(^|/)(ld-linux[^/]*\.so[^/]*|libc\.so\.6)$"), "the C library: every program needs it"),
+    (re.compile(r"(^|/)(ld-linux[^/]*\.so[^/]*|ld-[\d.]+\.so|libc(-[\d.]+)?\.so(\.6)?)$"), "the C library: every program needs it"),
 )
 # Folders too shared to delete as one defect (deleting /usr/lib would say only that nothing runs).
 SHARED_FOLDERS = re.compile(r"(s?bin|lib(32|64|exec)?|share|include|etc|usr|local|opt|var|x86_64-linux-gnu|aarch64-linux-gnu|"
@@ -70,11 +71,11 @@ class Kind(str, Enum):
                 Kind.NOT_EXECUTABLE: program, Kind.DELETE_FOLDER: used.folder is not None}[self]
 
     def command(self, path: str) -> str:
-        """The RUN line that plants it (a new file replaces a program, so that one in use is no obstacle)."""
-        quoted = shlex.quote(path)
+        """The RUN line that plants it (a new file moved over a program: one in use, chmod itself, is no obstacle)."""
+        quoted, new = shlex.quote(path), shlex.quote(path + ".rendergate-mutant")
         return {Kind.DELETE: f"rm -f {quoted}",
                 Kind.TRUNCATE: f": > {quoted}",
-                Kind.EXIT_NONZERO: f"rm -f {quoted} && printf '#!/bin/sh\\nexit 1\\n' > {quoted} && chmod 0755 {quoted}",
+                Kind.EXIT_NONZERO: f"printf '#!/bin/sh\\nexit 1\\n' > {new} && chmod 0755 {new} && mv -f {new} {quoted}",
                 Kind.NOT_EXECUTABLE: f"chmod a-x {quoted}",
                 Kind.DELETE_FOLDER: f"rm -rf {quoted}"}[self]
 
@@ -133,16 +134,15 @@ class Mutant:
             found.add(path.name.split(".so")[0] + ".so")
         elif "." in path.name:
             found.add(path.name.rsplit(".", 1)[0])
-        if not SHARED_FOLDERS.fullmatch(path.parent.name):
-            found.add(path.parent.name)
-        bare = re.sub(r"[-_.]?[\d.]+(-\d+)?$", "", self.component)
+        bare = re.sub(r"[-_.]\d[\d.]*(-\d+)?$", "", self.component)
         found |= {self.component, bare, re.sub(r"^(lib|python3-)", "", bare)}
         return {n.lower() for n in found if len(n) >= MIN_NAME and n.lower() not in VAGUE_NAMES}
 
     def named_in(self, line: str) -> bool:
         """Whether the line names it: one of its names, as a word of its own ("libpango" in
-        "libpango-1.0.so.0", not "pango" in "ManimPango")."""
-        return any(re.search(rf"(?<![a-z0-9_]){re.escape(n)}(?![a-z0-9_])", line.lower()) for n in self.names())
+        "libpango-1.0.so.0", not "pango" in "ManimPango"), outside the line's [cause] tag."""
+        said = re.sub(r"\s*\[[a-z-]+\]$", "", line).lower()
+        return any(re.search(rf"(?<![a-z0-9_]){re.escape(n)}(?![a-z0-9_])", said) for n in self.names())
 
 
 class Finding(str, Enum):
@@ -177,12 +177,15 @@ class MutationError(Exception):
 
 # -- What the checks use ---------------------------------------------------------------------
 
-def image_layers(engine: Engine, ref: str) -> list[Path]:
-    """The image's layer folders in the engine's overlay2 store, topmost first."""
+def image_attrs(engine: Engine, ref: str) -> dict:
     try:
-        attrs = engine.client.images.get(ref).attrs
+        return engine.client.images.get(ref).attrs
     except docker.errors.ImageNotFound:
         raise MutationError(f"image {ref} not found in the local engine: build or pull it first") from None
+
+
+def image_layers(attrs: dict) -> list[Path]:
+    """The image's layer folders in the engine's overlay2 store, topmost first."""
     graph = attrs.get("GraphDriver") or {}
     if graph.get("Name") != "overlay2":
         raise MutationError(f"mutation testing reads the engine's image layers, which needs its overlay2 storage driver "
@@ -204,6 +207,7 @@ class FileTrace:
         self.layers = layers
         self.opened: dict[str, int] = {}  # path in the image -> index of the layer holding it
         self.lost_events = False
+        self.failed: BaseException | None = None  # what stopped the reader, raised when the trace ends
         self._inotify = INotify()
         self._folders: dict[int, tuple[int, str]] = {}
         self._stop = threading.Event()
@@ -226,8 +230,16 @@ class FileTrace:
         self._stop.set()
         self._thread.join()
         self._inotify.close()
+        if self.failed is not None and exc[0] is None:
+            raise MutationError(f"the file trace stopped: {type(self.failed).__name__}: {self.failed}")
 
     def _read(self) -> None:
+        try:
+            self._read_events()
+        except BaseException as e:  # noqa: BLE001 - kept, and raised in the main thread
+            self.failed = e
+
+    def _read_events(self) -> None:
         while True:
             stopping = self._stop.is_set()
             for event in self._inotify.read(timeout=200):
@@ -243,6 +255,8 @@ class FileTrace:
         owners = owners_of(self.layers)
         used = []
         for path, index in sorted(self.opened.items()):
+            if "\n" in path or not path.isprintable() or not _encodable(path):  # no RUN line can name it
+                continue
             try:
                 st = os.lstat(self.layers[index] / path)
             except OSError:
@@ -251,6 +265,14 @@ class FileTrace:
                 continue
             used.append(UsedFile(path, st.st_size, bool(st.st_mode & 0o111), owners.get(path)))
         return used
+
+
+def _encodable(path: str) -> bool:
+    try:
+        path.encode()
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def owners_of(layers: list[Path]) -> dict[str, str]:
@@ -341,9 +363,20 @@ def failed_checks(verdict: dict) -> dict[str, dict]:
     return {c["nodeid"]: c for c in verdict["checks"] if c["outcome"] in ("failed", "error")}
 
 
+def newly_wrong(baseline: dict, verdict: dict) -> list[dict]:
+    """The checks that did not fail on the good image and do here: failed, or no longer passing
+    (skipped, not validated) where they passed."""
+    before = {c["nodeid"]: c["outcome"] for c in baseline["checks"]}
+    return [c for c in verdict["checks"] if c["nodeid"] in before and before[c["nodeid"]] not in ("failed", "error")
+            and (c["outcome"] in ("failed", "error") or (before[c["nodeid"]] == "passed" and c["outcome"] not in STILL_FINE))]
+
+
 # Causes that claim nothing about what is at fault: an unknown cause (its first error quoted), a
-# command that did not finish.
-CLAIMS_NOTHING = (None, "command-failed", "timeout")
+# command that did not finish, a workload slower than its threshold or than the promoted image.
+CLAIMS_NOTHING = (None, "command-failed", "timeout", "below-threshold", "regressed")
+# What a check that passed on the good image may come out as on a mutant without anything being
+# wrong: a pass, or a timing too noisy to decide (the host's doing, not the image's).
+STILL_FINE = ("passed", "unsupported", "undecided", "host-busy")
 
 
 def judge_mutant(mutant: Mutant, baseline: dict, verdict: dict) -> tuple[Finding, list[Failure]]:
@@ -351,9 +384,8 @@ def judge_mutant(mutant: Mutant, baseline: dict, verdict: dict) -> tuple[Finding
     line either names the mutant (its file, package or component), claims nothing (an unknown
     cause), or names another cause: one such line is enough to mislead a reviewer (another
     cause); else one naming it makes it root-caused."""
-    before = failed_checks(baseline)
-    failures = [Failure(c["check"] + (f"[{c['item']}]" if c.get("item") else ""), c.get("cause"), c.get("message") or "")
-                for nodeid, c in failed_checks(verdict).items() if nodeid not in before]
+    failures = [Failure(c["check"] + (f"[{c['item']}]" if c.get("item") else ""), c.get("cause"),
+                        c.get("message") or f"({c['outcome']})") for c in newly_wrong(baseline, verdict)]
     if not failures:
         return Finding.UNDETECTED, failures
     if any(not mutant.named_in(f.line) and f.cause not in CLAIMS_NOTHING for f in failures):
@@ -373,32 +405,42 @@ class Suite:
     allow_no_gpu: bool
     base_image: str | None
 
-    def run(self, image: str, reports_dir: Path) -> dict | None:
-        """The verdict of one full run of the variant's suites on `image` (None: no verdict came)."""
-        reports_dir.mkdir(parents=True, exist_ok=True)
+    def run(self, image: str, image_id: str, reports_dir: Path) -> dict | None:
+        """The verdict of one full run of the variant's suites on `image` (None: no complete
+        verdict about that very image came)."""
+        shutil.rmtree(reports_dir, ignore_errors=True)  # never an earlier run's verdict
+        reports_dir.mkdir(parents=True)
         command = [sys.executable, "-m", "pytest", str(SUITES), f"--images-dir={self.images_dir}",
                    f"--variant={self.variant.name}", f"--image={image}", f"--reports-dir={reports_dir}",
                    "-n", "auto", "-p", "no:cacheprovider", "-q"]
         command += ["--allow-no-gpu"] if self.allow_no_gpu else []
         command += [f"--base-image={self.base_image}"] if self.base_image else []
         with (reports_dir / "pytest.log").open("w") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            # Its own session: a Ctrl-C reaches this process only, which then ends the run once.
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 process.wait(timeout=RUN_TIMEOUT)
             except BaseException as e:  # timed out, or interrupted: the run ends as a run does, removing its container
-                process.terminate()
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+                _end(process)
                 if not isinstance(e, subprocess.TimeoutExpired):
                     raise
                 return None
-        path = reports_dir / "verdicts" / f"{self.variant.name}.json"
         try:
-            return verdicts.load(path)
+            verdict = verdicts.load(reports_dir / "verdicts" / f"{self.variant.name}.json")
         except verdicts.VerdictError:
             return None
+        return verdict if verdict["complete"] and (verdict.get("image") or {}).get("digest") == image_id else None
+
+
+def _end(process: subprocess.Popen) -> None:
+    """SIGTERM, which the run takes as an interrupt (it removes its container), then, a minute
+    later or on another interrupt, SIGKILL."""
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        process.kill()
+        process.wait()
 
 
 @dataclass
@@ -406,11 +448,12 @@ class Mutation:
     """One mutation run of a variant: what was used, the baseline, the mutants, the scores."""
     variant: str
     image: str
-    digest: str
+    image_id: str
     seed: int
     asked: int
     used_files: int = 0
-    components: int = 0
+    mutable_files: int = 0
+    components: int = 0  # of the mutable files
     not_mutated: dict[str, int] = field(default_factory=dict)  # reason -> files
     baseline_state: str = ""
     baseline_failures: list[str] = field(default_factory=list)
@@ -437,43 +480,47 @@ class Mutation:
 
 def mutate(engine: Engine, suite: Suite, image: str, count: int, seed: int, work: Path, save, say=print) -> Mutation:
     """Record what the suites use on `image`, plant `count` single-defect mutants in copies of it,
-    run the suites on each (their reports under `work`), and hand the results to `save` after
-    each mutant and at the end (an interrupted run leaves them, not complete). The mutant images
-    are removed once judged."""
-    variant = suite.variant.name
-    layers = image_layers(engine, image)
-    info = engine.client.images.get(image).attrs
-    mutation = Mutation(variant, image, info["Id"], seed, count)
-
-    say(f"recording what the checks use: the {variant} suites on {image} ({len(layers)} layers watched)")
-    started = time.monotonic()
-    with FileTrace(layers) as trace:
-        baseline = suite.run(image, work / "good")
-    if baseline is None:
-        raise MutationError(f"the suites gave no verdict on the good image {image}: see {work / 'good' / 'pytest.log'}")
-    if trace.lost_events:
-        raise MutationError("the kernel dropped file events while recording: raise fs.inotify.max_queued_events and rerun")
-    used = trace.used_files()
-    excluded = [(f, not_mutated_because(f)) for f in used]
-    for _, why in excluded:
-        if why:
-            mutation.not_mutated[why] = mutation.not_mutated.get(why, 0) + 1
-    candidates = [f for f, why in excluded if not why]
-    mutation.used_files = len(used)
-    mutation.components = len({f.component for f in candidates})
-    mutation.baseline_state = baseline["state"]
-    mutation.baseline_failures = sorted(c["check"] for c in failed_checks(baseline).values())
-    say(f"the good image: {verdicts.State(baseline['state']).label} in {time.monotonic() - started:.0f} s; the checks used "
-        f"{len(used)} of its files, {len(candidates)} of {mutation.components} components mutable"
-        + "".join(f"; {n} not mutated: {why}" for why, n in mutation.not_mutated.items()))
-    if mutation.baseline_failures:
-        say(f"the good image already fails {', '.join(mutation.baseline_failures)}: mutants are judged by the other checks")
-    aliases = link_names(layers)
-    mutants = [replace(m, aliases=tuple(sorted(aliases.get(m.path, ())))) for m in plan(candidates, count, seed)]
+    run the suites on each (their reports under `work`), and hand the results to `save` at the
+    start, after each mutant and at the end (an interrupted run leaves them, not complete). The
+    good image is run under a tag of its own (it cannot move while traced); the mutant images are
+    removed once judged."""
+    info = image_attrs(engine, image)
+    layers = image_layers(info)
+    mutation = Mutation(suite.variant.name, image, info["Id"], seed, count)
+    repository = f"rendergate-mutant/{suite.variant.build_tag.split('/', 1)[1].split(':')[0]}"
     save(mutation)
     try:
+        say(f"recording what the checks use: the {mutation.variant} suites on {image} ({len(layers)} layers watched)")
+        started = time.monotonic()
+        engine.client.images.get(info["Id"]).tag(repository, "good")
+        with FileTrace(layers) as trace:
+            baseline = suite.run(f"{repository}:good", info["Id"], work / "good")
+        if baseline is None:
+            raise MutationError(f"the suites gave no complete verdict on the good image {image}: see {work / 'good' / 'pytest.log'}")
+        if trace.lost_events:
+            raise MutationError("the kernel dropped file events while recording: raise fs.inotify.max_queued_events and rerun")
+        used = trace.used_files()
+        candidates = []
+        for f in used:
+            why = not_mutated_because(f)
+            if why:
+                mutation.not_mutated[why] = mutation.not_mutated.get(why, 0) + 1
+            else:
+                candidates.append(f)
+        mutation.used_files, mutation.mutable_files = len(used), len(candidates)
+        mutation.components = len({f.component for f in candidates})
+        mutation.baseline_state = baseline["state"]
+        mutation.baseline_failures = sorted(c["check"] for c in failed_checks(baseline).values())
+        say(f"the good image: {verdicts.State(baseline['state']).label} in {time.monotonic() - started:.0f} s; the checks "
+            f"used {len(used)} of its files, {len(candidates)} of them (in {mutation.components} components) mutable"
+            + "".join(f"; {n} not mutated: {why}" for why, n in mutation.not_mutated.items()))
+        if mutation.baseline_failures:
+            say(f"the good image already fails {', '.join(mutation.baseline_failures)}: mutants are judged by the other checks")
+        aliases = link_names(layers)
+        mutants = [replace(m, aliases=tuple(sorted(aliases.get(m.path, ())))) for m in plan(candidates, count, seed)]
+        save(mutation)
         for number, mutant in enumerate(mutants, 1):
-            result = _try(engine, suite, mutant, info, work, baseline)
+            result = _try(engine, suite, mutant, info, f"{repository}:{mutant.id}", work, baseline)
             mutation.results.append(result)
             save(mutation)
             said = f"; {result.failures[0].line}" if result.failures else (f": {result.note}" if result.note else "")
@@ -481,30 +528,40 @@ def mutate(engine: Engine, suite: Suite, image: str, count: int, seed: int, work
                 f"{result.finding.value} in {result.seconds:.0f} s{said}")
         mutation.complete = True
     finally:
+        _remove(engine, f"{repository}:good")
         mutation.finished = verdicts.now_iso()
         save(mutation)
     return mutation
 
 
-def _try(engine: Engine, suite: Suite, mutant: Mutant, info: dict, work: Path, baseline: dict) -> MutantResult:
+def _try(engine: Engine, suite: Suite, mutant: Mutant, info: dict, tag: str, work: Path, baseline: dict) -> MutantResult:
     started = time.monotonic()
-    tag = f"rendergate-mutant/{suite.variant.name}:{mutant.id}"
+
+    def result(finding: Finding, failures: list[Failure] | None = None, note: str = "") -> MutantResult:
+        return MutantResult(mutant, finding, failures or [], note, time.monotonic() - started)
+
     try:
         try:
-            engine.client.images.build(fileobj=io.BytesIO(mutant.dockerfile(info["Id"], info["Config"].get("User") or "").encode()),
-                                       tag=tag, rm=True, forcerm=True)
+            built, _ = engine.client.images.build(
+                fileobj=io.BytesIO(mutant.dockerfile(info["Id"], info["Config"].get("User") or "").encode()),
+                tag=tag, rm=True, forcerm=True)
         except docker.errors.BuildError as e:
-            return MutantResult(mutant, Finding.NOT_BUILT, note=str(e).splitlines()[0][:200], seconds=time.monotonic() - started)
-        run_dir = work / mutant.id
-        verdict = suite.run(tag, run_dir)
+            return result(Finding.NOT_BUILT, note=str(e).splitlines()[0][:200])
+        except docker.errors.DockerException as e:  # the engine refused it: this mutant, not the run
+            return result(Finding.NOT_BUILT, note=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        verdict = suite.run(tag, built.id, work / mutant.id)
         if verdict is None:
-            return MutantResult(mutant, Finding.NOT_JUDGED, note=f"the suites gave no verdict: see {run_dir / 'pytest.log'}",
-                                seconds=time.monotonic() - started)
-        finding, failures = judge_mutant(mutant, baseline, verdict)
-        return MutantResult(mutant, finding, failures, seconds=time.monotonic() - started)
+            return result(Finding.NOT_JUDGED, note=f"the suites gave no complete verdict: see {work / mutant.id / 'pytest.log'}")
+        return result(*judge_mutant(mutant, baseline, verdict))
     finally:
-        try:
-            engine.client.images.remove(tag, force=True)
-        except docker.errors.DockerException:
-            pass
+        _remove(engine, tag)
 
+
+def _remove(engine: Engine, tag: str) -> None:
+    """The tag, and any container left of it (a suite run killed before it removed its own)."""
+    try:
+        for container in engine.client.containers.list(all=True, filters={"ancestor": tag}):
+            container.remove(force=True)
+        engine.client.images.remove(tag, force=True)
+    except docker.errors.DockerException:
+        pass

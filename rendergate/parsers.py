@@ -162,3 +162,11 @@ def parse_cycles_devices(data: dict) -> dict[str, list[CyclesDevice]]:
     """The device lists from probes/cycles.py: device type -> devices Cycles offers for it."""
     return {kind: [CyclesDevice(d["name"], d["type"], d["id"], d["use"]) for d in devices]
             for kind, devices in data["devices"].items()}
+
+
+def parse_driver_version(proc_version: str) -> str | None:
+    """The kernel module's version in /proc/driver/nvidia/version, of NVIDIA's proprietary
+    ("NVIDIA UNIX x86_64 Kernel Module  535.104.05 ...") and open ("NVIDIA UNIX Open Kernel
+    Module for x86_64  580.159.04 ...") modules alike; None without a driver."""
+    found = re.search(r"Kernel Module(?: for \S+)?\s+(\d+\.\d+(?:\.\d+)?)", proc_version)
+    return found.group(1) if found else None

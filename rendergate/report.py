@@ -260,7 +260,7 @@ def mutation_html(mutation: Mutation) -> str:
     rows = []
     for r in ordered:
         lines = "".join(f"<li><b>{escape(f.check)}</b>: {escape(f.line)}</li>" for f in r.failures)
-        said = f"<ul>{lines}</ul>" if lines else escape(r.note)
+        said = f"<ul>{lines}</ul>" if lines else escape(r.note or "every check that did not fail on the good image passed")
         css = "rg-" + r.finding.value.replace(" ", "-")
         rows.append(f'<tr class="{css}" data-finding="{escape(r.finding.value)}"><td>{escape(r.mutant.id)}</td>'
                     f"<td>{escape(r.mutant.kind.value)}</td><td><code>/{escape(r.mutant.path)}</code></td>"
@@ -277,9 +277,10 @@ def mutation_html(mutation: Mutation) -> str:
             f'<p id="rg-scores"><b>detected</b> {share(scores["detected"], scores["judged"])} of the mutants judged; '
             f'<b>root-caused</b> {share(scores["root_caused"], scores["detected"])} of those detected; '
             f'<b>another cause named</b>: {scores["another_cause"]}</p>'
-            f'<p>Image {escape(mutation.image)} ({escape(mutation.digest)}), seed {mutation.seed}, '
+            f'<p>Image {escape(mutation.image)} ({escape(mutation.image_id)}), seed {mutation.seed}, '
             f'{mutation.asked} mutants asked, {scores["mutants"]} planted. The suites on the good image: {baseline}. '
-            f'They used {mutation.used_files} of its files ({mutation.components} components); not mutated: {escape(excluded)}. '
+            f'They used {mutation.used_files} of its files, {mutation.mutable_files} of them mutable (in {mutation.components} '
+            f'components); not mutated: {escape(excluded)}. '
             f'Started {escape(mutation.started)}, finished {escape(mutation.finished or "-")}.</p>'
             f'<table class="rg-mutants" id="rg-mutants"><thead><tr><th>mutant</th><th>defect</th><th>path</th>'
             f'<th>component</th><th>finding</th><th>what failed, and its line</th><th>time</th></tr></thead>'

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,3 +54,14 @@ class RunState:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (CI cancelling a job) unwinds like Ctrl-C, through the cleanup of whoever runs.
+    Outside the main thread signals cannot be set: atexit and finally blocks still cover a clean exit."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        pass

@@ -150,9 +150,9 @@ class Target:
             real = self.check(f"readlink -f {shlex.quote(path)}", f"readlink -f {path}").stdout.strip()
             if real in mounts or re.search(r"/cuda[^/]*/compat/", real):
                 continue
-            owner = self.run(f"dpkg -S {shlex.quote(real)} 2>/dev/null").stdout.split(":", 1)[0].strip()
-            baked.append((name, real, owner if "\n" not in owner else ""))
-        return baked
+            owned = re.search(r"^([a-z0-9][a-z0-9+.-]*)(?::[a-z0-9]+)?: /", self.run(f"dpkg -S {shlex.quote(real)} 2>/dev/null").stdout, re.M)
+            baked.append((name, real, owned.group(1) if owned else ""))  # not a diversion's line
+        return sorted(set(baked))
 
     def missing_driver_file(self, name: str) -> Diagnosis | None:
         """Why a file the NVIDIA container toolkit should inject is absent, or None if present."""

@@ -3,12 +3,11 @@ capability, so a container that does not ask for `video` has no libnvidia-encode
 image holds. Checked both ways: what the requirements need against what the container asks for
 (decided without a GPU), and, on a GPU host, what it asks for against the files it got. And the
 image must not carry the driver's files itself (decided without a GPU)."""
-import re
-
 import pytest
 
 from rendergate.capabilities import mismatches, uncovered
 from rendergate.diagnosis import DRIVER_FILES, Cause, CheckFailed, asked_files_missing, bundled_driver_wrong, driver_baked_in
+from rendergate.parsers import parse_driver_version
 
 pytestmark = [pytest.mark.requires("gpu"), pytest.mark.container_only]
 
@@ -45,11 +44,14 @@ def test_no_driver_files_baked_into_the_image(target, without_gpu):
     (Xorg's NVIDIA driver installed in it) says which in run.bundled_driver, and is held to it:
     its files, and on a GPU host the kernel module."""
     baked = target.baked_driver_files(DRIVER_FILES)
-    if not baked:
-        return
-    module = re.search(r"Kernel Module[^0-9]*([0-9][0-9.]*)", target.run("cat /proc/driver/nvidia/version 2>/dev/null").stdout)
-    host_driver = module.group(1) if module else None
     declared = target.variant.run.get("bundled_driver")
+    if not baked and declared is None:
+        return
+    host_driver = parse_driver_version(target.run("cat /proc/driver/nvidia/version 2>/dev/null").stdout)
+    if not baked:
+        raise CheckFailed(Cause.DRIVER_VERSION_MISMATCH,
+                          f"the image declares run.bundled_driver = \"{declared}\" but carries no NVIDIA driver files: its "
+                          "driver's installation is missing or broken (or, if it does not carry one, remove the key)")
     if declared is None:
         raise CheckFailed.of(driver_baked_in(baked, host_driver))
     wrong = bundled_driver_wrong(declared, baked, host_driver)

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from rendergate.diagnosis import Cause, Facts, bundled_driver_wrong, classify, diagnose, driver_baked_in, first_error
-from rendergate.parsers import glx_device, parse_eglinfo, parse_glxinfo, parse_vulkaninfo_summary
+from rendergate.parsers import glx_device, parse_driver_version, parse_eglinfo, parse_glxinfo, parse_vulkaninfo_summary
 from rendergate.graphics import vendor_failure
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
@@ -176,7 +176,7 @@ def test_the_kernel_modules_api_mismatch_names_both_versions():
                                  ("nvrm-api-mismatch-named-client.txt", "595.84", "595.80")):
         d = diagnose((CAPTURES / "public" / name).read_text(), 1, "Xorg with the nvidia driver", H100)
         assert d.cause is Cause.DRIVER_VERSION_MISMATCH
-        assert f"are {client} but the host's kernel module is {kernel}" in d.message and "run.bundled_driver" in d.message
+        assert f"are {client} but the host's kernel module is {kernel} (NVRM" in d.message and "run.bundled_driver" in d.message
 
 
 def test_a_bundled_driver_is_held_to_its_declared_version_and_to_the_hosts():
@@ -194,3 +194,33 @@ def test_an_xorg_module_that_cannot_load_names_the_library_it_needs():
     d = diagnose((CAPTURES / "cpu-host" / "xorg1.21-without-libxcb.txt").read_text(), 1, "Xorg with the dummy driver", NO_GPU)
     assert d.cause is Cause.SYSTEM_LIBRARY_MISSING
     assert d.message.startswith("Xorg's module libglx.so cannot load: libxcb.so.1 missing in the image")
+
+
+def test_a_wrapper_whose_program_is_gone_names_the_program():
+    """Debian's /usr/bin/Xorg is a script running /usr/lib/xorg/Xorg; its words when that is
+    deleted (real, the `make mutate` mutant deleting /usr/lib/xorg of rendergate/xorg-glx:dev)."""
+    d = diagnose("Xorg did not come up\n/usr/bin/Xorg: 10: exec: /usr/lib/xorg/Xorg: not found\n", 1, "Xorg", NO_GPU)
+    assert d.cause is Cause.TOOL_MISSING and d.message.startswith("/usr/lib/xorg/Xorg not found in the target")
+
+
+def test_the_kernel_modules_version_is_read_from_open_and_proprietary_modules():
+    open_module = (CAPTURES / "h100-2026-11-23" / "proc-driver-nvidia-version.txt").read_text()  # the lent H100's
+    assert parse_driver_version(open_module) == "580.159.04"
+    assert parse_driver_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n") \
+        == "535.104.05"
+    assert parse_driver_version("") is None
+
+
+def test_nvidia_libraries_a_loader_misses_are_the_drivers_not_a_package_of_the_image():
+    xorg = "(EE) Failed to load /usr/lib/xorg/modules/drivers/nvidia_drv.so: libnvidia-glcore.so.580.95.05: cannot open shared object file: No such file or directory\n"
+    d = diagnose(xorg, 1, "Xorg with the nvidia driver", H100)
+    assert d.cause is Cause.DRIVER_CAPABILITY_MISSING and "install" not in d.message
+    listed = "/usr/lib/x86_64-linux-gnu/libGLX_nvidia.so.0: \tlibnvidia-glcore.so.580.95.05 => not found\n"
+    assert diagnose(listed, 0, "glxinfo -B", H100).cause is Cause.DRIVER_CAPABILITY_MISSING
+
+
+def test_a_vulkan_loader_message_in_its_other_layout_names_the_library_needed():
+    output = ("ERROR: [Loader Message] Code 0 : libz.so.1: cannot open shared object file: No such file or directory\n"
+              "ERROR: [Loader Message] Code 0 : loader_icd_scan: Failed loading library associated with ICD JSON "
+              "/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so. Ignoring this JSON\n")
+    assert "cannot load: libz.so.1 missing" in diagnose(output, 1, "vulkaninfo", NO_GPU).message

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import BASE_IMAGE, ROOT, at_most
 from rendergate.engine import Engine
-from rendergate.mutation import FileTrace, Finding, Kind, Mutant, UsedFile, image_layers, judge_mutant, link_names, not_mutated_because, plan
+from rendergate.mutation import FileTrace, Finding, Kind, Mutant, UsedFile, image_attrs, image_layers, judge_mutant, link_names, not_mutated_because, plan
 
 GOOD = "rendergate/xorg-glx:dev"
 
@@ -27,14 +27,14 @@ def test_the_trace_sees_what_a_container_of_the_image_opens_and_runs():
     """Real: inotify on the layers of a real image while a container of it runs xdpyinfo; the
     file names its package from dpkg's lists in the layers."""
     engine = Engine()
-    with FileTrace(image_layers(engine, GOOD)) as trace:
+    with FileTrace(image_layers(image_attrs(engine, GOOD))) as trace:
         engine.client.containers.run(GOOD, ["sh", "-c", "xdpyinfo -version"], remove=True, user="root")
         time.sleep(0.5)
     files = {f.path: f for f in trace.used_files()}
     assert files["usr/bin/xdpyinfo"].owner == "x11-utils" and files["usr/bin/xdpyinfo"].executable
     assert any(p.startswith("usr/lib/x86_64-linux-gnu/libX11.so.6") for p in files)  # what ldd would list, loaded
     assert not trace.lost_events
-    links = link_names(image_layers(engine, GOOD))  # what a line may call a file by
+    links = link_names(image_layers(image_attrs(engine, GOOD)))  # what a line may call a file by
     assert "libX11.so.6" in links["usr/lib/x86_64-linux-gnu/libX11.so.6.4.0"] and "sh" in links["usr/bin/dash"]
 
 
@@ -72,7 +72,8 @@ def check(nodeid, outcome, message="", cause=None):
 
 def test_a_mutant_is_judged_by_what_newly_failed_and_whether_its_line_names_it():
     library = Mutant("m01", Kind.DELETE, "usr/lib/x86_64-linux-gnu/libpango-1.0.so.0.5000.12", "libpango-1.0-0")
-    baseline = {"checks": [check("gpu", "failed", "cannot validate: no NVIDIA GPU"), check("text", "passed")]}
+    baseline = {"checks": [check("gpu", "failed", "cannot validate: no NVIDIA GPU"), check("text", "passed"),
+                           check("tex", "passed"), check("speed", "passed")]}
 
     def finding(*checks):
         return judge_mutant(library, baseline, {"checks": [check("gpu", "failed", "cannot validate: no NVIDIA GPU"), *checks]})[0]
@@ -89,6 +90,9 @@ def test_a_mutant_is_judged_by_what_newly_failed_and_whether_its_line_names_it()
         is Finding.OTHER_CAUSE  # one line that blames something else misleads, whatever the others say
     assert finding(named, check("tex", "failed", "`latex` did not finish within 60 s and was killed", "timeout")) \
         is Finding.ROOT_CAUSED  # a line that claims nothing does not
+    assert finding(check("speed", "undecided", "too noisy")) is Finding.UNDETECTED  # timing noise is not the mutant
+    assert finding(check("text", "skipped", "ManimPango not importable: skipped")) is Finding.UNKNOWN_CAUSE  # no longer passing
+    assert not library.named_in("LaTeX package standalone.cls missing [latex-package-missing]")
     assert {"libpango-1.0.so", "libpango", "pango"} <= library.names()
     assert not library.named_in("ManimPango cannot lay out text") and library.named_in("libpango-1.0.so.0: cannot open")
     shell = Mutant("m03", Kind.EXIT_NONZERO, "usr/bin/dash", "dash", aliases=("sh",))
