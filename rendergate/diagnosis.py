@@ -337,10 +337,10 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
      lambda m, f: Diagnosis(Cause.X_EXTENSION_MISSING,
                             f"the X server has no GLX extension ({m.group(0)}): Xorg's libglx.so (xserver-xorg-core) "
                             "or the NVIDIA libglxserver_nvidia.so is missing")),
-    (re.compile(r"AIGLX error: dlopen of (?P<path>\S+/(?P<driver>\w+_dri\.so)) failed"),
-     lambda m, f: Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
-                            f"Mesa's DRI driver {m.group('driver')} missing in the image ({m.group('path')}): GLX is "
-                            "loaded but has no renderer to load: install libgl1-mesa-dri")),
+    # The server's own DRI loading, with the loader's reason: the driver missing, or one it needs.
+    (re.compile(r"AIGLX error: dlopen of (?P<path>\S+/(?P<driver>\w+_dri\.so)) failed \((?P<why>[^\n]*)\)"),
+     lambda m, f: _cannot_load(f"Mesa's DRI driver {m.group('driver')}", m.group("driver"), m.group("why"),
+                               "libgl1-mesa-dri (GLX is loaded but has no renderer to load)", f)),
     # Mesa's loader, asked to say why (the checks set EGL_LOG_LEVEL=debug, LIBGL_DEBUG=verbose): its
     # first failure names the driver and the loader's reason ($ORIGIN lines are its search path).
     # NVIDIA's DRM names are not Mesa's to ship: a GPU host's own trouble, said by the rules below.

@@ -11,8 +11,10 @@ NVIDIA_FILES = {"GLX": "libGLX_nvidia.so.0", "EGL": "libEGL_nvidia.so.0", "Vulka
 # The loaders say why a driver did not load only when asked to (Mesa's EGL and GL loaders, the
 # Vulkan loader); glvnd says nothing when a vendor library does not load, so those are checked apart.
 LOADER_DEBUG = {"GLX": "LIBGL_DEBUG=verbose", "EGL": "EGL_LOG_LEVEL=debug", "Vulkan": "VK_LOADER_DEBUG=error,warn"}
-# In the folders of the dynamic loader's own architecture ($arch): another architecture's copies
-# (i386, for Wine or Steam) are not this loader's to load.
+# What library_problems() is asked about, in the folders of the dynamic loader's own architecture
+# ($arch): another architecture's copies (i386, for Wine or Steam) are not this loader's to load.
+# Vulkan's own loader library too: vulkaninfo only says it "failed to load".
+VULKAN_LOADER = "/usr/lib/$arch/libvulkan.so.1"
 VENDOR_LIBRARIES = {api: " ".join(f"{folder}/lib{api}_*.so.0" for folder in ("/usr/lib/$arch", "/usr/lib64", "/usr/lib"))
                     for api in ("GLX", "EGL")}
 # The dynamic loader lists what each library needs without running it, and says what is missing

@@ -150,7 +150,7 @@ class Finding(str, Enum):
     ROOT_CAUSED = "root-caused"  # a failure's line names the mutated file, its package or component
     UNKNOWN_CAUSE = "unknown cause"  # detected; the lines quote an error, name no cause
     OTHER_CAUSE = "another cause"  # detected; the lines name a cause that is not it: the worst answer
-    UNDETECTED = "undetected"  # every check that passed on the good image still passed: triage it
+    UNDETECTED = "undetected"  # every check came out as on the good image: triage it
     NOT_BUILT = "not built"  # the defect could not be planted (the RUN itself failed)
     NOT_JUDGED = "not judged"  # the suite run gave no verdict (crashed, timed out)
 
@@ -166,7 +166,7 @@ class Failure:
 class MutantResult:
     mutant: Mutant
     finding: Finding
-    failures: list[Failure] = field(default_factory=list)  # checks that passed on the good image, failed here
+    failures: list[Failure] = field(default_factory=list)  # checks that did not fail on the good image and do here
     note: str = ""  # why it was not built or judged
     seconds: float = 0.0
 
@@ -328,8 +328,9 @@ def not_mutated_because(used: UsedFile) -> str | None:
 
 def plan(used: list[UsedFile], count: int, seed: int) -> list[Mutant]:
     """`count` mutants spread over the components the checks use (one file of each in turn, so a
-    component of many files does not crowd out the others) and over the kinds of defect, in an
-    order fixed by `seed`."""
+    component of many files does not crowd out the others) and over the kinds of defect (each
+    file gets the kind used least so far that applies to it: the few programs get the program
+    kinds), in an order fixed by `seed`."""
     rng = random.Random(seed)
     by_component: dict[str, list[UsedFile]] = {}
     for f in used:
@@ -338,7 +339,7 @@ def plan(used: list[UsedFile], count: int, seed: int) -> list[Mutant]:
     rng.shuffle(components)
     for files in by_component.values():
         rng.shuffle(files)
-    kinds = list(Kind)
+    used_kinds = dict.fromkeys(Kind, 0)
     mutants: list[Mutant] = []
     planted: set[tuple[Kind, str]] = set()
     while len(mutants) < count and any(by_component.values()):
@@ -346,8 +347,8 @@ def plan(used: list[UsedFile], count: int, seed: int) -> list[Mutant]:
             if len(mutants) >= count or not by_component[component]:
                 continue
             f = by_component[component].pop()
-            turn = [kinds[(len(mutants) + i) % len(kinds)] for i in range(len(kinds))]
-            kind = next(k for k in turn if k.applies_to(f) and (k, _target(k, f)) not in planted)
+            kind = min((k for k in Kind if k.applies_to(f) and (k, _target(k, f)) not in planted), key=used_kinds.get)
+            used_kinds[kind] += 1
             planted.add((kind, _target(kind, f)))
             mutants.append(Mutant(f"m{len(mutants) + 1:02d}", kind, _target(kind, f), component))
     return mutants
@@ -359,16 +360,21 @@ def _target(kind: Kind, used: UsedFile) -> str:
 
 # -- Judging a mutant -----------------------------------------------------------------------
 
-def failed_checks(verdict: dict) -> dict[str, dict]:
-    return {c["nodeid"]: c for c in verdict["checks"] if c["outcome"] in ("failed", "error")}
+def failed_checks(verdict: dict) -> list[dict]:
+    return [c for c in verdict["checks"] if c["outcome"] in ("failed", "error")]
+
+
+def _key(check: dict) -> tuple[str, str | None]:
+    """A check the same on every image (its test id names the image)."""
+    return check["check"], check.get("item")
 
 
 def newly_wrong(baseline: dict, verdict: dict) -> list[dict]:
     """The checks that did not fail on the good image and do here: failed, or no longer passing
     (skipped, not validated) where they passed."""
-    before = {c["nodeid"]: c["outcome"] for c in baseline["checks"]}
-    return [c for c in verdict["checks"] if c["nodeid"] in before and before[c["nodeid"]] not in ("failed", "error")
-            and (c["outcome"] in ("failed", "error") or (before[c["nodeid"]] == "passed" and c["outcome"] not in STILL_FINE))]
+    before = {_key(c): c["outcome"] for c in baseline["checks"]}
+    return [c for c in verdict["checks"] if before.get(_key(c), "failed") not in ("failed", "error")
+            and (c["outcome"] in ("failed", "error") or (before[_key(c)] == "passed" and c["outcome"] not in STILL_FINE))]
 
 
 # Causes that claim nothing about what is at fault: an unknown cause (its first error quoted), a
@@ -510,7 +516,7 @@ def mutate(engine: Engine, suite: Suite, image: str, count: int, seed: int, work
         mutation.used_files, mutation.mutable_files = len(used), len(candidates)
         mutation.components = len({f.component for f in candidates})
         mutation.baseline_state = baseline["state"]
-        mutation.baseline_failures = sorted(c["check"] for c in failed_checks(baseline).values())
+        mutation.baseline_failures = sorted(c["check"] for c in failed_checks(baseline))
         say(f"the good image: {verdicts.State(baseline['state']).label} in {time.monotonic() - started:.0f} s; the checks "
             f"used {len(used)} of its files, {len(candidates)} of them (in {mutation.components} components) mutable"
             + "".join(f"; {n} not mutated: {why}" for why, n in mutation.not_mutated.items()))

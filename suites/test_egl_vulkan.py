@@ -3,7 +3,7 @@ they fall back to Mesa's software rasteriser in silence, so the vendor is checke
 import pytest
 
 from rendergate.diagnosis import CheckFailed, diagnose
-from rendergate.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, library_problems, require_vendor
+from rendergate.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, VULKAN_LOADER, library_problems, require_vendor
 from rendergate.parsers import parse_eglinfo, parse_vulkaninfo_summary
 
 
@@ -19,10 +19,11 @@ def egl_devices(target):
 
 def vulkan_devices(target):
     target.require_tool("vulkaninfo")
-    result = target.check(f"{LOADER_DEBUG['Vulkan']} vulkaninfo --summary", "vulkaninfo --summary")
+    result = target.run(f"{LOADER_DEBUG['Vulkan']} vulkaninfo --summary")
     devices = parse_vulkaninfo_summary(result.stdout)
-    if not devices:
-        raise CheckFailed.of(diagnose(result.output, 1, "vulkaninfo --summary (no physical device)", target.facts()))
+    if result.rc != 0 or not devices:  # the loader itself may not load: the dynamic loader says why
+        evidence = f"{result.output}\n{library_problems(target, VULKAN_LOADER)}"
+        raise CheckFailed.of(diagnose(evidence, result.rc or 1, "vulkaninfo --summary (no physical device)", target.facts()))
     return devices
 
 

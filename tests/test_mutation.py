@@ -66,14 +66,16 @@ def test_caches_and_the_c_library_are_not_mutated():
     assert not_mutated_because(used("usr/lib/x86_64-linux-gnu/libpango-1.0.so.0.5000.12")) is None
 
 
-def check(nodeid, outcome, message="", cause=None):
-    return {"nodeid": nodeid, "check": nodeid, "item": None, "outcome": outcome, "message": message, "cause": cause}
+def check(name, outcome, message="", cause=None, image="mutant"):
+    """A verdict's check entry; its test id names the image, as the suites' ids do."""
+    return {"nodeid": f"suites/x.py::{name}[v@{image}]", "check": name, "item": None, "outcome": outcome,
+            "message": message, "cause": cause}
 
 
 def test_a_mutant_is_judged_by_what_newly_failed_and_whether_its_line_names_it():
     library = Mutant("m01", Kind.DELETE, "usr/lib/x86_64-linux-gnu/libpango-1.0.so.0.5000.12", "libpango-1.0-0")
-    baseline = {"checks": [check("gpu", "failed", "cannot validate: no NVIDIA GPU"), check("text", "passed"),
-                           check("tex", "passed"), check("speed", "passed")]}
+    baseline = {"checks": [check("gpu", "failed", "cannot validate: no NVIDIA GPU", image="good"), check("text", "passed", image="good"),
+                           check("tex", "passed", image="good"), check("speed", "passed", image="good")]}
 
     def finding(*checks):
         return judge_mutant(library, baseline, {"checks": [check("gpu", "failed", "cannot validate: no NVIDIA GPU"), *checks]})[0]
@@ -112,6 +114,7 @@ def test_rendergate_mutate_runs_a_small_fixed_sample_on_a_real_variant(tmp_path)
     scores = result["scores"]
     detected = [r for r in result["results"] if r["finding"] not in ("undetected", "not built", "not judged")]
     assert scores["detected"] == len(detected) and scores["judged"] == 3
+    assert detected  # this fixed sample of this image holds defects the suites catch: none means the judging broke
     for r in detected:
         assert r["failures"] and all(f["line"] for f in r["failures"])
     page = (tmp_path / "mutate" / "xorg-glx.html").read_text()
