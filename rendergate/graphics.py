@@ -18,19 +18,20 @@ VULKAN_LOADER = "/usr/lib/$arch/libvulkan.so.1"
 VENDOR_LIBRARIES = {api: " ".join(f"{folder}/lib{api}_*.so.0" for folder in ("/usr/lib/$arch", "/usr/lib64", "/usr/lib"))
                     for api in ("GLX", "EGL")}
 # The dynamic loader lists what each library needs without running it, and says what is missing
-# ("libz.so.1 => not found") or damaged ("file too short"); only those lines are kept. An image
-# without glibc's loader (musl) says nothing here.
+# ("libz.so.1 => not found") or damaged ("file too short"); only those lines are kept, and a named
+# library (not a glob) that is not there at all. An image without glibc's loader (musl) says nothing.
 _LIBRARY_PROBLEMS = ('ld=; for candidate in /lib64/ld-linux-x86-64.so.2:x86_64-linux-gnu /lib/ld-linux-aarch64.so.1:aarch64-linux-gnu; '
                      'do [ -x "${{candidate%%:*}}" ] && ld=${{candidate%%:*}} && arch=${{candidate#*:}} && break; done; '
                      '[ -n "$ld" ] || exit 0; '
-                     'for f in {files}; do [ -e "$f" ] && readlink -f "$f"; done | sort -u | while read -r f; do '
+                     'for f in {files}; do if [ -e "$f" ]; then readlink -f "$f"; else case $f in *"*"*) ;; '
+                     '*) echo "$f: cannot open shared object file: No such file or directory" >&2;; esac; fi; done | sort -u | while read -r f; do '
                      '"$ld" --list "$f" 2>&1 | grep -E "not found|error while loading|too short|not a dynamic" | sed "s|^|$f: |"; '
                      'done; true')
 
 
 def library_problems(target, files: str) -> str:
     """What the dynamic loader finds wrong with these libraries (shell globs) in the target."""
-    return target.run(_LIBRARY_PROBLEMS.format(files=files)).stdout
+    return target.run(_LIBRARY_PROBLEMS.format(files=files)).output
 
 
 def vendor_failure(devices: list[GraphicsDevice], api: str, vendor: str) -> Diagnosis | None:
