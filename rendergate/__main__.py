@@ -188,9 +188,10 @@ def _verify(args) -> int:
 def _mutate(args) -> int:
     """reports/mutate/VARIANT.json and .html, rewritten after each mutant; the suites' own reports
     of each run under reports/mutate/VARIANT/."""
-    variant = load_variants(Path(args.images_dir)).get(args.variant)
+    variants = load_variants(Path(args.images_dir))
+    variant = variants.get(args.variant)
     if variant is None:
-        raise ManifestError(f"unknown variant {args.variant} (known: {', '.join(load_variants(Path(args.images_dir)))})")
+        raise ManifestError(f"unknown variant {args.variant} (known: {', '.join(variants)})")
     if not variant.image_ref:
         raise ManifestError(f"{args.variant} is checked on the host itself: mutation testing needs an image")
     engine = Engine()

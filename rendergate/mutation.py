@@ -210,12 +210,14 @@ class FileTrace:
         self.failed: BaseException | None = None  # what stopped the reader, raised when the trace ends
         self._inotify = INotify()
         self._folders: dict[int, tuple[int, str]] = {}
+        self._links: dict[str, str] = {}  # link in the image -> what it points at, found by the same walk
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
 
     def __enter__(self) -> "FileTrace":
         for index, layer in enumerate(self.layers):
-            for folder, _, _ in os.walk(layer):
+            for folder, dirs, files in os.walk(layer):
+                self._note_links(layer, folder, dirs + files)
                 try:
                     watch = self._inotify.add_watch(folder, flags.OPEN)
                 except OSError as e:
@@ -225,6 +227,25 @@ class FileTrace:
                 self._folders[watch] = (index, os.path.relpath(folder, layer))
         self._thread.start()
         return self
+
+    def _note_links(self, layer: Path, folder: str, names: list[str]) -> None:
+        for name in names:
+            full = os.path.join(folder, name)
+            if os.path.islink(full):
+                inside, target = os.path.relpath(full, layer), os.readlink(full)
+                self._links.setdefault(inside, os.path.normpath(  # topmost layer first: the upper one wins
+                    target.lstrip("/") if target.startswith("/") else os.path.join(os.path.dirname(inside), target)))
+
+    def link_names(self) -> dict[str, set[str]]:
+        """For each file of the image, the names of the links that resolve to it (a few hops)."""
+        names: dict[str, set[str]] = {}
+        for link, target in self._links.items():
+            for _ in range(8):
+                if target not in self._links:
+                    break
+                target = self._links[target]
+            names.setdefault(target, set()).add(PurePosixPath(link).name)
+        return names
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
@@ -255,7 +276,7 @@ class FileTrace:
         owners = owners_of(self.layers)
         used = []
         for path, index in sorted(self.opened.items()):
-            if "\n" in path or not path.isprintable() or not _encodable(path):  # no RUN line can name it
+            if not path.isprintable():  # a newline, a control or undecodable character: no RUN line can name it
                 continue
             try:
                 st = os.lstat(self.layers[index] / path)
@@ -265,14 +286,6 @@ class FileTrace:
                 continue
             used.append(UsedFile(path, st.st_size, bool(st.st_mode & 0o111), owners.get(path)))
         return used
-
-
-def _encodable(path: str) -> bool:
-    try:
-        path.encode()
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def owners_of(layers: list[Path]) -> dict[str, str]:
@@ -298,28 +311,6 @@ def owners_of(layers: list[Path]) -> dict[str, str]:
                 if line:
                     owners.setdefault(os.path.normpath(base / line.rsplit(",", 2)[0]), distribution)
     return owners
-
-
-def link_names(layers: list[Path]) -> dict[str, set[str]]:
-    """For each file of the image, the names of the links that resolve to it (a few hops)."""
-    links: dict[str, str] = {}
-    for layer in reversed(layers):  # upper layers win
-        for folder, dirs, files in os.walk(layer):
-            for name in dirs + files:
-                full = os.path.join(folder, name)
-                if os.path.islink(full):
-                    target = os.readlink(full)
-                    inside = os.path.relpath(full, layer)
-                    links[inside] = os.path.normpath(target.lstrip("/") if target.startswith("/")
-                                                     else os.path.join(os.path.dirname(inside), target))
-    names: dict[str, set[str]] = {}
-    for link, target in links.items():
-        for _ in range(8):
-            if target not in links:
-                break
-            target = links[target]
-        names.setdefault(target, set()).add(PurePosixPath(link).name)
-    return names
 
 
 def not_mutated_because(used: UsedFile) -> str | None:
@@ -522,7 +513,7 @@ def mutate(engine: Engine, suite: Suite, image: str, count: int, seed: int, work
             + "".join(f"; {n} not mutated: {why}" for why, n in mutation.not_mutated.items()))
         if mutation.baseline_failures:
             say(f"the good image already fails {', '.join(mutation.baseline_failures)}: mutants are judged by the other checks")
-        aliases = link_names(layers)
+        aliases = trace.link_names()
         mutants = [replace(m, aliases=tuple(sorted(aliases.get(m.path, ())))) for m in plan(candidates, count, seed)]
         save(mutation)
         for number, mutant in enumerate(mutants, 1):

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import BASE_IMAGE, ROOT, at_most
 from rendergate.engine import Engine
-from rendergate.mutation import FileTrace, Finding, Kind, Mutant, UsedFile, image_attrs, image_layers, judge_mutant, link_names, not_mutated_because, plan
+from rendergate.mutation import FileTrace, Finding, Kind, Mutant, UsedFile, image_attrs, image_layers, judge_mutant, not_mutated_because, plan
 
 GOOD = "rendergate/xorg-glx:dev"
 
@@ -34,7 +34,7 @@ def test_the_trace_sees_what_a_container_of_the_image_opens_and_runs():
     assert files["usr/bin/xdpyinfo"].owner == "x11-utils" and files["usr/bin/xdpyinfo"].executable
     assert any(p.startswith("usr/lib/x86_64-linux-gnu/libX11.so.6") for p in files)  # what ldd would list, loaded
     assert not trace.lost_events
-    links = link_names(image_layers(image_attrs(engine, GOOD)))  # what a line may call a file by
+    links = trace.link_names()  # what a line may call a file by, from the same walk of the layers
     assert "libX11.so.6" in links["usr/lib/x86_64-linux-gnu/libX11.so.6.4.0"] and "sh" in links["usr/bin/dash"]
 
 
