@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import PurePosixPath
 
-from .gpuinfo import lookup
+from .driver_capabilities import DRIVER_FILES
+from .gpuinfo import lookup, no_nvenc_engine
 
 
 class Cause(Enum):
@@ -67,21 +68,6 @@ class CheckFailed(Exception):
     def of(cls, diagnosis: Diagnosis) -> "CheckFailed":
         return cls(diagnosis.cause, diagnosis.message)
 
-
-# Which NVIDIA_DRIVER_CAPABILITIES value makes the container toolkit inject each driver file.
-DRIVER_FILES = {
-    "nvidia-smi": "utility",
-    "libnvidia-ml.so.1": "utility",
-    "libcuda.so.1": "compute",
-    "libnvidia-encode.so.1": "video",
-    "libnvcuvid.so.1": "video",
-    "libGLX_nvidia.so.0": "graphics",
-    "libEGL_nvidia.so.0": "graphics",
-    "libnvoptix.so.1": "graphics",
-    "nvidia_icd.json": "graphics",  # the Vulkan ICD
-    "nvidia_drv.so": "display",
-    "libglxserver_nvidia.so": "display",
-}
 
 GVISOR = "gVisor"
 NATIVE = "native"
@@ -179,10 +165,9 @@ def driver_baked_in(baked: list[tuple[str, str, str]], host_driver: str | None) 
 
 
 def _nvenc_refused(match: re.Match, facts: Facts) -> Diagnosis:
-    lacking = [n for n in facts.gpu_names if (known := lookup(n)) and known.nvenc == 0]
+    lacking = [why for name in facts.gpu_names if (why := no_nvenc_engine(lookup(name), name))]
     if lacking:
-        return Diagnosis(Cause.GPU_LACKS_ENGINE,
-                         f"{lacking[0]} has no NVENC engine: run this check on a GPU with NVENC (T4, L4, A10, L40S)")
+        return Diagnosis(Cause.GPU_LACKS_ENGINE, f"{lacking[0]}: run this check on a GPU with NVENC (T4, L4, A10, L40S)")
     return Diagnosis(Cause.COMMAND_FAILED, f"NVENC refused the GPU: {match.group(0).strip()}")
 
 

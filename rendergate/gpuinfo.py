@@ -20,8 +20,8 @@ OPTIX_MIN_COMPUTE = (5, 0)
 
 
 @dataclass(frozen=True)
-class Capabilities:
-    """A row of data/gpus.toml."""
+class GpuModel:
+    """A row of data/gpus.toml: what a GPU model can do."""
     model: str
     architecture: str
     gpu_class: str
@@ -50,7 +50,7 @@ class GpuInfo:
     persistence_mode: int | None
     encoder_capacity: dict
     encoder_sessions: int | None
-    known: Capabilities | None  # None: a model the table does not list
+    known: GpuModel | None  # None: a model the table does not list
 
     @property
     def label(self) -> str:
@@ -58,20 +58,20 @@ class GpuInfo:
 
 
 @lru_cache(maxsize=1)
-def capability_table() -> list[tuple[list[re.Pattern], list[str], Capabilities]]:
+def capability_table() -> list[tuple[list[re.Pattern], list[str], GpuModel]]:
     rows = []
     for row in tomllib.loads(CAPABILITY_TABLE.read_text())["gpu"]:
-        rows.append(([re.compile(p, re.IGNORECASE) for p in row["match"]], row["pci_device_ids"], Capabilities(
+        rows.append(([re.compile(p, re.IGNORECASE) for p in row["match"]], row["pci_device_ids"], GpuModel(
             model=row["model"], architecture=row["architecture"], gpu_class=row["class"], nvenc=row["nvenc"],
             nvdec=row["nvdec"], encode=tuple(row["encode"]), rt_cores=row["rt_cores"],
             session_cap=row["session_cap"], source=row["source"])))
     return rows
 
 
-def lookup(name: str, pci_device_id: str = "") -> Capabilities | None:
-    for patterns, device_ids, capabilities in capability_table():
+def lookup(name: str, pci_device_id: str = "") -> GpuModel | None:
+    for patterns, device_ids, model in capability_table():
         if any(p.search(name) for p in patterns) or pci_device_id.lower() in device_ids:
-            return capabilities
+            return model
     return None
 
 
@@ -93,20 +93,33 @@ def nominal(gpu_type: str) -> GpuInfo:
                    persistence_mode=None, encoder_capacity={}, encoder_sessions=None, known=lookup(gpu_type))
 
 
-def lacks(gpu: GpuInfo, feature: str, item: str | None = None) -> str | None:
-    """Why `gpu` cannot do `feature` (for a check's item: an encoder, a Cycles backend), from
-    the table; None when it can, or when the table does not know the GPU."""
-    caps = gpu.known
-    if feature == "nvenc" and caps:
-        codec = _codec(item)
-        if caps.nvenc == 0:
-            return f"{gpu.name} has no NVENC engine ({caps.model}: {caps.nvdec} NVDEC, 0 NVENC; source: {caps.source})"
-        if codec and codec not in caps.encode:
-            return f"{gpu.name}'s NVENC does not encode {codec.upper()} ({caps.model} encodes {', '.join(caps.encode)}; source: {caps.source})"
-    if feature == "optix" and (item or "OPTIX") == "OPTIX" and gpu.compute_capability:
-        major, minor = (int(n) for n in gpu.compute_capability.split("."))
-        if (major, minor) < OPTIX_MIN_COMPUTE:
-            return f"{gpu.name} (compute capability {gpu.compute_capability}) is older than OptiX supports (5.0)"
+def no_nvenc_engine(model: GpuModel | None, name: str) -> str | None:
+    """Why a GPU of this model has no NVENC at all, by the table; None when it has, or is unknown.
+    The one answer to "does this GPU have NVENC?": the NVENC checks and the diagnosis of a
+    refused session both ask it."""
+    if model and model.nvenc == 0:
+        return f"{name} has no NVENC engine ({model.model}: {model.nvdec} NVDEC, 0 NVENC; source: {model.source})"
+    return None
+
+
+def nvenc_lacking(gpu: GpuInfo, item: str | None = None) -> str | None:
+    """Why `gpu` cannot encode with NVENC (with encoder `item`: its codec), by the table; None
+    when it can, or when the table does not know the GPU."""
+    model = gpu.known
+    codec = _codec(item)
+    if model and codec and codec not in model.encode and model.nvenc:
+        return f"{gpu.name}'s NVENC does not encode {codec.upper()} ({model.model} encodes {', '.join(model.encode)}; source: {model.source})"
+    return no_nvenc_engine(model, gpu.name)
+
+
+def optix_lacking(gpu: GpuInfo, item: str | None = None) -> str | None:
+    """Why `gpu` cannot run Cycles' OptiX backend (item: the Cycles backend checked); None when it
+    can, or when its compute capability is not known."""
+    if (item or "OPTIX") != "OPTIX" or not gpu.compute_capability:
+        return None
+    major, minor = (int(n) for n in gpu.compute_capability.split("."))
+    if (major, minor) < OPTIX_MIN_COMPUTE:
+        return f"{gpu.name} (compute capability {gpu.compute_capability}) is older than OptiX supports (5.0)"
     return None
 
 

@@ -4,10 +4,9 @@ variant requires. The classic fault is silent: the API falls back to Mesa's soft
 from __future__ import annotations
 
 from .diagnosis import Cause, CheckFailed, Diagnosis
+from .driver_capabilities import file_serving
 from .parsers import GraphicsDevice
 
-# The NVIDIA driver file each API renders through; the container toolkit injects it with `graphics`.
-NVIDIA_FILES = {"GLX": "libGLX_nvidia.so.0", "EGL": "libEGL_nvidia.so.0", "Vulkan": "nvidia_icd.json"}
 # The loaders say why a driver did not load only when asked to (Mesa's EGL and GL loaders, the
 # Vulkan loader); glvnd says nothing when a vendor library does not load, so those are checked apart.
 LOADER_DEBUG = {"GLX": "LIBGL_DEBUG=verbose", "EGL": "EGL_LOG_LEVEL=debug", "Vulkan": "VK_LOADER_DEBUG=error,warn"}
@@ -42,7 +41,7 @@ def vendor_failure(devices: list[GraphicsDevice], api: str, vendor: str) -> Diag
     if any(d.software for d in devices):
         caps = "graphics,display and Xorg on the nvidia driver" if api == "GLX" else "graphics"
         return Diagnosis(Cause.SOFTWARE_RENDERER,
-                         f"{api} renders in software ({found}): NVIDIA's {api} driver ({NVIDIA_FILES[api]}) is not used "
+                         f"{api} renders in software ({found}): NVIDIA's {api} driver ({file_serving(api)}) is not used "
                          f"(the container needs NVIDIA_DRIVER_CAPABILITIES={caps})")
     return Diagnosis(Cause.SOFTWARE_RENDERER, f"{api} offers no {vendor} device (found: {found})")
 
@@ -55,5 +54,5 @@ def require_vendor(target, devices: list[GraphicsDevice], api: str, vendor: str)
     if failure is None:
         return
     if target.facts().nvidia_devices_visible:
-        failure = target.missing_driver_file(NVIDIA_FILES[api]) or failure
+        failure = target.missing_driver_file(file_serving(api)) or failure
     raise CheckFailed.of(failure)

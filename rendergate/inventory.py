@@ -16,8 +16,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .capabilities import needed
+from . import requirements
 from .diagnosis import CheckFailed
+from .driver_capabilities import needed
 from .engine import Engine, EngineError, owner_label
 from .manifest import VARIANT_NAME, ManifestError, Variant, load_variant
 from .parsers import parse_ffmpeg_encoders
@@ -29,17 +30,6 @@ TOOLS = ("ffmpeg", "Xorg", "glxinfo", "x11vnc", "eglinfo", "vulkaninfo", "latex"
 PYTHON_PLACES = ("/opt/*/bin/python3", "/opt/*/bin/python", "/usr/local/bin/python3", "/venv/bin/python3",
                  "/app/.venv/bin/python3", "$HOME/.venv/bin/python3")
 NVIDIA_BACKENDS = ("OPTIX", "CUDA")  # the Cycles backends rendergate validates, in the order our manifests list them
-# What a proposal starts its workloads and thresholds with: the values of this project's own
-# variants (images/*/manifest.toml, measured and explained there), whose references exist.
-WORKLOADS = {
-    "manim_scene": '{ smoke = "480p15", full = "1080p60" }',
-    "manim_parts": "true",
-    "cycles_frame": '{ size = "320x180", samples = 32 }',
-    "parallel_frames": '{ frames = 12, workers = 2, size = "448x252", samples = 4 }',
-    "encode": '{ size = "1920x1080", frames = 120 }',
-}
-THRESHOLDS = {"manim_parts": ("manim_parts_speedup", 0.8), "cycles_frame": ("cycles_gpu_speedup", 3.0),
-              "parallel_frames": ("parallel_speedup", 1.6), "encode": ("nvenc_speedup", 2.0)}
 
 
 @dataclass
@@ -138,16 +128,16 @@ def _workloads(found: Inventory) -> list[tuple[str, str]]:
 
 def propose(found: Inventory, name: str) -> str:
     """The manifest text proposed for the image."""
-    requirements = _requirements(found)
+    proposed = _requirements(found)
     workloads = _workloads(found)
     lines = [f"# Proposed by `rendergate init --image {found.image}` from what the image holds: review each",
              "# line, drop what the image need not prove, add what the probing could not see.",
              f"description = {json.dumps(f'{name}: {found.image}')}",
              f"image = {json.dumps(found.image)}", "", "[requirements]"]
-    lines += [f"{key} = {value}  # {why}" for key, value, why in requirements]
-    if not requirements:
+    lines += [f"{key} = {value}  # {why}" for key, value, why in proposed]
+    if not proposed:
         lines.append("# nothing rendergate checks was found in the image")
-    draft = Variant(name=name, folder=Path("."), requirements={k: json.loads(v) for k, v, _ in requirements})
+    draft = Variant(name=name, folder=Path("."), requirements={k: json.loads(v) for k, v, _ in proposed})
     capabilities = sorted(needed(draft))
     lines += ["", "[run]"]
     if capabilities:
@@ -156,10 +146,12 @@ def propose(found: Inventory, name: str) -> str:
         lines.append(f"python = {json.dumps(found.python)}  # {found.modules.get('version', '')} "
                      f"{'with the modules checked' if _has(found, 'manim') or _has(found, 'bpy') else 'for the probes'}")
     if workloads:
-        lines += ["", "[workloads]"] + [f"{key} = {WORKLOADS[key]}  # {why}" for key, why in workloads]
-        gated = [THRESHOLDS[key] for key, _ in workloads if key in THRESHOLDS]
+        # Each workload's declared example and thresholds: this project's own variants' values
+        # (images/*/manifest.toml, measured and explained there), whose references exist.
+        declared = [requirements.of_section("workloads")[key] for key, _ in workloads]
+        lines += ["", "[workloads]"] + [f"{r.name} = {r.example}  # {why}" for r, (_, why) in zip(declared, workloads)]
         lines += ["", "[thresholds]  # this project's own values: tune them to your hosts"]
-        lines += [f"{key} = {value}" for key, value in gated] + ["repeats = 3"]
+        lines += [f"{key} = {value}" for r in declared for key, value in r.thresholds.items()] + ["repeats = 3"]
     return "\n".join(lines) + "\n"
 
 

@@ -5,6 +5,8 @@ A variant is a folder under images/ with a `manifest.toml` and the image it is a
 pulled if need be), or `--image REF` on the command line. Only a manifest that says `host = true`
 is checked on the machine running the suite itself. Manifests are validated strictly, before any
 container starts: a typo in a requirement name would otherwise silently turn a check into a skip.
+The requirement and workload keys, and the thresholds workloads are gated by, are those the
+requirement registry holds (rendergate.requirements); the run settings are this module's.
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import requirements, schema
+from .driver_capabilities import DRIVER_CAPABILITIES
+
 
 class ManifestError(Exception):
     """A manifest that cannot be used; the message names the file and the key."""
@@ -22,42 +27,10 @@ class ManifestError(Exception):
 
 # Bounds that keep every value usable by the suites, and every manifest quick to check.
 MAX_MANIFEST_BYTES = 64 * 1024
-MAX_ITEMS = 64  # items of a list (encoders, device types, command words)
-MAX_TEXT = 1024  # characters of a string (a command word, an env value, a path)
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest], lower-case path.
 IMAGE_REF = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"
                        r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
-
-
-def _bool(v):
-    return isinstance(v, bool)
-
-
-def _text(v, limit=MAX_TEXT):
-    """A non-empty one-line string: no control characters (NUL, newline, escape ...)."""
-    return isinstance(v, str) and 0 < len(v) <= limit and not _CONTROL.search(v)
-
-
-def _word(v):
-    """A name such as an ffmpeg encoder or a vendor: letters, digits and _ . -."""
-    return isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v) is not None
-
-
-def _list_of(item):
-    return lambda v: (isinstance(v, list) and 0 < len(v) <= MAX_ITEMS and all(item(x) for x in v)
-                      and len(set(v)) == len(v))
-
-
-def _one_of(choices):
-    return lambda v: isinstance(v, str) and v in choices
-
-
-def _number(low, high, low_open=True):
-    """A finite number in (low, high] (or [low, high] when not low_open)."""
-    return lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                      and (v > low if low_open else v >= low) and v <= high)
 
 
 def positive(kind):
@@ -72,129 +45,50 @@ def positive(kind):
     return parse
 
 
-def _int(low, high):
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
-
 
 def _env(v):
-    return (isinstance(v, dict) and len(v) <= MAX_ITEMS
+    return (isinstance(v, dict) and len(v) <= schema.MAX_ITEMS
             and all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", k) for k in v)
-            and all(isinstance(x, str) and len(x) <= MAX_TEXT and not _CONTROL.search(x) for x in v.values()))
+            and all(isinstance(x, str) and len(x) <= schema.MAX_TEXT and not schema.CONTROL.search(x) for x in v.values()))
 
 
-def _path_word(v):
-    return _text(v) and not any(c.isspace() for c in v)
-
-
-GPU_FEATURES = {"nvenc", "optix"}
-CYCLES_DEVICE_TYPES = {"CUDA", "OPTIX", "HIP", "ONEAPI", "METAL"}
-DRIVER_CAPABILITIES = {"compute", "utility", "video", "graphics", "display", "compat32", "all"}
-# Requirement keys that qualify other requirements instead of naming checks of their own.
-QUALIFIERS = {"gpu_must_have"}
-# Each known key: (validator, what a valid value looks like).
-REQUIREMENTS = {
-    "gpu": (_bool, "true or false"),
-    "nvenc": (_list_of(_word), 'a list of ffmpeg encoder names, e.g. ["h264_nvenc"]'),
-    "manimpango": (_bool, "true or false"),
-    "latex": (_bool, "true or false"),
-    "cycles_devices": (_list_of(_one_of(CYCLES_DEVICE_TYPES)),
-                       f'a list of Cycles device types, e.g. ["OPTIX", "CUDA"] (known: {", ".join(sorted(CYCLES_DEVICE_TYPES))})'),
-    "xorg": (_bool, "true or false"),
-    "glx_renderer": (_word, 'the GL vendor the renderer must come from, e.g. "nvidia"'),
-    "vnc": (_bool, "true or false"),
-    "egl": (_bool, "true or false: EGL initialises headless (device or surfaceless platform), any device"),
-    "egl_renderer": (_word, 'the vendor EGL must render with, e.g. "nvidia"'),
-    "vulkan": (_bool, "true or false: Vulkan lists a physical device, any device"),
-    "vulkan_device": (_word, 'the vendor of a Vulkan device there must be, e.g. "nvidia"'),
-    "host_ready": (_bool, "true or false: the host's driver, devices, persistence mode, Xid errors, DCGM diagnostic"),
-    "gpu_must_have": (_list_of(_one_of(GPU_FEATURES)),
-                      'GPU features the variant needs on every host, from: "nvenc", "optix" (a GPU without '
-                      'them then fails the variant instead of "not supported by this GPU")'),
-}
 RUN = {
-    "gpus": (lambda v: _one_of(("all", "none"))(v) or _int(1, 64)(v), '"all", "none" or a GPU count (1 to 64)'),
-    "driver_capabilities": (_list_of(_one_of(DRIVER_CAPABILITIES)),
+    "gpus": (lambda v: schema.one_of(("all", "none"))(v) or schema.integer(1, 64)(v), '"all", "none" or a GPU count (1 to 64)'),
+    "driver_capabilities": (schema.list_of(schema.one_of(DRIVER_CAPABILITIES)),
                             f'a list such as ["compute", "utility", "video"] (known: {", ".join(sorted(DRIVER_CAPABILITIES))})'),
     "env": (_env, "a table of NAME = \"value\" (names of letters, digits and _; values of one line)"),
     "shm_size": (lambda v: isinstance(v, str) and re.fullmatch(r"[1-9][0-9]{0,11}[bkmgBKMG]?", v) is not None,
                  'a size such as "1g" (a number, then b, k, m or g)'),
-    "command": (_list_of(_text), 'a command that keeps the container alive, e.g. ["sleep", "infinity"]'),
-    "cpus": (_number(0.01, 1024, low_open=False), "how many CPUs the container may use, 0.01 to 1024 (default: all)"),
-    "python": (_path_word, "the Python interpreter inside the image, e.g. \"/opt/venv/bin/python\""),
+    "command": (schema.list_of(schema.text), 'a command that keeps the container alive, e.g. ["sleep", "infinity"]'),
+    "cpus": (schema.number(0.01, 1024, low_open=False), "how many CPUs the container may use, 0.01 to 1024 (default: all)"),
+    "python": (schema.path_word, "the Python interpreter inside the image, e.g. \"/opt/venv/bin/python\""),
     "bundled_driver": (lambda v: isinstance(v, str) and re.fullmatch(r"[0-9]{3}\.[0-9]{2,3}(\.[0-9]{2,3})?", v) is not None,
                        'the NVIDIA driver version the image carries itself, e.g. "535.161.08" (only for an image that '
                        "must: Xorg's NVIDIA driver installed in it); its files and a GPU host's kernel module are held to it"),
 }
-_SPEEDUP = (_number(0, 1000), "a speedup, a number above 0 and at most 1000")
-THRESHOLDS = {
-    "cycles_gpu_speedup": _SPEEDUP,
-    "parallel_speedup": _SPEEDUP,
-    "manim_parts_speedup": _SPEEDUP,
-    "nvenc_speedup": _SPEEDUP,
-    "repeats": (_int(1, 100), "a whole number of repeats, 1 to 100"),
-    "max_regression": (_number(0, 0.999, low_open=False),
+# Thresholds of no one requirement; each workload declares the speedups it is gated by.
+RUN_THRESHOLDS = {
+    "repeats": (schema.integer(1, 100), "a whole number of repeats, 1 to 100"),
+    "max_regression": (schema.number(0, 0.999, low_open=False),
                        "the fraction a speedup may fall below the last promoted image's, e.g. 0.25"),
 }
-
-
-def _table(schema, optional=None):
-    """A validator for an inline table with every key of `schema` (and perhaps some of
-    `optional`), each one valid."""
-    known = {**schema, **(optional or {})}
-    return lambda v: (isinstance(v, dict) and set(schema) <= set(v) <= set(known)
-                      and all(known[k](x) for k, x in v.items()))
-
-
-def _quality(v):
-    return isinstance(v, str) and v in MANIM_QUALITIES
-
-
-def _size(v):
-    """WIDTHxHEIGHT in ASCII digits, even (H.264 in yuv420p needs it), 16x16 to 7680x4320."""
-    match = isinstance(v, str) and re.fullmatch(r"([0-9]{2,4})x([0-9]{2,4})", v)
-    width, height = (int(n) for n in match.groups()) if match else (0, 0)
-    return 16 <= width <= 7680 and 16 <= height <= 4320 and width % 2 == height % 2 == 0
-
-
-# Where a render farm's frames are stitched into a video: by the image's own ffmpeg, or outside
-# the render image (rendergate stitches them on its side, as a separate ffmpeg stage would).
-COMBINE = ("image", "rendergate")
-# Manim's qualities by the names users know them by: (render flag, width, height, frame rate).
-MANIM_QUALITIES = {"480p15": ("-ql", 854, 480, 15), "720p30": ("-qm", 1280, 720, 30), "1080p60": ("-qh", 1920, 1080, 60),
-                   "1440p60": ("-qp", 2560, 1440, 60), "2160p60": ("-qk", 3840, 2160, 60)}
-_SIZE = '"WIDTHxHEIGHT", even, 16x16 to 7680x4320'
-WORKLOADS = {
-    "manim_scene": (_table({"smoke": _quality, "full": _quality}),
-                    f'a table naming the quality of both tiers, e.g. {{ smoke = "480p15", full = "1080p60" }} '
-                    f"(qualities: {', '.join(MANIM_QUALITIES)})"),
-    "manim_parts": (_bool, "true: the scene also rendered as parts by parallel jobs and concatenated"),
-    "cycles_frame": (_table({"size": _size, "samples": _int(1, 4096)}),
-                     f'{{ size = "320x180", samples = 32 }} (size {_SIZE}; samples 1 to 4096)'),
-    "parallel_frames": (_table({"frames": _int(1, 10000), "workers": _int(1, 256), "size": _size,
-                                "samples": _int(1, 4096)}, {"combine": _one_of(COMBINE)}),
-                        f'{{ frames = 12, workers = 2, size = "448x252", samples = 4 }} (frames 1 to 10000, workers '
-                        f"1 to 256, size {_SIZE}, samples 1 to 4096; and combine = \"image\" (the default: the "
-                        "image's ffmpeg stitches the frames) or \"rendergate\" (they are stitched outside the image))"),
-    "encode": (_table({"size": _size, "frames": _int(1, 10000)}),
-               f'{{ size = "1920x1080", frames = 120 }} (size {_SIZE}, frames 1 to 10000)'),
-}
-# What else a manifest must say when it says these keys: what the suites then read.
-NEEDS = [
-    (("workloads.manim_parts",), "workloads.manim_scene"),
-    (("workloads.manim_parts",), "thresholds.manim_parts_speedup"),
-    (("workloads.parallel_frames",), "thresholds.parallel_speedup"),
-    (("workloads.cycles_frame",), "requirements.cycles_devices"),
-    (("workloads.cycles_frame",), "thresholds.cycles_gpu_speedup"),
-    (("workloads.encode", "requirements.nvenc"), "thresholds.nvenc_speedup"),
-]
 TOP_LEVEL = {
     "description": (lambda v: isinstance(v, str) and len(v) <= 2000 and "\0" not in v, "a string (at most 2000 characters)"),
     "image": (lambda v: isinstance(v, str) and len(v) <= 512 and IMAGE_REF.fullmatch(v) is not None,
               'the image to check, built elsewhere, e.g. "registry.example.com/render/blender:1.2"'),
-    "host": (_bool, "true: the variant is the machine running the suite itself, checked in place (no image)"),
+    "host": (schema.boolean, "true: the variant is the machine running the suite itself, checked in place (no image)"),
 }
-SECTIONS = {"requirements": REQUIREMENTS, "run": RUN, "thresholds": THRESHOLDS, "workloads": WORKLOADS}
 DEFAULT_COMMAND = ["sleep", "infinity"]
+
+
+def sections() -> dict[str, dict]:
+    """Each table of a manifest: key -> (validator, what a valid value looks like). The
+    requirements and workloads are the registry's (rendergate.requirements), as declared now."""
+    registry = requirements.registered().values()
+    thresholds = {**{name: schema.SPEEDUP for r in registry for name in r.thresholds}, **RUN_THRESHOLDS}
+    return {**{section: {r.name: (r.valid, r.expected) for r in registry if r.section == section}
+               for section in requirements.SECTIONS},
+            "run": RUN, "thresholds": thresholds}
 
 
 @dataclass(frozen=True)
@@ -250,6 +144,12 @@ class Variant:
         section, _, key = name.rpartition(".")
         return {"": self.requirements, "workloads": self.workloads}[section].get(key)
 
+    def declared_keys(self) -> list[str]:
+        """The requirement keys the manifest declares (not false), in its order: requirements
+        ('latex'), then workloads ('workloads.encode')."""
+        keys = list(self.requirements) + [f"workloads.{k}" for k in self.workloads]
+        return [k for k in keys if self.declared(k) not in (None, False)]
+
     @property
     def driver_capabilities(self) -> list[str]:
         return self.run.get("driver_capabilities", ["compute", "utility"])
@@ -259,14 +159,14 @@ class Variant:
         return self.run.get("command", DEFAULT_COMMAND)
 
 
-def _check_table(path: Path, prefix: str, table: dict, schema: dict) -> None:
+def _check_table(path: Path, prefix: str, table: dict, keys: dict) -> None:
     for key, value in table.items():
         name = f"{prefix}{key}"
-        if key not in schema:
-            known = ", ".join(sorted(schema))
-            shown = f"'{name}'" if _text(name, 80) else _shown(name)  # a key of control characters, say
+        if key not in keys:
+            known = ", ".join(sorted(keys))
+            shown = f"'{name}'" if schema.text(name, 80) else _shown(name)  # a key of control characters, say
             raise ManifestError(f"{path}: unknown key {shown} (known: {known})")
-        valid, expected = schema[key]
+        valid, expected = keys[key]
         if not valid(value):
             shown = "(not shown: it may be a secret)" if name == "run.env" else _shown(value)
             raise ManifestError(f"{path}: key '{name}' must be {expected}, got {shown}")
@@ -324,18 +224,20 @@ def load_variant(folder: Path) -> Variant:
         raise ManifestError(f"{folder}: a variant's folder name is 1 to 64 letters, digits, '.', '_' and '-', "
                             "starting with a letter or digit")
     data = _read(path)
-    sections = {k: v for k, v in data.items() if k in SECTIONS}
-    _check_table(path, "", {k: v for k, v in data.items() if k not in SECTIONS}, TOP_LEVEL)
-    for section, table in sections.items():
+    schemas = sections()
+    tables = {k: v for k, v in data.items() if k in schemas}
+    _check_table(path, "", {k: v for k, v in data.items() if k not in schemas}, TOP_LEVEL)
+    for section, table in tables.items():
         if not isinstance(table, dict):
             raise ManifestError(f"{path}: key '{section}' must be a table ([{section}])")
-        _check_table(path, f"{section}.", table, SECTIONS[section])
-    requirements = sections.get("requirements", {})
-    run = sections.get("run", {})
-    said = {f"{section}.{key}" for section, table in sections.items() for key in table}
-    for when, needed in NEEDS:
-        if set(when) <= said and needed not in said:
-            raise ManifestError(f"{path}: key '{needed}' is missing: {' with '.join(when)} needs it")
+        _check_table(path, f"{section}.", table, schemas[section])
+    said = {f"{section}.{key}" for section, table in tables.items() for key in table}
+    for requirement in requirements.registered().values():
+        if requirement.manifest_key in said:
+            for needed, when in requirement.needed_keys():
+                if needed not in said and (when is None or when in said):
+                    with_ = requirement.manifest_key + (f" with {when}" if when else "")
+                    raise ManifestError(f"{path}: key '{needed}' is missing: {with_} needs it")
     dockerfile = folder / "Dockerfile"
     _check_dockerfile(dockerfile)
     host, image = data.get("host", False), data.get("image")
@@ -352,10 +254,10 @@ def load_variant(folder: Path) -> Variant:
         description=data.get("description", ""),
         image=image,
         host=host,
-        requirements=requirements,
-        run=run,
-        thresholds=sections.get("thresholds", {}),
-        workloads=sections.get("workloads", {}),
+        requirements=tables.get("requirements", {}),
+        run=tables.get("run", {}),
+        thresholds=tables.get("thresholds", {}),
+        workloads=tables.get("workloads", {}),
     )
 
 

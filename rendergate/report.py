@@ -15,6 +15,7 @@ from html import escape
 
 from PIL import Image
 
+from . import requirements
 from .diagnosis import GVISOR
 from .mutation import Finding, Mutation
 from .verdict import NOT_COUNTED, State, gpu_seconds, judge, platform_differences, state_of, summary
@@ -103,7 +104,9 @@ def matrix_html(verdicts: list[dict], link: bool = False) -> str:
     for row in _rows(verdicts):
         requirement, check, item = row
         name = f"{check}[{item}]" if item else (check or "(no check ran)")
-        body.append(f"<tr><td>{escape(requirement)}</td><td>{escape(name)}</td>"
+        declared = requirements.get(requirement)  # a requirement of checks this process does not know: none
+        proves = f' title="{escape(declared.proves)}"' if declared else ""
+        body.append(f"<tr><td{proves}>{escape(requirement)}</td><td>{escape(name)}</td>"
                     + "".join(_cell(v, checks, row, link) for v, checks in zip(verdicts, by_row)) + "</tr>")
     return (f'<table class="rg-matrix" id="rg-matrix"><thead><tr><th>requirement</th><th>check</th>{head}</tr>'
             f'<tr><th colspan="2">verdict</th>{states}</tr></thead><tbody>{"".join(body)}</tbody></table>')

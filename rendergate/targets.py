@@ -24,8 +24,8 @@ import docker.errors
 import testinfra
 
 from .assets import PROBES
-from .capabilities import asked
 from .diagnosis import Cause, CheckFailed, Diagnosis, Facts, diagnose, driver_file_missing, last_line, platform_of, tool_missing
+from .driver_capabilities import asked
 from .engine import Engine, EngineError
 from .manifest import Variant
 from .parsers import parse_nvidia_smi_csv, parse_probe_output

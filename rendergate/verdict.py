@@ -21,17 +21,18 @@ import json
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from enum import Enum
+from enum import Enum, StrEnum
 from functools import lru_cache
 from pathlib import Path
 
 import jsonschema
 
+from . import requirements
 from .assets import VERDICT_SCHEMA
 from .diagnosis import GVISOR, NATIVE
-from .manifest import QUALIFIERS, Variant
+from .manifest import Variant
 
 SCHEMA = 1
 MAX_VERDICT_BYTES = 64 * 2**20
@@ -59,15 +60,33 @@ class State(str, Enum):
         return f"{self.label}: {self.meaning}"
 
 
+class Outcome(StrEnum):
+    """What came of a check (and, from its checks, of a requirement): the same word in the
+    verdict file, the report and the terminal. Only PASSED passes."""
+    PASSED = "passed"
+    FAILED = "failed"  # the check found a fault (its diagnosis says which)
+    ERROR = "error"  # the check could not run: its setup or teardown failed
+    SKIPPED = "skipped"  # skipped for a reason of the check's own
+    NO_GPU = "no-gpu"  # no NVIDIA GPU here to prove it with (--allow-no-gpu): not validated
+    UNDECIDED = "undecided"  # a timing too noisy to decide
+    HOST_BUSY = "host-busy"  # a timing taken while other processes used the host
+    UNSUPPORTED = "unsupported"  # not supported by this GPU (a hardware limit, by the capability table)
+    NOT_DECLARED = "not-declared"  # the variant does not declare the requirement
+    NOT_APPLICABLE = "not-applicable"  # the check is not about this kind of target (containers, on the host)
+    NOT_VALIDATED = "not-validated"  # of a requirement: a check of it could not be proven here
+    NOT_RUN = "not-run"  # of a requirement: no check of it ran
+
+
 # Outcomes of a requirement, from its checks' outcomes: the first that any of its checks has,
-# wins. Only "passed" passes; "unsupported" (the GPU lacks the feature, by the capability
-# table: a hardware limit) does not fail it.
+# wins. UNSUPPORTED (the GPU lacks the feature: a hardware limit) does not fail it.
 _REQUIREMENT_OUTCOME = (
-    ("failed", "failed"), ("error", "failed"), ("no-gpu", "not-validated"), ("host-busy", "undecided"),
-    ("undecided", "undecided"), ("skipped", "skipped"), ("unsupported", "unsupported"))
-NOT_A_PROBLEM = ("passed", "unsupported")
+    (Outcome.FAILED, Outcome.FAILED), (Outcome.ERROR, Outcome.FAILED), (Outcome.NO_GPU, Outcome.NOT_VALIDATED),
+    (Outcome.HOST_BUSY, Outcome.UNDECIDED), (Outcome.UNDECIDED, Outcome.UNDECIDED), (Outcome.SKIPPED, Outcome.SKIPPED),
+    (Outcome.UNSUPPORTED, Outcome.UNSUPPORTED))
+NOT_A_PROBLEM = (Outcome.PASSED, Outcome.UNSUPPORTED)
+FAULTS = (Outcome.FAILED, Outcome.ERROR)
 # Checks that do not apply to this variant: neither a pass nor a problem.
-NOT_COUNTED = ("not-declared", "not-applicable")
+NOT_COUNTED = (Outcome.NOT_DECLARED, Outcome.NOT_APPLICABLE)
 @dataclass(frozen=True)
 class Unproven:
     """Why something declared was not validated: in a few words, and what to do about it."""
@@ -78,11 +97,11 @@ class Unproven:
 
 # By the outcome of the checks (or of the run).
 NOT_VALIDATED_BECAUSE = {
-    "no-gpu": Unproven("no NVIDIA GPU on this host", "run it on a GPU host (--allow-no-gpu skips are not passes)"),
-    "host-busy": Unproven("host busy", "rerun on a quiet machine", own_words=True),
-    "undecided": Unproven("timing undecided: too noisy to decide", "rerun on a quiet machine", own_words=True),
-    "skipped": Unproven("skipped", "see the check's reason", own_words=True),
-    "not-run": Unproven("no check of it ran (deselected, or the run stopped first)", "run every suite on it"),
+    Outcome.NO_GPU: Unproven("no NVIDIA GPU on this host", "run it on a GPU host (--allow-no-gpu skips are not passes)"),
+    Outcome.HOST_BUSY: Unproven("host busy", "rerun on a quiet machine", own_words=True),
+    Outcome.UNDECIDED: Unproven("timing undecided: too noisy to decide", "rerun on a quiet machine", own_words=True),
+    Outcome.SKIPPED: Unproven("skipped", "see the check's reason", own_words=True),
+    Outcome.NOT_RUN: Unproven("no check of it ran (deselected, or the run stopped first)", "run every suite on it"),
     "partial": Unproven("the run did not finish (interrupted or crashed): this verdict is PARTIAL", "run it again to the end"),
     "nothing-declared": Unproven("it declares no requirement: the run proved nothing",
                                  "declare what the image must do in its manifest"),
@@ -148,27 +167,81 @@ def manifest_digest(variant: Variant) -> str:
 
 def declared_requirements(variant: Variant) -> list[str]:
     """The manifest keys a run must prove: requirements, then workloads."""
-    names = [n for n in variant.requirements if n not in QUALIFIERS] + [f"workloads.{k}" for k in variant.workloads]
-    return [n for n in names if variant.declared(n) not in (None, False)]
+    registry = requirements.registered()
+    return [key for key in variant.declared_keys() if not (key in registry and registry[key].qualifier)]
 
 
-def new_verdict(variant: Variant, run_id: str, target: str, host: dict, options: dict) -> dict:
-    return {"schema": SCHEMA, "variant": variant.name, "run_id": run_id, "target": target,
-            "image": None, "manifest": manifest_digest(variant), "declared": declared_requirements(variant),
-            "host": host, "options": options, "complete": False, "finished": None,
-            "containers_started": 0, "checks": [], "requirements": {}, "problems": [],
-            "state": State.NOT_VALIDATED.value, "summary": []}
+@dataclass
+class CheckResult:
+    """A check's entry in a verdict (the schema's `check`)."""
+    nodeid: str
+    check: str
+    requirement: str  # "" for a check of no requirement (a user's own, say)
+    item: str | None = None
+    outcome: Outcome = Outcome.PASSED
+    cause: str | None = None
+    message: str = ""
+    figures: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {"nodeid": self.nodeid, "anchor": self.nodeid, "check": self.check, "requirement": self.requirement,
+                "item": self.item, "outcome": Outcome(self.outcome).value, "cause": self.cause,
+                "message": self.message, "figures": self.figures}
+
+
+@dataclass
+class Verdict:
+    """A verdict as a run finds it out, check by check; as_json() is the file (schema SCHEMA),
+    with its requirements, problems, state and summary judged from the checks."""
+    variant: str
+    run_id: str
+    target: str
+    manifest: str
+    declared: list[str]
+    host: dict
+    options: dict
+    image: dict | None = None
+    platform: str | None = None  # as the target's kernel was probed: NATIVE or GVISOR
+    complete: bool = False
+    finished: str | None = None
+    containers_started: int = 0
+    checks: list[CheckResult] = field(default_factory=list)
+    sandboxes: list[dict] = field(default_factory=list)  # the Modal sandboxes it ran in: gpu_type, start time
+    gpu_seconds: int | None = None
+
+    @classmethod
+    def start(cls, variant: Variant, run_id: str, target: str, host: dict, options: dict) -> "Verdict":
+        return cls(variant.name, run_id, target, manifest_digest(variant), declared_requirements(variant), host, options)
+
+    def check(self, nodeid: str, check: str, requirement: str, item: str | None) -> CheckResult:
+        """The check's entry, added when it is new."""
+        entry = next((c for c in self.checks if c.nodeid == nodeid), None)
+        if entry is None:
+            entry = CheckResult(nodeid, check, requirement, item)
+            self.checks.append(entry)
+        return entry
+
+    def as_json(self) -> dict:
+        data = {"schema": SCHEMA, "variant": self.variant, "run_id": self.run_id, "target": self.target,
+                "image": self.image, "manifest": self.manifest, "declared": self.declared, "host": self.host,
+                "options": self.options, "complete": self.complete, "finished": self.finished,
+                "containers_started": self.containers_started, "checks": [c.as_json() for c in self.checks]}
+        data |= {"platform": self.platform} if self.platform else {}
+        data |= {"sandboxes": self.sandboxes} if self.sandboxes else {}
+        data |= {"gpu_seconds": self.gpu_seconds} if self.gpu_seconds is not None else {}
+        return settle(data)
 
 
 def requirement_outcomes(checks: list[dict], declared: list[str]) -> dict[str, dict]:
     """Each declared requirement's outcome, from the outcomes of the checks of it that ran."""
-    requirements = {}
+    found = {}
     for name in declared:
         ran = [c for c in checks if c["requirement"] == name and c["outcome"] not in NOT_COUNTED]
         outcomes = {c["outcome"] for c in ran}
-        outcome = next((req for check, req in _REQUIREMENT_OUTCOME if check in outcomes), "passed" if ran else "not-run")
-        requirements[name] = {"outcome": outcome, "checks": len(ran)}
-    return requirements
+        outcome = next((req for check, req in _REQUIREMENT_OUTCOME if check in outcomes),
+                       Outcome.PASSED if ran else Outcome.NOT_RUN)
+        found[name] = {"outcome": outcome.value, "checks": len(ran)}
+    return found
 
 
 def settle(verdict: dict) -> dict:
@@ -195,18 +268,18 @@ def judge(verdict: dict, declared: list[str] | None = None) -> list[Problem]:
         if req["outcome"] in NOT_A_PROBLEM:
             continue
         mine = [c for c in verdict["checks"] if c["requirement"] == name and c["outcome"] not in NOT_COUNTED]
-        if req["outcome"] == "failed":
-            failing = [c for c in mine if c["outcome"] in ("failed", "error")]
+        if req["outcome"] == Outcome.FAILED:
+            failing = [c for c in mine if c["outcome"] in FAULTS]
             problems.append(Problem(State.FAILED, name, "failed", FIX_THE_IMAGE, _details(failing), len(failing)))
             continue
         if not mine:
-            problems.append(not_validated(name, "not-run", checks=0))
+            problems.append(not_validated(name, Outcome.NOT_RUN, checks=0))
         for why in NOT_VALIDATED_BECAUSE:
             unproven = [c for c in mine if c["outcome"] == why]
             if unproven:
                 problems.append(not_validated(name, why, _details(unproven), len(unproven)))
     for c in verdict["checks"]:  # checks no requirement names (a user's own check, say) must pass too
-        if c["requirement"] not in declared and c["outcome"] in ("failed", "error"):
+        if c["requirement"] not in declared and c["outcome"] in FAULTS:
             problems.append(Problem(State.FAILED, c["check"], "failed", FIX_THE_IMAGE, c["message"]))
     return problems
 
@@ -310,9 +383,9 @@ def platform_differences(verdicts: list[dict]) -> list[str]:
         control = native.get(key)
         if not control:
             continue
-        passed = {(c["check"], c["item"]) for c in control["checks"] if c["outcome"] == "passed"}
+        passed = {(c["check"], c["item"]) for c in control["checks"] if c["outcome"] == Outcome.PASSED}
         for c in sandboxed["checks"]:
-            if c["outcome"] in ("failed", "error") and (c["check"], c["item"]) in passed:
+            if c["outcome"] in FAULTS and (c["check"], c["item"]) in passed:
                 name = f"{c['check']}[{c['item']}]" if c["item"] else c["check"]
                 lines.append(f"{key[0]} on {key[1]}: {name} fails only under gVisor ({c['message']}); with the same "
                              "image on a native kernel it passes: the platform, not the image [platform]")

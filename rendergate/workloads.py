@@ -9,10 +9,12 @@ import shlex
 from pathlib import Path
 
 from .assets import REFERENCES, WORKLOADS
-from .manifest import MANIM_QUALITIES
 from .targets import Result
 
 STITCH_FPS = 24
+# Manim's qualities by the names users know them by: (render flag, width, height, frame rate).
+MANIM_QUALITIES = {"480p15": ("-ql", 854, 480, 15), "720p30": ("-qm", 1280, 720, 30), "1080p60": ("-qh", 1920, 1080, 60),
+                   "1440p60": ("-qp", 2560, 1440, 60), "2160p60": ("-qk", 3840, 2160, 60)}
 
 
 def manim_reference(quality: str) -> Path:

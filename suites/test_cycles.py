@@ -6,13 +6,20 @@ error. So the render check trusts only what NVML saw on the GPU during the rende
 import pytest
 
 from rendergate.diagnosis import Cause, CheckFailed
+from rendergate.driver_capabilities import file_serving
 from rendergate.evidence import gpu_not_used
 from rendergate.parsers import parse_cycles_devices
+from rendergate.requirements import OPTIX, declare
+from rendergate.schema import list_of, one_of
 
-pytestmark = pytest.mark.requires("cycles_devices")
-
-# The driver file each backend needs inside the container.
-BACKEND_LIBRARY = {"CUDA": "libcuda.so.1", "OPTIX": "libnvoptix.so.1"}
+DEVICE_TYPES = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+CYCLES_DEVICES = declare(
+    "cycles_devices", list_of(one_of(DEVICE_TYPES)),
+    f'a list of Cycles device types, e.g. ["OPTIX", "CUDA"] (known: {", ".join(sorted(DEVICE_TYPES))})',
+    "bpy loads Cycles, lists each backend's GPU devices and really renders on them (NVML saw it)",
+    item_capabilities={"CUDA": {"compute"}, "OPTIX": {"compute", "graphics"}}, gpu_feature=OPTIX,
+    example='["OPTIX", "CUDA"]')
+pytestmark = CYCLES_DEVICES.mark
 
 
 def cycles_devices(target):
@@ -33,11 +40,10 @@ def test_bpy_loads_cycles(target):
 
 
 @pytest.mark.needs_gpu
-@pytest.mark.gpu_feature("optix")
 def test_cycles_lists_gpu_device(target, requirement):
     if gpu_devices(target, requirement):
         return
-    library = BACKEND_LIBRARY.get(requirement)
+    library = file_serving(requirement)
     missing = target.missing_driver_file(library) if library else None
     if missing:
         raise CheckFailed.of(missing)
@@ -46,7 +52,6 @@ def test_cycles_lists_gpu_device(target, requirement):
 
 
 @pytest.mark.needs_gpu
-@pytest.mark.gpu_feature("optix")
 def test_cycles_renders_on_gpu(target, requirement, artifacts):
     if not gpu_devices(target, requirement):
         raise CheckFailed(Cause.NO_GPU_DEVICE, f"Cycles lists no {requirement} device (see test_cycles_lists_gpu_device)")

@@ -5,6 +5,18 @@ import pytest
 from rendergate.diagnosis import CheckFailed, diagnose
 from rendergate.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, VULKAN_LOADER, library_problems, require_vendor
 from rendergate.parsers import parse_eglinfo, parse_vulkaninfo_summary
+from rendergate.requirements import declare
+from rendergate.schema import boolean, word
+
+EGL = declare("egl", boolean, "true or false: EGL initialises headless (device or surfaceless platform), any device",
+              "EGL initialises headless (device or surfaceless platform), any device")
+EGL_RENDERER = declare("egl_renderer", word, 'the vendor EGL must render with, e.g. "nvidia"',
+                       "EGL renders in hardware from that vendor, not Mesa's software rasteriser",
+                       capabilities={"graphics"}, example='"nvidia"')  # headless: `display` only to present on X
+VULKAN = declare("vulkan", boolean, "true or false: Vulkan lists a physical device, any device",
+                 "Vulkan lists a physical device, any device")
+VULKAN_DEVICE = declare("vulkan_device", word, 'the vendor of a Vulkan device there must be, e.g. "nvidia"',
+                        "Vulkan lists a hardware device of that vendor", capabilities={"graphics"}, example='"nvidia"')
 
 
 def egl_devices(target):
@@ -27,23 +39,23 @@ def vulkan_devices(target):
     return devices
 
 
-@pytest.mark.requires("egl")
+@EGL.mark
 def test_egl_initialises_headless(target):
     egl_devices(target)
 
 
-@pytest.mark.requires("egl_renderer")
+@EGL_RENDERER.mark
 @pytest.mark.needs_gpu
 def test_egl_renderer(target, requirement):
     require_vendor(target, egl_devices(target), "EGL", requirement)
 
 
-@pytest.mark.requires("vulkan")
+@VULKAN.mark
 def test_vulkan_lists_a_device(target):
     vulkan_devices(target)
 
 
-@pytest.mark.requires("vulkan_device")
+@VULKAN_DEVICE.mark
 @pytest.mark.needs_gpu
 def test_vulkan_device(target, requirement):
     require_vendor(target, vulkan_devices(target), "Vulkan", requirement)

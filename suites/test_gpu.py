@@ -3,8 +3,12 @@ import pytest
 
 from rendergate.diagnosis import Cause, CheckFailed
 from rendergate.parsers import parse_nvidia_smi_xml, parse_nvml_probe
+from rendergate.requirements import declare
+from rendergate.schema import boolean
 
-pytestmark = [pytest.mark.requires("gpu"), pytest.mark.needs_gpu]
+GPU = declare("gpu", boolean, "true or false", "NVIDIA devices are visible; nvidia-smi and NVML agree on them",
+              capabilities={"utility", "compute"})
+pytestmark = [GPU.mark, pytest.mark.needs_gpu]
 
 
 def test_nvidia_device_nodes(target):

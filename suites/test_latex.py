@@ -1,9 +1,11 @@
 """(d) LaTeX: a MathTex renders through Manim's default template (latex + dvisvgm + standalone)."""
-import pytest
 
 from rendergate.diagnosis import Cause, CheckFailed
+from rendergate.requirements import declare
+from rendergate.schema import boolean
 
-pytestmark = pytest.mark.requires("latex")
+LATEX = declare("latex", boolean, "true or false", "LaTeX renders a Manim MathTex")
+pytestmark = LATEX.mark
 
 
 def test_mathtex_renders(target):

@@ -1,9 +1,11 @@
 """(c) ManimPango: built against Pango, importable, and able to lay out a Manim Text."""
-import pytest
 
 from rendergate.diagnosis import Cause, CheckFailed
+from rendergate.requirements import declare
+from rendergate.schema import boolean
 
-pytestmark = pytest.mark.requires("manimpango")
+MANIMPANGO = declare("manimpango", boolean, "true or false", "ManimPango is built and renders text")
+pytestmark = MANIMPANGO.mark
 
 
 def test_manimpango_renders_text(target):

@@ -11,9 +11,14 @@ from rendergate.diagnosis import SESSION_REFUSED, Cause, CheckFailed, diagnose, 
 from rendergate.gpu import gpus_of
 from rendergate.media import judge_video, require_video
 from rendergate.parsers import parse_ffmpeg_encoders
+from rendergate.requirements import NVENC, declare
+from rendergate.schema import list_of, word
 from rendergate.workloads import encoder_codec
 
-pytestmark = pytest.mark.requires("nvenc")
+NVENC_ENCODERS = declare("nvenc", list_of(word), 'a list of ffmpeg encoder names, e.g. ["h264_nvenc"]',
+                         "each ffmpeg NVENC encoder is compiled in and really encodes on the GPU",
+                         capabilities={"video"}, gpu_feature=NVENC, example='["h264_nvenc"]')
+pytestmark = NVENC_ENCODERS.mark
 
 FRAMES, WIDTH, HEIGHT, FPS = 30, 1280, 720, 30
 # Sessions opened at once when the table does not know the GPU's cap: GeForce's cap and one more.
@@ -28,7 +33,6 @@ def test_encoder_listed(target, requirement):
 
 
 @pytest.mark.needs_gpu
-@pytest.mark.gpu_feature("nvenc")
 def test_encoder_encodes(target, requirement, figures):
     out = f"{target.workdir}/nvenc-{requirement}.mp4"
     target.check(f"mkdir -p {target.workdir} && rm -f {out} && ffmpeg -hide_banner -nostdin -y "
@@ -40,7 +44,6 @@ def test_encoder_encodes(target, requirement, figures):
 
 
 @pytest.mark.needs_gpu
-@pytest.mark.gpu_feature("nvenc")
 def test_encoder_session_cap(target, variant, requirement, figures, not_on_this_gpu):
     """GeForce drivers cap concurrent NVENC sessions per system: open the cap the capability table
     expects and one more, all at once; the cap found must be the one expected."""

@@ -6,10 +6,18 @@ from fractions import Fraction
 import pytest
 
 from rendergate.media import judge_video, require_video
+from rendergate.requirements import NVENC, declare
+from rendergate.schema import SIZE, integer, size, table
 from rendergate.timing import Speedup
 from rendergate.workloads import encode, encoder_codec, make_source
 
-pytestmark = pytest.mark.requires("workloads.encode")
+ENCODE = declare(
+    "workloads.encode", table({"size": size, "frames": integer(1, 10000)}),
+    f'{{ size = "1920x1080", frames = 120 }} (size {SIZE}, frames 1 to 10000)',
+    "a clip encodes with libx264 and each NVENC encoder, decodes frame for frame, NVENC faster",
+    gpu_feature=NVENC, thresholds={"nvenc_speedup": 2.0}, needs_with={"requirements.nvenc": "thresholds.nvenc_speedup"},
+    example='{ size = "1920x1080", frames = 120 }')
+pytestmark = ENCODE.mark
 
 SOURCE_FPS = 30
 
@@ -37,7 +45,6 @@ def test_libx264_encode_is_valid(target, requirement, figures):
 
 
 @pytest.mark.needs_gpu
-@pytest.mark.gpu_feature("nvenc")
 @pytest.mark.timed
 def test_nvenc_speedup_over_libx264(target, variant, requirement, speed_gate, measure, figures):
     """The source clip encoded with each required NVENC encoder, timed against libx264."""

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from rendergate.assets import WORKLOADS
-from rendergate.manifest import MANIM_QUALITIES
 from rendergate.media import (
     decode_video,
     judge_video,
@@ -21,10 +20,23 @@ from rendergate.media import (
     require_seams,
     require_video,
 )
+from rendergate.requirements import declare
+from rendergate.schema import boolean, table
 from rendergate.timing import Speedup
-from rendergate.workloads import manim_reference, render_manim, render_manim_parts_parallel
+from rendergate.workloads import MANIM_QUALITIES, manim_reference, render_manim, render_manim_parts_parallel
 
-pytestmark = pytest.mark.requires("workloads.manim_scene")
+_QUALITY = lambda v: isinstance(v, str) and v in MANIM_QUALITIES  # noqa: E731
+MANIM_SCENE = declare(
+    "workloads.manim_scene", table({"smoke": _QUALITY, "full": _QUALITY}),
+    f'a table naming the quality of both tiers, e.g. {{ smoke = "480p15", full = "1080p60" }} '
+    f"(qualities: {', '.join(MANIM_QUALITIES)})",
+    "the canonical Manim scene renders at the tier's quality: every frame, not blank, its last as the reference",
+    example='{ smoke = "480p15", full = "1080p60" }')
+MANIM_PARTS = declare(
+    "workloads.manim_parts", boolean, "true: the scene also rendered as parts by parallel jobs and concatenated",
+    "the scene rendered as parts by parallel jobs, concatenated seamlessly, and faster than one job",
+    needs=("workloads.manim_scene",), thresholds={"manim_parts_speedup": 0.8}, example="true")
+pytestmark = MANIM_SCENE.mark
 
 # Same image, same scene, same encoder: the last frame is all but identical to the reference.
 # Room is left for x264's and FreeType's small differences across CPUs: mean abs diff of 1.5 of
@@ -70,7 +82,7 @@ PARTS = ["CanonicalPart1", "CanonicalPart2"]
 SEAM_TOLERANCE = 2.0
 
 
-@pytest.mark.requires("workloads.manim_parts")
+@MANIM_PARTS.mark
 @pytest.mark.timed
 def test_manim_parts_rendered_in_parallel(target, variant, run_config, speed_gate, measure, artifacts, figures):
     """The Manim scene in two parts rendered by parallel jobs, timed against the whole scene.

@@ -12,10 +12,23 @@ import pytest
 
 from rendergate.diagnosis import CheckFailed, tool_missing
 from rendergate.media import decode_video, encode_frames, load_image, require_seams, require_video
+from rendergate.requirements import declare
+from rendergate.schema import SIZE, integer, one_of, size, table
 from rendergate.timing import Speedup
 from rendergate.workloads import STITCH_FPS, chunks, render_frames, render_frames_parallel, stitch
 
-pytestmark = pytest.mark.requires("workloads.parallel_frames")
+# Where the frames are stitched: by the image's own ffmpeg, or by rendergate on its side.
+COMBINE = ("image", "rendergate")
+PARALLEL_FRAMES = declare(
+    "workloads.parallel_frames",
+    table({"frames": integer(1, 10000), "workers": integer(1, 256), "size": size, "samples": integer(1, 4096)},
+          {"combine": one_of(COMBINE)}),
+    f'{{ frames = 12, workers = 2, size = "448x252", samples = 4 }} (frames 1 to 10000, workers 1 to 256, size {SIZE}, '
+    'samples 1 to 4096; and combine = "image" (the default: the image\'s ffmpeg stitches the frames) or "rendergate" '
+    "(they are stitched outside the image))",
+    "frames rendered by N workers, stitched into one video holding each frame once, faster than one worker",
+    thresholds={"parallel_speedup": 1.6}, example='{ frames = 12, workers = 2, size = "448x252", samples = 4 }')
+pytestmark = PARALLEL_FRAMES.mark
 
 # Seam frames went through x264 (crf 16): against the serial render's PNGs they differ by
 # compression noise only, a few levels of 255 at 4 samples; a wrong frame differs by tens.

@@ -9,7 +9,15 @@ import pytest
 from rendergate.diagnosis import Cause, CheckFailed, diagnose
 from rendergate.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, library_problems, require_vendor
 from rendergate.parsers import glx_device, parse_glxinfo
+from rendergate.requirements import declare
+from rendergate.schema import boolean, word
 from rendergate.xorg import start_x
+
+XORG = declare("xorg", boolean, "true or false", "Xorg starts in the target and serves GLX")
+GLX_RENDERER = declare("glx_renderer", word, 'the GL vendor the renderer must come from, e.g. "nvidia"',
+                       "GLX renders in hardware from that vendor (Xorg on its driver), not llvmpipe",
+                       capabilities={"graphics", "display"}, example='"nvidia"')
+VNC = declare("vnc", boolean, "true or false", "x11vnc serves the X display")
 
 
 def x_server(target):
@@ -29,12 +37,12 @@ def glxinfo(target):
     return info
 
 
-@pytest.mark.requires("xorg")
+@XORG.mark
 def test_xorg_starts(target):
     x_server(target)
 
 
-@pytest.mark.requires("xorg")
+@XORG.mark
 def test_glx_answers(target, artifacts):
     glxinfo(target)
     # Evidence for reviewers: a GL client drawing on the display, as the renderer saw it.
@@ -45,13 +53,13 @@ def test_glx_answers(target, artifacts):
     artifacts("xorg-screenshot.png", target.fetch(png))
 
 
-@pytest.mark.requires("glx_renderer")
+@GLX_RENDERER.mark
 @pytest.mark.needs_gpu
 def test_glx_renderer(target, requirement):
     require_vendor(target, [glx_device(glxinfo(target))], "GLX", requirement)
 
 
-@pytest.mark.requires("vnc")
+@VNC.mark
 def test_vnc_serves_display(target):
     server = x_server(target)
     target.require_tool("x11vnc")

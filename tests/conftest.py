@@ -199,14 +199,14 @@ def written_verdict(variant, host: dict, image: dict | None = None, outcomes: di
     """A complete verdict written through the code a run writes them with, one check per declared
     requirement, each passed unless `outcomes` says otherwise: a stand-in for a run where the
     run itself cannot happen here (a GPU host, Modal), or for a verdict someone tampered with."""
-    v = verdict.new_verdict(variant, "run-1", target, {"suite_version": suite_version(), **host}, {})
-    v["image"] = image
-    v["checks"] = [{"nodeid": f"suites/x.py::test_{name}", "anchor": "", "check": f"test_{name}", "requirement": name,
-                    "item": None, "outcome": (outcomes or {}).get(name, "passed"), "cause": None,
-                    "message": "" if (outcomes or {}).get(name, "passed") == "passed" else f"{name} broke [command-failed]",
-                    "figures": {}} for name in v["declared"]]
-    v["complete"], v["finished"] = True, verdict.now_iso()
-    return verdict.settle(v)
+    v = verdict.Verdict.start(variant, "run-1", target, {"suite_version": suite_version(), **host}, {})
+    v.image = image
+    for name in v.declared:
+        outcome = verdict.Outcome((outcomes or {}).get(name, "passed"))
+        v.checks.append(verdict.CheckResult(f"suites/x.py::test_{name}", f"test_{name}", name, outcome=outcome,
+                                            message="" if outcome == "passed" else f"{name} broke [command-failed]"))
+    v.complete, v.finished = True, verdict.now_iso()
+    return v.as_json()
 
 
 def read_verdicts(reports: Path) -> dict[str, dict]:

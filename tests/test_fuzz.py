@@ -13,15 +13,16 @@ from hypothesis import strategies as st
 from conftest import ROOT, at_most, written_verdict
 from rendergate import verdict as verdicts
 from rendergate.__main__ import main as rendergate_main
-from rendergate.capabilities import needed
+from rendergate.driver_capabilities import needed
 from rendergate.environment import suite_version
-from rendergate.manifest import RUN, SECTIONS, TOP_LEVEL, ManifestError, load_variant
+from rendergate.manifest import RUN, TOP_LEVEL, ManifestError, load_variant, sections
 from rendergate.modal_target import plan
 from rendergate.promotion import Refused, gate
 
 CASES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                          HealthCheck.too_slow])
 SECONDS = 10  # no single case may take longer
+SECTIONS = sections()
 KEYS = sorted({*TOP_LEVEL, *SECTIONS, *(k for table in SECTIONS.values() for k in table), "gpus", "Smoke", ""})
 MANIFESTS = [(ROOT / "images" / name / "manifest.toml").read_text() for name in ("manim", "blender", "xorg-glx", "host")]
 

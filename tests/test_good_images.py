@@ -3,9 +3,9 @@ not validated (never as passes), and nothing is left running."""
 import re
 
 import pytest
+from rendergate.suites import test_workload_manim as manim_workloads
 
 from conftest import busy_loop
-from rendergate.suites import test_workload_manim as manim_workloads
 
 WORKERS = 2
 

@@ -13,8 +13,7 @@ import pytest
 
 from conftest import ROOT
 from rendergate.assets import CAPABILITY_TABLE as TABLE
-from rendergate.capabilities import mismatches
-from rendergate.diagnosis import DRIVER_FILES
+from rendergate.driver_capabilities import DRIVER_FILES, mismatches
 from rendergate.engine import owner_label
 from rendergate.gpu import host_gpu_names
 from rendergate.gpuinfo import gpus_from_probe, lacks, lookup

@@ -106,6 +106,60 @@ def test_a_user_repo_validates_its_own_image(installed, studio_image, engine, tm
     assert f"{studio_image} ({verdict['image']['digest']})" in report and f"render ({studio_image})" in report
 
 
+# A check of the studio's own, with a requirement key of its own: one file, in a folder the repo's
+# ini names (rendergate_checks), declared through rendergate.requirements as rendergate's suites are.
+STUDIO_CODEC_CHECK = '''\
+"""The studio's encoders: each one the manifest lists is compiled into the image's ffmpeg."""
+from rendergate.diagnosis import Cause, CheckFailed
+from rendergate.requirements import declare
+from rendergate.schema import list_of, word
+
+STUDIO_CODECS = declare("studio_codecs", list_of(word), 'a list of ffmpeg encoders, e.g. ["libx264"]',
+                        "each of the studio's encoders is compiled into ffmpeg", capabilities={"compat32"})
+pytestmark = STUDIO_CODECS.mark
+
+
+def test_studio_codec_compiled(target, requirement):
+    if f" {requirement} " not in target.run("ffmpeg -hide_banner -encoders").stdout:
+        raise CheckFailed(Cause.FEATURE_NOT_COMPILED, f"the studio's encoder {requirement} is not in the image's "
+                                                      "ffmpeg: build ffmpeg with it (studio runbook 7)")
+'''
+
+
+def test_a_check_of_ones_own_is_one_file_with_its_own_manifest_key(installed, studio_image, tmp_path):
+    """A user's check module (outside rendergate's suites) registers `studio_codecs`: a manifest may
+    say it, its checks run per item and fail with their own diagnosis, the driver-capability check
+    holds the container to what it declares it needs, and it is in the verdict and the matrix."""
+    manifest = STUDIO_MANIFEST.replace("[run]", 'studio_codecs = ["libx264", "studio_prores"]\n\n[run]')
+    repo = user_repo(tmp_path, {"render": manifest})
+    (repo / "checks").mkdir()
+    (repo / "checks" / "test_studio_codecs.py").write_text(STUDIO_CODEC_CHECK)
+    (repo / "pytest.ini").write_text("[pytest]\nrendergate_checks = checks\n")
+    run = run_in_user_repo(installed, repo, "-n", "2", "--allow-no-gpu", "-k", "studio or capabilities",
+                           "--html=reports/report.html", "--self-contained-html")
+    assert run.returncode == 1, run.output
+    assert run.outcome("test_studio_codec_compiled", "render", "libx264")["outcome"] == "passed"
+    missing = run.outcome("test_studio_codec_compiled", "render", "studio_prores")
+    assert missing["outcome"] == "failed" and missing["cause"] == "feature-not-compiled"
+    assert missing["message"].startswith("the studio's encoder studio_prores is not in the image's ffmpeg")
+    uncovered = run.outcome("test_capabilities_cover_requirements", "render")
+    assert uncovered["outcome"] == "failed" and "studio_codecs needs compat32" in uncovered["message"], run.output
+    verdict = run.verdicts["render"]
+    assert "studio_codecs" in verdict["declared"] and verdict["requirements"]["studio_codecs"]["outcome"] == "failed"
+    assert verdict["state"] == "failed" and any(line.startswith("FAILED studio_codecs: ") for line in verdict["summary"])
+    report = (run.reports / "report.html").read_text()
+    assert "studio_codecs" in report and "test_studio_codec_compiled[studio_prores]" in report
+    assert "each of the studio&#x27;s encoders is compiled into ffmpeg" in report  # the matrix reads the registry
+
+    # A key no module declares is still a manifest error, naming the file and the key, before any container.
+    shutil.rmtree(run.reports)
+    (repo / "images" / "render" / "manifest.toml").write_text(manifest.replace("studio_codecs =", "studio_codex ="))
+    typo = run_in_user_repo(installed, repo, "--allow-no-gpu")
+    assert typo.returncode == 4 and "Traceback" not in typo.output, typo.output
+    assert "unknown key 'requirements.studio_codex'" in typo.output and "studio_codecs" in typo.output
+    assert typo.verdicts == {}
+
+
 @pytest.mark.parametrize("variation, variant", [
     ("manim-entrypoint", "manim"), ("manim-non-root", "manim"), ("xorg-glx-numeric-user", "xorg-glx"),
     ("manim-without-ffprobe", "manim")])

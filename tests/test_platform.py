@@ -14,8 +14,8 @@ import modal
 import pytest
 
 from conftest import ROOT, run_suite
-from rendergate.capabilities import asked
 from rendergate.diagnosis import GVISOR, NATIVE, Cause, CheckFailed, Facts, classify, driver_file_missing, platform_of
+from rendergate.driver_capabilities import asked
 from rendergate.graphics import require_vendor
 from rendergate.manifest import load_variant
 from rendergate.modal_target import plan

@@ -1,0 +1,193 @@
+"""The requirement registry: every manifest key a check proves, declared once, beside its checks.
+
+A check module declares the requirement its checks prove and marks them with it:
+
+    MY_CODEC = declare("my_codec", schema.boolean, "true or false", "my_codec encodes on the GPU",
+                       capabilities={"video"}, gpu_feature=NVENC)
+    pytestmark = MY_CODEC.mark
+
+rendergate's own suites do it so, and so does a user's folder of checks (`--checks DIR`, or the
+ini option `rendergate_checks`): its `test_*.py` modules are imported before any manifest is
+read, so a manifest may then say `my_codec = true`. Whatever knows about requirements reads them
+here: manifest validation (the key and its value), the driver-capability check (what each needs
+of NVIDIA_DRIVER_CAPABILITIES), "not supported by this GPU" (its GPU feature), the report's
+matrix (what each row proves) and the docs table (`rendergate requirements`). A key nobody
+declared stays an unknown key of the manifest.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from . import schema
+from .assets import SUITES
+from .gpuinfo import GpuInfo, nvenc_lacking, optix_lacking
+
+SECTIONS = ("requirements", "workloads")  # the manifest tables requirements are keys of
+_KEY = re.compile(r"(?:workloads\.)?[a-z][a-z0-9_]{0,63}")
+
+
+class RegistryError(Exception):
+    """A declaration or a folder of checks that cannot be used; one line naming the module."""
+
+
+@dataclass(frozen=True)
+class GpuFeature:
+    """A feature some GPUs lack by design (NVENC on an H100): on such a GPU a check of it is "not
+    supported by this GPU", a hardware limit, unless the variant says it must have it
+    (requirements.gpu_must_have)."""
+    name: str
+    lacking: Callable[[GpuInfo, str | None], str | None]  # why the GPU cannot (for a check's item); None: it can, or unknown
+
+
+NVENC = GpuFeature("nvenc", nvenc_lacking)
+OPTIX = GpuFeature("optix", optix_lacking)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One manifest key, what a valid value is, what it needs, and the checks that prove it."""
+    key: str  # "nvenc" (a key of [requirements]) or "workloads.encode"
+    valid: Callable[[object], bool]
+    expected: str  # what a valid value looks like, as a manifest error says it
+    proves: str  # one line: what its checks prove (the docs table, the report's matrix)
+    capabilities: frozenset[str] = frozenset()  # the NVIDIA_DRIVER_CAPABILITIES it needs
+    item_capabilities: Mapping[str, frozenset[str]] = field(default_factory=dict)  # per item of a list value
+    gpu_feature: GpuFeature | None = None  # what its GPU checks need of the GPU
+    needs: tuple[str, ...] = ()  # other manifest keys that must be said with it ("requirements.cycles_devices")
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # thresholds.NAME it is gated by (said with
+    # it, then): the value a proposed manifest starts with
+    needs_with: Mapping[str, str] = field(default_factory=dict)  # KEY: a threshold needed only when KEY is said too
+    example: str = ""  # a TOML value, for a proposed manifest and the docs
+    qualifier: bool = False  # qualifies other requirements: no checks of its own, never judged
+    origin: str = ""  # the module that declared it
+
+    @property
+    def section(self) -> str:
+        return "workloads" if self.key.startswith("workloads.") else "requirements"
+
+    @property
+    def name(self) -> str:
+        """The key within its section: "encode" for workloads.encode."""
+        return self.key.removeprefix("workloads.")
+
+    @property
+    def manifest_key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    @property
+    def mark(self) -> pytest.MarkDecorator:
+        """The mark of the checks that prove it (a module's `pytestmark`, or a decorator)."""
+        return pytest.mark.requires(self.key)
+
+    def needed_keys(self) -> list[tuple[str, str | None]]:
+        """(manifest key, the key it is needed with or None: always) that must be said with it:
+        its `needs`, and the thresholds it is gated by (those of `needs_with` only alongside theirs)."""
+        alongside = {needed: when for when, needed in self.needs_with.items()}
+        return ([(key, None) for key in self.needs]
+                + [(f"thresholds.{name}", alongside.get(f"thresholds.{name}")) for name in self.thresholds])
+
+    def needed_capabilities(self, value) -> dict[str, set[str]]:
+        """Capability -> who needs it ("cycles_devices OPTIX"), for the value a manifest gives."""
+        found: dict[str, set[str]] = {c: {self.key} for c in self.capabilities}
+        for item in value if isinstance(value, list) else ():
+            for capability in self.item_capabilities.get(item, ()):
+                found.setdefault(capability, set()).add(f"{self.key} {item}")
+        return found
+
+
+_REGISTRY: dict[str, Requirement] = {}
+_LOADED: set[Path] = set()
+
+
+def declare(key: str, valid: Callable[[object], bool], expected: str, proves: str, **details) -> Requirement:
+    """Register a requirement (in the module whose checks prove it) and return it. Declaring it
+    again from the same module (pytest imports it again) replaces it; from another, fails."""
+    origin = sys._getframe(1).f_globals.get("__file__", "")
+    if not _KEY.fullmatch(key):
+        raise RegistryError(f"{origin}: requirement {key!r}: a key is lower-case letters, digits and _ "
+                            "(workloads.NAME for a workload)")
+    for name in ("capabilities",):
+        if name in details:
+            details[name] = frozenset(details[name])
+    if "item_capabilities" in details:
+        details["item_capabilities"] = {k: frozenset(v) for k, v in details["item_capabilities"].items()}
+    requirement = Requirement(key, valid, expected, proves, origin=origin, **details)
+    known = _REGISTRY.get(key)
+    if known and Path(known.origin).resolve() != Path(origin).resolve():
+        raise RegistryError(f"{origin}: requirement '{key}' is declared already, in {known.origin}: "
+                            "one requirement, one declaration")
+    _REGISTRY[key] = requirement
+    return requirement
+
+
+def load(check_folders: Iterable[Path] = ()) -> dict[str, Requirement]:
+    """Every requirement declared: rendergate's suites', then those of each folder of checks."""
+    for path in sorted(SUITES.glob("test_*.py")):
+        importlib.import_module(f"rendergate.suites.{path.stem}")
+    for folder in check_folders:
+        folder = Path(folder).resolve()
+        if folder in _LOADED:
+            continue
+        if not folder.is_dir():
+            raise RegistryError(f"--checks {folder}: no such folder of checks")
+        for path in sorted(folder.glob("test_*.py")):
+            _import_checks(path)
+        _LOADED.add(folder)
+    _declare_qualifiers()
+    return dict(_REGISTRY)
+
+
+def _import_checks(path: Path) -> None:
+    """A user's check module, imported as pytest will collect it: its declarations register."""
+    spec = importlib.util.spec_from_file_location(f"rendergate_checks.{path.parent.name}.{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except RegistryError:
+        raise
+    except Exception as e:  # whatever a user's module raises: one line naming it
+        raise RegistryError(f"{path}: the check module cannot be imported ({type(e).__name__}: {e})") from None
+
+
+def _declare_qualifiers() -> None:
+    features = sorted({r.gpu_feature.name for r in _REGISTRY.values() if r.gpu_feature})
+    declare("gpu_must_have", schema.list_of(schema.one_of(set(features))),
+            f"a list of GPU features the variant needs on every host, from: {', '.join(map(repr, features))} "
+            '(a GPU without them then fails the variant instead of "not supported by this GPU")',
+            "the GPU features named fail, rather than skip, on a GPU without them", qualifier=True,
+            example='["nvenc"]')
+
+
+def registered() -> dict[str, Requirement]:
+    """The registry as it stands (rendergate's suites loaded first)."""
+    if "gpu_must_have" not in _REGISTRY:
+        load()
+    return dict(_REGISTRY)
+
+
+def of_section(section: str) -> dict[str, Requirement]:
+    """The requirements of one manifest table, by their key in it."""
+    return {r.name: r for r in registered().values() if r.section == section}
+
+
+def get(key: str) -> Requirement | None:
+    return registered().get(key)
+
+
+def docs_table() -> str:
+    """The README's table of requirement keys, as the registry declares them."""
+    rows = ["| key | value | what its checks prove | needs of NVIDIA_DRIVER_CAPABILITIES | GPU feature |",
+            "|---|---|---|---|---|"]
+    for r in registered().values():
+        caps = sorted(r.capabilities) + [f"{item}: {','.join(sorted(c))}" for item, c in r.item_capabilities.items() if c]
+        rows.append(f"| `{r.manifest_key}` | {r.expected} | {r.proves} | {'; '.join(caps) or '—'} | "
+                    f"{r.gpu_feature.name if r.gpu_feature else '—'} |")
+    return "\n".join(row.replace("\n", " ") for row in rows) + "\n"
