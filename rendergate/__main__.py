@@ -31,11 +31,11 @@ from pathlib import Path
 
 from . import attestation as attestations
 from . import verdict as verdicts
-from .diagnosis import NATIVE
 from .engine import Engine, EngineError
 from .inventory import default_name, init
 from .manifest import IMAGE_REF, ManifestError, load_variants, positive
 from .mutation import Mutation, MutationError, Suite, mutate
+from .platforms import Platform
 from .progress import BuildProgress
 from .promotion import Refused, gate, gate_matrix, obtain, promote
 from .references import make_references
@@ -241,7 +241,7 @@ def _merge(args) -> int:
     loaded, seen = [], {}
     for f in files:
         v = verdicts.load(f)
-        key = (v["variant"], v["host"].get("gpu_type"), v.get("platform", NATIVE))
+        key = (v["variant"], v["host"].get("gpu_type"), v.get("platform", Platform.NATIVE))
         if key in seen:
             raise verdicts.VerdictError(f"{f} and {seen[key]} are both about {key[0]} on {key[1]} ({key[2]}): "
                                         "merge one verdict per GPU type and platform")

@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 
 from .driver_capabilities import DRIVER_FILES
 from .gpuinfo import lookup, no_nvenc_engine
+from .platforms import Platform
 
 
 class Cause(Enum):
@@ -69,9 +70,6 @@ class CheckFailed(Exception):
         return cls(diagnosis.cause, diagnosis.message)
 
 
-GVISOR = "gVisor"
-NATIVE = "native"
-
 
 @dataclass(frozen=True)
 class Facts:
@@ -79,16 +77,9 @@ class Facts:
     nvidia_devices_visible: bool = False
     gpu_names: tuple[str, ...] = field(default_factory=tuple)
     container: bool = True
-    # The kernel the target's processes talk to: NATIVE (the host's) or GVISOR (a user-space
-    # kernel, as on Modal), which proxies only part of the NVIDIA driver.
-    platform: str = NATIVE
+    platform: Platform = Platform.NATIVE  # the kernel the target's processes talk to
     # The capabilities the target's NVIDIA_DRIVER_CAPABILITIES asks for ("all" expanded).
     capabilities: tuple[str, ...] = field(default_factory=tuple)
-
-
-def platform_of(kernel_log: str) -> str:
-    """GVISOR when the target's kernel log is gVisor's (it fakes one that starts "Starting gVisor...")."""
-    return GVISOR if "Starting gVisor" in kernel_log else NATIVE
 
 
 # What to do when gVisor is the cause: Modal's other runtime, or a gVisor that allows more.
@@ -114,7 +105,7 @@ def driver_file_missing(name: str, facts: Facts) -> Diagnosis:
 def asked_files_missing(names: list[str], asked: str, facts: Facts) -> Diagnosis:
     """Driver files a container asked for (NVIDIA_DRIVER_CAPABILITIES=`asked`) but did not get."""
     files = ", ".join(names)
-    if facts.platform == GVISOR:
+    if facts.platform == Platform.GVISOR:
         # gVisor's nvproxy injects only the capabilities its runtime allows: compute,utility unless
         # configured otherwise (gVisor issue 10856, PR 14450).
         return Diagnosis(Cause.PLATFORM, f"{files} missing although the container asks for NVIDIA_DRIVER_CAPABILITIES="
@@ -172,7 +163,7 @@ def _nvenc_refused(match: re.Match, facts: Facts) -> Diagnosis:
 
 
 def _os_call_refused(match: re.Match, facts: Facts) -> Diagnosis:
-    if facts.platform == GVISOR:
+    if facts.platform == Platform.GVISOR:
         return Diagnosis(Cause.PLATFORM, f"the gVisor sandbox refused a GPU driver call ({match.group(0).strip()}), "
                                          f"not the image: {GVISOR_WAY_OUT}")
     return Diagnosis(Cause.COMMAND_FAILED, f"the CUDA driver refused an OS call: {match.group(0).strip()}")

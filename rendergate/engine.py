@@ -172,20 +172,18 @@ class Engine:
         log is kept if it does not come up. The image's entrypoint is replaced by the keep-alive
         command (an entrypoint such as `manim` or `blender` would take it as its arguments and
         exit); the image's own user is kept."""
-        env = dict(variant.run.get("env", {}))
-        env["NVIDIA_DRIVER_CAPABILITIES"] = ",".join(variant.driver_capabilities)
+        settings = variant.settings
         requests = []
-        wanted = variant.run.get("gpus", "all")
-        if gpus and wanted != "none":
-            count = -1 if wanted == "all" else wanted
+        if gpus and settings.wants_gpus:
+            count = -1 if settings.gpus == "all" else settings.gpus
             requests.append(docker.types.DeviceRequest(count=count, capabilities=[["gpu"]]))
         labels = {LABEL_RUN: run_id, LABEL_VARIANT: variant.name, LABEL_OWNER: owner}
-        command = variant.command
+        command = list(settings.command)
         try:
             container = self.client.containers.run(
-                image, command[1:], entrypoint=command[:1], detach=True, labels=labels, environment=env, init=True,
-                device_requests=requests, shm_size=variant.run.get("shm_size"), runtime=runtime,
-                nano_cpus=int(variant.run["cpus"] * 1e9) if "cpus" in variant.run else None,
+                image, command[1:], entrypoint=command[:1], detach=True, labels=labels, environment=settings.env,
+                init=True, device_requests=requests, shm_size=settings.shm_size, runtime=runtime,
+                nano_cpus=int(settings.cpus * 1e9) if settings.cpus else None,
                 name=f"rendergate-{variant.name}-{run_id[:12]}")  # VARIANT_NAME is a valid container name
         except docker.errors.APIError as e:
             why = str(e.explanation or e)
@@ -211,7 +209,7 @@ class Engine:
             state = container.attrs.get("State", {})
             container.remove(force=True)
             raise EngineError(f"container of {image} did not stay up (status {container.status}, "
-                              f"exit {state.get('ExitCode')}): command {json.dumps(variant.command)}; "
+                              f"exit {state.get('ExitCode')}): command {json.dumps(command)}; "
                               f"log kept at {log_path}")
         return container
 

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .gpu import host_gpus, host_nvml
 from .gpuinfo import GpuInfo
+from .host_gpus import host_gpus, host_nvml
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_GPU = "no GPU"

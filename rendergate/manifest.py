@@ -78,7 +78,8 @@ TOP_LEVEL = {
               'the image to check, built elsewhere, e.g. "registry.example.com/render/blender:1.2"'),
     "host": (schema.boolean, "true: the variant is the machine running the suite itself, checked in place (no image)"),
 }
-DEFAULT_COMMAND = ["sleep", "infinity"]
+DEFAULT_COMMAND = ("sleep", "infinity")
+DEFAULT_CAPABILITIES = ("compute", "utility")
 
 
 def sections() -> dict[str, dict]:
@@ -92,6 +93,23 @@ def sections() -> dict[str, dict]:
 
 
 @dataclass(frozen=True)
+class RunSettings:
+    """How a variant's container (or sandbox) is started: its `[run]` table with the defaults,
+    read by every target alike."""
+    env: dict[str, str]  # the manifest's, with NVIDIA_DRIVER_CAPABILITIES set from driver_capabilities
+    driver_capabilities: tuple[str, ...]
+    gpus: str | int  # "all", "none" or a count
+    command: tuple[str, ...]  # what keeps it alive (the image's entrypoint is replaced by it)
+    python: str  # the image's interpreter the probes run with
+    cpus: float | None = None
+    shm_size: str | None = None
+
+    @property
+    def wants_gpus(self) -> bool:
+        return self.gpus != "none"
+
+
+@dataclass(frozen=True)
 class Variant:
     name: str
     folder: Path
@@ -102,12 +120,6 @@ class Variant:
     workloads: dict = field(default_factory=dict)
     image: str | None = None  # the image to check: the manifest's `image`, or --image
     host: bool = False  # checked on the machine running the suite (`host = true`), not in a container
-    gpu_type: str | None = None  # the GPU type of its cell in a --gpu matrix (modal target)
-
-    @property
-    def key(self) -> str:
-        """The variant as one run knows it: its name, and in a GPU matrix the GPU type too."""
-        return f"{self.name}@{self.gpu_type}" if self.gpu_type else self.name
 
     @property
     def manifest(self) -> Path:
@@ -151,12 +163,14 @@ class Variant:
         return [k for k in keys if self.declared(k) not in (None, False)]
 
     @property
-    def driver_capabilities(self) -> list[str]:
-        return self.run.get("driver_capabilities", ["compute", "utility"])
-
-    @property
-    def command(self) -> list[str]:
-        return self.run.get("command", DEFAULT_COMMAND)
+    def settings(self) -> RunSettings:
+        capabilities = tuple(self.run.get("driver_capabilities", DEFAULT_CAPABILITIES))
+        return RunSettings(env={**self.run.get("env", {}), "NVIDIA_DRIVER_CAPABILITIES": ",".join(capabilities)},
+                           driver_capabilities=capabilities, gpus=self.run.get("gpus", "all"),
+                           command=tuple(self.run.get("command", DEFAULT_COMMAND)),
+                           python=self.run.get("python", "python3"),
+                           cpus=float(self.run["cpus"]) if "cpus" in self.run else None,
+                           shm_size=self.run.get("shm_size"))
 
 
 def _check_table(path: Path, prefix: str, table: dict, keys: dict) -> None:

@@ -80,7 +80,7 @@ class Plan:
 
 
 def gpu_request(variant: Variant, gpu_type: str) -> str | None:
-    wanted = variant.run.get("gpus", "all")
+    wanted = variant.settings.gpus
     if wanted == "none":
         return None
     return gpu_type if wanted == "all" else f"{gpu_type}:{wanted}"
@@ -88,15 +88,15 @@ def gpu_request(variant: Variant, gpu_type: str) -> str | None:
 
 def plan(variant: Variant, gpu_type: str, base_image: str | None, timeout: int, run_id: str,
          runtime: str = "default") -> Plan:
-    env = {**variant.run.get("env", {}), "NVIDIA_DRIVER_CAPABILITIES": ",".join(variant.driver_capabilities)}
-    sandbox = {"gpu": gpu_request(variant, gpu_type), "timeout": timeout, "env": env,
+    settings = variant.settings
+    sandbox = {"gpu": gpu_request(variant, gpu_type), "timeout": timeout, "env": settings.env,
                "tags": {"rendergate.run": run_id, "rendergate.variant": variant.name, "rendergate.gpu": gpu_type}}
-    if "cpus" in variant.run:
-        sandbox["cpu"] = float(variant.run["cpus"])
+    if settings.cpus:
+        sandbox["cpu"] = settings.cpus
     if runtime != "default":  # gVisor is Modal's pick today; "vm" is the control for a platform failure
         sandbox["runtime"] = runtime
     return Plan(dockerfile=variant.dockerfile, context_dir=variant.folder,
-                build_args={"BASE_IMAGE": base_image} if base_image else {}, command=tuple(variant.command),
+                build_args={"BASE_IMAGE": base_image} if base_image else {}, command=settings.command,
                 sandbox=sandbox)
 
 
@@ -136,32 +136,41 @@ class ModalTarget(Target):
     """A Modal Sandbox of the variant's image on one GPU type, shared by the run's workers;
     terminated by the run's owner (release()), and by Modal after its timeout whatever happens."""
 
-    def __init__(self, variant: Variant, sandbox, default_timeout: float):
+    def __init__(self, variant: Variant, gpu_type: str, sandbox, default_timeout: float, slot=None):
         self.sandbox = sandbox
-        self.started = time.monotonic()
+        self.gpu_type = gpu_type
+        self.slot = slot  # the run's GPU slot this process holds while the sandbox runs (the starter's only)
         super().__init__(variant, _SandboxHost(sandbox), worker_folder(worker_slot()),
-                         variant.run.get("python", "python3"), default_timeout)
+                         variant.settings.python, default_timeout)
 
     @property
     def name(self) -> str:
-        return f"the Modal sandbox of {self.variant.name} on {self.variant.gpu_type}"
+        return f"the Modal sandbox of {self.variant.name} on {self.gpu_type}"
 
     @classmethod
-    def start(cls, variant: Variant, p: Plan, default_timeout: float) -> "ModalTarget":
+    def start(cls, variant: Variant, gpu_type: str, p: Plan, default_timeout: float, slot) -> "ModalTarget":
         import modal
 
         app = modal.App.lookup(APP_NAME, create_if_missing=True)
         sandbox = modal.Sandbox.create(*p.command, app=app, image=image(p), **p.sandbox)
-        return cls(variant, sandbox, default_timeout)
+        return cls(variant, gpu_type, sandbox, default_timeout, slot)
 
     @classmethod
-    def attach(cls, variant: Variant, handle: dict, default_timeout: float) -> "ModalTarget":
+    def attach(cls, variant: Variant, gpu_type: str, handle: dict, default_timeout: float) -> "ModalTarget":
         """The sandbox another worker started for this (variant, GPU type) cell."""
         import modal
 
-        target = cls(variant, modal.Sandbox.from_id(handle["sandbox"]), default_timeout)
+        target = cls(variant, gpu_type, modal.Sandbox.from_id(handle["sandbox"]), default_timeout)
         target._adopt(handle)
         return target
+
+    def started(self) -> dict:
+        return {"sandbox": {"gpu_type": self.gpu_type, "at": time.time()}}
+
+    def close(self) -> None:
+        if self.slot:
+            self.slot.close()
+            self.slot = None
 
     @staticmethod
     def release(handle: dict) -> None:

@@ -16,8 +16,8 @@ from html import escape
 from PIL import Image
 
 from . import requirements
-from .diagnosis import GVISOR
 from .mutation import Finding, Mutation
+from .platforms import Platform
 from .verdict import NOT_COUNTED, State, gpu_seconds, judge, platform_differences, state_of, summary
 
 CSS = """
@@ -55,7 +55,7 @@ SUMMARY_LINES = 5
 
 def column_label(verdict: dict) -> str:
     """The variant, the image checked (when it ran in one), the GPU type, and gVisor if it ran under it."""
-    platform = " \u00b7 gVisor" if verdict.get("platform") == GVISOR else ""
+    platform = " \u00b7 gVisor" if verdict.get("platform") == Platform.GVISOR else ""
     image = f" ({verdict['image']['ref']})" if verdict.get("image") else ""
     return f"{verdict['variant']}{image} \u00b7 {verdict['host'].get('gpu_type', '?')}{platform}"
 

@@ -24,11 +24,12 @@ import docker.errors
 import testinfra
 
 from .assets import PROBES
-from .diagnosis import Cause, CheckFailed, Diagnosis, Facts, diagnose, driver_file_missing, last_line, platform_of, tool_missing
+from .diagnosis import Cause, CheckFailed, Diagnosis, Facts, diagnose, driver_file_missing, last_line, tool_missing
 from .driver_capabilities import asked
 from .engine import Engine, EngineError
 from .manifest import Variant
 from .parsers import parse_nvidia_smi_csv, parse_probe_output
+from .platforms import platform_of
 
 TIMEOUT_EXIT = 124  # what `timeout` exits with when it stopped the command
 KILLED_EXIT = 137  # ... and when the command ignored SIGTERM and had to be killed
@@ -115,7 +116,7 @@ class Target:
                 names = tuple(row["name"] for row in parse_nvidia_smi_csv(smi.stdout, ["name"])) if smi.rc == 0 else ()
             kernel_log = self.run("dmesg 2>/dev/null | head -n 3").stdout if self.in_container else ""
             self._facts = Facts(nvidia_devices_visible=bool(devices), gpu_names=names, container=self.in_container,
-                                platform=platform_of(kernel_log), capabilities=tuple(sorted(asked(",".join(self.variant.driver_capabilities)))))
+                                platform=platform_of(kernel_log), capabilities=tuple(sorted(asked(self.variant.settings.env["NVIDIA_DRIVER_CAPABILITIES"]))))
         return self._facts
 
     def require_tool(self, name: str) -> None:
@@ -215,6 +216,10 @@ class Target:
         """The image the checks run in, as verdicts name it; None where there is no image (the host)."""
         return None
 
+    def started(self) -> dict:
+        """What a verdict counts of this target's start: {"container": name}, {"sandbox": {...}}."""
+        return {}
+
     def close(self) -> None:
         """Release what this process holds (not the shared container: release() does); safe twice."""
 
@@ -249,7 +254,7 @@ class DockerTarget(Target):
     def __init__(self, variant: Variant, container, default_timeout: float, user: tuple[int, int] | None = None):
         self.container = container
         super().__init__(variant, testinfra.get_host(f"docker://{container.id}"),
-                         worker_folder(worker_slot()), variant.run.get("python", "python3"), default_timeout)
+                         worker_folder(worker_slot()), variant.settings.python, default_timeout)
         self.uid, self.gid = user or self._prepare()
 
     @property
@@ -260,6 +265,9 @@ class DockerTarget(Target):
     def image_ref(self) -> str:
         tags = self.container.image.tags
         return self.container.attrs.get("Config", {}).get("Image") or (tags[0] if tags else self.container.image.id)
+
+    def started(self) -> dict:
+        return {"container": self.container.name}
 
     def image_info(self) -> dict:
         started = self.container.image

@@ -31,8 +31,8 @@ import jsonschema
 
 from . import requirements
 from .assets import VERDICT_SCHEMA
-from .diagnosis import GVISOR, NATIVE
 from .manifest import Variant
+from .platforms import Platform
 
 SCHEMA = 1
 MAX_VERDICT_BYTES = 64 * 2**20
@@ -201,7 +201,7 @@ class Verdict:
     host: dict
     options: dict
     image: dict | None = None
-    platform: str | None = None  # as the target's kernel was probed: NATIVE or GVISOR
+    platform: str | None = None  # as the target's kernel was probed: Platform.NATIVE or Platform.GVISOR
     complete: bool = False
     finished: str | None = None
     containers_started: int = 0
@@ -350,35 +350,14 @@ def _span(delta: timedelta) -> str:
     return f"{seconds:.3g} s"
 
 
-def regression(previous: dict | None, gpu_type: str, platform: str, check: str, figure: str, speedup: float,
-               allowed: float) -> str | None:
-    """A line saying how much `figure` of `check` regressed against the last promoted verdict,
-    when that is more than `allowed` (a fraction); None when it did not, or nothing compares.
-    Figures compare only between runs on the same GPU type and platform (gVisor slows parallel
-    work: the manim 2-part speedup measured 0.74x under runsc here, about 0.85x under runc)."""
-    if not previous or previous["host"].get("gpu_type") != gpu_type or previous.get("platform", NATIVE) != platform:
-        return None
-    for c in previous["checks"]:
-        old = c["check"] == check and c["figures"].get(figure, {}).get("speedup")
-        if old:
-            loss = 1 - speedup / old
-            if loss > allowed:
-                promoted = previous.get("promotion", {})
-                return (f"{figure}: speedup {speedup:.2f}x, {loss:.0%} below {old:.2f}x of the last promoted image "
-                        f"({promoted.get('to', (previous.get('image') or {}).get('ref'))}, "
-                        f"{(previous.get('finished') or '')[:10]}); at most {allowed:.0%} allowed")
-            return None
-    return None
-
-
 def platform_differences(verdicts: list[dict]) -> list[str]:
     """Checks that fail under gVisor but pass on a native kernel, for the same variant, GPU type
     and image: the platform's doing, not the image's (run a variant under both, `--runtime`, and
     merge the two verdicts to see it)."""
     lines = []
     native = {(v["variant"], v["host"].get("gpu_type"), (v.get("image") or {}).get("digest")): v
-              for v in verdicts if v.get("platform", NATIVE) == NATIVE}
-    for sandboxed in (v for v in verdicts if v.get("platform") == GVISOR):
+              for v in verdicts if v.get("platform", Platform.NATIVE) == Platform.NATIVE}
+    for sandboxed in (v for v in verdicts if v.get("platform") == Platform.GVISOR):
         key = (sandboxed["variant"], sandboxed["host"].get("gpu_type"), (sandboxed.get("image") or {}).get("digest"))
         control = native.get(key)
         if not control:

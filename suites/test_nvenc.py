@@ -8,7 +8,6 @@ from fractions import Fraction
 import pytest
 
 from rendergate.diagnosis import SESSION_REFUSED, Cause, CheckFailed, diagnose, encoder_not_compiled
-from rendergate.gpu import gpus_of
 from rendergate.media import judge_video, require_video
 from rendergate.parsers import parse_ffmpeg_encoders
 from rendergate.requirements import NVENC, declare
@@ -44,10 +43,10 @@ def test_encoder_encodes(target, requirement, figures):
 
 
 @pytest.mark.needs_gpu
-def test_encoder_session_cap(target, variant, requirement, figures, not_on_this_gpu):
+def test_encoder_session_cap(target, gpus, requirement, figures, not_on_this_gpu):
     """GeForce drivers cap concurrent NVENC sessions per system: open the cap the capability table
     expects and one more, all at once; the cap found must be the one expected."""
-    gpu = gpus_of(variant)[0]
+    gpu = gpus[0]
     expected = gpu.known.session_cap if gpu.known else None
     if expected == 0:
         not_on_this_gpu(f"{gpu.name} ({gpu.known.model}, {gpu.known.gpu_class}) has no NVENC session cap")

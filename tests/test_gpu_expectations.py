@@ -15,8 +15,8 @@ from conftest import ROOT
 from rendergate.assets import CAPABILITY_TABLE as TABLE
 from rendergate.driver_capabilities import DRIVER_FILES, mismatches
 from rendergate.engine import owner_label
-from rendergate.gpu import host_gpu_names
-from rendergate.gpuinfo import gpus_from_probe, lacks, lookup
+from rendergate.gpuinfo import gpus_from_probe, lookup, nvenc_lacking, optix_lacking
+from rendergate.host_gpus import host_gpu_names
 from rendergate.manifest import load_variant
 from rendergate.readiness import kernel_xids
 from rendergate.targets import DockerTarget
@@ -44,9 +44,9 @@ def test_h100_is_identified_from_nvml(h100):
 
 
 def test_h100_lacks_nvenc_but_runs_optix(h100):
-    reason = lacks(h100, "nvenc", "h264_nvenc")
+    reason = nvenc_lacking(h100, "h264_nvenc")
     assert reason.startswith("NVIDIA H100 80GB HBM3 has no NVENC engine")
-    assert lacks(h100, "optix", "OPTIX") is None and lacks(h100, "optix", "CUDA") is None
+    assert optix_lacking(h100, "OPTIX") is None and optix_lacking(h100, "CUDA") is None
 
 
 def test_nvml_encoder_capacity_does_not_tell_nvenc(h100):
@@ -59,7 +59,7 @@ def test_unknown_gpu_is_left_to_runtime_probing():
     data = json.loads((H100 / "nvml-probe-v2.json").read_text())
     data["gpus"][0].update(name="NVIDIA Unreleased X1", pci_device_id="ffff")
     unknown = gpus_from_probe(data)[0]
-    assert unknown.known is None and lacks(unknown, "nvenc", "h264_nvenc") is None
+    assert unknown.known is None and nvenc_lacking(unknown, "h264_nvenc") is None
 
 
 def test_kernel_log_xids_are_read():

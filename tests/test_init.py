@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import BASE_IMAGE, ROOT
-from rendergate import inventory
-from rendergate.manifest import QUALIFIERS, load_variant
+from rendergate import inventory, requirements
+from rendergate.manifest import load_variant
 
 
 def init(tmp_path, *args: str) -> subprocess.CompletedProcess:
@@ -26,9 +26,10 @@ def test_init_proposes_what_our_manifests_declare(name, good_images, tmp_path):
     proposed = load_variant(tmp_path / "images" / name)
     declared = load_variant(ROOT / "images" / name)
     assert proposed.image == good_images[name]
-    assert {k: v for k, v in declared.requirements.items() if k not in QUALIFIERS}.items() <= proposed.requirements.items()
+    qualifiers = {key for key, r in requirements.registered().items() if r.qualifier}
+    assert {k: v for k, v in declared.requirements.items() if k not in qualifiers}.items() <= proposed.requirements.items()
     assert set(declared.workloads) <= set(proposed.workloads)
-    assert set(declared.driver_capabilities) <= set(proposed.driver_capabilities)
+    assert set(declared.settings.driver_capabilities) <= set(proposed.settings.driver_capabilities)
     assert "# " in (tmp_path / "images" / name / "manifest.toml").read_text()  # each line says what it was found from
 
 

@@ -14,19 +14,20 @@ import modal
 import pytest
 
 from conftest import ROOT, run_suite
-from rendergate.diagnosis import GVISOR, NATIVE, Cause, CheckFailed, Facts, classify, driver_file_missing, platform_of
+from rendergate.diagnosis import Cause, CheckFailed, Facts, classify, driver_file_missing
 from rendergate.driver_capabilities import asked
 from rendergate.graphics import require_vendor
 from rendergate.manifest import load_variant
 from rendergate.modal_target import plan
 from rendergate.parsers import parse_vulkaninfo_summary
-from rendergate.verdict import regression
+from rendergate.platforms import Platform, platform_of
+from rendergate.speed_gate import regression
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
 CUINIT_REFUSED = (CAPTURES / "public" / "gvisor-nvproxy-cuinit-refused.txt").read_text()
 
 
-@pytest.mark.parametrize("runtime, platform", [("default", NATIVE), ("gvisor", GVISOR)])
+@pytest.mark.parametrize("runtime, platform", [("default", Platform.NATIVE), ("gvisor", Platform.GVISOR)])
 def test_suites_run_under_gvisor_and_say_so(runtime, platform, gvisor, good_images, suite):
     run = suite("--variant=xorg-glx", f"--runtime={runtime}", "--allow-no-gpu", "-k", "xorg_starts or glx_answers")
     verdict = run.verdicts["xorg-glx"]
@@ -39,10 +40,10 @@ def test_suites_run_under_gvisor_and_say_so(runtime, platform, gvisor, good_imag
 
 
 def test_kernel_logs_tell_gvisor_from_a_native_kernel(gvisor, container_target):
-    assert platform_of((CAPTURES / "cpu-host" / "gvisor-runsc-20221219-dmesg.txt").read_text()) == GVISOR
-    assert platform_of((CAPTURES / "h100-2026-11-23" / "dmesg-nvrm.txt").read_text()) == NATIVE
-    assert container_target("xorg-glx", runtime=gvisor).facts().platform == GVISOR
-    assert container_target("xorg-glx").facts().platform == NATIVE
+    assert platform_of((CAPTURES / "cpu-host" / "gvisor-runsc-20221219-dmesg.txt").read_text()) == Platform.GVISOR
+    assert platform_of((CAPTURES / "h100-2026-11-23" / "dmesg-nvrm.txt").read_text()) == Platform.NATIVE
+    assert container_target("xorg-glx", runtime=gvisor).facts().platform == Platform.GVISOR
+    assert container_target("xorg-glx").facts().platform == Platform.NATIVE
 
 
 def test_a_driver_call_gvisor_refuses_is_the_platform_not_the_image(gvisor, container_target):
@@ -51,7 +52,7 @@ def test_a_driver_call_gvisor_refuses_is_the_platform_not_the_image(gvisor, cont
     diagnosis = classify(CUINIT_REFUSED, with_gpu)
     assert diagnosis.cause == Cause.PLATFORM and "CUDA_ERROR_OPERATING_SYSTEM" in diagnosis.message
     assert "--runtime vm" in diagnosis.message
-    assert classify(CUINIT_REFUSED, replace(with_gpu, platform=NATIVE)).cause == Cause.COMMAND_FAILED
+    assert classify(CUINIT_REFUSED, replace(with_gpu, platform=Platform.NATIVE)).cause == Cause.COMMAND_FAILED
 
 
 def test_software_vulkan_under_gvisor_with_a_gpu_is_the_platform(gvisor, container_target):
@@ -67,10 +68,10 @@ def test_software_vulkan_under_gvisor_with_a_gpu_is_the_platform(gvisor, contain
 
 
 @pytest.mark.parametrize("platform, asked, cause", [
-    (GVISOR, ("compute", "utility", "video"), Cause.PLATFORM),
-    (NATIVE, ("compute", "utility", "video"), Cause.HOST_MISCONFIGURED),
-    (GVISOR, ("compute", "utility"), Cause.DRIVER_CAPABILITY_MISSING),
-    (NATIVE, tuple(asked("all")), Cause.HOST_MISCONFIGURED),
+    (Platform.GVISOR, ("compute", "utility", "video"), Cause.PLATFORM),
+    (Platform.NATIVE, ("compute", "utility", "video"), Cause.HOST_MISCONFIGURED),
+    (Platform.GVISOR, ("compute", "utility"), Cause.DRIVER_CAPABILITY_MISSING),
+    (Platform.NATIVE, tuple(asked("all")), Cause.HOST_MISCONFIGURED),
 ])
 def test_a_missing_driver_file_is_blamed_on_who_withheld_it(platform, asked, cause):
     facts = Facts(nvidia_devices_visible=True, platform=platform, capabilities=asked)
@@ -88,10 +89,10 @@ def test_modal_sandbox_runtime_is_passed_through():
 
 
 def test_speedups_compare_only_on_the_same_platform():
-    promoted = {"host": {"gpu_type": "none"}, "platform": NATIVE, "promotion": {"to": "reg/manim:1"},
+    promoted = {"host": {"gpu_type": "none"}, "platform": Platform.NATIVE, "promotion": {"to": "reg/manim:1"},
                 "checks": [{"check": "test_parallel", "figures": {"2 jobs vs 1": {"speedup": 1.8}}}]}
-    assert regression(promoted, "none", NATIVE, "test_parallel", "2 jobs vs 1", 0.74, 0.2)
-    assert regression(promoted, "none", GVISOR, "test_parallel", "2 jobs vs 1", 0.74, 0.2) is None
+    assert regression(promoted, "none", Platform.NATIVE, "test_parallel", "2 jobs vs 1", 0.74, 0.2)
+    assert regression(promoted, "none", Platform.GVISOR, "test_parallel", "2 jobs vs 1", 0.74, 0.2) is None
 
 
 def test_merging_runc_and_gvisor_verdicts_shows_what_only_gvisor_breaks(gvisor, good_images, tmp_path):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from .assets import PROBES
-from .gpuinfo import GpuInfo, gpus_from_probe, nominal
+from .gpuinfo import GpuInfo, gpus_from_probe
 
 NVML_PROBE = PROBES / "nvml.py"
 
@@ -33,8 +33,3 @@ def host_gpus() -> list[GpuInfo]:
 def host_gpu_names() -> tuple[str, ...]:
     """Names of this host's NVIDIA GPUs; empty when there is no driver or no GPU."""
     return tuple(gpu.name for gpu in host_gpus())
-
-
-def gpus_of(variant) -> list[GpuInfo]:
-    """The GPUs a variant's checks run on: its cell's Modal GPU type, or this host's."""
-    return [nominal(variant.gpu_type)] if variant.gpu_type else host_gpus()
