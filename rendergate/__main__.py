@@ -1,5 +1,6 @@
 """rendergate's commands (the Makefile's targets call them):
 
+    rendergate requirements                        the requirement keys a manifest may declare (the registry), as a table
     rendergate init --image REF [--name NAME]      probe an image, write images/NAME/manifest.toml proposing what it holds
     rendergate build [VARIANT ...]                 build variant images, with their time and size
     rendergate references [VARIANT ...]            make the workloads' reference images
@@ -16,7 +17,8 @@
                                                    plant single defects in copies of the variant's image, from the
                                                    files its checks use; score what the suites detect and root-cause
 
-(`python -m rendergate` is the same command.)
+(`python -m rendergate` is the same command; `--checks DIR` before the command loads a folder of
+your own checks, so that manifests may declare their requirement keys.)
 
 Exit status: 0 done / passed, 1 refused (the lines say why), 2 bad input or engine trouble.
 """
@@ -30,16 +32,18 @@ from datetime import timedelta
 from pathlib import Path
 
 from . import attestation as attestations
+from . import requirements
 from . import verdict as verdicts
 from .engine import Engine, EngineError
 from .inventory import default_name, init
 from .manifest import IMAGE_REF, ManifestError, load_variants, positive
 from .mutation import Mutation, MutationError, Suite, mutate
+from .pages import merged_html, mutation_html
 from .platforms import Platform
 from .progress import BuildProgress
 from .promotion import Refused, gate, gate_matrix, obtain, promote
 from .references import make_references
-from .report import merged_html, mutation_html
+from .requirements import RegistryError
 from .runstate import interrupt_on_sigterm
 
 
@@ -49,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--reports-dir", default="reports", help="where the suites wrote verdicts/ (default reports)")
     parser.add_argument("--base-image", default=os.environ.get("BASE_IMAGE") or None)
     parser.add_argument("--extra-ca", default=os.environ.get("RENDERGATE_EXTRA_CA") or None)
+    parser.add_argument("--checks", action="append", default=[], type=Path, metavar="DIR",
+                        help="a folder of your own checks declaring requirements of their own (as the suites' "
+                             "--checks); repeatable")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("requirements", help="the requirement keys a manifest may declare, as a Markdown table")
     command = sub.add_parser("init", help="probe an image and write a manifest proposing what it holds, for review")
     command.add_argument("--image", required=True, help="the image (pulled with the engine's stored login if not local)")
     command.add_argument("--name", help="the variant's name, its folder under --images-dir (default: from the image)")
@@ -92,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        requirements.load(args.checks)
+        if args.command == "requirements":
+            print(requirements.docs_table(), end="")
+            return 0
         if args.command == "merge":
             return _merge(args)
         if args.command == "verify":
@@ -160,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     except Refused as e:
         print(e, file=sys.stderr)
         return 1
-    except (ManifestError, EngineError, verdicts.VerdictError, attestations.AttestationError) as e:
+    except (ManifestError, RegistryError, EngineError, verdicts.VerdictError, attestations.AttestationError) as e:
         print(f"rendergate: {e}", file=sys.stderr)
         return 2
     return 0

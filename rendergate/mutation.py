@@ -13,7 +13,7 @@ FROM the good one, validated by the whole variant suite, which is not told what 
 A mutant is *detected* when a check that did not fail on the good image fails on it, and
 *root-caused* when a line of those failures names the mutated file, its package or its component
 and none names another cause. Mutants nobody detects are listed for triage (an optional file, or
-a gap). Producing the results is this module; the page is rendergate/report.py's.
+a gap). Producing the results is this module; the page is rendergate/pages.py's.
 """
 from __future__ import annotations
 
@@ -352,7 +352,7 @@ def _target(kind: Kind, used: UsedFile) -> str:
 # -- Judging a mutant -----------------------------------------------------------------------
 
 def failed_checks(verdict: dict) -> list[dict]:
-    return [c for c in verdict["checks"] if c["outcome"] in ("failed", "error")]
+    return [c for c in verdict["checks"] if c["outcome"] in verdicts.FAULTS]
 
 
 def _key(check: dict) -> tuple[str, str | None]:
@@ -364,8 +364,8 @@ def newly_wrong(baseline: dict, verdict: dict) -> list[dict]:
     """The checks that did not fail on the good image and do here: failed, or no longer passing
     (skipped, not validated) where they passed."""
     before = {_key(c): c["outcome"] for c in baseline["checks"]}
-    return [c for c in verdict["checks"] if before.get(_key(c), "failed") not in ("failed", "error")
-            and (c["outcome"] in ("failed", "error") or (before[_key(c)] == "passed" and c["outcome"] not in STILL_FINE))]
+    return [c for c in verdict["checks"] if before.get(_key(c), verdicts.Outcome.FAILED) not in verdicts.FAULTS
+            and (c["outcome"] in verdicts.FAULTS or (before[_key(c)] == verdicts.Outcome.PASSED and c["outcome"] not in STILL_FINE))]
 
 
 # Causes that claim nothing about what is at fault: an unknown cause (its first error quoted), a
@@ -373,7 +373,7 @@ def newly_wrong(baseline: dict, verdict: dict) -> list[dict]:
 CLAIMS_NOTHING = (None, "command-failed", "timeout", "below-threshold", "regressed")
 # What a check that passed on the good image may come out as on a mutant without anything being
 # wrong: a pass, or a timing too noisy to decide (the host's doing, not the image's).
-STILL_FINE = ("passed", "unsupported", "undecided", "host-busy")
+STILL_FINE = (verdicts.Outcome.PASSED, verdicts.Outcome.UNSUPPORTED, verdicts.Outcome.UNDECIDED, verdicts.Outcome.HOST_BUSY)
 
 
 def judge_mutant(mutant: Mutant, baseline: dict, verdict: dict) -> tuple[Finding, list[Failure]]:

@@ -416,6 +416,9 @@ def load(path: Path) -> dict:
 
 def checked(data, where: str) -> dict:
     """`data` once it is a verdict by its schema; VerdictError naming `where` otherwise."""
+    if isinstance(data, dict) and type(data.get("schema")) is int and data["schema"] != SCHEMA:
+        raise VerdictError(f"{where}: a verdict of schema {data['schema']}, written by another rendergate: this one "
+                           f"reads schema {SCHEMA} (run the suites again with it)")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise VerdictError(f"{where}: not a rendergate verdict (schema {SCHEMA})")
     error = jsonschema.exceptions.best_match(_validator().iter_errors(data))

@@ -1,5 +1,7 @@
 """Bad manifests are refused before any container starts, naming the file and the key."""
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,46 @@ def test_an_empty_images_folder_is_one_line(tmp_path, suite):
     (tmp_path / "images").mkdir()
     run = suite(f"--images-dir={tmp_path / 'images'}")
     assert run.returncode == 4 and f"{tmp_path / 'images'}: no variants" in run.output and "Traceback" not in run.output
+
+
+def test_the_readme_table_of_requirements_is_the_registry():
+    """The docs table is what the code declares, never a copy kept by hand."""
+    done = subprocess.run([sys.executable, "-m", "rendergate", "requirements"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    table = (ROOT / "README.md").read_text().split("<!-- rendergate requirements -->\n")[1]
+    assert table.split("<!-- end of rendergate requirements -->")[0] == done.stdout
+    keys = {line.split("`")[1] for line in done.stdout.splitlines()[2:]}
+    assert {"requirements.nvenc", "requirements.gpu_must_have", "workloads.encode"} <= keys
+
+
+DECLARES_LATEX = ('from rendergate.requirements import declare\nfrom rendergate.schema import boolean\n'
+                  'LATEX = declare("latex", boolean, "true or false", "mine")\n')
+
+
+@pytest.mark.parametrize("module, expected", [
+    ("import no_such_module\n", "the check module cannot be imported (ModuleNotFoundError: No module named 'no_such_module')"),
+    (DECLARES_LATEX, "requirement 'latex' is declared already, in "),
+    ('from rendergate.requirements import declare\nfrom rendergate.schema import boolean\n'
+     'X = declare("My Key", boolean, "true or false", "x")\n', "requirement 'My Key': a key is lower-case letters"),
+])
+def test_a_bad_check_module_is_one_line_naming_it(tmp_path, suite, module, expected):
+    """From the suites' plugin (before any manifest or container) and from the command alike."""
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    (checks / "test_mine.py").write_text(module)
+    run = suite(f"--checks={checks}")
+    assert run.returncode == 4 and "bad check module:" in run.output and expected in run.output, run.output
+    assert str(checks / "test_mine.py") in run.output and "Traceback" not in run.output
+    done = subprocess.run([sys.executable, "-m", "rendergate", f"--checks={checks}", "requirements"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_check_that_requires_an_undeclared_key_is_refused(tmp_path, suite):
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    (checks / "test_mine.py").write_text('import pytest\n\n\n@pytest.mark.requires("latexx")\n'
+                                         'def test_mine(target):\n    pass\n')
+    run = suite(f"--checks={checks}", "--collect-only")
+    assert run.returncode != 0 and "requires('latexx'): no such requirement is declared" in run.output, run.output

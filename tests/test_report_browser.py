@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from conftest import BASE_IMAGE, ROOT, read_verdicts
-from rendergate.report import HOST_ROWS, LABELS, SUMMARY_LINES
+from rendergate.pages import HOST_ROWS, LABELS, SUMMARY_LINES
 from rendergate.verdict import State
 
-PASS_COLOUR = (0xC8, 0xF0, 0xC8)  # rendergate.report.CSS's .rg-passed
+PASS_COLOUR = (0xC8, 0xF0, 0xC8)  # rendergate.pages.CSS's .rg-passed
 
 
 def run_with_report(reports: Path, *args: str) -> Path:

@@ -3,7 +3,7 @@ state, its failures, what was not validated and why), the variant x check matrix
 and thumbnails, and the merged report of verdicts from several hosts.
 
 Everything is plain HTML and inline SVG with its own CSS: a report opens offline, without
-scripts from anywhere. The pytest-html report embeds these pieces (fixtures/report.py); the
+scripts from anywhere. The pytest-html report embeds these pieces (fixtures/html_report.py); the
 merged report (`python -m rendergate merge`) is made of them alone.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from PIL import Image
 from . import requirements
 from .mutation import Finding, Mutation
 from .platforms import Platform
-from .verdict import NOT_COUNTED, State, gpu_seconds, judge, platform_differences, state_of, summary
+from .verdict import NOT_COUNTED, Outcome, State, gpu_seconds, judge, platform_differences, state_of, summary
 
 CSS = """
 .rg-matrix { border-collapse: collapse; margin: 8px 0 16px; font: 13px sans-serif; }
@@ -40,9 +40,10 @@ body:has(#rg-summary) > #results-table, body:has(#rg-summary) > footer { order: 
 .rg-env { border-collapse: collapse; font: 13px sans-serif; margin-bottom: 12px; }
 .rg-env th, .rg-env td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
 """
-LABELS = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip", "no-gpu": "no GPU",
-          "undecided": "undecided", "host-busy": "host busy", "not-run": "not run", "not-declared": "\u2014", "not-applicable": "\u2014",
-          "unsupported": "not supported by this GPU"}
+LABELS = {Outcome.PASSED: "pass", Outcome.FAILED: "FAIL", Outcome.ERROR: "ERROR", Outcome.SKIPPED: "skip",
+          Outcome.NO_GPU: "no GPU", Outcome.UNDECIDED: "undecided", Outcome.HOST_BUSY: "host busy",
+          Outcome.NOT_RUN: "not run", Outcome.NOT_DECLARED: "\u2014", Outcome.NOT_APPLICABLE: "\u2014",
+          Outcome.UNSUPPORTED: "not supported by this GPU"}
 HOST_ROWS = [("gpu_type", "GPU type"), ("host", "Host"), ("gpus", "GPUs"), ("gpu_models", "GPU models (capability table)"),
              ("driver", "Driver"), ("cuda", "CUDA"),
              ("container_toolkit", "Container toolkit"), ("docker_engine", "Docker engine"),
@@ -73,7 +74,7 @@ def _rows(verdicts: list[dict]) -> list[tuple[str, str | None, str | None]]:
         for name in v["declared"]:
             order.setdefault(name, len(order))
     rows = {(c["requirement"], c["check"], c["item"]) for v in verdicts for c in v["checks"] if c["outcome"] not in NOT_COUNTED}
-    rows |= {(name, None, None) for v in verdicts for name, r in v["requirements"].items() if r["outcome"] == "not-run"}
+    rows |= {(name, None, None) for v in verdicts for name, r in v["requirements"].items() if r["outcome"] == Outcome.NOT_RUN}
     return sorted(rows, key=lambda r: (order.get(r[0], len(order)), r[0], r[1] or "", r[2] or ""))
 
 
@@ -81,10 +82,10 @@ def _cell(verdict: dict, checks: dict, row, link: bool) -> str:
     requirement, check, item = row
     if requirement not in verdict["declared"]:
         return (f'<td class="rg-cell rg-not-declared" title="{escape(verdict["variant"])} does not declare '
-                f'{escape(requirement)}">{LABELS["not-declared"]}</td>')
+                f'{escape(requirement)}">{LABELS[Outcome.NOT_DECLARED]}</td>')
     entry = checks.get(row)
     if entry is None:
-        return f'<td class="rg-cell rg-not-run" title="no check of {escape(requirement)} ran">{LABELS["not-run"]}</td>'
+        return f'<td class="rg-cell rg-not-run" title="no check of {escape(requirement)} ran">{LABELS[Outcome.NOT_RUN]}</td>'
     outcome = entry["outcome"]
     label = LABELS.get(outcome, outcome) + (f" [{entry['cause']}]" if entry.get("cause") else "")
     title = escape(entry["message"] or outcome)
