@@ -2,7 +2,9 @@
 
 A verdict holds the image digest, the host it ran on, every check's outcome and diagnosis, the
 workloads' figures, and whether the run finished. It is written when the run starts (partial)
-and rewritten as results arrive, so a run that is killed still leaves a partial verdict.
+and rewritten as results arrive, so a run that is killed still leaves a partial verdict. A run
+fills in a typed Verdict, check by check (CheckResult, with an Outcome); its as_json() is the
+file, of schema SCHEMA; a file of another schema is refused in one line saying so.
 
 judge() is the one place that decides a verdict's State: PASSED when every declared requirement
 passed on this run; FAILED when a check found a fault; NOT VALIDATED when nothing failed but
@@ -245,13 +247,10 @@ def requirement_outcomes(checks: list[dict], declared: list[str]) -> dict[str, d
 
 
 def settle(verdict: dict) -> dict:
-    """Fill in the requirement outcomes, the problems, the state and its summary from the checks."""
-    verdict["requirements"] = requirement_outcomes(verdict["checks"], verdict["declared"])
+    """The verdict with its requirement outcomes, problems, state and summary judged from its checks."""
     problems = judge(verdict)
-    verdict["problems"] = [p.line() for p in problems]
-    verdict["state"] = state_of(problems).value
-    verdict["summary"] = summary(problems)
-    return verdict
+    return {**verdict, "requirements": requirement_outcomes(verdict["checks"], verdict["declared"]),
+            "problems": [p.line() for p in problems], "state": state_of(problems).value, "summary": summary(problems)}
 
 
 def judge(verdict: dict, declared: list[str] | None = None) -> list[Problem]:

@@ -182,7 +182,8 @@ def test_the_readme_table_of_requirements_is_the_registry():
                           cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     table = (ROOT / "README.md").read_text().split("<!-- rendergate requirements -->\n")[1]
-    assert table.split("<!-- end of rendergate requirements -->")[0] == done.stdout
+    assert table.split("<!-- end of rendergate requirements -->")[0] == done.stdout, \
+        "README's table of requirements is not the registry's: paste `python -m rendergate requirements` between its markers"
     keys = {line.split("`")[1] for line in done.stdout.splitlines()[2:]}
     assert {"requirements.nvenc", "requirements.gpu_must_have", "workloads.encode"} <= keys
 
