@@ -114,9 +114,8 @@ def declare(key: str, valid: Callable[[object], bool], expected: str, proves: st
     if not _KEY.fullmatch(key):
         raise RegistryError(f"{origin}: requirement {key!r}: a key is lower-case letters, digits and _ "
                             "(workloads.NAME for a workload)")
-    for name in ("capabilities",):
-        if name in details:
-            details[name] = frozenset(details[name])
+    if "capabilities" in details:
+        details["capabilities"] = frozenset(details["capabilities"])
     if "item_capabilities" in details:
         details["item_capabilities"] = {k: frozenset(v) for k, v in details["item_capabilities"].items()}
     requirement = Requirement(key, valid, expected, proves, origin=origin, **details)

@@ -203,7 +203,7 @@ class Verdict:
     host: dict
     options: dict
     image: dict | None = None
-    platform: str | None = None  # as the target's kernel was probed: Platform.NATIVE or Platform.GVISOR
+    platform: Platform | None = None  # the target's kernel, as probed
     complete: bool = False
     finished: str | None = None
     containers_started: int = 0
