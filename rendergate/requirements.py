@@ -145,7 +145,10 @@ def load(check_folders: Iterable[Path] = ()) -> dict[str, Requirement]:
 
 
 def _import_checks(path: Path) -> None:
-    """A user's check module, imported as pytest will collect it: its declarations register."""
+    """A user's check module, imported as pytest will collect it (its folder on sys.path, as
+    pytest's default import mode puts it, for the helpers beside it): its declarations register."""
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(f"rendergate_checks.{path.parent.name}.{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:

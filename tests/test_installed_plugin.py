@@ -113,6 +113,7 @@ STUDIO_CODEC_CHECK = '''\
 from rendergate.diagnosis import Cause, CheckFailed
 from rendergate.requirements import declare
 from rendergate.schema import list_of, word
+from studio_runbook import RUNBOOK  # a helper module beside it
 
 STUDIO_CODECS = declare("studio_codecs", list_of(word), 'a list of ffmpeg encoders, e.g. ["libx264"]',
                         "each of the studio's encoders is compiled into ffmpeg", capabilities={"compat32"})
@@ -122,7 +123,7 @@ pytestmark = STUDIO_CODECS.mark
 def test_studio_codec_compiled(target, requirement):
     if f" {requirement} " not in target.run("ffmpeg -hide_banner -encoders").stdout:
         raise CheckFailed(Cause.FEATURE_NOT_COMPILED, f"the studio's encoder {requirement} is not in the image's "
-                                                      "ffmpeg: build ffmpeg with it (studio runbook 7)")
+                                                      f"ffmpeg: build ffmpeg with it ({RUNBOOK})")
 '''
 
 
@@ -134,6 +135,7 @@ def test_a_check_of_ones_own_is_one_file_with_its_own_manifest_key(installed, st
     repo = user_repo(tmp_path, {"render": manifest})
     (repo / "checks").mkdir()
     (repo / "checks" / "test_studio_codecs.py").write_text(STUDIO_CODEC_CHECK)
+    (repo / "checks" / "studio_runbook.py").write_text('RUNBOOK = "studio runbook 7"\n')
     (repo / "pytest.ini").write_text("[pytest]\nrendergate_checks = checks\n")
     run = run_in_user_repo(installed, repo, "-n", "2", "--allow-no-gpu", "-k", "studio or capabilities",
                            "--html=reports/report.html", "--self-contained-html")
@@ -141,7 +143,8 @@ def test_a_check_of_ones_own_is_one_file_with_its_own_manifest_key(installed, st
     assert run.outcome("test_studio_codec_compiled", "render", "libx264")["outcome"] == "passed"
     missing = run.outcome("test_studio_codec_compiled", "render", "studio_prores")
     assert missing["outcome"] == "failed" and missing["cause"] == "feature-not-compiled"
-    assert missing["message"].startswith("the studio's encoder studio_prores is not in the image's ffmpeg")
+    assert missing["message"].startswith("the studio's encoder studio_prores is not in the image's ffmpeg: build "
+                                         "ffmpeg with it (studio runbook 7)")
     uncovered = run.outcome("test_capabilities_cover_requirements", "render")
     assert uncovered["outcome"] == "failed" and "studio_codecs needs compat32" in uncovered["message"], run.output
     verdict = run.verdicts["render"]
