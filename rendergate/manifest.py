@@ -45,18 +45,11 @@ def positive(kind):
     return parse
 
 
-
-def _env(v):
-    return (isinstance(v, dict) and len(v) <= schema.MAX_ITEMS
-            and all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", k) for k in v)
-            and all(isinstance(x, str) and len(x) <= schema.MAX_TEXT and not schema.CONTROL.search(x) for x in v.values()))
-
-
 RUN = {
     "gpus": (lambda v: schema.one_of(("all", "none"))(v) or schema.integer(1, 64)(v), '"all", "none" or a GPU count (1 to 64)'),
     "driver_capabilities": (schema.list_of(schema.one_of(DRIVER_CAPABILITIES)),
                             f'a list such as ["compute", "utility", "video"] (known: {", ".join(sorted(DRIVER_CAPABILITIES))})'),
-    "env": (_env, "a table of NAME = \"value\" (names of letters, digits and _; values of one line)"),
+    "env": (schema.env, "a table of NAME = \"value\" (names of letters, digits and _; values of one line)"),
     "shm_size": (lambda v: isinstance(v, str) and re.fullmatch(r"[1-9][0-9]{0,11}[bkmgBKMG]?", v) is not None,
                  'a size such as "1g" (a number, then b, k, m or g)'),
     "command": (schema.list_of(schema.text), 'a command that keeps the container alive, e.g. ["sleep", "infinity"]'),

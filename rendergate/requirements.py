@@ -131,20 +131,35 @@ def load(check_folders: Iterable[Path] = ()) -> dict[str, Requirement]:
     """Every requirement declared: rendergate's suites', then those of each folder of checks."""
     for path in sorted(SUITES.glob("test_*.py")):
         importlib.import_module(f"rendergate.suites.{path.stem}")
+    modules = []
     for folder in check_folders:
         folder = Path(folder).resolve()
         if folder in _LOADED:
             continue
         if not folder.is_dir():
             raise RegistryError(f"--checks {folder}: no such folder of checks")
-        for path in sorted(folder.glob("test_*.py")):
-            _import_checks(path)
+        modules += [(path, _import_checks(path)) for path in sorted(folder.glob("test_*.py"))]
         _LOADED.add(folder)
     _declare_qualifiers()
+    for path, module in modules:  # before anything is built: a check of a key nobody declares
+        undeclared = sorted(_required_by(module) - set(_REGISTRY))
+        if undeclared:
+            raise RegistryError(f"{path}: requires({undeclared[0]!r}): no such requirement is declared (declare it "
+                                "with rendergate.requirements.declare)")
     return dict(_REGISTRY)
 
 
-def _import_checks(path: Path) -> None:
+def _required_by(module) -> set[str]:
+    """The requirement keys a check module's marks name: its `pytestmark` and its test functions'."""
+    marks = getattr(module, "pytestmark", [])
+    marks = list(marks) if isinstance(marks, list) else [marks]
+    for name, value in vars(module).items():
+        if name.startswith("test") and callable(value):
+            marks += getattr(value, "pytestmark", [])
+    return {m.args[0] for m in marks if getattr(m, "name", None) == "requires" and m.args}
+
+
+def _import_checks(path: Path):
     """A user's check module, imported as pytest will collect it (its folder on sys.path, as
     pytest's default import mode puts it, for the helpers beside it): its declarations register."""
     if str(path.parent) not in sys.path:
@@ -157,6 +172,7 @@ def _import_checks(path: Path) -> None:
         raise
     except Exception as e:  # whatever a user's module raises: one line naming it
         raise RegistryError(f"{path}: the check module cannot be imported ({type(e).__name__}: {e})") from None
+    return module
 
 
 def _declare_qualifiers() -> None:
@@ -173,6 +189,11 @@ def registered() -> dict[str, Requirement]:
     if "gpu_must_have" not in _REGISTRY:
         load()
     return dict(_REGISTRY)
+
+
+def qualifiers() -> set[str]:
+    """The keys that qualify other requirements (gpu_must_have): never proven, never judged."""
+    return {key for key, r in registered().items() if r.qualifier}
 
 
 def of_section(section: str) -> dict[str, Requirement]:

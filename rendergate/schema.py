@@ -57,6 +57,13 @@ def table(schema, optional=None):
                       and all(known[k](x) for k, x in v.items()))
 
 
+def env(v) -> bool:
+    """A table of environment variables: NAME = "value", names of letters, digits and _, values of one line."""
+    return (isinstance(v, dict) and len(v) <= MAX_ITEMS
+            and all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", k) for k in v)
+            and all(isinstance(x, str) and len(x) <= MAX_TEXT and not CONTROL.search(x) for x in v.values()))
+
+
 def size(v) -> bool:
     """WIDTHxHEIGHT in ASCII digits, even (H.264 in yuv420p needs it), 16x16 to 7680x4320."""
     match = isinstance(v, str) and re.fullmatch(r"([0-9]{2,4})x([0-9]{2,4})", v)

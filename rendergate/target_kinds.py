@@ -67,6 +67,7 @@ class LocalKind:
     name = "local"
     runtimes = {"default": "none (this host)"}
     shared = False
+    runs_images = False  # only a variant that says `host = true`, whatever --target says
 
     def cells(self, variants: list[Variant], gpu: str, image: str | None) -> list[Cell]:
         return [Cell(v, self.name) for v in variants]
@@ -106,6 +107,7 @@ class DockerKind:
     runtimes = {"default": "engine default (runc)", "gvisor": "gVisor (runsc)"}
     engine_runtimes = {"default": None, "gvisor": "runsc"}  # --runtime -> the engine's OCI runtime
     shared = True
+    runs_images = True
 
     def cells(self, variants: list[Variant], gpu: str, image: str | None) -> list[Cell]:
         if gpu:
@@ -190,6 +192,7 @@ class ModalKind:
     name = "modal"
     runtimes = {"default": "Modal default (gVisor today)", "gvisor": "gVisor (Modal)", "vm": "VM (Modal)"}
     shared = True
+    runs_images = True
 
     def cells(self, variants: list[Variant], gpu: str, image: str | None) -> list[Cell]:
         if image:
@@ -268,7 +271,7 @@ def _gpu_slot(launch: Launch):
 
 KINDS = {kind.name: kind for kind in (DockerKind(), ModalKind(), LocalKind())}
 # What --target chooses among: the kinds that run a variant's image (`host = true` is always local).
-IMAGE_TARGETS = ("docker", "modal")
+IMAGE_TARGETS = tuple(name for name, kind in KINDS.items() if kind.runs_images)
 
 
 def cells(variants: list[Variant], target: str, gpu: str, runtime: str, image: str | None) -> list[Cell]:

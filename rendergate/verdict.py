@@ -169,8 +169,8 @@ def manifest_digest(variant: Variant) -> str:
 
 def declared_requirements(variant: Variant) -> list[str]:
     """The manifest keys a run must prove: requirements, then workloads."""
-    registry = requirements.registered()
-    return [key for key in variant.declared_keys() if not (key in registry and registry[key].qualifier)]
+    qualifiers = requirements.qualifiers()
+    return [key for key in variant.declared_keys() if key not in qualifiers]
 
 
 @dataclass

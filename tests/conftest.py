@@ -209,6 +209,12 @@ def written_verdict(variant, host: dict, image: dict | None = None, outcomes: di
     return v.as_json()
 
 
+def rendergate_cli(*args: str, reports=None) -> subprocess.CompletedProcess:
+    """The `rendergate` command of this checkout."""
+    return subprocess.run([sys.executable, "-m", "rendergate", *([f"--reports-dir={reports}"] if reports else []), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
 def read_verdicts(reports: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((reports / "verdicts").glob("*.json"))}
 

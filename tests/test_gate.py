@@ -13,7 +13,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conftest import ROOT, loopback_registry, once_per_run, written_verdict
+from conftest import ROOT, loopback_registry, once_per_run, rendergate_cli, written_verdict
 from rendergate.manifest import load_variant
 
 GATE_VARIANTS = ROOT / "tests" / "gate_variants"
@@ -162,11 +162,6 @@ def test_a_regressed_workload_fails_the_gate(good_images, known_bad_image, engin
     assert "[regressed]" in (reports / "report.html").read_text()
 
 
-def rendergate_cli(*args: str, reports=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rendergate", *([f"--reports-dir={reports}"] if reports else []), *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.parametrize("gpus", [",", " ", ""])
 def test_the_matrix_gate_refuses_an_empty_gpu_list(gpus, tmp_path):
     done = rendergate_cli("gate", "manim", f"--gpu={gpus}", reports=tmp_path)
@@ -239,10 +234,10 @@ def test_an_untampered_written_verdict_passes(good_images, engine, tmp_path):
 
 
 @pytest.mark.parametrize("broken, words", [
-    (lambda v: v.pop("checks"), "at the top: 'checks' is a required property"),
-    (lambda v: v.update(checks="all passed"), "at .checks: 'all passed' is not of type 'array'"),
-    (lambda v: v["host"].update(gpu_type=7), "at .host.gpu_type: 7 is not of type 'string'"),
-    (lambda v: v.update(finished="yesterday"), "at .finished"),
+    (lambda v: v.pop("checks"), "not a valid rendergate verdict: at the top: 'checks' is a required property"),
+    (lambda v: v.update(checks="all passed"), "not a valid rendergate verdict: at .checks: 'all passed' is not of type 'array'"),
+    (lambda v: v["host"].update(gpu_type=7), "not a valid rendergate verdict: at .host.gpu_type: 7 is not of type 'string'"),
+    (lambda v: v.update(finished="yesterday"), "not a valid rendergate verdict: at .finished"),
     (lambda v: v.update(schema=2), "a verdict of schema 2, written by another rendergate: this one reads schema 1"),
 ])
 @pytest.mark.parametrize("command", ["gate", "promote", "merge"])
@@ -258,7 +253,7 @@ def test_a_verdict_with_missing_or_wrong_fields_is_one_line_for_every_command(br
                         f"--promoted={tmp_path / 'promoted'}"]}[command]
     done = rendergate_cli(*args, reports=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-    assert done.stderr.startswith(f"rendergate: {path}: ") and words in done.stderr
+    assert done.stderr.startswith(f"rendergate: {path}: {words}"), done.stderr
 
 
 def test_a_signed_attestation_round_trips_through_a_registry_and_a_tampered_one_is_refused(passed_gate, registry,

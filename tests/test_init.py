@@ -26,7 +26,7 @@ def test_init_proposes_what_our_manifests_declare(name, good_images, tmp_path):
     proposed = load_variant(tmp_path / "images" / name)
     declared = load_variant(ROOT / "images" / name)
     assert proposed.image == good_images[name]
-    qualifiers = {key for key, r in requirements.registered().items() if r.qualifier}
+    qualifiers = requirements.qualifiers()
     assert {k: v for k, v in declared.requirements.items() if k not in qualifiers}.items() <= proposed.requirements.items()
     assert set(declared.workloads) <= set(proposed.workloads)
     assert set(declared.settings.driver_capabilities) <= set(proposed.settings.driver_capabilities)

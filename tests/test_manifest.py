@@ -1,12 +1,10 @@
 """Bad manifests are refused before any container starts, naming the file and the key."""
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import at_most
+from conftest import at_most, rendergate_cli
 from rendergate.manifest import ManifestError, load_variant, load_variants
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,8 +176,7 @@ def test_an_empty_images_folder_is_one_line(tmp_path, suite):
 
 def test_the_readme_table_of_requirements_is_the_registry():
     """The docs table is what the code declares, never a copy kept by hand."""
-    done = subprocess.run([sys.executable, "-m", "rendergate", "requirements"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
+    done = rendergate_cli("requirements")
     assert done.returncode == 0, done.stderr
     table = (ROOT / "README.md").read_text().split("<!-- rendergate requirements -->\n")[1]
     assert table.split("<!-- end of rendergate requirements -->")[0] == done.stdout, \
@@ -188,33 +185,39 @@ def test_the_readme_table_of_requirements_is_the_registry():
     assert {"requirements.nvenc", "requirements.gpu_must_have", "workloads.encode"} <= keys
 
 
-DECLARES_LATEX = ('from rendergate.requirements import declare\nfrom rendergate.schema import boolean\n'
-                  'LATEX = declare("latex", boolean, "true or false", "mine")\n')
+DECLARE = "from rendergate.requirements import declare\nfrom rendergate.schema import boolean\n"
+UNDECLARED = 'import pytest\n\n\n@pytest.mark.requires("latexx")\ndef test_mine(target):\n    pass\n'
+
+
+def check_module(tmp_path: Path, source: str) -> Path:
+    """A folder of checks holding one module, test_mine.py."""
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "checks" / "test_mine.py").write_text(source)
+    return tmp_path / "checks"
 
 
 @pytest.mark.parametrize("module, expected", [
     ("import no_such_module\n", "the check module cannot be imported (ModuleNotFoundError: No module named 'no_such_module')"),
-    (DECLARES_LATEX, "requirement 'latex' is declared already, in "),
-    ('from rendergate.requirements import declare\nfrom rendergate.schema import boolean\n'
-     'X = declare("My Key", boolean, "true or false", "x")\n', "requirement 'My Key': a key is lower-case letters"),
+    (DECLARE + 'LATEX = declare("latex", boolean, "true or false", "mine")\n', "requirement 'latex' is declared already, in "),
+    (DECLARE + 'X = declare("My Key", boolean, "true or false", "x")\n', "requirement 'My Key': a key is lower-case letters"),
+    (UNDECLARED, "requires('latexx'): no such requirement is declared"),
 ])
-def test_a_bad_check_module_is_one_line_naming_it(tmp_path, suite, module, expected):
-    """From the suites' plugin (before any manifest or container) and from the command alike."""
-    checks = tmp_path / "checks"
-    checks.mkdir()
-    (checks / "test_mine.py").write_text(module)
+def test_a_bad_check_module_is_one_line_naming_it(tmp_path, suite, monkeypatch, module, expected):
+    """From the suites' plugin and from the command alike, before any manifest is read or image
+    built: with no engine reachable, a run that touched it would say so first."""
+    checks = check_module(tmp_path, module)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     run = suite(f"--checks={checks}")
     assert run.returncode == 4 and "bad check module:" in run.output and expected in run.output, run.output
-    assert str(checks / "test_mine.py") in run.output and "Traceback" not in run.output
-    done = subprocess.run([sys.executable, "-m", "rendergate", f"--checks={checks}", "requirements"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert str(checks / "test_mine.py") in run.output and "Traceback" not in run.output and "Docker engine" not in run.output
+    assert run.verdicts == {} and run.leftover == []
+    done = rendergate_cli(f"--checks={checks}", "requirements")
     assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_check_that_requires_an_undeclared_key_is_refused(tmp_path, suite):
-    checks = tmp_path / "checks"
-    checks.mkdir()
-    (checks / "test_mine.py").write_text('import pytest\n\n\n@pytest.mark.requires("latexx")\n'
-                                         'def test_mine(target):\n    pass\n')
-    run = suite(f"--checks={checks}", "--collect-only")
-    assert run.returncode != 0 and "requires('latexx'): no such requirement is declared" in run.output, run.output
+def test_a_test_outside_the_folders_of_checks_requiring_an_undeclared_key_is_one_line(tmp_path, suite):
+    """Collected, not imported beforehand: said as it is collected, without pytest's own frames."""
+    checks = check_module(tmp_path, UNDECLARED)
+    run = suite(str(checks / "test_mine.py"), "--collect-only")
+    assert run.returncode == 2 and "requires('latexx'): no such requirement is declared" in run.output, run.output
+    assert "_pytest" not in run.output and "pluggy" not in run.output

@@ -37,9 +37,9 @@ def test_manifest_becomes_a_modal_image_and_sandbox_arguments(name):
     assert isinstance(built, modal.Image) and repr(built) == f"Image.from_dockerfile({str(variant.dockerfile)!r})"
     assert p.context_dir == variant.folder and p.build_args == {"BASE_IMAGE": "nvidia/cuda:12.4.1-runtime-ubuntu22.04"}
     assert p.sandbox["gpu"] == "L4" and p.sandbox["timeout"] == 1800
-    assert p.sandbox["env"]["NVIDIA_DRIVER_CAPABILITIES"] == ",".join(variant.settings.driver_capabilities)
+    assert p.sandbox["env"]["NVIDIA_DRIVER_CAPABILITIES"] == ",".join(variant.run["driver_capabilities"])
     assert p.sandbox["tags"] == {"rendergate.run": "run-1", "rendergate.variant": name, "rendergate.gpu": "L4"}
-    assert p.command == variant.settings.command
+    assert list(p.command) == variant.run["command"]
     # Modal's own Sandbox.create takes exactly these arguments.
     inspect.signature(modal.Sandbox.create).bind(*p.command, app=None, image=built, **p.sandbox)
 

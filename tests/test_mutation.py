@@ -94,7 +94,8 @@ def test_a_mutant_is_judged_by_what_newly_failed_and_whether_its_line_names_it()
         is Finding.ROOT_CAUSED  # a line that claims nothing does not
     assert finding(check("speed", "undecided", "too noisy")) is Finding.UNDETECTED  # timing noise is not the mutant
     assert finding(check("text", "skipped", "ManimPango not importable: skipped")) is Finding.UNKNOWN_CAUSE  # no longer passing
-    assert not library.named_in("LaTeX package standalone.cls missing [latex-package-missing]")
+    latex = Mutant("m04", Kind.DELETE, "usr/bin/latex", "texlive-latex-base")
+    assert latex.named_in("latex: command not found") and not latex.named_in("standalone.cls missing [latex-package-missing]")
     assert {"libpango-1.0.so", "libpango", "pango"} <= library.names()
     assert not library.named_in("ManimPango cannot lay out text") and library.named_in("libpango-1.0.so.0: cannot open")
     shell = Mutant("m03", Kind.EXIT_NONZERO, "usr/bin/dash", "dash", aliases=("sh",))
