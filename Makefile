@@ -27,6 +27,8 @@ SIGNING_KEY ?=
 TRUSTED_KEY ?=
 KEY ?=
 IMAGES_DIR ?= images
+# Folders of your own checks (README "Adding a check"), for the suites and the rendergate command alike.
+CHECKS ?=
 # Where the report, verdicts/, artifacts/ and logs/ go.
 REPORTS_DIR ?= reports
 # The last promoted verdict of each variant; workload figures are compared with it.
@@ -36,8 +38,9 @@ REPORTS ?= $(REPORTS_DIR)
 export BASE_IMAGE
 export RENDERGATE_EXTRA_CA := $(EXTRA_CA)
 
-RG = $(PY) -m rendergate --images-dir=$(IMAGES_DIR) --reports-dir=$(REPORTS_DIR)
-SUITE_FLAGS = -n auto --images-dir=$(IMAGES_DIR) --reports-dir=$(REPORTS_DIR) --html=$(REPORTS_DIR)/report.html \
+CHECKS_FLAGS = $(foreach folder,$(CHECKS),--checks=$(folder))
+RG = $(PY) -m rendergate --images-dir=$(IMAGES_DIR) --reports-dir=$(REPORTS_DIR) $(CHECKS_FLAGS)
+SUITE_FLAGS = -n auto --images-dir=$(IMAGES_DIR) --reports-dir=$(REPORTS_DIR) $(CHECKS_FLAGS) --html=$(REPORTS_DIR)/report.html \
 	--self-contained-html --junitxml=$(REPORTS_DIR)/junit.xml --promoted=$(PROMOTED) $(if $(ALLOW_NO_GPU),--allow-no-gpu) \
 	$(if $(BUILD_BASE),--base-image=$(BUILD_BASE)) $(PYTEST_ARGS)
 
@@ -112,11 +115,12 @@ mutate: setup base
 # The suite's own tests: everything in parallel, then the timing tests alone (serial phase).
 # Their tools: Debian's chromium + chromedriver (the report's browser test), docker-registry (promotion),
 # and gVisor registered with the engine (the platform tests: Modal runs containers under gVisor).
-test: images
-	@scripts/ensure-test-tools
-	@scripts/ensure-gvisor || true
-	$(PY) -m pytest tests -n auto -m "not serial"
-	$(PY) -m pytest tests -m serial
+# Each phase says how long it took (scripts/timed); the slowest tests are listed after each pytest run.
+test: setup
+	@scripts/timed images $(MAKE) --no-print-directory images
+	@scripts/timed tools sh -c 'scripts/ensure-test-tools && { scripts/ensure-gvisor || true; }'
+	@scripts/timed parallel $(PY) -m pytest tests -n auto -m "not serial" --durations=15
+	@scripts/timed serial $(PY) -m pytest tests -m serial --durations=5
 
 clean:
 	cd $(REPORTS_DIR) && rm -rf report.html junit.xml verdicts artifacts logs merged.html merged.json

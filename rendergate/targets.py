@@ -314,8 +314,9 @@ class DockerTarget(Target):
                               "add a shell (e.g. busybox) to the image to validate it")
         uid, gid = int(ids[0]), int(ids[1])
         folders = " ".join(worker_folder(n) for n in range(max(worker_count(), self.slot + 1)))
+        # As uid 0, not "root": an image without /etc/passwd (FROM scratch) has no user of that name.
         code, out = self.container.exec_run(["/bin/sh", "-c", f"mkdir -p {folders} && chown {uid}:{gid} {folders}"],
-                                            user="root")
+                                            user="0")
         if code != 0:
             raise EngineError(f"cannot make {self.workdir} in {self.image_ref}: {last_line(out.decode(errors='replace'))}")
         return uid, gid

@@ -36,6 +36,38 @@ WHEEL_SOURCES = ("pyproject.toml", "README.md", "rendergate", "suites", "fixture
 # The installed plugin runs under pytest 8 (this checkout's venv has the newest, 9): both are supported.
 INSTALLED_PYTEST = "pytest>=8.3,<9"
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "rendergate/debian:bookworm")
+# A user's repo in miniature: its check is loaded by the runs that name it (--checks), not a test here.
+collect_ignore = ["small_repo"]
+
+# The time limits of the subprocesses the tests start, each sized to its kind of work: the slowest
+# call of that kind measured in the parallel phase of `make test` (`-n 2`, beside the rest of the
+# suite, with a CPU hog on one of the two cores; 2026-12-05), times 5 or more. Room for a busier
+# machine, and a hang still fails its test in minutes rather than CI's 90.
+# A command that starts no workload (`rendergate` gate, promote, verify, merge, init; pytest
+# --collect-only; make gate refusing): slowest 7.4 s (init, which starts a container), promote
+# pushing 2 MB 1.7 s, the rest 1-5 s.
+CLI_TIMEOUT = 60
+# A run of the suites without timed workloads (one variant, or all four under -n 2; in this checkout
+# or a user's repo; through make gate): slowest 44.7 s (all variants), 39 s (make gate manim).
+SUITE_TIMEOUT = 300
+# The same on the small image of tests/small_repo: 3.4 s, pull included.
+SMALL_RUN_TIMEOUT = 60
+# A run with timed workloads (the serial phase, alone on the machine: repeats of real renders).
+TIMED_SUITE_TIMEOUT = 900
+# A child run from SIGINT, Ctrl-C or SIGTERM to its exit, its containers removed: 3.2 s (SIGINT),
+# 5.4 s (Ctrl-C on its terminal, -n 2), 13.2 s (SIGTERM to the controller of -n 2: xdist gives
+# workers busy in a check 10 s to end).
+INTERRUPTED_RUN_TIMEOUT = 90
+# Setting up: the local base by debootstrap (20-41 s when absent), rendergate's wheel built and
+# installed into a fresh venv (about 10 s with pip's cache, more when pip downloads).
+SETUP_TIMEOUT = 600
+
+# A child that a test interrupts starts with SIGINT's default action, whatever this process was
+# given: a job started with `&` from a non-interactive shell (CI's launcher, say) ignores SIGINT,
+# its children inherit that, and Python then never turns SIGINT into KeyboardInterrupt; the child
+# ran on as if nothing was sent. Prefix the child's command with this (it execs, keeping its pid).
+WITH_SIGINT = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+               "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"]
 
 
 def pytest_configure(config):
@@ -134,7 +166,8 @@ def gvisor(engine) -> str:
 def good_images(engine, tmp_path_factory) -> dict[str, str]:
     """Every variant's image, built from images/ (a docker cache hit once `make build` ran)."""
     if BASE_IMAGE.startswith("rendergate/"):
-        subprocess.run([ROOT / "scripts" / "make-base-image", BASE_IMAGE], check=True, capture_output=True)
+        subprocess.run([ROOT / "scripts" / "make-base-image", BASE_IMAGE], check=True, capture_output=True,
+                       timeout=SETUP_TIMEOUT)
     extra_ca = os.environ.get("RENDERGATE_EXTRA_CA")
     logs = tmp_path_factory.mktemp("build-logs")
     return {name: engine.build(v, logs, BASE_IMAGE, Path(extra_ca) if extra_ca else None)
@@ -147,6 +180,16 @@ def _derived_image(engine, folder: Path, kind: str):
         engine.client.images.build(path=str(folder / name), tag=tag, rm=True, forcerm=True)
         return tag
     return build
+
+
+@pytest.fixture(scope="session")
+def small_image(engine) -> str:
+    """The small variant of tests/small_repo (busybox, about 2 MB, no /etc/passwd): what the tests
+    push to a registry."""
+    tag = "rendergate-test/small:dev"
+    engine.client.images.build(path=str(ROOT / "tests" / "small_repo" / "images" / "small"), tag=tag, rm=True, forcerm=True,
+                               buildargs={"BASE_IMAGE": BASE_IMAGE})
+    return tag
 
 
 @pytest.fixture(scope="session")
@@ -209,10 +252,10 @@ def written_verdict(variant, host: dict, image: dict | None = None, outcomes: di
     return v.as_json()
 
 
-def rendergate_cli(*args: str, reports=None) -> subprocess.CompletedProcess:
-    """The `rendergate` command of this checkout."""
+def rendergate_cli(*args: str, reports=None, env: dict | None = None, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
+    """The `rendergate` command of this checkout (`env`: variables added to this process's)."""
     return subprocess.run([sys.executable, "-m", "rendergate", *([f"--reports-dir={reports}"] if reports else []), *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def read_verdicts(reports: Path) -> dict[str, dict]:
@@ -226,7 +269,7 @@ def _finished(proc: subprocess.CompletedProcess, reports: Path) -> SuiteRun:
     return SuiteRun(proc.returncode, proc.stdout + proc.stderr, reports, verdicts, leftover)
 
 
-def run_suite(tmp_path: Path, *args: str, timeout: float = 600) -> SuiteRun:
+def run_suite(tmp_path: Path, *args: str, timeout: float = SUITE_TIMEOUT) -> SuiteRun:
     """Run the validation suites in their own pytest process, from this checkout, with their own
     reports folder."""
     reports = tmp_path / "reports"
@@ -262,10 +305,10 @@ def _install_wheel(folder: Path) -> None:
         else:
             shutil.copy(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, source],
-                   check=True, capture_output=True)
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+                   check=True, capture_output=True, timeout=SETUP_TIMEOUT)
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=SETUP_TIMEOUT)
     subprocess.run([venv / "bin" / "pip", "install", "-q", next(wheels.glob("rendergate-*.whl")), INSTALLED_PYTEST],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, timeout=SETUP_TIMEOUT)
 
 
 @pytest.fixture(scope="session")
@@ -285,7 +328,8 @@ def user_repo(tmp_path: Path, manifests: dict[str, str]) -> Path:
     return repo
 
 
-def run_in_user_repo(venv: Path, repo: Path, *args: str, env: dict | None = None, timeout: float = 600) -> SuiteRun:
+def run_in_user_repo(venv: Path, repo: Path, *args: str, env: dict | None = None,
+                     timeout: float = SUITE_TIMEOUT) -> SuiteRun:
     """`pytest` in the user's repo, with the installed rendergate, as the team's CI runs it."""
     environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     proc = subprocess.run([venv / "bin" / "pytest", "-p", "no:randomly", "-q", *args], cwd=repo, capture_output=True,

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from conftest import ROOT, written_verdict
+from conftest import ROOT, rendergate_cli, written_verdict
 from rendergate import attestation
 from rendergate.manifest import load_variant
 
@@ -95,13 +95,10 @@ def test_the_signing_key_may_come_from_the_environment_and_is_never_shown(tmp_pa
 
 
 def test_verify_against_a_registry_that_is_not_there_is_one_line_at_once(tmp_path):
-    import subprocess
-    import sys
     import time
 
     _, public = key_pair(tmp_path, "ed25519")
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "rendergate", "verify", "127.0.0.1:9/studio/render:1.0", f"--key={public}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = rendergate_cli("verify", "127.0.0.1:9/studio/render:1.0", f"--key={public}")
     assert done.returncode == 1 and "its registry cannot be reached" in done.stderr and "Traceback" not in done.stderr
     assert time.monotonic() - started < 60

@@ -7,16 +7,21 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import urllib.request
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
-from conftest import ROOT, loopback_registry, once_per_run, rendergate_cli, written_verdict
+from conftest import (CLI_TIMEOUT, ROOT, SUITE_TIMEOUT, TIMED_SUITE_TIMEOUT, loopback_registry, once_per_run, rendergate_cli,
+                      written_verdict)
 from rendergate.manifest import load_variant
 
 GATE_VARIANTS = ROOT / "tests" / "gate_variants"
+# What the tests that push promote: the small variant and its own check (tests/small_repo).
+SMALL_REPO = ROOT / "tests" / "small_repo"
+SMALL = ("VARIANT=small", f"IMAGES_DIR={SMALL_REPO / 'images'}", f"CHECKS={SMALL_REPO / 'checks'}")
+SMALL_IMAGE = "rendergate/small:dev"
 
 
 def junit_properties(reports) -> dict[str, str]:
@@ -25,7 +30,7 @@ def junit_properties(reports) -> dict[str, str]:
     return {p.get("name"): p.get("value") for p in suite.find("properties")}
 
 
-def make(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def make(*args: str, timeout: float = SUITE_TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "MAKEFLAGS": ""})
 
@@ -42,15 +47,27 @@ def manifest_digest(address: str, repository: str, tag: str) -> str:
     return urllib.request.urlopen(request, timeout=10).headers["Docker-Content-Digest"]
 
 
+def _gate_once(tmp_path_factory, name: str, *args: str) -> tuple[Path, subprocess.CompletedProcess]:
+    """`make gate` with `args`, run once per test run and shared by the tests that ask for it."""
+    def gate(reports):
+        done = make("gate", *args, f"REPORTS_DIR={reports}")
+        (reports / "make-gate.json").write_text(json.dumps([done.returncode, done.stdout, done.stderr]))
+    reports = once_per_run(tmp_path_factory, name, gate)
+    returncode, stdout, stderr = json.loads((reports / "make-gate.json").read_text())
+    return reports, subprocess.CompletedProcess(f"make gate {' '.join(args)}", returncode, stdout, stderr)
+
+
 @pytest.fixture(scope="module")
 def passed_gate(good_images, tmp_path_factory):
-    """`make gate` on the text-only variant: it passes here. One run, shared by the tests after it."""
-    def gate(reports):
-        done = make("gate", "VARIANT=text-only", f"IMAGES_DIR={GATE_VARIANTS}", f"REPORTS_DIR={reports}")
-        (reports / "make-gate.json").write_text(json.dumps([done.returncode, done.stdout, done.stderr]))
-    reports = once_per_run(tmp_path_factory, "gate-reports", gate)
-    returncode, stdout, stderr = json.loads((reports / "make-gate.json").read_text())
-    return reports, subprocess.CompletedProcess("make gate", returncode, stdout, stderr)
+    """`make gate` on the text-only variant (rendergate's own checks of the Manim image): it passes here."""
+    return _gate_once(tmp_path_factory, "gate-reports", "VARIANT=text-only", f"IMAGES_DIR={GATE_VARIANTS}")
+
+
+@pytest.fixture(scope="module")
+def small_gate(tmp_path_factory):
+    """`make gate` on the small variant (a few MB, a check of the tests' own): what the tests that
+    push to a registry promote. It passes here."""
+    return _gate_once(tmp_path_factory, "small-gate-reports", *SMALL)
 
 
 def test_gate_passes_a_complete_passing_run(passed_gate):
@@ -64,21 +81,21 @@ def test_gate_passes_a_complete_passing_run(passed_gate):
     assert junit_properties(reports)["rendergate.verdict.text-only"] == "PASSED"
 
 
-def test_promotion_pushes_to_a_registry_and_keeps_the_verdict(passed_gate, registry, engine):
-    reports, _ = passed_gate
-    to = f"{registry}/rendergate/text-only:candidate"
-    done = make("promote", "VARIANT=text-only", "IMAGE=rendergate/text-only:dev", f"TO={to}",
-                f"IMAGES_DIR={GATE_VARIANTS}", f"REPORTS_DIR={reports}")
+def test_promotion_pushes_to_a_registry_and_keeps_the_verdict(small_gate, registry, engine):
+    reports, gated = small_gate
+    assert gated.returncode == 0 and "GATE PASSED small (sha256:" in gated.stdout, gated.stdout + gated.stderr
+    to = f"{registry}/rendergate/small:candidate"
+    done = make("promote", *SMALL, f"IMAGE={SMALL_IMAGE}", f"TO={to}", f"REPORTS_DIR={reports}", timeout=CLI_TIMEOUT)
     assert done.returncode == 0, done.stdout + done.stderr
-    promoted = json.loads((reports / "promoted" / "text-only.json").read_text())
+    promoted = json.loads((reports / "promoted" / "small.json").read_text())
     pushed = promoted["promotion"]["pushed_digest"]
-    assert pushed == manifest_digest(registry, "rendergate/text-only", "candidate")
+    assert pushed == manifest_digest(registry, "rendergate/small", "candidate")
     engine.client.images.remove(to)
     # The promoted image, gated again as users get it: pulled from the registry.
-    pulled = make("gate", "VARIANT=text-only", f"IMAGE={to}", f"IMAGES_DIR={GATE_VARIANTS}", f"REPORTS_DIR={reports / 'again'}")
+    pulled = make("gate", *SMALL, f"IMAGE={to}", f"REPORTS_DIR={reports / 'again'}")
     assert pulled.returncode == 0, pulled.stdout + pulled.stderr
     assert f"{to}: pulled (sha256:" in pulled.stdout
-    assert engine.client.images.get(to).id == promoted["image"]["digest"] == engine.client.images.get("rendergate/text-only:dev").id
+    assert engine.client.images.get(to).id == promoted["image"]["digest"] == engine.client.images.get(SMALL_IMAGE).id
     engine.client.images.remove(to)
 
 
@@ -101,12 +118,11 @@ def test_promotion_refuses_a_verdict_that_is_not_about_this_candidate(passed_gat
     elif case == "no verdict":
         reports = tmp_path / "empty-reports"
     if case == "too old":  # the Makefile keeps the 7-day default; the command takes --max-age-days
-        done = subprocess.run([sys.executable, "-m", "rendergate", f"--images-dir={images}", f"--reports-dir={reports}",
-                               "promote", "text-only", f"--image={image}", "--to=rendergate-test/text-only:refused",
-                               "--max-age-days=0.00001"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        done = rendergate_cli(f"--images-dir={images}", "promote", "text-only", f"--image={image}",
+                              "--to=rendergate-test/text-only:refused", "--max-age-days=0.00001", reports=reports)
     else:
         done = make("promote", "VARIANT=text-only", f"IMAGE={image}", "TO=rendergate-test/text-only:refused",
-                    f"IMAGES_DIR={images}", f"REPORTS_DIR={reports}")
+                    f"IMAGES_DIR={images}", f"REPORTS_DIR={reports}", timeout=CLI_TIMEOUT)
     assert done.returncode != 0
     assert words in done.stderr, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
@@ -147,13 +163,14 @@ def test_a_regressed_workload_fails_the_gate(good_images, known_bad_image, engin
     dockerfile = images / "parallel" / "Dockerfile"
     args = ["VARIANT=parallel", f"IMAGES_DIR={images}", f"REPORTS_DIR={reports}"]
     dockerfile.write_text("ARG BASE_IMAGE\nFROM rendergate/blender:dev\n")
-    first = make("gate", *args)
+    first = make("gate", *args, timeout=TIMED_SUITE_TIMEOUT)
     assert first.returncode == 0, first.stdout + first.stderr
-    promoted = make("promote", *args, "IMAGE=rendergate/parallel:dev", "TO=rendergate-test/parallel:promoted")
+    promoted = make("promote", *args, "IMAGE=rendergate/parallel:dev", "TO=rendergate-test/parallel:promoted",
+                    timeout=CLI_TIMEOUT)
     assert promoted.returncode == 0, promoted.stderr
     engine.client.images.remove("rendergate-test/parallel:promoted")  # the kept verdict is what counts from here
     dockerfile.write_text(f"ARG BASE_IMAGE\nFROM {known_bad_image('workers-share-one-core')}\n")
-    second = make("gate", *args)
+    second = make("gate", *args, timeout=TIMED_SUITE_TIMEOUT)
     assert second.returncode != 0
     assert "[regressed]" in second.stderr and "of the last promoted image (rendergate-test/parallel:promoted" in second.stderr
     checks = json.loads((reports / "verdicts" / "parallel.json").read_text())["checks"]
@@ -169,7 +186,7 @@ def test_the_matrix_gate_refuses_an_empty_gpu_list(gpus, tmp_path):
 
 
 def test_make_gate_with_an_empty_gpu_list_fails(tmp_path):
-    done = make("gate", "VARIANT=manim", "GPUS=,", f"REPORTS_DIR={tmp_path}", timeout=300)
+    done = make("gate", "VARIANT=manim", "GPUS=,", f"REPORTS_DIR={tmp_path}", timeout=CLI_TIMEOUT)
     assert done.returncode != 0 and "GATE REFUSED manim: no GPU types given" in done.stderr
 
 
@@ -256,7 +273,7 @@ def test_a_verdict_with_missing_or_wrong_fields_is_one_line_for_every_command(br
     assert done.stderr.startswith(f"rendergate: {path}: {words}"), done.stderr
 
 
-def test_a_signed_attestation_round_trips_through_a_registry_and_a_tampered_one_is_refused(passed_gate, registry,
+def test_a_signed_attestation_round_trips_through_a_registry_and_a_tampered_one_is_refused(small_gate, registry,
                                                                                               engine, tmp_path):
     """The gate signs its passing verdict; promotion verifies it against the trusted key and the
     image, pushes image and attestation; `rendergate verify` reads it back from the registry. A
@@ -265,41 +282,40 @@ def test_a_signed_attestation_round_trips_through_a_registry_and_a_tampered_one_
 
     from rendergate import attestation
 
-    shared, _ = passed_gate
+    shared, _ = small_gate
     reports = tmp_path / "reports"
     shutil.copytree(shared / "verdicts", reports / "verdicts")
     private, public = key_pair(tmp_path, "ed25519")
     _, wrong = key_pair(tmp_path, "ecdsa")
-    image, to = "rendergate/text-only:dev", f"{registry}/rendergate/text-only:attested"
+    to = f"{registry}/rendergate/small:attested"
 
-    def cli(*args):
-        return rendergate_cli(f"--images-dir={GATE_VARIANTS}", *args, reports=reports)
+    def cli(*args, env=None):
+        return rendergate_cli(f"--images-dir={SMALL_REPO / 'images'}", f"--checks={SMALL_REPO / 'checks'}", *args,
+                              reports=reports, env=env)
 
-    signing = subprocess.run([sys.executable, "-m", "rendergate", f"--images-dir={GATE_VARIANTS}", f"--reports-dir={reports}",
-                              "gate", "text-only", f"--image={image}"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=120, env={**os.environ, attestation.SIGNING_KEY_ENV: private.read_text()})
-    assert signing.returncode == 0 and "attestation about rendergate/text-only:dev" in signing.stdout, signing.stderr
+    signing = cli("gate", "small", f"--image={SMALL_IMAGE}", env={attestation.SIGNING_KEY_ENV: private.read_text()})
+    assert signing.returncode == 0 and f"attestation about {SMALL_IMAGE}" in signing.stdout, signing.stderr
     assert private.read_text().split("\n")[1] not in signing.stdout + signing.stderr  # the key is never shown
-    refused = cli("promote", "text-only", f"--image={image}", f"--to={to}", f"--trusted-key={wrong}",
+    refused = cli("promote", "small", f"--image={SMALL_IMAGE}", f"--to={to}", f"--trusted-key={wrong}",
                   f"--promoted={tmp_path / 'promoted'}")
     assert refused.returncode == 1 and "the signature does not verify with the trusted key" in refused.stderr
     assert not engine.image_exists(to)  # refused before anything was tagged
-    promoted = cli("promote", "text-only", f"--image={image}", f"--to={to}", f"--trusted-key={public}",
+    promoted = cli("promote", "small", f"--image={SMALL_IMAGE}", f"--to={to}", f"--trusted-key={public}",
                    f"--promoted={tmp_path / 'promoted'}")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert "its signed verdict pushed as" in promoted.stdout
     engine.client.images.remove(to)
     verified = cli("verify", to, f"--key={public}")
-    assert verified.returncode == 0 and verified.stdout.startswith(f"VERIFIED {to}: signed rendergate verdict of text-only")
+    assert verified.returncode == 0 and verified.stdout.startswith(f"VERIFIED {to}: signed rendergate verdict of small")
     other = cli("verify", to, f"--key={wrong}")
     assert other.returncode == 1 and "the signature does not verify with the trusted key" in other.stderr
     # Tampered in the registry: the attested verdict changed, then an attestation about another image.
-    envelope = json.loads((tmp_path / "promoted" / "text-only.intoto.json").read_text())
+    envelope = json.loads((tmp_path / "promoted" / "small.intoto.json").read_text())
     signer = attestation.private_key(private)
     for planted, words in ((_changed(envelope), "the signature does not verify"),
-                           (attestation.attest(json.loads((reports / "verdicts" / "text-only.json").read_text()), image,
+                           (attestation.attest(json.loads((reports / "verdicts" / "small.json").read_text()), SMALL_IMAGE,
                                                "sha256:" + "0" * 64, signer), "the attestation is about sha256:000")):
-        attestation.push(to, planted, manifest_digest(registry, "rendergate/text-only", "attested"))
+        attestation.push(to, planted, manifest_digest(registry, "rendergate/small", "attested"))
         done = cli("verify", to, f"--key={public}")
         assert done.returncode == 1 and done.stderr.startswith(f"VERIFY REFUSED {to}") and words in done.stderr
         assert "Traceback" not in done.stderr

@@ -5,14 +5,14 @@ import re
 import pytest
 from rendergate.suites import test_workload_manim as manim_workloads
 
-from conftest import busy_loop
+from conftest import SUITE_TIMEOUT, TIMED_SUITE_TIMEOUT, busy_loop
 
 WORKERS = 2
 
 def test_good_images_pass_all_they_can_without_gpu(good_images, suite, tmp_path):
     report = tmp_path / "report.html"
     run = suite("-n", str(WORKERS), "--allow-no-gpu", "-m", "not timed", f"--html={report}", "--self-contained-html",
-                timeout=900)  # timed: test_parallel_gate_*
+                timeout=SUITE_TIMEOUT)
     assert run.returncode == 0, run.output
     # The images never judge their own outputs: no ffprobe, no frame extraction in any command log.
     commands = report.read_text()
@@ -69,7 +69,7 @@ def test_parallel_gates_run_for_real_here(good_images, suite, variant, check, ga
     'passed' — and a good image never fails. Either way the output was validated first. (One
     noisy repeat on this shared VM is enough for 'undecided': a cold CI run saw the blender gate's
     paired speedups at 2.0x, 1.45x and 1.77x against 1.6x.)"""
-    run = suite(f"--variant={variant}", "-k", check, timeout=900)
+    run = suite(f"--variant={variant}", "-k", check, timeout=TIMED_SUITE_TIMEOUT)
     result = run.outcome(check, variant)
     figures = result["figures"][gate]
     assert result["outcome"] in ("passed", "undecided", "host-busy"), run.output
@@ -89,7 +89,7 @@ def test_a_timed_gate_on_a_busy_host_is_not_decided(good_images, suite):
     which failed the good image before the host's load was measured.)"""
     hog = busy_loop(900)
     try:
-        run = suite("--variant=manim", "-k", "test_manim_parts_rendered_in_parallel", timeout=900)
+        run = suite("--variant=manim", "-k", "test_manim_parts_rendered_in_parallel", timeout=TIMED_SUITE_TIMEOUT)
     finally:
         hog.kill()
     result = run.outcome("test_manim_parts_rendered_in_parallel", "manim")

@@ -5,13 +5,11 @@ The H100 data is the lent machine's (tests/data/captures/h100-2026-11-23/nvml-pr
 the no-driver host and the containers are this machine's, for real."""
 import json
 import shutil
-import subprocess
-import sys
 import tomllib
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, rendergate_cli
 from rendergate.assets import CAPABILITY_TABLE as TABLE
 from rendergate.driver_capabilities import DRIVER_FILES, mismatches
 from rendergate.engine import owner_label
@@ -126,6 +124,5 @@ def test_h100_verdicts_gate_as_the_hardware_allows(tmp_path, verdict, passes):
                    for p in problems), problems
     (tmp_path / "verdicts").mkdir()
     shutil.copy(ROOT / "tests" / "data" / "verdicts" / verdict, tmp_path / "verdicts" / "host.json")
-    done = subprocess.run([sys.executable, "-m", "rendergate", f"--reports-dir={tmp_path}", "gate", "host"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = rendergate_cli("gate", "host", reports=tmp_path)
     assert done.returncode == 1 and "stale: the verdict was made by rendergate 0.1.0+ge422abb74cc2-dirty" in done.stderr

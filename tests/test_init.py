@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import BASE_IMAGE, ROOT
+from conftest import BASE_IMAGE, CLI_TIMEOUT, ROOT, SETUP_TIMEOUT
 from rendergate import inventory, requirements
 from rendergate.manifest import load_variant
 
@@ -16,7 +16,7 @@ from rendergate.manifest import load_variant
 def init(tmp_path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rendergate", f"--images-dir={tmp_path / 'images'}",
                            f"--reports-dir={tmp_path / 'reports'}", "init", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, capture_output=True, text=True, timeout=CLI_TIMEOUT)
 
 
 @pytest.mark.parametrize("name", ["manim", "blender", "xorg-glx"])
@@ -35,7 +35,7 @@ def test_init_proposes_what_our_manifests_declare(name, good_images, tmp_path):
 
 def test_init_on_an_image_with_nothing_to_check_says_so(engine, tmp_path):
     """The plain base: no ffmpeg, no Python, no X: nothing proposed, and the manifest says why."""
-    subprocess.run([ROOT / "scripts" / "make-base-image", BASE_IMAGE], check=True, capture_output=True)
+    subprocess.run([ROOT / "scripts" / "make-base-image", BASE_IMAGE], check=True, capture_output=True, timeout=SETUP_TIMEOUT)
     done = init(tmp_path, f"--image={BASE_IMAGE}", "--name=plain")
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "images" / "plain" / "manifest.toml").read_text()

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import BASE_IMAGE, ROOT, loopback_registry, require_tool, run_in_user_repo, user_repo
+from conftest import (BASE_IMAGE, CLI_TIMEOUT, ROOT, SMALL_RUN_TIMEOUT, SUITE_TIMEOUT, loopback_registry, require_tool,
+                      run_in_user_repo, user_repo)
 
 STUDIO_IMAGE = "rendergate-studio/render:1.0"
 STUDIO_MANIFEST = f"""\
@@ -53,7 +54,7 @@ def studio_image(engine, good_images):
 
 def venv_python(installed, code: str) -> str:
     done = subprocess.run([installed / "bin" / "python", "-c", code], capture_output=True, text=True, cwd="/",
-                          timeout=60)
+                          timeout=CLI_TIMEOUT)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -173,7 +174,7 @@ def test_images_as_they_come_pass(variation, variant, known_good_image, installe
     image = known_good_image(variation)
     repo = user_repo(tmp_path, {variant: (ROOT / "images" / variant / "manifest.toml").read_text()})
     run = run_in_user_repo(installed, repo, "-n", "2", f"--variant={variant}", f"--image={image}", "--allow-no-gpu",
-                           "-m", "not timed", timeout=900)
+                           "-m", "not timed")
     assert run.returncode == 0, run.output
     assert {c["outcome"] for c in run.checks} <= CPU_PROVABLE, run.output
     assert run.verdicts[variant]["image"]["ref"] == image and run.leftover == []
@@ -197,29 +198,33 @@ def authenticated_registry(tmp_path_factory):
         yield address, user, password
 
 
-def test_an_image_is_pulled_with_the_engines_stored_login(authenticated_registry, studio_image, installed, engine,
+def test_an_image_is_pulled_with_the_engines_stored_login(authenticated_registry, small_image, installed, engine,
                                                           tmp_path):
+    """Pushed and pulled: the small image (a few MB; a render image took minutes beside the rest of
+    the suite), checked by a check of the repo's own (tests/small_repo)."""
     address, user, password = authenticated_registry
     logged_in, nobody = tmp_path / "docker-config", tmp_path / "no-login"
     nobody.mkdir()
     subprocess.run(["docker", "--config", logged_in, "login", address, "-u", user, "--password-stdin"],
-                   input=password, text=True, capture_output=True, check=True)
-    remote = f"{address}/studio/render:1.0"
-    engine.client.images.get(studio_image).tag(f"{address}/studio/render", "1.0")
-    subprocess.run(["docker", "--config", logged_in, "push", remote], capture_output=True, check=True)
+                   input=password, text=True, capture_output=True, check=True, timeout=CLI_TIMEOUT)
+    remote = f"{address}/studio/small:1.0"
+    engine.client.images.get(small_image).tag(f"{address}/studio/small", "1.0")
+    subprocess.run(["docker", "--config", logged_in, "push", remote], capture_output=True, check=True, timeout=CLI_TIMEOUT)
     engine.client.images.remove(remote)
-    repo = user_repo(tmp_path, {"render": STUDIO_MANIFEST.replace(studio_image, remote)})
+    repo = user_repo(tmp_path, {"small": f'description = "a small image of the studio\'s"\nimage = "{remote}"\n\n'
+                                         '[requirements]\ntools = ["sh"]\n\n[run]\ngpus = "none"\n'})
+    shutil.copytree(ROOT / "tests" / "small_repo" / "checks", repo / "checks")
+    (repo / "pytest.ini").write_text("[pytest]\nrendergate_checks = checks\n")
     try:
-        refused = run_in_user_repo(installed, repo, "--allow-no-gpu", "-k", "encoder_listed",
-                                   env={"DOCKER_CONFIG": str(nobody)})
+        refused = run_in_user_repo(installed, repo, env={"DOCKER_CONFIG": str(nobody)}, timeout=SMALL_RUN_TIMEOUT)
         assert refused.returncode == 4 and "Traceback" not in refused.output
-        assert f"render: cannot pull {remote}" in refused.output and f"docker login {address}" in refused.output
-        pulled = run_in_user_repo(installed, repo, "--allow-no-gpu", "-k", "encoder_listed",
-                                  env={"DOCKER_CONFIG": str(logged_in)})
+        assert f"small: cannot pull {remote}" in refused.output and f"docker login {address}" in refused.output
+        pulled = run_in_user_repo(installed, repo, env={"DOCKER_CONFIG": str(logged_in)}, timeout=SMALL_RUN_TIMEOUT)
         assert pulled.returncode == 0, pulled.output
         assert f"pulling {remote}" in pulled.output
-        assert pulled.verdicts["render"]["image"]["digest"] == engine.image_digest(studio_image)
-        assert pulled.outcome("test_encoder_listed", "render", "h264_nvenc")["outcome"] == "passed"
+        assert pulled.verdicts["small"]["image"]["digest"] == engine.image_digest(small_image)
+        assert pulled.verdicts["small"]["state"] == "passed", pulled.output
+        assert pulled.outcome("test_tool_on_path", "small", "sh")["outcome"] == "passed"
         for written in [pulled.output, *(p.read_text(errors="replace") for p in pulled.reports.rglob("*") if p.is_file())]:
             assert password not in written
     finally:
@@ -254,7 +259,7 @@ def test_the_readme_example_runs_as_written(installed, studio_image, engine, tmp
     done = []
     for command in commands[1:]:
         command = command.replace("registry.example.com/studio/render:1.4", studio_image)
-        done.append(subprocess.run(command, shell=True, cwd=repo, capture_output=True, text=True, timeout=900,
+        done.append(subprocess.run(command, shell=True, cwd=repo, capture_output=True, text=True, timeout=SUITE_TIMEOUT,
                                    env={**env, "HOME": str(tmp_path)}))
     init, validate, gate = done
     assert init.returncode == 0, init.stdout + init.stderr

@@ -5,15 +5,13 @@ classified from public captured outputs (tests/data/captures/README.md) with the
 stood in for a visible GPU, and the live check is README's `--target modal --runtime ...` run."""
 import inspect
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import modal
 import pytest
 
-from conftest import ROOT, run_suite
+from conftest import ROOT, rendergate_cli, run_suite
 from rendergate.diagnosis import Cause, CheckFailed, Facts, classify, driver_file_missing
 from rendergate.driver_capabilities import asked
 from rendergate.graphics import require_vendor
@@ -104,8 +102,7 @@ def test_merging_runc_and_gvisor_verdicts_shows_what_only_gvisor_breaks(gvisor, 
 
     def merge(*paths):
         out = tmp_path / "merged.html"
-        done = subprocess.run([sys.executable, "-m", "rendergate", "merge", *map(str, paths), f"--out={out}"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        done = rendergate_cli("merge", *map(str, paths), f"--out={out}")
         assert done.returncode == 0, done.stderr
         return done.stdout, out.read_text()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from conftest import ROOT, at_most, loopback_registry
+from conftest import CLI_TIMEOUT, ROOT, SETUP_TIMEOUT, at_most, loopback_registry
 from rendergate.engine import EngineError
 from rendergate.progress import BuildProgress
 
@@ -43,7 +43,7 @@ def environment(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def local_base():
-    subprocess.run([ROOT / "scripts" / "make-base-image", LOCAL_BASE], check=True, capture_output=True)
+    subprocess.run([ROOT / "scripts" / "make-base-image", LOCAL_BASE], check=True, capture_output=True, timeout=SETUP_TIMEOUT)
 
 
 @pytest.fixture
@@ -105,7 +105,8 @@ def on_a_terminal(command: list[str], timeout: int = 60) -> tuple[int, str]:
 
 def test_a_build_in_a_log_shows_each_step_as_it_starts_and_a_heartbeat_while_one_runs_long(tiny_variant):
     name, images = tiny_variant("RUN sleep 35", "RUN echo done")
-    done = subprocess.run(build_command(images, name), cwd=ROOT, capture_output=True, text=True, timeout=80,
+    # A build of 35 s by design (37 s measured beside the suite), and the limit of a command.
+    done = subprocess.run(build_command(images, name), cwd=ROOT, capture_output=True, text=True, timeout=35 + CLI_TIMEOUT,
                           env=environment())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "\r" not in done.stdout and "\x1b" not in done.stdout, repr(done.stdout)  # a log gets plain lines
@@ -140,7 +141,7 @@ def test_a_build_on_a_terminal_redraws_its_line_in_place(tiny_variant):
 def test_a_failing_build_still_ends_with_its_one_line_error(tiny_variant):
     name, images = tiny_variant("RUN echo about to fail && exit 3", "RUN echo never")
     done = subprocess.run(build_command(images, name), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=60, env=environment())
+                          text=True, timeout=CLI_TIMEOUT, env=environment())
     assert done.returncode == 2, done.stdout
     lines = done.stdout.splitlines()
     steps = [re.fullmatch(rf"{name}: step (\d/4) \({DURATION}\) .*", line) for line in lines]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BASE_IMAGE, ROOT, read_verdicts
+from conftest import BASE_IMAGE, ROOT, SUITE_TIMEOUT, read_verdicts, rendergate_cli
 from rendergate.pages import HOST_ROWS, LABELS, SUMMARY_LINES
 from rendergate.verdict import State
 
@@ -22,7 +22,7 @@ PASS_COLOUR = (0xC8, 0xF0, 0xC8)  # rendergate.pages.CSS's .rg-passed
 def run_with_report(reports: Path, *args: str) -> Path:
     subprocess.run([sys.executable, "-m", "pytest", "suites", "-q", f"--reports-dir={reports}",
                     f"--html={reports / 'report.html'}", "--self-contained-html", f"--base-image={BASE_IMAGE}", *args],
-                   cwd=ROOT, capture_output=True, text=True, timeout=600)
+                   cwd=ROOT, capture_output=True, text=True, timeout=SUITE_TIMEOUT)
     return reports / "report.html"
 
 
@@ -154,8 +154,7 @@ def test_merged_report_of_two_hosts(browser, tmp_path):
     run_with_report(tmp_path / "here", "--variant=host", "--allow-no-gpu")
     h100 = ROOT / "tests" / "data" / "verdicts" / "h100-host.json"
     merged = tmp_path / "merged.html"
-    done = subprocess.run([sys.executable, "-m", "rendergate", "merge", str(h100), str(tmp_path / "here"), f"--out={merged}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = rendergate_cli("merge", str(h100), str(tmp_path / "here"), f"--out={merged}")
     assert done.returncode == 0, done.stderr
     verdicts = json.loads(merged.with_suffix(".json").read_text())["verdicts"]
     browser.get(merged.as_uri())

@@ -1,17 +1,21 @@
 """What infra reviewers and CI read: the HTML report and the verdicts, from real runs of the
 suites. Secrets never reach them; an interrupted or killed run leaves both, marked partial."""
 import os
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 from PIL import Image
 
-from conftest import BASE_IMAGE, ROOT, read_verdicts
+from conftest import BASE_IMAGE, CLI_TIMEOUT, INTERRUPTED_RUN_TIMEOUT, ROOT, SUITE_TIMEOUT, WITH_SIGINT, read_verdicts, rendergate_cli
 from rendergate.engine import LABEL_OWNER
 
 HOST_SECRET = "hs-5b0c9e7d2a41f6"  # a value of a secret-named variable in the environment of the run
@@ -34,7 +38,7 @@ def test_secrets_never_reach_a_report_a_verdict_or_a_log(known_bad_image, tmp_pa
          f"--image={known_bad_image('ffmpeg-leaks-secrets')}", "--allow-no-gpu", f"--reports-dir={reports}",
          f"--html={reports / 'report.html'}", "--self-contained-html", f"--junitxml={reports / 'junit.xml'}",
          "-k", "test_encoder_listed", f"--base-image={BASE_IMAGE}"],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=SUITE_TIMEOUT)
     written = {p: p.read_text(errors="replace") for p in reports.rglob("*") if p.is_file()}
     written[Path("terminal")] = proc.stdout + proc.stderr
     assert {"report.html", "junit.xml", "manim.json"} <= {p.name for p in written}
@@ -46,11 +50,22 @@ def test_secrets_never_reach_a_report_a_verdict_or_a_log(known_bad_image, tmp_pa
     assert "[redacted]" in written[reports / "report.html"]
 
 
-def _start_suite(reports: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "suites", "-q", f"--reports-dir={reports}", f"--html={reports / 'report.html'}",
+@contextmanager
+def _suite_child(engine, reports: Path, *args: str) -> Iterator[subprocess.Popen]:
+    """The suites in a child this test interrupts, with SIGINT's default action (WITH_SIGINT).
+    Whatever the test's outcome, no run of it is left behind: killed, its containers removed."""
+    proc = subprocess.Popen(
+        [*WITH_SIGINT, "-m", "pytest", "suites", "-q", f"--reports-dir={reports}", f"--html={reports / 'report.html'}",
          "--self-contained-html", f"--base-image={BASE_IMAGE}", *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for c in _owned(engine, proc):
+            engine.remove(c["id"])
 
 
 def _owned(engine, proc) -> list[dict]:
@@ -58,7 +73,7 @@ def _owned(engine, proc) -> list[dict]:
 
 
 def _wait_for_container(engine, proc) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + CLI_TIMEOUT  # a run's start: a few seconds
     while not _owned(engine, proc):
         assert proc.poll() is None and time.monotonic() < deadline, "the run never started its container"
         time.sleep(0.5)
@@ -67,8 +82,7 @@ def _wait_for_container(engine, proc) -> None:
 
 def _refusals(reports: Path, image: str) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
     def rendergate(*args):
-        return subprocess.run([sys.executable, "-m", "rendergate", f"--reports-dir={reports}", *args],
-                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        return rendergate_cli(*args, reports=reports)
     return (rendergate("gate", "manim", f"--image={image}"),
             rendergate("promote", "manim", f"--image={image}", "--to=rendergate-test/never:promoted",
                        f"--promoted={reports / 'promoted'}"))
@@ -77,11 +91,11 @@ def _refusals(reports: Path, image: str) -> tuple[subprocess.CompletedProcess, s
 def test_interrupted_run_leaves_a_partial_report_and_verdict_that_are_refused(known_bad_image, engine, tmp_path):
     image = known_bad_image("ffmpeg-hangs")
     reports = tmp_path / "reports"
-    proc = _start_suite(reports, "--variant=manim", f"--image={image}", "--allow-no-gpu")
-    _wait_for_container(engine, proc)
-    proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=120)
-    assert _owned(engine, proc) == []
+    with _suite_child(engine, reports, "--variant=manim", f"--image={image}", "--allow-no-gpu") as proc:
+        _wait_for_container(engine, proc)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=INTERRUPTED_RUN_TIMEOUT)
+        assert _owned(engine, proc) == []
     assert "PARTIAL" in output
     verdict = read_verdicts(reports)["manim"]
     assert verdict["complete"] is False and verdict["state"] == "not-validated"
@@ -93,17 +107,54 @@ def test_interrupted_run_leaves_a_partial_report_and_verdict_that_are_refused(kn
     assert "PROMOTION REFUSED" in promote.stderr and "PARTIAL" in promote.stderr
 
 
+def test_ctrl_c_on_a_terminal_ends_a_run_with_workers_in_seconds(known_bad_image, engine, tmp_path):
+    """A person's Ctrl-C: typed on the run's terminal (`script` gives it one), the terminal sends
+    SIGINT to the controller and both xdist workers at once, one of them inside a hung ffmpeg. The
+    run ends in seconds, its container removed, its verdict PARTIAL."""
+    reports = tmp_path / "reports"
+    command = shlex.join([*WITH_SIGINT, "-m", "pytest", "suites", "-q", "-n", "2", f"--reports-dir={reports}",
+                          f"--base-image={BASE_IMAGE}", "--variant=manim", f"--image={known_bad_image('ffmpeg-hangs')}",
+                          "--allow-no-gpu"])
+    terminal = subprocess.Popen(["script", "-qfec", command, "/dev/null"], cwd=ROOT, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    started = []
+    try:
+        deadline = time.monotonic() + CLI_TIMEOUT  # a run's start: a few seconds
+        while not started:
+            assert terminal.poll() is None and time.monotonic() < deadline, "the run never started its container"
+            time.sleep(0.5)
+            owners = {f"{socket.gethostname()}:{p.pid}" for p in psutil.Process(terminal.pid).children(recursive=True)}
+            started = [c["id"] for c in engine.containers() if c["labels"].get(LABEL_OWNER) in owners]
+        time.sleep(3)  # inside the hung ffmpeg by now
+        terminal.stdin.write(b"\x03")
+        terminal.stdin.flush()
+        output = terminal.communicate(timeout=INTERRUPTED_RUN_TIMEOUT)[0].decode(errors="replace")
+        left = [c for c in engine.containers() if c["id"] in started]
+    finally:
+        if terminal.poll() is None:  # the test failed: no run of it is left behind
+            for process in psutil.Process(terminal.pid).children(recursive=True):
+                process.kill()
+            terminal.kill()
+            terminal.wait()
+        for container in started:
+            if any(c["id"] == container for c in engine.containers()):
+                engine.remove(container)
+    assert left == [] and "PARTIAL" in output, output
+    verdict = read_verdicts(reports)["manim"]
+    assert verdict["complete"] is False and "PARTIAL" in verdict["problems"][0]
+
+
 def test_sigterm_to_a_run_with_workers_removes_the_shared_containers(known_bad_image, engine, tmp_path):
     """CI cancelling a job under `-n 2`: the controlling process owns the containers its workers
     share, and removes them on SIGTERM; the verdict and report say partial."""
     reports = tmp_path / "reports"
-    proc = _start_suite(reports, "-n", "2", "--variant=manim", f"--image={known_bad_image('ffmpeg-hangs')}",
-                        "--allow-no-gpu")
-    _wait_for_container(engine, proc)
-    assert len(_owned(engine, proc)) == 1  # one container of the variant, for both workers
-    proc.send_signal(signal.SIGTERM)
-    output, _ = proc.communicate(timeout=120)
-    assert _owned(engine, proc) == [], output
+    with _suite_child(engine, reports, "-n", "2", "--variant=manim", f"--image={known_bad_image('ffmpeg-hangs')}",
+                      "--allow-no-gpu") as proc:
+        _wait_for_container(engine, proc)
+        assert len(_owned(engine, proc)) == 1  # one container of the variant, for both workers
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=INTERRUPTED_RUN_TIMEOUT)
+        assert _owned(engine, proc) == [], output
     verdict = read_verdicts(reports)["manim"]
     assert verdict["complete"] is False and "PARTIAL" in verdict["problems"][0]
     assert "PARTIAL" in (reports / "report.html").read_text()
@@ -114,14 +165,10 @@ def test_killed_run_leaves_a_partial_report_and_verdict(known_bad_image, engine,
     (its container is swept by the next run: test_lifecycle)."""
     image = known_bad_image("ffmpeg-hangs")
     reports = tmp_path / "reports"
-    proc = _start_suite(reports, "--variant=manim", f"--image={image}", "--allow-no-gpu")
-    try:
+    with _suite_child(engine, reports, "--variant=manim", f"--image={image}", "--allow-no-gpu") as proc:
         _wait_for_container(engine, proc)
         proc.kill()
-        proc.wait(timeout=60)
-    finally:
-        for c in _owned(engine, proc):
-            engine.remove(c["id"])
+        proc.wait()
     verdict = read_verdicts(reports)["manim"]
     assert verdict["complete"] is False and verdict["finished"] is None
     assert "PARTIAL: the run had not finished" in (reports / "report.html").read_text()

@@ -1,0 +1,14 @@
+"""A check of the repo's own, as a user writes one (README "Adding a check"), for its small image:
+each program the manifest names is on the image's PATH. It lets the gate and promotion run for
+real on an image of a few MB."""
+from rendergate.diagnosis import Cause, CheckFailed
+from rendergate.requirements import declare
+from rendergate.schema import list_of, word
+
+TOOLS = declare("tools", list_of(word), 'a list of programs, e.g. ["sh"]', "each program named is on the image's PATH")
+pytestmark = TOOLS.mark
+
+
+def test_tool_on_path(target, requirement):
+    if target.run(f"command -v {requirement}").rc != 0:
+        raise CheckFailed(Cause.TOOL_MISSING, f"{requirement} is not on the image's PATH: install it")
