@@ -27,7 +27,8 @@ SIGNING_KEY ?=
 TRUSTED_KEY ?=
 KEY ?=
 IMAGES_DIR ?= images
-# Folders of your own checks (README "Adding a check"), for the suites and the rendergate command alike.
+# Folders of your own checks (README "Adding a check"), for the suites and the rendergate command alike
+# (validate, gate, promote; not mutate).
 CHECKS ?=
 # Where the report, verdicts/, artifacts/ and logs/ go.
 REPORTS_DIR ?= reports
@@ -82,7 +83,7 @@ validate: setup
 # every declared requirement passed on this complete run (--allow-no-gpu skips do not count).
 # With GPUS=T4,L4,... the variant runs on that GPU matrix on Modal and every cell must pass.
 gate: setup
-	@test -n "$(VARIANT)" || { echo "usage: make gate VARIANT=name [IMAGE=ref | GPUS=T4,L4,...] [ALLOW_NO_GPU=1]"; exit 2; }
+	@test -n "$(VARIANT)" || { echo "usage: make gate VARIANT=name [IMAGE=ref | GPUS=T4,L4,...] [ALLOW_NO_GPU=1] [CHECKS=dir]"; exit 2; }
 	@test -z "$(IMAGE)" -o -z "$(GPUS)" || { echo "IMAGE and GPUS exclude each other: Modal builds the variant's Dockerfile"; exit 2; }
 	@mkdir -p $(REPORTS_DIR)/verdicts && rm -f $(REPORTS_DIR)/verdicts/$(VARIANT).json $(REPORTS_DIR)/verdicts/$(VARIANT)@*.json $(REPORTS_DIR)/attestations/$(VARIANT).intoto.json
 	@if [ -n "$(IMAGE)" ]; then $(MAKE) --no-print-directory base && $(RG) obtain $(VARIANT) $(IMAGE); fi
@@ -116,7 +117,8 @@ mutate: setup base
 # Their tools: Debian's chromium + chromedriver (the report's browser test), docker-registry (promotion),
 # and gVisor registered with the engine (the platform tests: Modal runs containers under gVisor).
 # Each phase says how long it took (scripts/timed); the slowest tests are listed after each pytest run.
-test: setup
+test:
+	@scripts/timed setup $(MAKE) --no-print-directory setup
 	@scripts/timed images $(MAKE) --no-print-directory images
 	@scripts/timed tools sh -c 'scripts/ensure-test-tools && { scripts/ensure-gvisor || true; }'
 	@scripts/timed parallel $(PY) -m pytest tests -n auto -m "not serial" --durations=15

@@ -13,8 +13,8 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conftest import (CLI_TIMEOUT, ROOT, SUITE_TIMEOUT, TIMED_SUITE_TIMEOUT, loopback_registry, once_per_run, rendergate_cli,
-                      written_verdict)
+from conftest import (CLI_TIMEOUT, ROOT, bounded, SUITE_TIMEOUT, TIMED_SUITE_TIMEOUT, loopback_registry, once_per_run, rendergate_cli,
+                      skip_when_host_busy, written_verdict)
 from rendergate.manifest import load_variant
 
 GATE_VARIANTS = ROOT / "tests" / "gate_variants"
@@ -31,8 +31,7 @@ def junit_properties(reports) -> dict[str, str]:
 
 
 def make(*args: str, timeout: float = SUITE_TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "MAKEFLAGS": ""})
+    return bounded(["make", "--no-print-directory", *args], timeout, cwd=ROOT, env={**os.environ, "MAKEFLAGS": ""})
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +63,7 @@ def passed_gate(good_images, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def small_gate(tmp_path_factory):
+def small_gate(base_image, tmp_path_factory):
     """`make gate` on the small variant (a few MB, a check of the tests' own): what the tests that
     push to a registry promote. It passes here."""
     return _gate_once(tmp_path_factory, "small-gate-reports", *SMALL)
@@ -164,6 +163,8 @@ def test_a_regressed_workload_fails_the_gate(good_images, known_bad_image, engin
     args = ["VARIANT=parallel", f"IMAGES_DIR={images}", f"REPORTS_DIR={reports}"]
     dockerfile.write_text("ARG BASE_IMAGE\nFROM rendergate/blender:dev\n")
     first = make("gate", *args, timeout=TIMED_SUITE_TIMEOUT)
+    if first.returncode != 0:
+        skip_when_host_busy(json.loads((reports / "verdicts" / "parallel.json").read_text())["checks"], "2 workers vs 1")
     assert first.returncode == 0, first.stdout + first.stderr
     promoted = make("promote", *args, "IMAGE=rendergate/parallel:dev", "TO=rendergate-test/parallel:promoted",
                     timeout=CLI_TIMEOUT)
@@ -171,6 +172,7 @@ def test_a_regressed_workload_fails_the_gate(good_images, known_bad_image, engin
     engine.client.images.remove("rendergate-test/parallel:promoted")  # the kept verdict is what counts from here
     dockerfile.write_text(f"ARG BASE_IMAGE\nFROM {known_bad_image('workers-share-one-core')}\n")
     second = make("gate", *args, timeout=TIMED_SUITE_TIMEOUT)
+    skip_when_host_busy(json.loads((reports / "verdicts" / "parallel.json").read_text())["checks"], "2 workers vs 1")
     assert second.returncode != 0
     assert "[regressed]" in second.stderr and "of the last promoted image (rendergate-test/parallel:promoted" in second.stderr
     checks = json.loads((reports / "verdicts" / "parallel.json").read_text())["checks"]

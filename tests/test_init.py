@@ -2,21 +2,18 @@
 what their hand-written manifests declare; it is a valid manifest, names the image, and never
 overwrites one without being told to."""
 import subprocess
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import BASE_IMAGE, CLI_TIMEOUT, ROOT, SETUP_TIMEOUT
+from conftest import BASE_IMAGE, ROOT, SETUP_TIMEOUT, rendergate_cli
 from rendergate import inventory, requirements
 from rendergate.manifest import load_variant
 
 
 def init(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rendergate", f"--images-dir={tmp_path / 'images'}",
-                           f"--reports-dir={tmp_path / 'reports'}", "init", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    return rendergate_cli(f"--images-dir={tmp_path / 'images'}", "init", *args, reports=tmp_path / "reports")
 
 
 @pytest.mark.parametrize("name", ["manim", "blender", "xorg-glx"])

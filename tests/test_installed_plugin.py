@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import (BASE_IMAGE, CLI_TIMEOUT, ROOT, SMALL_RUN_TIMEOUT, SUITE_TIMEOUT, loopback_registry, require_tool,
+from conftest import (BASE_IMAGE, CLI_TIMEOUT, ROOT, SMALL_RUN_TIMEOUT, SUITE_TIMEOUT, bounded, loopback_registry, require_tool,
                       run_in_user_repo, user_repo)
 
 STUDIO_IMAGE = "rendergate-studio/render:1.0"
@@ -192,7 +192,7 @@ def authenticated_registry(tmp_path_factory):
     folder = tmp_path_factory.mktemp("auth-registry")
     user, password = "studio-ci", "pw-" + str(time.time_ns())[-10:]
     (folder / "htpasswd").write_text(subprocess.run([htpasswd, "-Bbn", user, password], capture_output=True,
-                                                    text=True, check=True).stdout)
+                                                    text=True, check=True, timeout=CLI_TIMEOUT).stdout)
     auth = f"auth:\n  htpasswd:\n    realm: rendergate-tests\n    path: {folder / 'htpasswd'}\n"
     with loopback_registry(folder, auth) as address:
         yield address, user, password
@@ -259,8 +259,7 @@ def test_the_readme_example_runs_as_written(installed, studio_image, engine, tmp
     done = []
     for command in commands[1:]:
         command = command.replace("registry.example.com/studio/render:1.4", studio_image)
-        done.append(subprocess.run(command, shell=True, cwd=repo, capture_output=True, text=True, timeout=SUITE_TIMEOUT,
-                                   env={**env, "HOME": str(tmp_path)}))
+        done.append(bounded(command, SUITE_TIMEOUT, shell=True, cwd=repo, env={**env, "HOME": str(tmp_path)}))
     init, validate, gate = done
     assert init.returncode == 0, init.stdout + init.stderr
     manifest = repo / "images" / "render" / "manifest.toml"

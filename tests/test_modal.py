@@ -4,14 +4,13 @@ credential errors of a real Modal client. The live path (sandboxes on Modal's GP
 credentials: README, "A GPU matrix on Modal"; it is not faked here."""
 import inspect
 import os
-import subprocess
 import sys
 from dataclasses import replace
 
 import modal
 import pytest
 
-from conftest import CLI_TIMEOUT, ROOT, written_verdict
+from conftest import CLI_TIMEOUT, ROOT, bounded, written_verdict
 from rendergate import verdict
 from rendergate.manifest import load_variant, load_variants
 from rendergate.modal_target import image, plan
@@ -25,8 +24,7 @@ def pytest_suites(*args, env=None, home=None):
     environment.update(env or {})
     if home:
         environment["HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "pytest", "suites", "-q", *args], cwd=ROOT, capture_output=True,
-                          text=True, env=environment, timeout=CLI_TIMEOUT)
+    return bounded([sys.executable, "-m", "pytest", "suites", "-q", *args], CLI_TIMEOUT, cwd=ROOT, env=environment)
 
 
 @pytest.mark.parametrize("name", ["manim", "blender", "xorg-glx"])
@@ -141,9 +139,8 @@ def test_the_target_calls_modal_as_its_api_is():
 
 def test_make_gate_on_a_matrix_without_credentials_refuses_every_cell(tmp_path):
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
-    done = subprocess.run(["make", "--no-print-directory", "gate", "VARIANT=manim", "GPUS=T4,L4",
-                           f"REPORTS_DIR={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=CLI_TIMEOUT,
-                          env={**environment, "HOME": str(tmp_path), "MAKEFLAGS": ""})
+    done = bounded(["make", "--no-print-directory", "gate", "VARIANT=manim", "GPUS=T4,L4", f"REPORTS_DIR={tmp_path}"],
+                   CLI_TIMEOUT, cwd=ROOT, env={**environment, "HOME": str(tmp_path), "MAKEFLAGS": ""})
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no Modal credentials (Token missing)" in done.stderr
     assert "--base-image" not in done.stdout  # Modal builds FROM the Dockerfiles' CUDA base, not a local one

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import BASE_IMAGE, ROOT, at_most
+from conftest import BASE_IMAGE, CLI_TIMEOUT, INTERRUPTED_RUN_TIMEOUT, ROOT, TIMED_SUITE_TIMEOUT, at_most, end_tree, rendergate_cli
 from rendergate.engine import Engine
 from rendergate.mutation import FileTrace, Finding, Kind, Mutant, UsedFile, image_attrs, image_layers, judge_mutant, not_mutated_because, plan
 
@@ -105,10 +105,9 @@ def test_a_mutant_is_judged_by_what_newly_failed_and_whether_its_line_names_it()
 
 @pytest.mark.serial  # alone: any other container of the image's layers would add to its trace
 def test_rendergate_mutate_runs_a_small_fixed_sample_on_a_real_variant(tmp_path):
-    with at_most(600):
-        run = subprocess.run([sys.executable, "-m", "rendergate", f"--images-dir={ROOT / 'images'}",
-                              f"--reports-dir={tmp_path}", f"--base-image={BASE_IMAGE}", "mutate", "xorg-glx", "--n=3",
-                              "--seed=2", "--allow-no-gpu"], capture_output=True, text=True, cwd=ROOT)
+    # The good image's traced run and three mutants' runs of the xorg-glx suites: about 60 s alone.
+    run = rendergate_cli(f"--images-dir={ROOT / 'images'}", f"--base-image={BASE_IMAGE}", "mutate", "xorg-glx", "--n=3",
+                         "--seed=2", "--allow-no-gpu", reports=tmp_path, timeout=TIMED_SUITE_TIMEOUT)
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads((tmp_path / "mutate" / "xorg-glx.json").read_text())
     assert result["complete"] and len(result["results"]) == 3 and result["used_files"] > 50
@@ -129,13 +128,16 @@ def test_an_interrupted_mutation_run_leaves_nothing_behind_and_says_so(tmp_path)
     process = subprocess.Popen([sys.executable, "-m", "rendergate", f"--images-dir={ROOT / 'images'}",
                                 f"--reports-dir={tmp_path}", f"--base-image={BASE_IMAGE}", "mutate", "xorg-glx", "--n=2",
                                 "--allow-no-gpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    with at_most(300):
-        for line in process.stdout:
-            if line.startswith("the good image:"):
-                break
-        time.sleep(4)  # the first mutant is being built or validated
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate()[0]
+    try:
+        with at_most(CLI_TIMEOUT + INTERRUPTED_RUN_TIMEOUT):  # the good image's traced run (10 s), then its end
+            for line in process.stdout:
+                if line.startswith("the good image:"):
+                    break
+            time.sleep(4)  # the first mutant is being built or validated
+            process.send_signal(signal.SIGTERM)
+            output = process.communicate()[0]
+    finally:
+        end_tree(process.pid)  # only where the test failed: nothing of its run left behind
     assert process.returncode == 130, output
     assert "interrupted" in output
     result = json.loads((tmp_path / "mutate" / "xorg-glx.json").read_text())

@@ -75,7 +75,7 @@ def build_command(images: Path, name: str) -> list[str]:
             "build", name]
 
 
-def on_a_terminal(command: list[str], timeout: int = 60) -> tuple[int, str]:
+def on_a_terminal(command: list[str], timeout: int = CLI_TIMEOUT) -> tuple[int, str]:
     """Run `command` with a pseudo-terminal (120 columns) as its stdin, stdout and stderr, as a
     person at a terminal runs it; its exit status and all it wrote."""
     primary, secondary = pty.openpty()

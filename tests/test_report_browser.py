@@ -3,7 +3,6 @@ and the pictures render, videos have a source that plays, and a mismatch shows n
 diff. The reports come from real runs of the suites on real images."""
 import io
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BASE_IMAGE, ROOT, SUITE_TIMEOUT, read_verdicts, rendergate_cli
+from conftest import BASE_IMAGE, ROOT, SUITE_TIMEOUT, bounded, read_verdicts, rendergate_cli
 from rendergate.pages import HOST_ROWS, LABELS, SUMMARY_LINES
 from rendergate.verdict import State
 
@@ -20,9 +19,8 @@ PASS_COLOUR = (0xC8, 0xF0, 0xC8)  # rendergate.pages.CSS's .rg-passed
 
 
 def run_with_report(reports: Path, *args: str) -> Path:
-    subprocess.run([sys.executable, "-m", "pytest", "suites", "-q", f"--reports-dir={reports}",
-                    f"--html={reports / 'report.html'}", "--self-contained-html", f"--base-image={BASE_IMAGE}", *args],
-                   cwd=ROOT, capture_output=True, text=True, timeout=SUITE_TIMEOUT)
+    bounded([sys.executable, "-m", "pytest", "suites", "-q", f"--reports-dir={reports}", f"--html={reports / 'report.html'}",
+             "--self-contained-html", f"--base-image={BASE_IMAGE}", *args], SUITE_TIMEOUT, cwd=ROOT)
     return reports / "report.html"
 
 

@@ -46,20 +46,30 @@ def test_a_busy_host_is_neither_a_pass_nor_a_fail():
     assert Speedup(Series((10.0,)), Series((5.0,)), 1.6).outside_load is None  # not measured: not judged on it
 
 
-@pytest.mark.serial  # alone on the machine: anything else running would count as outside load
+def already_outside() -> float:
+    """What the rest of the host uses with nothing of this test running (a machine busy with
+    something else, a CI run beside a CPU hog): the figures below are judged against it."""
+    with HostLoad(os.getpid()).sample() as outside:
+        time.sleep(2)
+    return outside[0]
+
+
+@pytest.mark.serial  # alone among the tests: any other of them would count as outside load
 def test_cpu_used_outside_the_run_is_measured_and_the_runs_own_is_not():
     """Real processes: a busy loop that is not the run's counts as outside load (one of this
     machine's cores: 1/N of it), the same loop started by the run's own process does not."""
+    before = already_outside()
     stranger, bystander = busy_loop(4), subprocess.Popen(["sleep", "10"])
     try:
         with HostLoad(bystander.pid).sample() as outside:  # the run: a process that does nothing
             time.sleep(3)
-        assert outside[0] > 0.8 / (psutil.cpu_count() or 1) and outside[0] > MAX_OUTSIDE_SHARE, outside
+        assert outside[0] - before > 0.8 / (psutil.cpu_count() or 1) and outside[0] > MAX_OUTSIDE_SHARE, (before, outside)
     finally:
         stranger.kill(), bystander.kill()
+    before = already_outside()
     with HostLoad(os.getpid()).sample() as own:  # the run's own child: not outside
         busy_loop(3).wait()
-    assert own[0] < 0.1, own
+    assert own[0] - before < 0.1, (before, own)
 
 
 @pytest.mark.serial
@@ -69,6 +79,7 @@ def test_a_containers_cpu_is_the_runs_own_and_reading_it_costs_little(engine):
     API, at one answer a second, once added 2 s to every sample and failed a good image's gate)."""
     run_id = f"hostload-{os.getpid()}"
     container = engine.client.containers.run(BASE_IMAGE, ["sleep", "60"], detach=True, labels={LABEL_RUN: run_id})
+    before = already_outside()
     try:
         own = containers_seconds(engine, run_id)
         started = time.monotonic()
@@ -76,6 +87,6 @@ def test_a_containers_cpu_is_the_runs_own_and_reading_it_costs_little(engine):
         assert time.monotonic() - started < 0.2
         with HostLoad(os.getpid(), own).sample() as outside:
             container.exec_run(["sh", "-c", "i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); done"])
-        assert outside[0] < 0.1, outside
+        assert outside[0] - before < 0.1, (before, outside)
     finally:
         engine.remove(container.id)
