@@ -65,17 +65,3 @@ def interrupt_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, interrupt)
     except ValueError:
         pass
-
-
-def interruptible_worker() -> None:
-    """In an xdist worker: SIGINT raises KeyboardInterrupt, even where the run was launched with it
-    ignored (a job started with `&` from a non-interactive shell, and so every process below it).
-    When the controller ends the run (SIGTERM: CI cancelling a job), execnet interrupts a worker
-    still inside a check by sending it SIGINT after 5 s; ignored, the worker was killed 10 s later
-    without its cleanup. No terminal sends a worker SIGINT that its controller was spared: the
-    controller keeps what it was given."""
-    try:
-        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-    except ValueError:  # not the main thread
-        pass

@@ -101,4 +101,4 @@ def test_verify_against_a_registry_that_is_not_there_is_one_line_at_once(tmp_pat
     started = time.monotonic()
     done = rendergate_cli("verify", "127.0.0.1:9/studio/render:1.0", f"--key={public}")
     assert done.returncode == 1 and "its registry cannot be reached" in done.stderr and "Traceback" not in done.stderr
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < 20  # at once: 0.9 s measured (a client retrying a dead address takes minutes)

@@ -137,7 +137,7 @@ def test_an_interrupted_mutation_run_leaves_nothing_behind_and_says_so(tmp_path)
             process.send_signal(signal.SIGTERM)
             output = process.communicate()[0]
     finally:
-        end_tree(process.pid)  # only where the test failed: nothing of its run left behind
+        end_tree(process)  # still running only where the test failed: nothing of it left behind
     assert process.returncode == 130, output
     assert "interrupted" in output
     result = json.loads((tmp_path / "mutate" / "xorg-glx.json").read_text())

@@ -26,7 +26,7 @@ def run_with_report(reports: Path, *args: str) -> Path:
 
 def open_report(browser, path: Path) -> None:
     browser.get(path.resolve().as_uri())
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 30  # chromium renders a report of 400 rows in 0.41 s (README, "Measured here")
     while browser.execute_script("return document.querySelectorAll('#results-table tbody').length") == 0:
         assert time.monotonic() < deadline, f"{path}: the results table never rendered"
         time.sleep(0.2)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TIMED_SUITE_TIMEOUT, skip_when_host_busy
+from conftest import TIMED_SUITE_TIMEOUT, skip_when_host_busy, used_by_others
 from rendergate.diagnosis import CheckFailed
 from rendergate.media import judge_video, load_image, load_reference, require_match, require_not_blank, require_seams, require_video
 from rendergate.workloads import chunks, cycles_reference, render_frames, render_frames_parallel, stitch
@@ -98,11 +98,12 @@ def test_parallel_run_that_serialises_fails_the_gate(known_bad_image, tmp_path, 
     shutil.copytree(ROOT / "images" / "blender", tmp_path / "images" / "blender")
     manifest = tmp_path / "images" / "blender" / "manifest.toml"
     manifest.write_text(manifest.read_text().replace("frames = 12,", "frames = 4,"))
+    before = used_by_others()
     run = suite(f"--images-dir={tmp_path / 'images'}", "--variant=blender",
                 f"--image={known_bad_image('workers-share-one-core')}", "-k", "test_parallel_render_and_stitch",
                 timeout=TIMED_SUITE_TIMEOUT)
     result = run.outcome("test_parallel_render_and_stitch", "blender")
-    skip_when_host_busy([result], "2 workers vs 1")
+    skip_when_host_busy([result], "2 workers vs 1", before)
     assert (result["outcome"], result["cause"]) == ("failed", "below-threshold"), run.output
     figures = result["figures"]["2 workers vs 1"]
     assert figures["verdict"] == "fail"
