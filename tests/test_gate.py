@@ -13,8 +13,8 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conftest import (CLI_TIMEOUT, ROOT, bounded, SUITE_TIMEOUT, TIMED_SUITE_TIMEOUT, loopback_registry, once_per_run, rendergate_cli,
-                      skip_when_host_busy, used_by_others, written_verdict)
+from conftest import (CLI_TIMEOUT, ROOT, SUITE_TIMEOUT, TIMED_SUITE_TIMEOUT, bounded, loopback_registry, once_per_run,
+                      rendergate_cli, skip_when_host_busy, used_by_others, written_verdict)
 from rendergate.manifest import load_variant
 
 GATE_VARIANTS = ROOT / "tests" / "gate_variants"
