@@ -33,12 +33,14 @@ from rendergate.targets import DockerTarget
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN_BAD = ROOT / "tests" / "known_bad"
 KNOWN_GOOD = ROOT / "tests" / "known_good"
+# A user's repo in miniature (its README): the image the tests push, and a check of its own.
+SMALL_REPO = ROOT / "tests" / "small_repo"
 # What a wheel is built from: the package and the folders mapped into it (pyproject.toml).
 WHEEL_SOURCES = ("pyproject.toml", "README.md", "rendergate", "suites", "fixtures")
 # The installed plugin runs under pytest 8 (this checkout's venv has the newest, 9): both are supported.
 INSTALLED_PYTEST = "pytest>=8.3,<9"
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "rendergate/debian:bookworm")
-# A user's repo in miniature: its check is loaded by the runs that name it (--checks), not a test here.
+# SMALL_REPO's check is loaded by the runs that name it (--checks): not a test of this suite.
 collect_ignore = ["small_repo"]
 
 # The time limits of the subprocesses the tests start, each sized to its kind of work: the slowest
@@ -81,6 +83,15 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "serial: measures timing; runs in the serial phase of `make test`, alone")
 
 
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and every process below it, as far as they still exist."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def end_tree(proc: subprocess.Popen, grace: float = 0) -> None:
     """End a child of this process that is still running, and every process below it (make's
     pytest, its xdist workers): with `grace`, SIGTERM first (a run of the suites then removes its
@@ -88,11 +99,7 @@ def end_tree(proc: subprocess.Popen, grace: float = 0) -> None:
     pid may be another process's by now (psutil checks the others were not replaced)."""
     if proc.poll() is not None:
         return
-    try:
-        root = psutil.Process(proc.pid)
-        tree = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
+    tree = process_tree(proc.pid)
     if grace:
         for process in tree:
             with suppress(psutil.NoSuchProcess):
@@ -102,6 +109,12 @@ def end_tree(proc: subprocess.Popen, grace: float = 0) -> None:
         with suppress(psutil.NoSuchProcess):
             process.kill()
     psutil.wait_procs(tree, timeout=10)
+
+
+def make(*args: str, timeout: float = SUITE_TIMEOUT, env: dict | None = None) -> subprocess.CompletedProcess:
+    """A target of this checkout's Makefile (`env`: variables added to this process's)."""
+    return bounded(["make", "--no-print-directory", *args], timeout, cwd=ROOT,
+                   env={**os.environ, "MAKEFLAGS": "", **(env or {})})
 
 
 def bounded(args, timeout: float, **popen) -> subprocess.CompletedProcess:
@@ -238,7 +251,7 @@ def small_image(engine, base_image) -> str:
     """The small variant of tests/small_repo (busybox, about 2 MB, no /etc/passwd): what the tests
     push to a registry."""
     tag = "rendergate-test/small:dev"
-    engine.client.images.build(path=str(ROOT / "tests" / "small_repo" / "images" / "small"), tag=tag, rm=True, forcerm=True,
+    engine.client.images.build(path=str(SMALL_REPO / "images" / "small"), tag=tag, rm=True, forcerm=True,
                                buildargs={"BASE_IMAGE": base_image})
     return tag
 

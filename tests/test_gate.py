@@ -4,7 +4,6 @@ registry on loopback (Debian's docker-registry), never a mock.
 The gate passes only a complete verdict in which every declared requirement passed; promotion
 also needs that verdict to be about the very image, from the current manifest, and fresh."""
 import json
-import os
 import shutil
 import subprocess
 import urllib.request
@@ -13,13 +12,12 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conftest import (CLI_TIMEOUT, ROOT, SUITE_TIMEOUT, TIMED_SUITE_TIMEOUT, bounded, loopback_registry, once_per_run,
+from conftest import (CLI_TIMEOUT, ROOT, SMALL_REPO, TIMED_SUITE_TIMEOUT, loopback_registry, make, once_per_run,
                       rendergate_cli, skip_when_host_busy, used_by_others, written_verdict)
 from rendergate.manifest import load_variant
 
 GATE_VARIANTS = ROOT / "tests" / "gate_variants"
-# What the tests that push promote: the small variant and its own check (tests/small_repo).
-SMALL_REPO = ROOT / "tests" / "small_repo"
+# What the tests that push promote: the small variant and its own check.
 SMALL = ("VARIANT=small", f"IMAGES_DIR={SMALL_REPO / 'images'}", f"CHECKS={SMALL_REPO / 'checks'}")
 SMALL_IMAGE = "rendergate/small:dev"
 
@@ -28,10 +26,6 @@ def junit_properties(reports) -> dict[str, str]:
     """The test suite's properties in the run's JUnit XML."""
     suite = ElementTree.parse(reports / "junit.xml").getroot().find("testsuite")
     return {p.get("name"): p.get("value") for p in suite.find("properties")}
-
-
-def make(*args: str, timeout: float = SUITE_TIMEOUT) -> subprocess.CompletedProcess:
-    return bounded(["make", "--no-print-directory", *args], timeout, cwd=ROOT, env={**os.environ, "MAKEFLAGS": ""})
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from conftest import (BASE_IMAGE, CLI_TIMEOUT, ROOT, SMALL_RUN_TIMEOUT, SUITE_TIMEOUT, bounded, loopback_registry, require_tool,
-                      run_in_user_repo, user_repo)
+from conftest import (BASE_IMAGE, CLI_TIMEOUT, ROOT, SMALL_REPO, SMALL_RUN_TIMEOUT, SUITE_TIMEOUT, bounded, loopback_registry,
+                      require_tool, run_in_user_repo, user_repo)
 
 STUDIO_IMAGE = "rendergate-studio/render:1.0"
 STUDIO_MANIFEST = f"""\
@@ -211,9 +211,9 @@ def test_an_image_is_pulled_with_the_engines_stored_login(authenticated_registry
     engine.client.images.get(small_image).tag(f"{address}/studio/small", "1.0")
     subprocess.run(["docker", "--config", logged_in, "push", remote], capture_output=True, check=True, timeout=CLI_TIMEOUT)
     engine.client.images.remove(remote)
-    repo = user_repo(tmp_path, {"small": f'description = "a small image of the studio\'s"\nimage = "{remote}"\n\n'
-                                         '[requirements]\ntools = ["sh"]\n\n[run]\ngpus = "none"\n'})
-    shutil.copytree(ROOT / "tests" / "small_repo" / "checks", repo / "checks")
+    manifest = (SMALL_REPO / "images" / "small" / "manifest.toml").read_text()
+    repo = user_repo(tmp_path, {"small": f'image = "{remote}"\n{manifest}'})  # no Dockerfile: the image is pulled
+    shutil.copytree(SMALL_REPO / "checks", repo / "checks")
     (repo / "pytest.ini").write_text("[pytest]\nrendergate_checks = checks\n")
     try:
         refused = run_in_user_repo(installed, repo, env={"DOCKER_CONFIG": str(nobody)}, timeout=SMALL_RUN_TIMEOUT)
@@ -225,6 +225,7 @@ def test_an_image_is_pulled_with_the_engines_stored_login(authenticated_registry
         assert pulled.verdicts["small"]["image"]["digest"] == engine.image_digest(small_image)
         assert pulled.verdicts["small"]["state"] == "passed", pulled.output
         assert pulled.outcome("test_tool_on_path", "small", "sh")["outcome"] == "passed"
+        assert pulled.outcome("test_tool_on_path", "small", "sleep")["outcome"] == "passed"
         for written in [pulled.output, *(p.read_text(errors="replace") for p in pulled.reports.rglob("*") if p.is_file())]:
             assert password not in written
     finally:

@@ -10,7 +10,7 @@ from dataclasses import replace
 import modal
 import pytest
 
-from conftest import CLI_TIMEOUT, ROOT, bounded, written_verdict
+from conftest import CLI_TIMEOUT, ROOT, bounded, make, written_verdict
 from rendergate import verdict
 from rendergate.manifest import load_variant, load_variants
 from rendergate.modal_target import image, plan
@@ -139,8 +139,8 @@ def test_the_target_calls_modal_as_its_api_is():
 
 def test_make_gate_on_a_matrix_without_credentials_refuses_every_cell(tmp_path):
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
-    done = bounded(["make", "--no-print-directory", "gate", "VARIANT=manim", "GPUS=T4,L4", f"REPORTS_DIR={tmp_path}"],
-                   CLI_TIMEOUT, cwd=ROOT, env={**environment, "HOME": str(tmp_path), "MAKEFLAGS": ""})
+    done = make("gate", "VARIANT=manim", "GPUS=T4,L4", f"REPORTS_DIR={tmp_path}", timeout=CLI_TIMEOUT,
+                env={**environment, "HOME": str(tmp_path)})
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no Modal credentials (Token missing)" in done.stderr
     assert "--base-image" not in done.stdout  # Modal builds FROM the Dockerfiles' CUDA base, not a local one

@@ -13,11 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import docker
-import psutil
 from PIL import Image
 
 from conftest import (BASE_IMAGE, CLI_TIMEOUT, INTERRUPTED_RUN_TIMEOUT, ROOT, SUITE_TIMEOUT, WITH_SIGINT, bounded, end_tree,
-                      read_verdicts, rendergate_cli, require_tool)
+                      process_tree, read_verdicts, rendergate_cli, require_tool)
 from rendergate.engine import LABEL_OWNER
 
 HOST_SECRET = "hs-5b0c9e7d2a41f6"  # a value of a secret-named variable in the environment of the run
@@ -77,22 +76,18 @@ def _owned(engine, pids: list[int]) -> list[dict]:
     return [c for c in engine.containers() if c["labels"].get(LABEL_OWNER) in owners]
 
 
-def _below(pid: int) -> list[int]:
-    """A process and those below it (a run's controller under `script`), as far as they still exist."""
-    try:
-        root = psutil.Process(pid)
-        return [pid, *(p.pid for p in root.children(recursive=True))]
-    except psutil.NoSuchProcess:
-        return []
+def _owned_below(engine, proc: subprocess.Popen) -> list[dict]:
+    """The containers of the run that `proc` is, or that runs below it (under `script`)."""
+    return _owned(engine, [p.pid for p in process_tree(proc.pid)])
 
 
-def _inside_the_hung_ffmpeg(engine, running, pids) -> list[dict]:
+def _inside_the_hung_ffmpeg(engine, proc: subprocess.Popen) -> list[dict]:
     """Wait until the run has started its container and a check is inside the known-bad image's
     ffmpeg (it sleeps for an hour); the run's containers."""
     deadline = time.monotonic() + CLI_TIMEOUT  # measured: a few seconds
     while True:
-        assert running() and time.monotonic() < deadline, "the run never reached the hung ffmpeg"
-        owned = _owned(engine, pids())
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never reached the hung ffmpeg"
+        owned = _owned_below(engine, proc)
         if any("sleep 3600" in command for c in owned for command in _commands(engine, c["id"])):
             return owned
         time.sleep(0.5)
@@ -118,7 +113,7 @@ def test_interrupted_run_leaves_a_partial_report_and_verdict_that_are_refused(kn
     image = known_bad_image("ffmpeg-hangs")
     reports = tmp_path / "reports"
     with _suite_child(engine, reports, "--variant=manim", f"--image={image}", "--allow-no-gpu", sigint=True) as proc:
-        _inside_the_hung_ffmpeg(engine, lambda: proc.poll() is None, lambda: [proc.pid])
+        _inside_the_hung_ffmpeg(engine, proc)
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=INTERRUPTED_RUN_TIMEOUT)
         assert _owned(engine, [proc.pid]) == []
@@ -147,13 +142,13 @@ def test_ctrl_c_on_a_terminal_ends_a_run_with_workers_in_seconds(known_bad_image
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     owned = []
     try:
-        owned = _inside_the_hung_ffmpeg(engine, lambda: terminal.poll() is None, lambda: _below(terminal.pid))
+        owned = _inside_the_hung_ffmpeg(engine, terminal)
         terminal.stdin.write(b"\x03")
         terminal.stdin.flush()
         output = terminal.communicate(timeout=INTERRUPTED_RUN_TIMEOUT)[0].decode(errors="replace")
         left = [c for c in engine.containers() if c["id"] in {o["id"] for o in owned}]
     finally:
-        owned += _owned(engine, _below(terminal.pid))  # a run that never reached the ffmpeg: its container too
+        owned += _owned_below(engine, terminal)  # a run that never reached the ffmpeg: its container too
         end_tree(terminal)
         terminal.wait()
         for container in owned:
@@ -171,7 +166,7 @@ def test_sigterm_to_a_run_with_workers_removes_the_shared_containers(known_bad_i
     reports = tmp_path / "reports"
     with _suite_child(engine, reports, "-n", "2", "--variant=manim", f"--image={known_bad_image('ffmpeg-hangs')}",
                       "--allow-no-gpu") as proc:
-        owned = _inside_the_hung_ffmpeg(engine, lambda: proc.poll() is None, lambda: [proc.pid])
+        owned = _inside_the_hung_ffmpeg(engine, proc)
         assert len(owned) == 1  # one container of the variant, for both workers
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=INTERRUPTED_RUN_TIMEOUT)
@@ -187,7 +182,7 @@ def test_killed_run_leaves_a_partial_report_and_verdict(known_bad_image, engine,
     image = known_bad_image("ffmpeg-hangs")
     reports = tmp_path / "reports"
     with _suite_child(engine, reports, "--variant=manim", f"--image={image}", "--allow-no-gpu") as proc:
-        _inside_the_hung_ffmpeg(engine, lambda: proc.poll() is None, lambda: [proc.pid])
+        _inside_the_hung_ffmpeg(engine, proc)
         proc.kill()
         proc.wait()
     verdict = read_verdicts(reports)["manim"]
