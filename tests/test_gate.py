@@ -12,8 +12,8 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conftest import (CLI_TIMEOUT, ROOT, SMALL_REPO, TIMED_SUITE_TIMEOUT, loopback_registry, make, once_per_run,
-                      rendergate_cli, skip_when_host_busy, used_by_others, written_verdict)
+from conftest import (CLI_TIMEOUT, ROOT, SMALL_REPO, SMALL_RUN_TIMEOUT, TIMED_SUITE_TIMEOUT, loopback_registry, make,
+                      once_per_run, rendergate_cli, run_suite, skip_when_host_busy, used_by_others, written_verdict)
 from rendergate.manifest import load_variant
 
 GATE_VARIANTS = ROOT / "tests" / "gate_variants"
@@ -61,6 +61,21 @@ def small_gate(base_image, tmp_path_factory):
     """`make gate` on the small variant (a few MB, a check of the tests' own): what the tests that
     push to a registry promote. It passes here."""
     return _gate_once(tmp_path_factory, "small-gate-reports", *SMALL)
+
+
+def test_the_small_variants_own_check_fails_for_a_tool_it_lacks(base_image, tmp_path):
+    """The check that the pushing tests rely on can fail: a tool the small image lacks is named,
+    with its cause, while the ones it has pass."""
+    images = tmp_path / "images"
+    shutil.copytree(SMALL_REPO / "images", images)
+    manifest = images / "small" / "manifest.toml"
+    manifest.write_text(manifest.read_text().replace('tools = ["sh", "sleep"]', 'tools = ["sh", "ffmpeg"]'))
+    run = run_suite(tmp_path, f"--images-dir={images}", f"--checks={SMALL_REPO / 'checks'}", "--variant=small",
+                    timeout=SMALL_RUN_TIMEOUT)
+    missing = run.outcome("test_tool_on_path", "small", "ffmpeg")
+    assert (missing["outcome"], missing["cause"]) == ("failed", "tool-missing"), run.output
+    assert missing["message"].startswith("ffmpeg is not on the image's PATH")
+    assert run.outcome("test_tool_on_path", "small", "sh")["outcome"] == "passed"
 
 
 def test_gate_passes_a_complete_passing_run(passed_gate):
