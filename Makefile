@@ -93,7 +93,7 @@ gate: setup
 # Tag IMAGE as TO (pushed when TO names a registry) only on a complete, passing, fresh verdict about it.
 promote: setup
 	@test -n "$(VARIANT)" -a -n "$(IMAGE)" -a -n "$(TO)" || { echo "usage: make promote VARIANT=name IMAGE=ref TO=tag"; exit 2; }
-	$(RG) promote $(VARIANT) --image=$(IMAGE) --to=$(TO) --promoted=$(PROMOTED) $(if $(TRUSTED_KEY),--trusted-key=$(TRUSTED_KEY))
+	$(RG) promote $(VARIANT) --image=$(IMAGE) --to=$(TO) --promoted=$(PROMOTED) $(if $(TRUSTED_KEY),--trusted-key=$(TRUSTED_KEY)) $(if $(SIGNING_KEY),--sign-key=$(SIGNING_KEY))
 
 # The signed verdict next to IMAGE in its registry: it verifies with KEY, is about IMAGE, and passes.
 verify: setup

@@ -36,11 +36,13 @@ from . import requirements
 from . import verdict as verdicts
 from .engine import Engine, EngineError
 from .inventory import default_name, init
+from .jsonfile import write_whole
 from .manifest import IMAGE_REF, ManifestError, load_variants, positive
 from .mutation import Mutation, MutationError, Suite, mutate
 from .pages import merged_html, mutation_html
 from .platforms import Platform
 from .progress import BuildProgress
+from .redact import printable
 from .promotion import Refused, gate, gate_matrix, obtain, promote
 from .references import make_references
 from .requirements import RegistryError
@@ -81,7 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--promoted", default="reports/promoted", help="where the last promoted verdicts are kept")
     command.add_argument("--max-age-days", type=positive(float), default=7, help="older verdicts are stale (default 7)")
     command.add_argument("--trusted-key", type=Path, metavar="PUB",
-                         help="public key the gate's attestation must verify with; it is then pushed next to the image")
+                         help="public key the gate's attestation must verify with; its verdict is then signed again "
+                              "about the pushed manifest digest and pushed next to the image")
+    command.add_argument("--sign-key", type=Path, metavar="PEM",
+                         help=f"with --trusted-key and a registry: the private key that signs the pushed attestation "
+                              f"(or ${attestations.SIGNING_KEY_ENV})")
     command = sub.add_parser("verify", help="read the attestation next to an image in its registry and judge it")
     command.add_argument("image")
     command.add_argument("--key", type=Path, required=True, metavar="PUB", help="the trusted public key")
@@ -124,20 +130,32 @@ def main(argv: list[str] | None = None) -> int:
             raise ManifestError(f"unknown variant {', '.join(unknown)} (known: {', '.join(variants)})")
         verdict_path = Path(args.reports_dir) / "verdicts" / f"{getattr(args, 'variant', '')}.json"
         if args.command == "gate" and args.gpu is not None:
+            if args.image or args.sign_key:
+                raise ManifestError(f"{'--image' if args.image else '--sign-key'} with --gpu: each cell of a Modal matrix "
+                                    "ran the image Modal built from the variant's Dockerfile, which no registry holds: "
+                                    "gate and sign an image with --image, on a local engine")
             gpu_types = [g.strip() for g in args.gpu.split(",") if g.strip()]
-            print(gate_matrix(Path(args.reports_dir) / "verdicts", variants[args.variant], gpu_types))
+            _say(gate_matrix(Path(args.reports_dir) / "verdicts", variants[args.variant], gpu_types))
             return 0
         if args.command == "gate":
-            image = args.image or variants[args.variant].image_ref
+            variant = variants[args.variant]
+            if args.image and variant.host:
+                raise ManifestError(f"--image: {variant.name} is this machine itself (host = true in {variant.manifest}), "
+                                    "not an image")
+            image = args.image or variant.image_ref
+            if variant.needs_image and not image:
+                raise ManifestError(f"{variant.name} names no image ({variant.manifest} has no `image =`, and there is no "
+                                    "Dockerfile beside it): gate it with --image REF, the image its verdict must be about")
             digest = Engine().image_digest(image) if image else None
             signer = attestations.private_key(args.sign_key)
             if signer and not digest:
                 raise attestations.AttestationError(f"--sign-key: {args.variant} has no image to attest")
-            print(gate(verdict_path, variants[args.variant], digest))
+            line, judged = gate(verdict_path, variant, digest)
+            _say(line)
             if signer:
                 path = Path(args.reports_dir) / "attestations" / f"{args.variant}.intoto.json"
-                attestations.write(path, attestations.attest(verdicts.load(verdict_path), image, digest, signer))
-                print(f"attestation about {image} ({digest}) signed by key {signer.public_key.keyid[:16]}: {path}")
+                attestations.write(path, attestations.attest(judged, [(image, digest)], signer))
+                _say(f"attestation about {image} ({digest}) signed by key {signer.public_key.keyid[:16]}: {path}")
             return 0
         engine = Engine()
         extra_ca = Path(args.extra_ca) if args.extra_ca else None
@@ -163,19 +181,25 @@ def main(argv: list[str] | None = None) -> int:
             if not IMAGE_REF.fullmatch(args.to):
                 raise ManifestError(f"--to {args.to!r}: not an image reference ([registry/]path[:tag], lower case)")
             key = attestations.public_key(args.trusted_key) if args.trusted_key else None
+            signer = attestations.private_key(args.sign_key) if key else None
             done = promote(engine, variants[args.variant], args.image, args.to, verdict_path, Path(args.promoted),
                            timedelta(days=args.max_age_days), key,
-                           Path(args.reports_dir) / "attestations" / f"{args.variant}.intoto.json")
+                           Path(args.reports_dir) / "attestations" / f"{args.variant}.intoto.json", signer)
             pushed = f", pushed as {done.pushed_digest}" if done.pushed_digest else " (local tag; no registry named)"
             attested = f"; its signed verdict pushed as {done.attestation}" if done.attestation else ""
-            print(f"PROMOTED {done.source} ({done.digest}) to {done.target}{pushed}{attested}; verdict kept in {args.promoted}")
+            _say(f"PROMOTED {done.source} ({done.digest}) to {done.target}{pushed}{attested}; verdict kept in {args.promoted}")
     except Refused as e:
-        print(e, file=sys.stderr)
+        _say(str(e), sys.stderr)
         return 1
     except (ManifestError, RegistryError, EngineError, verdicts.VerdictError, attestations.AttestationError) as e:
-        print(f"rendergate: {e}", file=sys.stderr)
+        _say(f"rendergate: {e}", sys.stderr)
         return 2
     return 0
+
+
+def _say(text: str, stream=None) -> None:
+    """Print rendergate's lines; whatever a verdict or an image put in them is shown inert (redact.printable)."""
+    print("\n".join(printable(line) for line in text.split("\n")), file=stream or sys.stdout)
 
 
 def _verify(args) -> int:
@@ -185,15 +209,15 @@ def _verify(args) -> int:
         where, statement = attestations.pull_and_verify(args.image, attestations.public_key(args.key))
         verdict = verdicts.checked(statement["predicate"], f"{where} (its verdict)")
     except (attestations.AttestationError, verdicts.VerdictError) as e:
-        print(f"VERIFY REFUSED {args.image}: {e}", file=sys.stderr)
+        _say(f"VERIFY REFUSED {args.image}: {e}", sys.stderr)
         return 1
     problems = verdicts.judge(verdict)
     if problems:
-        print(f"VERIFY REFUSED {args.image}: its signed verdict is {verdicts.state_of(problems).said}",
-              *(f"  - {line}" for line in verdicts.summary(problems)), sep="\n", file=sys.stderr)
+        _say("\n".join([f"VERIFY REFUSED {args.image}: its signed verdict is {verdicts.state_of(problems).said}",
+                        *(f"  - {line}" for line in verdicts.summary(problems))]), sys.stderr)
         return 1
-    print(f"VERIFIED {args.image}: signed rendergate verdict of {verdict['variant']} (run {verdict['run_id']}, "
-          f"{verdict['finished']}, on {verdict['host']['gpu_type']}) in {where}")
+    _say(f"VERIFIED {args.image}: signed rendergate verdict of {verdict['variant']} (run {verdict['run_id']}, "
+         f"{verdict['finished']}, on {verdict['host']['gpu_type']}) in {where}")
     return 0
 
 
@@ -215,11 +239,8 @@ def _mutate(args) -> int:
 
     def save(mutation: Mutation) -> None:
         """Each file replaced whole: an interrupt never leaves half a page."""
-        out.mkdir(parents=True, exist_ok=True)
         for suffix, text in ((".json", json.dumps(mutation.to_json(), indent=1)), (".html", mutation_html(mutation))):
-            partial = out / f".{variant.name}{suffix}.{os.getpid()}"
-            partial.write_text(text)
-            os.replace(partial, out / f"{variant.name}{suffix}")
+            write_whole(out / f"{variant.name}{suffix}", text)
 
     suite = Suite(Path(args.images_dir), variant, args.allow_no_gpu, args.base_image)
     interrupt_on_sigterm()  # CI cancelling the job: the suite run in flight is ended, the mutant image removed
@@ -252,7 +273,7 @@ def _merge(args) -> int:
             files.append(path)
     loaded, seen = [], {}
     for f in files:
-        v = verdicts.load(f)
+        v = verdicts.settle(verdicts.load(f))  # judged again: never the state a verdict says of itself
         key = (v["variant"], v["host"].get("gpu_type"), v.get("platform", Platform.NATIVE))
         if key in seen:
             raise verdicts.VerdictError(f"{f} and {seen[key]} are both about {key[0]} on {key[1]} ({key[2]}): "
@@ -263,14 +284,13 @@ def _merge(args) -> int:
     if out.is_dir() or out.suffix != ".html":
         raise verdicts.VerdictError(f"--out {out}: name an .html file to write (its .json goes beside it)")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(merged_html(loaded))
-        out.with_suffix(".json").write_text(json.dumps({"merged": verdicts.now_iso(), "verdicts": loaded}, indent=1))
+        write_whole(out, merged_html(loaded))
+        write_whole(out.with_suffix(".json"), json.dumps({"merged": verdicts.now_iso(), "verdicts": loaded}, indent=1))
     except OSError as e:
         raise verdicts.VerdictError(f"--out {out}: cannot be written ({e.strerror})") from None
-    print(f"merged {len(loaded)} verdicts from {len(files)} files into {out} and {out.with_suffix('.json')}")
+    _say(f"merged {len(loaded)} verdicts from {len(files)} files into {out} and {out.with_suffix('.json')}")
     for line in verdicts.platform_differences(loaded):
-        print(line)
+        _say(line)
     return 0
 
 

@@ -13,6 +13,7 @@ log: its text, when it comes from the environment, is remembered for redaction.
 """
 from __future__ import annotations
 
+import binascii
 import copy
 import hashlib
 import json
@@ -20,8 +21,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
+
+from .jsonfile import Unusable, parse, read_regular, write_whole
 from .manifest import IMAGE_REF
-from .redact import remember_secrets
+from .redact import printable, remember_secrets
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://rendergate.invalid/attestation/verdict/v1"  # ours: a rendergate verdict
@@ -29,6 +33,10 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 MANIFEST_TYPES = ["application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json"]
 SIGNING_KEY_ENV = "RENDERGATE_SIGNING_KEY"  # the private key's PEM text, for CI secrets
+MAX_KEY_BYTES = 64 * 1024
+MAX_ENVELOPE_BYTES = 96 * 2**20  # a verdict (64 MiB at most) in base64, and its signatures
+# cosign's annotations on an attestation's layer: where cosign, and policies written for it, look.
+COSIGN_LAYER_ANNOTATIONS = {"dev.cosignproject.cosign/signature": "", "predicateType": PREDICATE_TYPE}
 
 
 class AttestationError(Exception):
@@ -36,26 +44,35 @@ class AttestationError(Exception):
 
 
 def private_key(path: Path | None):
-    """The signer of a PEM private key: the file, else the text of $RENDERGATE_SIGNING_KEY; None without either."""
+    """The signer of a PEM private key: the file, else the text of $RENDERGATE_SIGNING_KEY; None
+    without either. A key that is set but empty, or not PEM, is an error: never a silent unsigned gate."""
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
     from securesystemslib.signer import CryptoSigner
 
     if path is not None:
-        where = str(path)
-        try:
-            pem = path.read_bytes()
-        except OSError as e:
-            raise AttestationError(f"signing key {path}: cannot be read ({e.strerror})") from None
-    elif os.environ.get(SIGNING_KEY_ENV):
-        where, pem = f"${SIGNING_KEY_ENV}", os.environ[SIGNING_KEY_ENV].encode()
+        where, pem = str(path), _key_file(path, "signing key")
+    elif os.environb.get(SIGNING_KEY_ENV.encode()) is not None:
+        where, pem = f"${SIGNING_KEY_ENV}", os.environb[SIGNING_KEY_ENV.encode()]
         remember_secrets({SIGNING_KEY_ENV: os.environ[SIGNING_KEY_ENV]})
+        if not pem.strip():
+            raise AttestationError(f"signing key ${SIGNING_KEY_ENV}: set but empty: give it the PEM text of the "
+                                   "private key, or unset it to gate without signing")
     else:
         return None
     try:
         return CryptoSigner(load_pem_private_key(pem, password=None))
-    except (ValueError, TypeError) as e:  # not PEM, encrypted, an unsupported type
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:  # not PEM, encrypted, an unsupported type
         raise AttestationError(f"signing key {where}: not an unencrypted PEM private key of ed25519, ECDSA or RSA "
                                f"({type(e).__name__})") from None
+
+
+def _key_file(path: Path, what: str) -> bytes:
+    try:
+        return read_regular(path, MAX_KEY_BYTES)
+    except FileNotFoundError:
+        raise AttestationError(f"{what} {path}: no such file") from None
+    except Unusable as e:
+        raise AttestationError(f"{what} {path}: {e}") from None
 
 
 def public_key(path: Path):
@@ -64,19 +81,18 @@ def public_key(path: Path):
     from securesystemslib.signer import SSlibKey
 
     try:
-        return SSlibKey.from_crypto(load_pem_public_key(path.read_bytes()))
-    except OSError as e:
-        raise AttestationError(f"public key {path}: cannot be read ({e.strerror})") from None
-    except (ValueError, TypeError) as e:
+        return SSlibKey.from_crypto(load_pem_public_key(_key_file(path, "public key")))
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         raise AttestationError(f"public key {path}: not a PEM public key of ed25519, ECDSA or RSA ({type(e).__name__})") from None
 
 
-def attest(verdict: dict, image_ref: str, image_digest: str, signer) -> dict:
-    """The verdict as a signed in-toto Statement about the image (a DSSE envelope, as JSON)."""
+def attest(verdict: dict, subjects: list[tuple[str, str]], signer) -> dict:
+    """The verdict as a signed in-toto Statement about the images named by (reference, sha256
+    digest) in `subjects` (a DSSE envelope, as JSON)."""
     from securesystemslib.dsse import Envelope
 
     statement = {"_type": STATEMENT_TYPE,
-                 "subject": [{"name": image_ref, "digest": {"sha256": image_digest.removeprefix("sha256:")}}],
+                 "subject": [{"name": name, "digest": {"sha256": digest.removeprefix("sha256:")}} for name, digest in subjects],
                  "predicateType": PREDICATE_TYPE, "predicate": verdict}
     envelope = Envelope(json.dumps(statement, sort_keys=True).encode(), PAYLOAD_TYPE, {})
     envelope.sign(signer)
@@ -84,48 +100,53 @@ def attest(verdict: dict, image_ref: str, image_digest: str, signer) -> dict:
 
 
 def verify(envelope: dict, key, image_digest: str, where: str) -> dict:
-    """The Statement of `envelope` once its signature verifies with `key` and its subject is the
-    image with `image_digest`; AttestationError naming `where` otherwise."""
+    """The Statement of `envelope` once its signature verifies with `key` and one of its subjects
+    is the image with `image_digest`; AttestationError naming `where` otherwise."""
     from securesystemslib.dsse import Envelope
     from securesystemslib.exceptions import VerificationError
 
     try:
         parsed = Envelope.from_dict(copy.deepcopy(envelope))  # from_dict consumes the dict it is given
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as e:
         raise AttestationError(f"{where}: not a DSSE envelope ({type(e).__name__})") from None
     if parsed.payload_type != PAYLOAD_TYPE:
-        raise AttestationError(f"{where}: payload type {parsed.payload_type!r}, not an in-toto Statement")
+        raise AttestationError(f"{where}: payload type {printable(str(parsed.payload_type)[:100])!r}, not an in-toto Statement")
     try:
         parsed.verify([key], 1)
     except VerificationError:
         raise AttestationError(f"{where}: the signature does not verify with the trusted key (another key signed "
                                "it, or the envelope was changed after signing)") from None
     try:
-        statement = json.loads(parsed.payload)
+        statement = parse(parsed.payload)
         subjects = [s["digest"]["sha256"] for s in statement["subject"]]
         predicate_type = statement["predicateType"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise AttestationError(f"{where}: a signed payload that is not an in-toto Statement ({type(e).__name__})") from None
+    except (Unusable, KeyError, TypeError) as e:
+        raise AttestationError(f"{where}: a signed payload that is not an in-toto Statement "
+                               f"({e if isinstance(e, Unusable) else type(e).__name__})") from None
     if predicate_type != PREDICATE_TYPE:
-        raise AttestationError(f"{where}: predicate {predicate_type!r}, not a rendergate verdict")
+        raise AttestationError(f"{where}: predicate {printable(str(predicate_type)[:200])!r}, not a rendergate verdict")
     if image_digest.removeprefix("sha256:") not in subjects:
-        raise AttestationError(f"{where}: the attestation is about {', '.join('sha256:' + s for s in subjects)}, "
-                               f"not this image ({image_digest})")
+        named = ", ".join(printable(f"sha256:{s}"[:80]) for s in subjects[:4])
+        raise AttestationError(f"{where}: the attestation is about {named}, not this image ({image_digest})")
     return statement
 
 
 def write(path: Path, envelope: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(envelope, indent=1))
+    """Written whole, in place of whatever `path` was (a symlink there is replaced, not followed)."""
+    write_whole(path, json.dumps(envelope, indent=1))
 
 
 def read(path: Path) -> dict:
+    """An envelope file: a regular file, strict JSON, bounded in size and depth."""
     try:
-        return json.loads(path.read_text())
+        document = parse(read_regular(path, MAX_ENVELOPE_BYTES))
     except FileNotFoundError:
         raise AttestationError(f"{path}: no attestation (a passing gate writes one when given a signing key)") from None
-    except (OSError, ValueError, RecursionError) as e:
-        raise AttestationError(f"{path}: not a readable attestation ({type(e).__name__})") from None
+    except Unusable as e:
+        raise AttestationError(f"{path}: not a readable attestation: {e}") from None
+    if not isinstance(document, dict):
+        raise AttestationError(f"{path}: not a DSSE envelope (a JSON object)")
+    return document
 
 
 def _docker_config() -> str | None:
@@ -181,9 +202,11 @@ def push(ref: str, envelope: dict, manifest_digest: str) -> str:
     with tempfile.TemporaryDirectory(prefix="rendergate-attestation-") as folder:
         path = Path(folder) / "verdict.intoto.json"
         write(path, envelope)
+        annotations = Path(folder) / "annotations.json"
+        annotations.write_text(json.dumps({str(path): COSIGN_LAYER_ANNOTATIONS}))
         try:
             _registry(ref).push(target=target, files=[f"{path}:{ENVELOPE_MEDIA_TYPE}"], disable_path_validation=True,
-                                config_path=_docker_config(), quiet=True,
+                                config_path=_docker_config(), quiet=True, annotation_file=str(annotations),
                                 manifest_annotations={"org.opencontainers.image.title": "rendergate verdict"})
         except Exception as e:  # oras raises requests' and its own errors
             raise AttestationError(f"pushing the attestation to {target} failed: {type(e).__name__}: "
@@ -192,8 +215,9 @@ def push(ref: str, envelope: dict, manifest_digest: str) -> str:
 
 
 def pull_and_verify(ref: str, key) -> tuple[str, dict]:
-    """The attestation next to the image `ref` in its registry, verified against the image the
-    registry serves under `ref` and the trusted `key`: (its reference, its Statement)."""
+    """The attestation next to the image `ref` in its registry, verified against the trusted `key`
+    and the manifest digest the registry serves under `ref` (what a cluster pulls): (its
+    reference, its Statement)."""
     if not IMAGE_REF.fullmatch(ref):
         raise AttestationError(f"{ref!r}: not an image reference ([registry/]path[:tag])")
     manifest_digest, config_digest = _manifest(ref)
@@ -208,4 +232,10 @@ def pull_and_verify(ref: str, key) -> tuple[str, dict]:
         if len(files) != 1:
             raise AttestationError(f"{target}: {len(files)} files, not one DSSE envelope")
         envelope = read(Path(files[0]))
-    return target, verify(envelope, key, config_digest, target)
+    statement = verify(envelope, key, manifest_digest, target)
+    verdict = statement.get("predicate") if isinstance(statement.get("predicate"), dict) else {}
+    about = (verdict.get("image") if isinstance(verdict.get("image"), dict) else {}).get("digest")
+    if about != config_digest:
+        raise AttestationError(f"{target}: its verdict is about image {printable(str(about))[:80]}, the registry serves "
+                               f"{config_digest} under {ref}")
+    return target, statement

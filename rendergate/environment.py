@@ -7,6 +7,7 @@ reviewer can tell "no GPU" from "did not look".
 from __future__ import annotations
 
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,9 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .gpuinfo import GpuInfo
+from dataclasses import replace
+
+from .gpuinfo import GpuInfo, lookup, nominal
 from .host_gpus import host_gpus, host_nvml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +63,23 @@ def _describe(gpu: GpuInfo) -> str:
     persistence = {1: "persistence on", 0: "persistence off"}.get(gpu.persistence_mode, "persistence n/a")
     return (f"{gpu.index}: {gpu.name} [{gpu.pci_device_id} at {gpu.pci_bus_id}, {gpu.architecture}, "
             f"cc {gpu.compute_capability}, {gpu.memory_total / 2**30:.0f} GiB, {mig}, {persistence}, {gpu.uuid}]")
+
+
+_DESCRIBED = re.compile(r"[0-9]+: (?P<name>.+?) \[(?P<device>[0-9A-Fa-fx]*) at [^,]*, [^,]*, cc (?P<cc>[0-9]+\.[0-9]+|None),")
+
+
+def described_gpus(host: dict) -> list[GpuInfo]:
+    """The GPUs a host description (a verdict's `host`) names, as the capability table knows them:
+    from `gpus` as _describe() writes it (name, PCI device id, compute capability), else from the
+    GPU type alone (a Modal cell's "H100", "2x NVIDIA L4"); none for "no GPU"."""
+    found = [m for part in str(host.get("gpus", "")).split("; ") if (m := _DESCRIBED.match(part))]
+    if found:
+        return [replace(nominal(m["name"]), pci_device_id=m["device"], known=lookup(m["name"], m["device"]),
+                        compute_capability=None if m["cc"] == "None" else m["cc"]) for m in found]
+    gpu_type = str(host.get("gpu_type", NO_GPU))
+    if gpu_type == NO_GPU:
+        return []
+    return [nominal(re.sub(r"^[0-9]+x ", "", name)) for name in gpu_type.split(" + ")]
 
 
 def describe_host() -> dict:

@@ -149,11 +149,15 @@ class Variant:
         section, _, key = name.rpartition(".")
         return {"": self.requirements, "workloads": self.workloads}[section].get(key)
 
+    def declares(self, name: str) -> bool:
+        """Whether the manifest asks for the requirement: says it, and not `false`."""
+        return self.declared(name) not in (None, False)
+
     def declared_keys(self) -> list[str]:
         """The requirement keys the manifest declares (not false), in its order: requirements
         ('latex'), then workloads ('workloads.encode')."""
         keys = list(self.requirements) + [f"workloads.{k}" for k in self.workloads]
-        return [k for k in keys if self.declared(k) not in (None, False)]
+        return [k for k in keys if self.declares(k)]
 
     @property
     def settings(self) -> RunSettings:

@@ -9,6 +9,7 @@ manifest to Modal's image and sandbox arguments is tested without Modal's server
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import os
 import shlex
@@ -100,6 +101,19 @@ def plan(variant: Variant, gpu_type: str, base_image: str | None, timeout: int, 
                 sandbox=sandbox)
 
 
+def build_digest(variant: Variant) -> str:
+    """What a Modal cell's image is built from, as a digest: the variant's folder (its Dockerfile
+    and every file of its build context). Modal builds each cell's image on its side, so this is
+    what binds a cell's verdict to an image: the matrix gate refuses a cell whose verdict was
+    built from other files than the variant has now (a --base-image build argument is named in
+    the verdict's image reference)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in variant.folder.rglob("*") if p.is_file() and not p.is_symlink()):
+        name = path.relative_to(variant.folder).as_posix().encode()
+        digest.update(len(name).to_bytes(4, "big") + name + hashlib.sha256(path.read_bytes()).digest())
+    return "sha256:" + digest.hexdigest()
+
+
 def image(p: Plan):
     """The modal.Image the plan builds: the variant's own Dockerfile, on Modal's builders."""
     import modal
@@ -136,9 +150,11 @@ class ModalTarget(Target):
     """A Modal Sandbox of the variant's image on one GPU type, shared by the run's workers;
     terminated by the run's owner (release()), and by Modal after its timeout whatever happens."""
 
-    def __init__(self, variant: Variant, gpu_type: str, sandbox, default_timeout: float, slot=None):
+    def __init__(self, variant: Variant, gpu_type: str, sandbox, default_timeout: float, slot=None,
+                 built: dict | None = None):
         self.sandbox = sandbox
         self.gpu_type = gpu_type
+        self.built = built  # the image as the verdict names it: Modal's image id, and build_digest()
         self.slot = slot  # the run's GPU slot this process holds while the sandbox runs (the starter's only)
         super().__init__(variant, _SandboxHost(sandbox), worker_folder(worker_slot()),
                          variant.settings.python, default_timeout)
@@ -152,8 +168,15 @@ class ModalTarget(Target):
         import modal
 
         app = modal.App.lookup(APP_NAME, create_if_missing=True)
-        sandbox = modal.Sandbox.create(*p.command, app=app, image=image(p), **p.sandbox)
-        return cls(variant, gpu_type, sandbox, default_timeout, slot)
+        built = image(p)
+        sandbox = modal.Sandbox.create(*p.command, app=app, image=built, **p.sandbox)
+        return cls(variant, gpu_type, sandbox, default_timeout, slot, {
+            "ref": f"modal image {getattr(built, 'object_id', None) or 'unnamed'} of {variant.dockerfile}"
+                   + (f" FROM {p.build_args['BASE_IMAGE']}" if p.build_args.get("BASE_IMAGE") else ""),
+            "digest": build_digest(variant)})
+
+    def image_info(self) -> dict | None:
+        return self.built
 
     @classmethod
     def attach(cls, variant: Variant, gpu_type: str, handle: dict, default_timeout: float) -> "ModalTarget":

@@ -18,6 +18,7 @@ from . import verdict as verdicts
 from .engine import Engine, EngineError
 from .environment import suite_version
 from .manifest import Variant
+from .modal_target import build_digest
 from .progress import EngineProgress
 
 
@@ -39,28 +40,33 @@ def obtain(engine: Engine, variant: Variant, ref: str, build, progress: EnginePr
     return "pulled"
 
 
-def gate(verdict_path: Path, variant: Variant, digest: str | None, gpu_type: str | None = None) -> str:
-    """The verdict's one-line pass, or Refused with every reason: it is judged against the
-    variant's current manifest, image `digest` (None: the host, or a Modal cell) and this rendergate."""
+def gate(verdict_path: Path, variant: Variant, digest: str | None, gpu_type: str | None = None) -> tuple[str, dict]:
+    """The verdict's one-line pass and the verdict as read, once (what a signature then covers is
+    what was judged), or Refused with every reason: it is judged against the variant's current
+    manifest, image `digest` (None: the host) and this rendergate."""
     verdict = verdicts.load(verdict_path)
     problems = verdicts.gate_problems(verdict, variant, digest, suite_version(), gpu_type)
     what = f"{variant.name}" + (f" ({digest})" if digest else "") + f" on {verdict['host']['gpu_type']}"
     if problems:
         raise Refused(f"GATE REFUSED {what}: {verdicts.state_of(problems).said} ({verdict_path})", verdicts.summary(problems))
     declared = verdicts.declared_requirements(variant)
-    return f"GATE PASSED {what}: {len(declared)} declared requirements passed (run {verdict['run_id']})"
+    ran = sum(1 for c in verdict["checks"] if c["requirement"] in declared and c["outcome"] not in verdicts.NOT_COUNTED)
+    return (f"GATE PASSED {what}: {len(declared)} declared requirement{'s' * (len(declared) != 1)}, all {ran} checks "
+            f"{'it implies' if len(declared) == 1 else 'they imply'} passed (run {verdict['run_id']})"), verdict
 
 
 def gate_matrix(verdicts_dir: Path, variant: Variant, gpu_types: list[str]) -> str:
-    """A GPU matrix passes only when the verdict of every (variant, GPU type) cell does: one line
-    per cell, or Refused naming each cell that did not pass (or was never reached)."""
+    """A GPU matrix passes only when the verdict of every (variant, GPU type) cell does, each about
+    the image Modal built from the variant's folder as it is now (modal_target.build_digest): one
+    line per cell, or Refused naming each cell that did not pass (or was never reached)."""
     if not gpu_types:
         raise Refused(f"GATE REFUSED {variant.name}: no GPU types given (--gpu T4,L4,...): nothing to judge", [])
+    built = build_digest(variant)
     lines, refused = [], []
     for gpu_type in gpu_types:
         path = verdicts_dir / f"{variant.name}@{gpu_type}.json"
         try:
-            lines.append(gate(path, variant, None, gpu_type))
+            lines.append(gate(path, variant, built, gpu_type)[0])
         except Refused as e:
             refused.append(str(e).replace("\n", "\n  "))
         except verdicts.VerdictError as e:
@@ -81,12 +87,18 @@ class Promotion:
 
 
 def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: Path, promoted_dir: Path,
-            max_age: timedelta, trusted_key=None, attestation_path: Path | None = None) -> Promotion:
+            max_age: timedelta, trusted_key=None, attestation_path: Path | None = None, signer=None) -> Promotion:
     """Tag (and push) `ref` as `to` when its verdict allows it. With a `trusted_key`, the verdict
     judged is the one the gate signed (attestation_path), verified against the key and the image
-    first, and the attestation is pushed next to the image."""
+    first; once the image is pushed, that verdict is signed again (`signer`) as a Statement about
+    the manifest digest the registry now serves (what a cluster pulls, as cosign names images) and
+    the image's config, and pushed next to the image."""
+    repository, _, tag = to.rpartition(":") if ":" in to.rsplit("/", 1)[-1] else (to, "", "latest")
+    if trusted_key is not None and signer is None and _names_registry(repository):
+        raise attestations.AttestationError(
+            f"--trusted-key: the attestation pushed next to {to} names the manifest digest the registry gives it, "
+            f"so promotion signs it: give the signing key too (--sign-key, or ${attestations.SIGNING_KEY_ENV})")
     digest = engine.image_digest(ref)
-    envelope = None
     if trusted_key is not None:
         envelope = attestations.read(attestation_path)
         try:
@@ -101,16 +113,18 @@ def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: P
     if problems:
         raise Refused(f"PROMOTION REFUSED {ref} -> {to}: {verdicts.state_of(problems).said} ({source})",
                       verdicts.summary(problems))
-    repository, _, tag = to.rpartition(":") if ":" in to.rsplit("/", 1)[-1] else (to, "", "latest")
     try:
         engine.client.images.get(ref).tag(repository, tag)
     except docker.errors.APIError as e:
         raise EngineError(f"tagging {ref} as {to} failed: {e.explanation or e}") from None
     pushed = _push(engine, repository, tag) if _names_registry(repository) else None
-    attested = attestations.push(to, envelope, pushed) if pushed and envelope else None
-    verdict["promotion"] = {"to": to, "at": verdicts.now_iso(), "pushed_digest": pushed}
+    attested = None
+    if pushed and trusted_key is not None:
+        envelope = attestations.attest(verdict, [(to, pushed), (to, digest)], signer)
+        attested = attestations.push(to, envelope, pushed)
+    verdict = {**verdict, "promotion": {"to": to, "at": verdicts.now_iso(), "pushed_digest": pushed}}
     verdicts.write(promoted_dir / f"{variant.name}.json", verdict)
-    if envelope:
+    if trusted_key is not None:
         attestations.write(promoted_dir / f"{variant.name}.intoto.json", envelope)
     return Promotion(ref, to, digest, pushed, attested)
 

@@ -1,4 +1,6 @@
-"""Secrets never reach a report or a log: everything written there passes through redact().
+"""Secrets never reach a report or a log: everything written there passes through redact(). And
+what an image or a verdict says never drives a terminal: printable() shows its control characters
+as escapes.
 
 Two nets: the values of secret-named environment variables (this process's, and those the
 manifests hand to containers) are blanked wherever they appear; and text that looks like a
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 
 REDACTED = "[redacted]"
@@ -41,3 +44,11 @@ def redact(text: str) -> str:
 
 
 remember_secrets(os.environ)
+
+
+def printable(text: str) -> str:
+    """`text` as one inert line: control and format characters (escape sequences, carriage
+    returns, newlines, bidi overrides) and lone surrogates (unprintable) shown as escapes, so an image's output or a verdict's
+    words can neither move the cursor, recolour, nor forge a line of rendergate's own."""
+    return "".join(c if unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Zl", "Zp") else
+                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
+import math
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -103,7 +105,20 @@ class Requirement:
         return found
 
 
+@dataclass(frozen=True)
+class Check:
+    """A check function of a module the registry loaded: what a complete run holds of it, per
+    variant that declares its requirement."""
+    name: str  # the function's name, as verdicts name the check
+    requirement: str
+    module: str  # the file it is defined in
+    per_item: bool  # it takes `requirement`: one run per item of a list value (an encoder, a backend)
+    container_only: bool  # about containers: not run on a variant checked on the host
+    cases: int = 1  # the runs of its own parametrize marks (per item)
+
+
 _REGISTRY: dict[str, Requirement] = {}
+_CHECKS: dict[str, list[Check]] = {}  # by the module's file
 _LOADED: set[Path] = set()
 
 
@@ -130,7 +145,13 @@ def declare(key: str, valid: Callable[[object], bool], expected: str, proves: st
 def load(check_folders: Iterable[Path] = ()) -> dict[str, Requirement]:
     """Every requirement declared: rendergate's suites', then those of each folder of checks."""
     for path in sorted(SUITES.glob("test_*.py")):
-        importlib.import_module(f"rendergate.suites.{path.stem}")
+        try:
+            _CHECKS[str(path)] = checks_of(importlib.import_module(f"rendergate.suites.{path.stem}"), str(path))
+        except RegistryError:
+            raise
+        except Exception as e:  # a broken install or checkout: one line naming the module, never a traceback
+            raise RegistryError(f"{path}: rendergate's check module cannot be imported ({type(e).__name__}: "
+                                f"{str(e)[:300]})") from None
     modules = []
     for folder in check_folders:
         folder = Path(folder).resolve()
@@ -146,17 +167,98 @@ def load(check_folders: Iterable[Path] = ()) -> dict[str, Requirement]:
         if undeclared:
             raise RegistryError(f"{path}: requires({undeclared[0]!r}): no such requirement is declared (declare it "
                                 "with rendergate.requirements.declare)")
+        _CHECKS[str(path)] = checks_of(module, str(path))
     return dict(_REGISTRY)
+
+
+def _marks(obj) -> list:
+    marks = getattr(obj, "pytestmark", [])
+    return list(marks) if isinstance(marks, list) else [marks]
+
+
+def _functions(module) -> list[tuple[str, object, list]]:
+    """The test functions pytest collects from a module, by the name pytest gives them (`test*`
+    callables, and the `test*` methods of its `Test*` classes, inherited and nested ones too),
+    each with the marks above it, nearest first."""
+    found = []
+    for name, value in vars(module).items():
+        if name.startswith("test") and callable(value) and not inspect.isclass(value):
+            found.append((name, value, _marks(value) + _marks(module)))
+        elif name.startswith("Test") and inspect.isclass(value):
+            found += _methods(value, _marks(module))
+    return found
+
+
+def _methods(cls, above: list, depth: int = 0) -> list[tuple[str, object, list]]:
+    marks = _marks(cls) + above
+    found = []
+    for name, value in inspect.getmembers(cls):
+        if name.startswith("test") and callable(value) and not inspect.isclass(value):
+            found.append((name, value, _marks(value) + marks))
+        elif name.startswith("Test") and inspect.isclass(value) and depth < 8:
+            found += _methods(value, marks, depth + 1)
+    return found
 
 
 def _required_by(module) -> set[str]:
     """The requirement keys a check module's marks name: its `pytestmark` and its test functions'."""
-    marks = getattr(module, "pytestmark", [])
-    marks = list(marks) if isinstance(marks, list) else [marks]
-    for name, value in vars(module).items():
-        if name.startswith("test") and callable(value):
-            marks += getattr(value, "pytestmark", [])
-    return {m.args[0] for m in marks if getattr(m, "name", None) == "requires" and m.args}
+    return {m.args[0] for _, _, marks in _functions(module) for m in marks if getattr(m, "name", None) == "requires"
+            and m.args} | {m.args[0] for m in _marks(module) if getattr(m, "name", None) == "requires" and m.args}
+
+
+def checks_of(module, path: str) -> list[Check]:
+    """The checks of a module that prove a requirement: each test function under a `requires`
+    mark (the nearest, as pytest's get_closest_marker finds it), with the runs pytest makes of it."""
+    checks = []
+    for name, function, marks in _functions(module):
+        required = next((m for m in marks if getattr(m, "name", None) == "requires" and m.args), None)
+        if required is None:
+            continue
+        try:
+            takes_item = "requirement" in inspect.signature(function).parameters
+        except (TypeError, ValueError):
+            takes_item = False
+        cases = math.prod(max(1, _count(m.args[1] if len(m.args) > 1 else m.kwargs.get("argvalues", ())))
+                          for m in marks if getattr(m, "name", None) == "parametrize")
+        checks.append(Check(name, required.args[0], path, takes_item,
+                            any(getattr(m, "name", None) == "container_only" for m in marks), cases))
+    return checks
+
+
+def _count(values) -> int:
+    """How many runs a parametrize mark makes; 1 for values that cannot be counted without being
+    used up (a generator): the run counts those as it collects them."""
+    try:
+        return len(values)
+    except TypeError:
+        return 1
+
+
+def params_of(value, per_item: bool) -> list:
+    """What a check's `requirement` is given, one run each: the items of a list value, else the
+    value itself. The one place this is decided: the suites parametrize by it, the gate expects it."""
+    return list(value) if per_item and isinstance(value, list) else [value]
+
+
+def item_of(param) -> str | None:
+    """A run's item, as verdicts name it: the text of its `requirement` (an encoder, a vendor); None
+    for a value that is not one (true, a table)."""
+    return param if isinstance(param, str) else None
+
+
+def expected_checks(variant) -> dict[tuple[str, str, str | None], int]:
+    """Every (requirement, check, item) a complete run of `variant` holds, with how many runs of
+    it: each check of each requirement its manifest declares, per item of a list value; checks
+    about containers only where it runs in one. From the registry and the manifest alone."""
+    registered()  # rendergate's suites loaded, at least
+    expected: dict[tuple[str, str, str | None], int] = {}
+    for check in (c for checks in _CHECKS.values() for c in checks):
+        if not variant.declares(check.requirement) or (check.container_only and variant.host):
+            continue
+        for param in params_of(variant.declared(check.requirement), check.per_item):
+            key = (check.requirement, check.name, item_of(param) if check.per_item else None)
+            expected[key] = expected.get(key, 0) + check.cases
+    return expected
 
 
 def _import_checks(path: Path):

@@ -335,10 +335,12 @@ def written_verdict(variant, host: dict, image: dict | None = None, outcomes: di
     run itself cannot happen here (a GPU host, Modal), or for a verdict someone tampered with."""
     v = verdict.Verdict.start(variant, "run-1", target, {"suite_version": suite_version(), **host}, {})
     v.image = image
-    for name in v.declared:
+    for (name, check, item), runs in v.expected.items():
         outcome = verdict.Outcome((outcomes or {}).get(name, "passed"))
-        v.checks.append(verdict.CheckResult(f"suites/x.py::test_{name}", f"test_{name}", name, outcome=outcome,
-                                            message="" if outcome == "passed" else f"{name} broke [command-failed]"))
+        for run in range(runs):
+            v.checks.append(verdict.CheckResult(f"suites/x.py::{check}[{variant.name}-{item}-{run}]", check, name, item,
+                                                outcome=outcome,
+                                                message="" if outcome == "passed" else f"{name} broke [command-failed]"))
     v.complete, v.finished = True, verdict.now_iso()
     return v.as_json()
 

@@ -2,9 +2,12 @@
 our own manifests with one value replaced, raw bytes) and tampered verdicts, and rendergate must
 answer each with a result or one line naming the file: never a traceback, never a hang (each
 case runs under an alarm). New examples every run; a failure prints the example to replay."""
+import base64
 import json
+import tempfile
 from copy import deepcopy
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -201,20 +204,141 @@ def _loads(path) -> bool:
 
 def proven(v: dict, variant) -> None:
     """What a pass must mean, said independently of the gate's code: a complete run about this
-    variant, manifest and image, and every requirement of the *current* manifest with checks that
-    ran, none of them short of passing (a GPU without the feature aside)."""
+    variant, manifest and image, and every check run of the untampered verdict (a complete run of
+    the manifest) there again and passed (on "no GPU", no check may say unsupported)."""
     assert v["complete"] and v["variant"] == variant.name and v["manifest"] == verdicts.manifest_digest(variant)
     assert v["image"]["digest"] == "sha256:" + "a" * 64
-    for name in verdicts.declared_requirements(variant):
-        ran = [c["outcome"] for c in v["checks"] if c["requirement"] == name and c["outcome"] not in ("not-declared", "not-applicable")]
-        assert ran and set(ran) <= {"passed", "unsupported"}, (name, ran)
+    passed = {(c["requirement"], c["check"], c["item"], c["nodeid"]) for c in v["checks"] if c["outcome"] == "passed"}
+    for c in base_verdict()["checks"]:
+        assert (c["requirement"], c["check"], c["item"], c["nodeid"]) in passed, c
 
 
 def test_the_untampered_base_verdict_passes(tmp_path):
     """The base the verdicts are tampered from is a verdict the gate passes (else the fuzz proves little)."""
     path = tmp_path / "manim.json"
     path.write_text(json.dumps(base_verdict()))
-    assert gate(path, load_variant(ROOT / "images" / "manim"), "sha256:" + "a" * 64).startswith("GATE PASSED manim")
+    assert gate(path, load_variant(ROOT / "images" / "manim"), "sha256:" + "a" * 64)[0].startswith("GATE PASSED manim")
+
+
+@st.composite
+def trimmed_runs(draw) -> tuple[dict, list[dict]]:
+    """A complete run of manim's manifest with some of its check runs left out, as -k, -m,
+    --deselect, a crashed worker or a module that did not import leave a run, its summary said to
+    pass; and the runs left out."""
+    v = base_verdict()
+    gone = draw(st.lists(st.sampled_from(range(len(v["checks"]))), min_size=1, unique=True))
+    left_out = [v["checks"][i] for i in gone]
+    v["checks"] = [c for i, c in enumerate(v["checks"]) if i not in gone]
+    v["selection"] = draw(st.sampled_from([{}, {"keyword": "not hevc"}, {"markexpr": "not needs_gpu"},
+                                           {"deselect": ["suites/test_nvenc.py::test_encoder_listed"]},
+                                           {"collection_errors": ["suites/test_latex.py: ImportError: nope"]}]))
+    if draw(st.booleans()):  # what a tamperer adds: the run's own account of what it expected, emptied
+        v["expected"] = []
+    v["requirements"] = {n: {"outcome": "passed", "checks": 1} for n in v["declared"]}
+    v["state"], v["problems"], v["summary"] = "passed", [], []
+    return v, left_out
+
+
+@CASES
+@given(trimmed=trimmed_runs())
+def test_a_trimmed_run_never_passes_and_the_gate_names_what_did_not_run(tmp_path, trimmed):
+    verdict, left_out = trimmed
+    path = tmp_path / "manim.json"
+    path.write_text(json.dumps(verdict))
+    manim = load_variant(ROOT / "images" / "manim")
+    with at_most(SECONDS), pytest.raises(Refused) as refused:
+        gate(path, manim, "sha256:" + "a" * 64)
+    text = str(refused.value)
+    assert "NOT VALIDATED" in text.splitlines()[0]
+    named = [c for c in left_out if (c["check"] + (f"[{c['item']}]" if c["item"] else "")) in text]
+    assert named or "failed to collect" in text, text
+    event(f"{len(left_out)} runs left out")
+
+
+@st.composite
+def envelopes(draw) -> bytes:
+    """What promotion and verify may be handed as an attestation: a real envelope whose statement
+    was changed and signed again with the trusted key (its verdict tampered with, nested deep,
+    given duplicate keys; its subject or predicate type replaced), or changed without signing;
+    JSON of any shape, deep nesting, duplicate keys, bytes that are not UTF-8."""
+    from securesystemslib.dsse import Envelope
+
+    from rendergate import attestation
+
+    envelope, _, signer = signed_once()
+    envelope = json.loads(json.dumps(envelope))
+    kind = draw(st.sampled_from(["signed", "signed", "field", "shape", "raw"]))
+    if kind == "signed":
+        statement = json.loads(base64.b64decode(envelope["payload"]))
+        change = draw(st.sampled_from(["verdict", "deep", "subject", "type", "duplicate", "none"]))
+        if change == "verdict":
+            text = draw(verdict_texts)
+            try:
+                statement["predicate"] = json.loads(text)
+            except (ValueError, RecursionError):
+                statement["predicate"] = text
+        elif change == "deep":
+            statement["predicate"]["options"] = json.loads('{"a":' * 200 + "1" + "}" * 200)
+        elif change == "subject":
+            statement["subject"] = draw(st.sampled_from([[], [{"digest": {}}], "x", [{"digest": {"sha256": "cd" * 32}}]]))
+        elif change == "type":
+            statement["predicateType"] = draw(texts)
+        payload = json.dumps(statement).encode()
+        if change == "duplicate":  # the signed bytes say "complete" twice: which counts is a guess, so neither does
+            payload = payload.replace(b'"complete": true', b'"complete": false, "complete": true', 1)
+        resigned = Envelope(payload, attestation.PAYLOAD_TYPE, {})
+        resigned.sign(signer)
+        return json.dumps(resigned.to_dict()).encode()
+    if kind == "field":
+        key = draw(st.sampled_from(["payload", "payloadType", "signatures"]))
+        if draw(st.booleans()):
+            envelope.pop(key)
+        else:
+            envelope[key] = draw(values)
+        return json.dumps(envelope).encode()
+    if kind == "shape":
+        return json.dumps(draw(values)).encode()
+    return draw(st.sampled_from([b'{"payload": "a", "payload": "b"}', b"[" * 100000 + b"]" * 100000,
+                                 b'{"a":' * 2000 + b"1" + b"}" * 2000, b"\xff\xfe{}", b"", b"NaN"]))
+
+
+SIGNED = []
+
+
+def signed_once() -> tuple[dict, Path, object]:
+    """A real envelope of the base verdict, signed with a key made once per run; the public key; the signer."""
+    from test_attestation import key_pair
+
+    from rendergate import attestation
+
+    if not SIGNED:
+        private, public = key_pair(Path(tempfile.mkdtemp(prefix="rendergate-fuzz-keys-")), "ed25519")
+        signer = attestation.private_key(private)
+        SIGNED.extend([attestation.attest(base_verdict(), [("rendergate/manim:dev", DIGEST)], signer), public, signer])
+    return tuple(SIGNED)
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@CASES
+@given(data=envelopes())
+def test_any_envelope_is_verified_or_refused_in_one_line(tmp_path, data):
+    """What promotion does with the gate's attestation before it touches any image: read it, verify
+    it with the trusted key, validate and judge the verdict it holds."""
+    from rendergate import attestation
+
+    path = tmp_path / "manim.intoto.json"
+    path.write_bytes(data)
+    with at_most(SECONDS):
+        try:
+            envelope = attestation.read(path)
+            statement = attestation.verify(envelope, attestation.public_key(signed_once()[1]), DIGEST, str(path))
+            verdicts.judge(verdicts.checked(statement["predicate"], f"{path} (its verdict)"))
+            event("verified")
+        except (attestation.AttestationError, verdicts.VerdictError) as e:
+            assert str(path) in str(e) and "\n" not in str(e)
+            event("refused: " + str(e).removeprefix(str(path)).split("(")[0][:40])
 
 
 @pytest.mark.parametrize("out", ["folder", "/proc/no/such/place.html", "merged.txt"])

@@ -3,9 +3,12 @@ registry on loopback (Debian's docker-registry), never a mock.
 
 The gate passes only a complete verdict in which every declared requirement passed; promotion
 also needs that verdict to be about the very image, from the current manifest, and fresh."""
+import base64
 import json
+import re
 import shutil
 import subprocess
+import textwrap
 import urllib.request
 from pathlib import Path
 from xml.etree import ElementTree
@@ -235,8 +238,8 @@ def _declares_without_outcomes(v):
 
 
 @pytest.mark.parametrize("tamper, words", [
-    (_keep_only(["manimpango", "latex"]), ["not validated: gpu, ", "nvenc, ", "no check of it ran"]),  # GPU requirements dropped
-    (_declares_without_outcomes, ["not validated: gpu, ", "latex, ", "no check of it ran"]),  # "0 declared requirements passed"
+    (_keep_only(["manimpango", "latex"]), ["checks of gpu: test_", "checks of nvenc: test_", "did not run"]),  # GPU requirements dropped
+    (_declares_without_outcomes, ["checks of gpu: test_", "1 check of latex: test_mathtex_renders did not run"]),  # nothing ran
     (lambda v: v["host"].update(suite_version="0.0.1"), ["made by rendergate 0.0.1"]),
     (lambda v: v.update(manifest="sha256:" + "0" * 64), ["manifest.toml changed since the verdict"]),
     (lambda v: v["image"].update(digest="sha256:" + "1" * 64), ["mismatched: the verdict is about image sha256:111"]),
@@ -312,25 +315,48 @@ def test_a_signed_attestation_round_trips_through_a_registry_and_a_tampered_one_
     assert signing.returncode == 0 and f"attestation about {SMALL_IMAGE}" in signing.stdout, signing.stderr
     assert private.read_text().split("\n")[1] not in signing.stdout + signing.stderr  # the key is never shown
     refused = cli("promote", "small", f"--image={SMALL_IMAGE}", f"--to={to}", f"--trusted-key={wrong}",
-                  f"--promoted={tmp_path / 'promoted'}")
+                  f"--sign-key={private}", f"--promoted={tmp_path / 'promoted'}")
     assert refused.returncode == 1 and "the signature does not verify with the trusted key" in refused.stderr
     assert not engine.image_exists(to)  # refused before anything was tagged
-    promoted = cli("promote", "small", f"--image={SMALL_IMAGE}", f"--to={to}", f"--trusted-key={public}",
+    unsigned = cli("promote", "small", f"--image={SMALL_IMAGE}", f"--to={to}", f"--trusted-key={public}",
                    f"--promoted={tmp_path / 'promoted'}")
+    assert unsigned.returncode == 2 and "so promotion signs it: give the signing key too" in unsigned.stderr
+    assert not engine.image_exists(to)
+    promoted = cli("promote", "small", f"--image={SMALL_IMAGE}", f"--to={to}", f"--trusted-key={public}",
+                   f"--sign-key={private}", f"--promoted={tmp_path / 'promoted'}")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert "its signed verdict pushed as" in promoted.stdout
+    pushed = manifest_digest(registry, "rendergate/small", "attested")
+    statement = json.loads(base64.b64decode(json.loads((tmp_path / "promoted" / "small.intoto.json").read_text())["payload"]))
+    assert {"name": to, "digest": {"sha256": pushed.removeprefix("sha256:")}} in statement["subject"]  # what a cluster pulls
     engine.client.images.remove(to)
     verified = cli("verify", to, f"--key={public}")
     assert verified.returncode == 0 and verified.stdout.startswith(f"VERIFIED {to}: signed rendergate verdict of small")
+    # README's cluster policy, on the Statement as the registry holds it: it admits this image, and no other or failed one.
+    _, pulled = attestation.pull_and_verify(to, attestation.public_key(public))
+    assert _policy_admits(tmp_path, pulled, pushed)
+    assert not _policy_admits(tmp_path, pulled, "sha256:" + "0" * 64)
+    assert not _policy_admits(tmp_path, {**pulled, "predicate": {**pulled["predicate"], "state": "failed"}}, pushed)
     other = cli("verify", to, f"--key={wrong}")
     assert other.returncode == 1 and "the signature does not verify with the trusted key" in other.stderr
     # Tampered in the registry: the attested verdict changed, then an attestation about another image.
     envelope = json.loads((tmp_path / "promoted" / "small.intoto.json").read_text())
     signer = attestation.private_key(private)
     for planted, words in ((_changed(envelope), "the signature does not verify"),
-                           (attestation.attest(json.loads((reports / "verdicts" / "small.json").read_text()), SMALL_IMAGE,
-                                               "sha256:" + "0" * 64, signer), "the attestation is about sha256:000")):
+                           (attestation.attest(json.loads((reports / "verdicts" / "small.json").read_text()),
+                                               [(SMALL_IMAGE, "sha256:" + "0" * 64)], signer), "the attestation is about sha256:000")):
         attestation.push(to, planted, manifest_digest(registry, "rendergate/small", "attested"))
         done = cli("verify", to, f"--key={public}")
         assert done.returncode == 1 and done.stderr.startswith(f"VERIFY REFUSED {to}") and words in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def _policy_admits(tmp_path, statement: dict, digest: str) -> bool:
+    """README's jq policy (its one jq block), run by jq on a Statement for the digest a cluster pulls."""
+    program = re.search(r"```jq\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[1]
+    (tmp_path / "policy.jq").write_text(textwrap.dedent(program))
+    (tmp_path / "statement.json").write_text(json.dumps(statement))
+    done = subprocess.run(["jq", "-e", "--arg", "digest", digest, "-f", str(tmp_path / "policy.jq"),
+                           str(tmp_path / "statement.json")], capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    assert done.returncode in (0, 1), done.stderr  # 0: true, 1: false; anything else, a broken program
+    return done.returncode == 0

@@ -4,6 +4,7 @@ credential errors of a real Modal client. The live path (sandboxes on Modal's GP
 credentials: README, "A GPU matrix on Modal"; it is not faked here."""
 import inspect
 import os
+import shutil
 import sys
 from dataclasses import replace
 
@@ -13,7 +14,7 @@ import pytest
 from conftest import CLI_TIMEOUT, ROOT, bounded, make, written_verdict
 from rendergate import verdict
 from rendergate.manifest import load_variant, load_variants
-from rendergate.modal_target import image, plan
+from rendergate.modal_target import build_digest, image, plan
 from rendergate.promotion import Refused, gate_matrix
 
 FAKE_TOKENS = {"MODAL_TOKEN_ID": "ak-Zx81Qm2Lp4Rt6Vb9Nc3Kd", "MODAL_TOKEN_SECRET": "as-Hq5Wm8Tn2Lp7Xc4Vb1Zr"}
@@ -97,9 +98,11 @@ def test_a_broken_modal_config_is_one_line(make, tmp_path):
     assert f"{tmp_path / '.modal.toml'}: Modal's config cannot be read" in done.stderr
 
 
-def _cell_verdict(variant, gpu_type: str, failing: str | None = None) -> dict:
-    """A matrix cell's verdict; stand-in for a live Modal run (none here)."""
-    return written_verdict(variant, {"gpu_type": gpu_type}, target="modal",
+def _cell_verdict(variant, gpu_type: str, failing: str | None = None, built: str | None = None) -> dict:
+    """A matrix cell's verdict, about the image Modal built from the variant's folder as it is
+    (or `built`); stand-in for a live Modal run (none here)."""
+    image = {"ref": f"modal image im-test of {variant.dockerfile}", "digest": built or build_digest(variant)}
+    return written_verdict(variant, {"gpu_type": gpu_type}, image=image, target="modal",
                            outcomes={failing: "failed"} if failing else None)
 
 
@@ -111,10 +114,38 @@ def test_the_matrix_gate_needs_every_cell(tmp_path):
         gate_matrix(tmp_path / "verdicts", variant, ["T4", "L4", "H100"])
     text = str(refused.value)
     assert text.startswith("GATE REFUSED manim on the GPU matrix T4,L4,H100: 2 of 3 cells did not pass")
-    assert "GATE REFUSED manim on L4" in text and "latex" in text
-    assert "H100:" in text and "manim@H100.json: no verdict" in text and "on T4" not in text
+    assert f"GATE REFUSED manim ({build_digest(variant)}) on L4" in text and "latex" in text
+    assert "H100:" in text and "manim@H100.json: no verdict" in text and ") on T4" not in text
     passed = gate_matrix(tmp_path / "verdicts", variant, ["T4"])
-    assert passed.startswith("GATE PASSED manim on T4")
+    assert passed.startswith(f"GATE PASSED manim ({build_digest(variant)}) on T4")
+
+
+def test_a_cell_is_bound_to_the_image_modal_built_from_the_variants_folder_as_it_is(tmp_path):
+    """A cell's verdict about an image built from other files (the Dockerfile changed since), or
+    about no image at all, does not pass the matrix gate."""
+    images = tmp_path / "images"
+    shutil.copytree(ROOT / "images" / "manim", images / "manim")
+    variant = load_variant(images / "manim")
+    verdict.write(tmp_path / "verdicts" / "manim@T4.json", _cell_verdict(variant, "T4"))
+    assert gate_matrix(tmp_path / "verdicts", variant, ["T4"]).startswith("GATE PASSED manim")
+    dockerfile = images / "manim" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "RUN true\n")
+    with pytest.raises(Refused, match="mismatched: the verdict is about image sha256:"):
+        gate_matrix(tmp_path / "verdicts", variant, ["T4"])
+    unbound = _cell_verdict(variant, "T4")
+    unbound["image"] = None
+    verdict.write(tmp_path / "verdicts" / "manim@T4.json", unbound)
+    with pytest.raises(Refused, match="mismatched: the verdict is about image none"):
+        gate_matrix(tmp_path / "verdicts", variant, ["T4"])
+
+
+@pytest.mark.parametrize("option", ["--image=rendergate/manim:dev", "--sign-key=gate.pem"])
+def test_the_matrix_gate_refuses_an_image_or_a_key_it_cannot_honour(option, tmp_path):
+    done = bounded([sys.executable, "-m", "rendergate", f"--reports-dir={tmp_path}", "gate", "manim", "--gpu=T4", option],
+                   CLI_TIMEOUT, cwd=ROOT)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"rendergate: {option.split('=')[0]} with --gpu: each cell of a Modal matrix ran the "
+                                  "image Modal built")
 
 
 def test_the_modal_target_takes_no_local_image():
