@@ -50,7 +50,7 @@ def gate(verdict_path: Path, variant: Variant, digest: str | None, gpu_type: str
     if problems:
         raise Refused(f"GATE REFUSED {what}: {verdicts.state_of(problems).said} ({verdict_path})", verdicts.summary(problems))
     declared = verdicts.declared_requirements(variant)
-    ran = sum(1 for c in verdict["checks"] if c["requirement"] in declared and c["outcome"] not in verdicts.NOT_COUNTED)
+    ran = sum(1 for c in verdict["checks"] if c["requirement"] in declared and c["outcome"] not in verdicts.DID_NOT_RUN)
     return (f"GATE PASSED {what}: {len(declared)} declared requirement{'s' * (len(declared) != 1)}, all {ran} checks "
             f"{'it implies' if len(declared) == 1 else 'they imply'} passed (run {verdict['run_id']})"), verdict
 

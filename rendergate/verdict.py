@@ -7,9 +7,11 @@ fills in a typed Verdict, check by check (CheckResult, with an Outcome); its as_
 file, of schema SCHEMA; a file of another schema is refused in one line saying so.
 
 judge() is the one place that decides a verdict's State: PASSED when every declared requirement
-passed on this run; FAILED when a check found a fault; NOT VALIDATED when nothing failed but
+passed on this run, every check run it implies there (requirements.expected_checks, and what
+pytest collected); FAILED when a check found a fault; NOT VALIDATED when nothing failed but
 something declared could not be proven here (a check skipped for lack of a GPU, a timing
-undecided or taken on a busy host, a requirement no check ran for, a run that did not finish).
+undecided or taken on a busy host, a check that did not run, a run trimmed with -k or the like,
+a run that did not finish).
 Only PASSED passes. gate_problems() judges a verdict handed to the gate: against the
 variant's *current* manifest (what it declares now must have passed, whatever the verdict says it
 declared), about this variant, this very image, this manifest and this rendergate;
@@ -101,6 +103,8 @@ NOT_A_PROBLEM = (Outcome.PASSED, Outcome.UNSUPPORTED)
 FAULTS = (Outcome.FAILED, Outcome.ERROR)
 # Checks that do not apply to this variant: neither a pass nor a problem.
 NOT_COUNTED = (Outcome.NOT_DECLARED, Outcome.NOT_APPLICABLE)
+# Checks that did not run, on top: set up but never called (--setup-only) runs nothing.
+DID_NOT_RUN = (*NOT_COUNTED, Outcome.NOT_RUN)
 @dataclass(frozen=True)
 class Unproven:
     """Why something declared was not validated: in a few words, and what to do about it."""
@@ -312,7 +316,7 @@ def requirement_outcomes(checks: list[dict], declared: list[str]) -> dict[str, d
     """Each declared requirement's outcome, from the outcomes of the checks of it that ran."""
     found = {}
     for name in declared:
-        ran = [c for c in checks if c["requirement"] == name and c["outcome"] not in (*NOT_COUNTED, Outcome.NOT_RUN)]
+        ran = [c for c in checks if c["requirement"] == name and c["outcome"] not in DID_NOT_RUN]
         outcomes = {c["outcome"] for c in ran}
         outcome = next((req for check, req in _REQUIREMENT_OUTCOME if check in outcomes),
                        Outcome.PASSED if ran else Outcome.NOT_RUN)
@@ -385,7 +389,7 @@ def judge(verdict: dict, declared: list[str] | None = None,
     if trims and not missing:  # what the manifest implies all ran, but a trimmed run is never the evidence
         problems.append(not_validated("the run", "trimmed", f"it was trimmed with {'; '.join(trims)}", checks=0))
     for name, req in requirement_outcomes(checks, declared).items():
-        mine = [c for c in checks if c["requirement"] == name and c["outcome"] not in (*NOT_COUNTED, Outcome.NOT_RUN)]
+        mine = [c for c in checks if c["requirement"] == name and c["outcome"] not in DID_NOT_RUN]
         if req["outcome"] == Outcome.FAILED:
             failing = [c for c in mine if c["outcome"] in FAULTS]
             problems.append(Problem(State.FAILED, name, "failed", FIX_THE_IMAGE, _details(failing), len(failing)))
@@ -416,7 +420,7 @@ def _missing(checks: list[dict], expected: dict) -> dict[str, list[tuple[tuple[s
     (each run is a node id of its own): with how many runs are missing."""
     ran: dict[tuple[str, str, str | None], set[str]] = {}
     for c in checks:
-        if c["outcome"] not in (*NOT_COUNTED, Outcome.NOT_RUN):
+        if c["outcome"] not in DID_NOT_RUN:
             for item in {c["item"], None}:  # a check expected with no item is also run per item (through a fixture)
                 ran.setdefault((c["requirement"], c["check"], item), set()).add(c["nodeid"])
     missing: dict[str, list] = {}
