@@ -49,6 +49,9 @@ from .requirements import RegistryError
 from .runstate import interrupt_on_sigterm
 
 
+MAX_AGE_DAYS = 3650
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rendergate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images-dir", default="images")
@@ -180,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "promote":
             if not IMAGE_REF.fullmatch(args.to):
                 raise ManifestError(f"--to {args.to!r}: not an image reference ([registry/]path[:tag], lower case)")
+            if args.max_age_days > MAX_AGE_DAYS:
+                raise ManifestError(f"--max-age-days {args.max_age_days:g}: at most {MAX_AGE_DAYS} (ten years)")
             key = attestations.public_key(args.trusted_key) if args.trusted_key else None
             signer = attestations.private_key(args.sign_key) if key else None
             done = promote(engine, variants[args.variant], args.image, args.to, verdict_path, Path(args.promoted),
@@ -193,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (ManifestError, RegistryError, EngineError, verdicts.VerdictError, attestations.AttestationError) as e:
         _say(f"rendergate: {e}", sys.stderr)
+        return 2
+    except OSError as e:  # a file to write where a folder (or a file, for a folder) is in the way, a full disk
+        _say(f"rendergate: {e.filename or ''}: cannot be written ({e.strerror or e})", sys.stderr)
         return 2
     return 0
 

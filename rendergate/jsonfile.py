@@ -28,10 +28,11 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
         raise
     except OSError as e:
         raise Unusable(f"cannot be read ({e.strerror})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise Unusable("not a regular file (a folder, a pipe or a device)")
     with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise Unusable("not a regular file (a folder, a pipe or a device)")
         if info.st_size > max_bytes:
             raise Unusable(f"{info.st_size} bytes, more than the {max_bytes} allowed")
         data = f.read(max_bytes + 1)
@@ -84,9 +85,10 @@ def write_whole(path: Path, text: str) -> None:
     path was: a symlink there is replaced, never written through. OSError when it cannot be."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_dir() and not path.is_symlink():
-        raise IsADirectoryError(21, "a folder is in the way", str(path))
+        raise IsADirectoryError(21, "a folder is in the way", str(path))  # os.replace would put the file inside it
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o644)  # readable as any report is (mkstemp makes it the owner's only)
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)

@@ -114,7 +114,7 @@ def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: P
         raise Refused(f"PROMOTION REFUSED {ref} -> {to}: {verdicts.state_of(problems).said} ({source})",
                       verdicts.summary(problems))
     try:
-        engine.client.images.get(ref).tag(repository, tag)
+        engine.client.images.get(digest).tag(repository, tag)  # the image judged, even if `ref` moved meanwhile
     except docker.errors.APIError as e:
         raise EngineError(f"tagging {ref} as {to} failed: {e.explanation or e}") from None
     pushed = _push(engine, repository, tag) if _names_registry(repository) else None

@@ -16,6 +16,7 @@ declared stays an unknown key of the manifest.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -149,7 +150,7 @@ def load(check_folders: Iterable[Path] = ()) -> dict[str, Requirement]:
             _CHECKS[str(path)] = checks_of(importlib.import_module(f"rendergate.suites.{path.stem}"), str(path))
         except RegistryError:
             raise
-        except Exception as e:  # a broken install or checkout: one line naming the module, never a traceback
+        except (Exception, pytest.skip.Exception) as e:  # a broken install or checkout: one line naming the module
             raise RegistryError(f"{path}: rendergate's check module cannot be imported ({type(e).__name__}: "
                                 f"{str(e)[:300]})") from None
     modules = []
@@ -159,7 +160,7 @@ def load(check_folders: Iterable[Path] = ()) -> dict[str, Requirement]:
             continue
         if not folder.is_dir():
             raise RegistryError(f"--checks {folder}: no such folder of checks")
-        modules += [(path, _import_checks(path)) for path in sorted(folder.glob("test_*.py"))]
+        modules += [(path, _import_checks(path)) for path in check_modules(folder)]
         _LOADED.add(folder)
     _declare_qualifiers()
     for path, module in modules:  # before anything is built: a check of a key nobody declares
@@ -198,6 +199,29 @@ def _methods(cls, above: list, depth: int = 0) -> list[tuple[str, object, list]]
         elif name.startswith("Test") and inspect.isclass(value) and depth < 8:
             found += _methods(value, marks, depth + 1)
     return found
+
+
+# Folders pytest does not recurse into by default (its `norecursedirs`): never folders of checks.
+_NOT_CHECKS = re.compile(r"\..*|.*\.egg|_darcs|build|CVS|dist|node_modules|venv|\{arch\}|__pycache__")
+
+
+def check_modules(folder: Path) -> list[Path]:
+    """The modules of a folder of checks: its `test_*.py` files, in subfolders too (pytest collects
+    them there, and so do rendergate's runs whatever `python_files` says)."""
+    return sorted(p for p in Path(folder).rglob("test_*.py")
+                  if not any(_NOT_CHECKS.fullmatch(part) for part in p.relative_to(folder).parts[:-1]))
+
+
+def checks_digest() -> str:
+    """The code of the folders of checks loaded (every .py file in them), as a digest: a verdict
+    names the one its run had, and the gate, holding it to the checks it loads itself, refuses a
+    verdict of other checks (another version, or none)."""
+    digest = hashlib.sha256()
+    for folder in sorted(_LOADED):
+        for path in sorted(p for p in folder.rglob("*.py") if p.is_file()):
+            name = path.relative_to(folder).as_posix().encode()
+            digest.update(len(name).to_bytes(4, "big") + name + hashlib.sha256(path.read_bytes()).digest())
+    return "sha256:" + digest.hexdigest()
 
 
 def _required_by(module) -> set[str]:
@@ -272,6 +296,9 @@ def _import_checks(path: Path):
         spec.loader.exec_module(module)
     except RegistryError:
         raise
+    except pytest.skip.Exception as e:  # pytest.skip(allow_module_level=True), importorskip: its checks cannot be known
+        raise RegistryError(f"{path}: the check module skips itself as it is imported ({e.msg}): a module of checks "
+                            "must import, or its checks are never run") from None
     except Exception as e:  # whatever a user's module raises: one line naming it
         raise RegistryError(f"{path}: the check module cannot be imported ({type(e).__name__}: {e})") from None
     return module

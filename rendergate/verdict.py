@@ -148,6 +148,7 @@ class Selection:
     collection_errors: list[str] = field(default_factory=list)  # "path: the error", one line each
     stopped: str = ""  # why the session stopped before its end, as pytest says
     dry_run: str = ""  # an option that runs no check: --collect-only, --setup-only, --setup-plan, --fixtures
+    overrides: list[str] = field(default_factory=list)  # -o of what pytest collects (python_files, norecursedirs, ...)
 
     @classmethod
     def of(cls, verdict: dict) -> "Selection":
@@ -162,6 +163,7 @@ class Selection:
         found += ["--lf"] if self.last_failed else []
         found += ["--sw"] if self.stepwise else []
         found += [self.dry_run] if self.dry_run else []
+        found += [f"-o {', '.join(self.overrides)}"] if self.overrides else []
         return found
 
     def why_missing(self, complete: bool) -> str:
@@ -284,12 +286,14 @@ class Verdict:
     gpu_seconds: int | None = None
     expected: dict = field(default_factory=dict)  # (requirement, check, item) -> runs: what a complete run holds
     selection: Selection = field(default_factory=Selection)
+    checks_code: str = ""  # the digest of the run's folders of checks (requirements.checks_digest)
 
     @classmethod
     def start(cls, variant: Variant, run_id: str, target: str, host: dict, options: dict,
               selection: Selection | None = None) -> "Verdict":
         return cls(variant.name, run_id, target, manifest_digest(variant), declared_requirements(variant), host, options,
-                   expected=requirements.expected_checks(variant), selection=selection or Selection())
+                   expected=requirements.expected_checks(variant), selection=selection or Selection(),
+                   checks_code=requirements.checks_digest())
 
     def check(self, nodeid: str, check: str, requirement: str, item: str | None) -> CheckResult:
         """The check's entry, added when it is new."""
@@ -305,7 +309,7 @@ class Verdict:
                 "options": self.options, "complete": self.complete, "finished": self.finished,
                 "containers_started": self.containers_started, "checks": [c.as_json() for c in self.checks],
                 "expected": [{"requirement": r, "check": c, "item": i, "runs": n} for (r, c, i), n in self.expected.items()],
-                "selection": self.selection.as_json()}
+                "selection": self.selection.as_json(), "checks_code": self.checks_code}
         data |= {"platform": self.platform} if self.platform else {}
         data |= {"sandboxes": self.sandboxes} if self.sandboxes else {}
         data |= {"gpu_seconds": self.gpu_seconds} if self.gpu_seconds is not None else {}
@@ -477,6 +481,9 @@ def gate_problems(verdict: dict, variant: Variant, image_digest: str | None, sui
             problems.append(_stale(mismatch, "run the gate on this image"))
     if verdict["manifest"] != manifest_digest(variant):
         problems.append(_stale(f"stale: {variant.manifest} changed since the verdict", "run the gate again"))
+    if verdict.get("checks_code") != requirements.checks_digest():
+        problems.append(_stale("stale: the run's folders of checks are not the ones given here (their code changed "
+                               "since, or the run had other --checks)", "run the gate again, with the run's --checks"))
     if verdict["host"]["suite_version"] != suite_version:
         problems.append(_stale(f"stale: the verdict was made by rendergate {verdict['host']['suite_version']}, "
                                f"this is {suite_version}", "run the gate again"))

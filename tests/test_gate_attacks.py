@@ -136,6 +136,55 @@ def test_a_check_module_that_fails_to_import_stops_the_run_and_the_gate_in_one_l
     assert "test_more_tools.py: the check module cannot be imported" in done.stderr
 
 
+def _checks_with(tmp_path: Path, name: str, text: str) -> Path:
+    """tests/small_repo's checks with one module of checks more, at `name` (a subfolder's, say)."""
+    checks = tmp_path / "checks"
+    shutil.copytree(SMALL_REPO / "checks", checks)
+    (checks / name).parent.mkdir(parents=True, exist_ok=True)
+    (checks / name).write_text("import os\n\nimport pytest\n\npytestmark = pytest.mark.requires('tools')\n\n\n" + text)
+    return checks
+
+
+@pytest.mark.parametrize("module, run_args, words", [
+    # A check whose worker dies: xdist's report carries no notes of the check's, yet it fails.
+    ("test_crash.py", ("-n", "2"), "FAILED tools: test_dies: worker 'gw"),
+    # The same check run by two workers (--dist each), failing on one, passing on the other: it failed.
+    ("test_flaky.py", ("-n", "2", "--dist", "each"), "FAILED tools: test_once: "),
+    # A subfolder's check that the run did not collect, with an -o override.
+    ("deeper/test_deep.py", ("-o", "norecursedirs=deeper"), "1 check of tools: test_deep did not run (deselected with -o norecursedirs=deeper)"),
+    # pytest.exit in a check, with return code 0: the run did not finish.
+    ("test_exit.py", (), "the run stopped early: pytest.exit('bye')"),
+])
+def test_a_crash_a_second_run_a_hidden_module_or_pytest_exit_never_passes(tmp_path, small_image, module, run_args, words):
+    text = {"test_crash.py": "def test_dies(target):\n    os._exit(3)\n",
+            "test_flaky.py": f"def test_once(target):\n    marker = {str(tmp_path / 'ran')!r}\n"
+                             "    if not os.path.exists(marker):\n        open(marker, 'w').close()\n        assert False, 'first'\n",
+            "deeper/test_deep.py": "def test_deep(target):\n    assert True\n",
+            "test_exit.py": "def test_exits(target):\n    pytest.exit('bye', returncode=0)\n"}[module]
+    checks = _checks_with(tmp_path, module, text)
+    run_suite(tmp_path, f"--images-dir={SMALL_REPO / 'images'}", f"--checks={checks}", *run_args, timeout=SMALL_RUN_TIMEOUT)
+    done = _gate(tmp_path / "reports", f"--images-dir={SMALL_REPO / 'images'}", f"--checks={checks}", "gate", "small")
+    assert done.returncode == 1 and words in done.stderr, done.stdout + done.stderr
+
+
+def test_a_check_module_that_skips_itself_is_one_line_for_the_run_and_the_gate(tmp_path, small_image):
+    checks = _checks_with(tmp_path, "test_skipping.py", "pytest.importorskip('a_module_that_is_not_installed')\n")
+    args = (f"--images-dir={SMALL_REPO / 'images'}", f"--checks={checks}")
+    run = run_suite(tmp_path, *args, timeout=SMALL_RUN_TIMEOUT)
+    assert run.returncode == 4 and "test_skipping.py: the check module skips itself as it is imported" in run.output
+    _one_line(_gate(tmp_path / "reports", *args, "gate", "small"), 2, "the check module skips itself as it is imported")
+
+
+def test_a_verdict_of_other_checks_is_stale(tmp_path, small_image):
+    """The run's checks never fail; the gate is given the real ones: the verdict is not about them."""
+    loose = tmp_path / "loose"
+    shutil.copytree(SMALL_REPO / "checks", loose)
+    (loose / "test_tools.py").write_text((loose / "test_tools.py").read_text().replace("!= 0", "== 12345"))
+    run_suite(tmp_path, f"--images-dir={SMALL_REPO / 'images'}", f"--checks={loose}", timeout=SMALL_RUN_TIMEOUT)
+    done = _gate(tmp_path / "reports", *SMALL, "gate", "small")
+    assert done.returncode == 1 and "stale: the run's folders of checks are not the ones given here" in done.stderr
+
+
 MANIM = load_variant(ROOT / "images" / "manim")
 H100 = {"gpu_type": "NVIDIA H100 80GB HBM3",
         "gpus": "0: NVIDIA H100 80GB HBM3 [2330 at 00000000:01:00.0, hopper, cc 9.0, 80 GiB, MIG off, persistence on, GPU-1]"}
@@ -265,6 +314,21 @@ def test_fifos_are_refused_at_once_never_waited_on(tmp_path, good_images, engine
     _fifo(tmp_path / "verdicts" / "manim.json")
     _one_line(_gate(tmp_path, "gate", "manim"), 2, "not a verdict file: not a regular file")
     assert time.monotonic() - started < 3 * CLI_TIMEOUT / 2
+
+
+def test_a_folder_where_a_file_goes_is_one_line(tmp_path, good_images, engine):
+    (tmp_path / "verdicts" / "manim.json").mkdir(parents=True)
+    _one_line(_gate(tmp_path, "gate", "manim"), 2, "not a verdict file: not a regular file")
+    (tmp_path / "verdicts" / "manim.json").rmdir()
+    _verdict_file(tmp_path, _manim_verdict(good_images, engine))
+    (tmp_path / "attestations" / "manim.intoto.json").mkdir(parents=True)
+    private, _ = _key_pair(tmp_path)
+    done = _gate(tmp_path, "gate", "manim", f"--sign-key={private}")
+    assert done.returncode == 2 and done.stderr.startswith("rendergate: ") and "cannot be written" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+    _one_line(_gate(tmp_path, "gate", "manim", f"--sign-key={tmp_path}"), 2, "not a regular file")
+    _one_line(_gate(tmp_path, *PROMOTE, f"--image={good_images['manim']}", "--max-age-days=1e10"), 2,
+              "--max-age-days 1e+10: at most 3650")
 
 
 def test_the_attestation_replaces_a_symlink_instead_of_writing_through_it(tmp_path, good_images, engine):
