@@ -50,9 +50,19 @@ class Cause(Enum):
 
 
 @dataclass(frozen=True)
+class Missing:
+    """What a diagnosis blames, for its advice to be held to the image before it is shown
+    (rendergate.advice): no line may say "install P" of a P the image has."""
+    kind: str  # "library", "tool", "file" (a name, or an absolute path), "module" (a Python import name)
+    name: str  # libcairo.so.2, dvisvgm, standalone.cls, /usr/share/X11/xkb/rules/evdev, cairo
+    said: str  # the diagnosis without its advice: "system library libcairo.so.2 missing in the image"
+
+
+@dataclass(frozen=True)
 class Diagnosis:
     cause: Cause
     message: str
+    missing: Missing | None = None
 
     def line(self) -> str:
         return f"{self.message} [{self.cause.value}]"
@@ -61,13 +71,18 @@ class Diagnosis:
 class CheckFailed(Exception):
     """Raised by checks; the suites' plugin reports it as its one-line diagnosis."""
 
-    def __init__(self, cause: Cause, message: str):
-        self.diagnosis = Diagnosis(cause, message)
+    def __init__(self, cause: Cause, message: str, missing: Missing | None = None):
+        self.diagnosis = Diagnosis(cause, message, missing)
         super().__init__(self.diagnosis.line())
 
     @classmethod
     def of(cls, diagnosis: Diagnosis) -> "CheckFailed":
-        return cls(diagnosis.cause, diagnosis.message)
+        return cls(diagnosis.cause, diagnosis.message, diagnosis.missing)
+
+
+def blaming(cause: Cause, kind: str, name: str, said: str, advice: str) -> Diagnosis:
+    """A diagnosis of something missing or damaged, with the advice the image is then asked about."""
+    return Diagnosis(cause, f"{said}: {advice}", Missing(kind, name, said))
 
 
 
@@ -174,9 +189,10 @@ def _no_graphics_driver(api: str, nvidia_file: str, mesa_package: str):
     def build(match: re.Match, facts: Facts) -> Diagnosis:
         if facts.nvidia_devices_visible:
             return driver_file_missing(nvidia_file, facts)
-        return Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
-                         f"{api} found no driver ({match.group(0).strip()}): install {mesa_package} for a software "
-                         f"device; NVIDIA's comes with NVIDIA_DRIVER_CAPABILITIES=graphics on a GPU host")
+        return blaming(Cause.SYSTEM_LIBRARY_MISSING, "package", mesa_package.split()[0],
+                       f"{api} found no driver ({match.group(0).strip()})",
+                       f"install {mesa_package} for a software device; NVIDIA's comes with "
+                       "NVIDIA_DRIVER_CAPABILITIES=graphics on a GPU host")
     return build
 
 
@@ -214,8 +230,8 @@ def _cannot_load(driver: str, library: str, why: str, package: str, facts: Facts
     if "cannot open shared object file" in reason and is_nvidia_file(needed):
         return nvidia_file_missing(needed, facts)
     if "cannot open shared object file" in reason:
-        return Diagnosis(Cause.SYSTEM_LIBRARY_MISSING, f"{what} missing in the image: install {fix}")
-    return Diagnosis(Cause.FILE_DAMAGED, f"{what} is damaged in the image ({reason}): reinstall {fix}")
+        return blaming(Cause.SYSTEM_LIBRARY_MISSING, "library", needed, f"{what} missing in the image", f"install {fix}")
+    return blaming(Cause.FILE_DAMAGED, "library", needed, f"{what} is damaged in the image ({reason})", f"reinstall {fix}")
 
 
 def _mesa_driver_failed(match: re.Match, facts: Facts) -> Diagnosis:
@@ -234,8 +250,9 @@ def _vulkan_driver_failed(match: re.Match, facts: Facts) -> Diagnosis:
 
 def _damaged(match: re.Match, facts: Facts) -> Diagnosis:
     name = PurePosixPath(match.group("file")).name
-    return Diagnosis(Cause.FILE_DAMAGED, f"{name} is damaged in the image ({match.group('why')}: {match.group('file')}): "
-                                         "reinstall the package that ships it")
+    return blaming(Cause.FILE_DAMAGED, "library", name,
+                   f"{name} is damaged in the image ({match.group('why')}: {match.group('file')})",
+                   "reinstall the package that ships it")
 
 
 def encoder_not_compiled(encoder: str) -> Diagnosis:
@@ -247,7 +264,7 @@ def encoder_not_compiled(encoder: str) -> Diagnosis:
 def tool_missing(tool: str, facts: Facts) -> Diagnosis:
     if tool in DRIVER_FILES:  # nvidia-smi comes from the driver, not from the image
         return driver_file_missing(tool, facts)
-    return Diagnosis(Cause.TOOL_MISSING, f"{tool} not found in the target: install it")
+    return blaming(Cause.TOOL_MISSING, "tool", tool, f"{tool} not found in the target", "install it")
 
 
 # Ordered: the first pattern that matches the output wins.
@@ -297,9 +314,9 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     (re.compile(r"Unknown encoder '(?P<enc>[^']+)'|Encoder '?(?P<enc2>\w+)'? not found"),
      lambda m, f: encoder_not_compiled(m.group("enc") or m.group("enc2"))),
     (re.compile(r"You do not have package (?P<pkg>\S+?) installed|File [`'](?P<pkg2>[^'`]+\.(?:cls|sty))' not found"),
-     lambda m, f: Diagnosis(Cause.LATEX_PACKAGE_MISSING,
-                            f"LaTeX package {m.group('pkg') or m.group('pkg2')} missing: "
-                            "install the TeX Live package that ships it (standalone.cls: texlive-latex-extra)")),
+     lambda m, f: blaming(Cause.LATEX_PACKAGE_MISSING, "file", m.group("pkg2") or f"{m.group('pkg')}.sty",
+                          f"LaTeX package {m.group('pkg') or m.group('pkg2')} missing",
+                          "install the TeX Live package that ships it (standalone.cls: texlive-latex-extra)")),
     (re.compile(r"No such file or directory: '(?P<tool>latex|dvisvgm|ffmpeg|ffprobe|xelatex)'"),
      lambda m, f: tool_missing(m.group("tool"), f)),
     # Xorg's module loader: the module it could not open and the loader's reason (its own file, or
@@ -331,42 +348,43 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     (re.compile(r"(?P<by>[^\s:]+):\s+(?:error while loading shared libraries: (?P<lib>[^\s:]+): cannot open shared object file"
                 r"|(?P<listed>[\w.+-]+\.so[\w.]*) => not found)"),
      lambda m, f: nvidia_file_missing(m.group("lib") or m.group("listed"), f) if is_nvidia_file(m.group("lib") or m.group("listed"))
-     else Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
-                    f"system library {m.group('lib') or m.group('listed')} missing in the image (needed by "
-                    f"{PurePosixPath(m.group('by')).name}): install the package that ships it")),
+     else blaming(Cause.SYSTEM_LIBRARY_MISSING, "library", m.group("lib") or m.group("listed"),
+                  f"system library {m.group('lib') or m.group('listed')} missing in the image (needed by "
+                  f"{PurePosixPath(m.group('by')).name})", "install the package that ships it")),
     (re.compile(r"vkCreateInstance: Found no drivers!|vkCreateInstance failed with ERROR_INCOMPATIBLE_DRIVER"),
      _no_graphics_driver("Vulkan", "nvidia_icd.json", "mesa-vulkan-drivers")),
     (re.compile(r"eglinfo: eglInitialize failed"), _no_graphics_driver("EGL", "libEGL_nvidia.so.0", "libegl-mesa0 of Mesa 22 or later")),
     (re.compile(r"Failed to load module \"nvidia\""),
      lambda m, f: driver_file_missing("nvidia_drv.so", f)),
     (re.compile(r"Failed to load module \"(?P<mod>\w+)\""),
-     lambda m, f: Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
-                            f"Xorg module {m.group('mod')} missing in the image: install its package "
-                            f"(driver {m.group('mod')}: xserver-xorg-video-{m.group('mod')})")),
+     lambda m, f: blaming(Cause.SYSTEM_LIBRARY_MISSING, "library", f"{m.group('mod')}_drv.so",
+                          f"Xorg module {m.group('mod')} missing in the image",
+                          f"install its package (driver {m.group('mod')}: xserver-xorg-video-{m.group('mod')})")),
     # Xorg without the keyboard descriptions it compiles its keymap from (xkb-data).
     (re.compile(r"XKB: Couldn't open rules file (?P<file>\S+)"),
-     lambda m, f: Diagnosis(Cause.DATA_FILES_MISSING,
-                            f"Xorg's keyboard data missing in the image ({m.group('file')}: no XKB rules): "
-                            "install xkb-data (xkeyboard-config)")),
+     lambda m, f: blaming(Cause.DATA_FILES_MISSING, "file", m.group("file"),
+                          f"Xorg's keyboard data missing in the image ({m.group('file')}: no XKB rules)",
+                          "install xkb-data (xkeyboard-config)")),
     # bpy without its Cycles add-on (rendergate/probes/cycles_devices.py says which folder).
     (re.compile(r"the Cycles add-on is not loaded in bpy: (?P<folder>\S+) (?P<state>is missing|is there but did not load)"),
      lambda m, f: Diagnosis(Cause.PYTHON_MODULE_MISSING,
                             f"bpy's Cycles add-on {'missing in the image' if m.group('state') == 'is missing' else 'did not load'} "
                             f"({m.group('folder')}): reinstall bpy (its wheel ships the add-on)")),
     (re.compile(r"ModuleNotFoundError: No module named '(?P<mod>[\w.]+)'"),
-     lambda m, f: Diagnosis(Cause.PYTHON_MODULE_MISSING,
-                            f"Python module {m.group('mod')} missing in the image: pip install it")),
+     lambda m, f: blaming(Cause.PYTHON_MODULE_MISSING, "module", m.group("mod"),
+                          f"Python module {m.group('mod')} missing in the image", "pip install it")),
     # A wrapper script whose program is gone (Debian's /usr/bin/Xorg runs /usr/lib/xorg/Xorg).
     (re.compile(r"(?P<script>/\S+): \d+: exec: (?P<tool>/\S+): not found"),
-     lambda m, f: Diagnosis(Cause.TOOL_MISSING, f"{m.group('tool')} not found in the target (the {m.group('script')} "
-                                                "wrapper runs it): reinstall the package that ships it")),
+     lambda m, f: blaming(Cause.TOOL_MISSING, "file", m.group("tool"),
+                          f"{m.group('tool')} not found in the target (the {m.group('script')} wrapper runs it)",
+                          "reinstall the package that ships it")),
     # A program that lost its execute bit, in a shell's words.
     (re.compile(r"(?:^|\n)(?:/bin/sh: \d+: |sh: \d+: )(?P<file>[^:\s]+): (?P<why>Permission denied)"),
      lambda m, f: Diagnosis(Cause.FILE_DAMAGED, f"{m.group('file')} is not executable in the image (Permission denied): "
                                                 "restore its mode (chmod +x) or reinstall the package that ships it")),
     (re.compile(r"(?P<lib>[\w.+-]+\.so[\w.]*): cannot open shared object file"),
-     lambda m, f: Diagnosis(Cause.SYSTEM_LIBRARY_MISSING,
-                            f"system library {m.group('lib')} missing in the image: install the package that ships it")),
+     lambda m, f: blaming(Cause.SYSTEM_LIBRARY_MISSING, "library", m.group("lib"),
+                          f"system library {m.group('lib')} missing in the image", "install the package that ships it")),
     (re.compile(r"(?:^|\n)(?:/bin/sh: \d+: |sh: \d+: |timeout: failed to run command ')(?P<tool>[^:' ]+)'?: (?:not found|No such file or directory)"),
      lambda m, f: tool_missing(m.group("tool"), f)),
 ]

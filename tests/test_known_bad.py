@@ -2,9 +2,13 @@
 image) is validated against its good variant's manifest and must fail the right check with the
 right diagnosis, and leave no container behind. Each runs as a platform team runs rendergate:
 installed from its wheel, in a repo of theirs holding only the manifest, the image named by --image."""
+import re
+import subprocess
+
 import pytest
 
 from conftest import ROOT, run_in_user_repo, user_repo
+from rendergate.manifest import load_variant
 
 # name: (variant, check, requirement, cause, words the one-line diagnosis must contain)
 CASES = {
@@ -14,11 +18,16 @@ CASES = {
     "manimpango-absent": ("manim", "test_manimpango_renders_text", None, "python-module-missing", "manimpango"),
     "pango-library-missing": ("manim", "test_manimpango_renders_text", None, "system-library-missing",
                               "libpango-1.0.so.0"),
-    "latex-without-dvisvgm": ("manim", "test_mathtex_renders", None, "tool-missing", "dvisvgm not found in the target"),
+    "latex-without-dvisvgm": ("manim", "test_mathtex_renders", None, "tool-missing",
+                              "dvisvgm not found in the target: dvisvgm is installed but its file /usr/bin/dvisvgm is missing"),
     "bpy-without-cycles-addon": ("blender", "test_bpy_loads_cycles", None, "python-module-missing",
                                  "bpy's Cycles add-on missing in the image ("),
     "cairo-library-missing": ("manim", "test_manimpango_renders_text", None, "system-library-missing",
-                              "system library libcairo.so.2 missing"),
+                              "system library libcairo.so.2 missing in the image: libcairo2 is installed but its file "),
+    "cairo-library-truncated": ("manim", "test_manimpango_renders_text", None, "file-damaged",
+                                "libcairo2 is installed but its file /usr/lib/x86_64-linux-gnu/libcairo.so.2"),
+    "manimpango-files-removed": ("manim", "test_manimpango_renders_text", None, "python-module-missing",
+                                 "the distribution ManimPango is installed but its files manimpango/__init__.py"),
     "latex-without-amsmath": ("manim", "test_mathtex_renders", None, "latex-package-missing", "LaTeX package amsmath.sty"),
     "ffmpeg-missing": ("manim", "test_libx264_encode_is_valid", None, "tool-missing", "ffmpeg not found in the target"),
     "bpy-missing-libxi": ("blender", "test_bpy_loads_cycles", None, "system-library-missing", "libXi.so.6"),
@@ -66,6 +75,30 @@ def test_known_bad_image_fails_with_its_diagnosis(name, known_bad_image, install
     assert "Traceback" not in result["message"] and "\n" not in result["message"]
     assert run.returncode == 1
     assert run.leftover == []
+    assert _contradicted(known_bad_image(name), variant, result["message"]) == [], result["message"]
+
+
+# "install P" / "pip install P", not "reinstall P" nor "pip install --force-reinstall P".
+ADVISED = re.compile(r"(?<![-\w])(?P<how>pip install|install) (?!--)(?P<what>[A-Za-z0-9][\w.+-]*)")
+NOT_A_NAME = {"it", "its", "the", "an", "a"}
+
+
+def _contradicted(image: str, variant: str, message: str) -> list[str]:
+    """The advice to install something the image already has (asked of the image itself, by dpkg
+    and by its Python's metadata): a line must never say so."""
+    python = load_variant(ROOT / "images" / variant).settings.python
+    found = []
+    for advice in ADVISED.finditer(message):
+        what = advice["what"].rstrip(".,;:)")
+        if what in NOT_A_NAME:
+            continue
+        asked = (f"{python} -c 'import importlib.metadata as m; m.version(\"{what}\")'" if advice["how"] == "pip install"
+                 else f"dpkg-query -W -f='${{db:Status-Status}}' {what} | grep -qx installed")
+        done = subprocess.run(["docker", "run", "--rm", "--entrypoint", "/bin/sh", image, "-c", asked], capture_output=True,
+                              timeout=120)
+        if done.returncode == 0:
+            found.append(f"{advice.group(0)}: the image has it")
+    return found
 
 
 @pytest.mark.parametrize("declared", ["535.261.03", "550.54.14"])
