@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import inspect
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -205,21 +206,37 @@ def _methods(cls, above: list, depth: int = 0) -> list[tuple[str, object, list]]
 _NOT_CHECKS = re.compile(r"\..*|.*\.egg|_darcs|build|CVS|dist|node_modules|venv|\{arch\}|__pycache__")
 
 
+def _walk(folder: Path) -> list[Path]:
+    """Every file below `folder`, through symlinked folders too (pytest collects from them), each
+    folder once; never in the folders pytest does not recurse into by default, nor in caches."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not _NOT_CHECKS.fullmatch(d))
+        found += [Path(root) / f for f in sorted(files)]
+    return found
+
+
 def check_modules(folder: Path) -> list[Path]:
     """The modules of a folder of checks: its `test_*.py` files, in subfolders too (pytest collects
     them there, and so do rendergate's runs whatever `python_files` says)."""
-    return sorted(p for p in Path(folder).rglob("test_*.py")
-                  if not any(_NOT_CHECKS.fullmatch(part) for part in p.relative_to(folder).parts[:-1]))
+    return [p for p in _walk(Path(folder)) if p.match("test_*.py")]
 
 
 def checks_digest() -> str:
-    """The code of the folders of checks loaded (every .py file in them), as a digest: a verdict
-    names the one its run had, and the gate, holding it to the checks it loads itself, refuses a
-    verdict of other checks (another version, or none)."""
+    """The code of the folders of checks loaded, as a digest: every file in them (helpers, data,
+    sourceless modules; caches aside) and the conftest.py of every folder above them (pytest
+    loads those too). A verdict names the one its run had, and the gate, holding it to the checks
+    it loads itself, refuses a verdict of other checks (another version, or none)."""
     digest = hashlib.sha256()
     for folder in sorted(_LOADED):
-        for path in sorted(p for p in folder.rglob("*.py") if p.is_file()):
-            name = path.relative_to(folder).as_posix().encode()
+        above = [parent / "conftest.py" for parent in reversed(folder.parents) if (parent / "conftest.py").is_file()]
+        for path in above + _walk(folder):
+            name = os.path.relpath(path, folder).encode()  # the same wherever the repo is checked out
             digest.update(len(name).to_bytes(4, "big") + name + hashlib.sha256(path.read_bytes()).digest())
     return "sha256:" + digest.hexdigest()
 

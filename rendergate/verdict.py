@@ -149,6 +149,8 @@ class Selection:
     stopped: str = ""  # why the session stopped before its end, as pytest says
     dry_run: str = ""  # an option that runs no check: --collect-only, --setup-only, --setup-plan, --fixtures
     overrides: list[str] = field(default_factory=list)  # -o of what pytest collects (python_files, norecursedirs, ...)
+    collecting: list[str] = field(default_factory=list)  # the same keys as the run's ini file sets them (not a trim)
+    ini: str = ""  # that ini file (-c, or the one pytest found)
 
     @classmethod
     def of(cls, verdict: dict) -> "Selection":
@@ -176,6 +178,8 @@ class Selection:
                     "to collect"] if self.collection_errors else []
         reasons += [f"the run stopped early: {self.stopped}"] if self.stopped else []
         reasons += [] if complete else ["the run did not finish"]
+        if self.collecting and not reasons:  # a repo's own ini may hide a folder of checks as well as -o does
+            reasons.append(f"not collected under {self.ini or 'the ini file'}'s {', '.join(self.collecting)}")
         return printable("; ".join(reasons) or "never ran: a worker crashed, or a plugin left them out")
 
     def as_json(self) -> dict:

@@ -136,12 +136,14 @@ def test_a_check_module_that_fails_to_import_stops_the_run_and_the_gate_in_one_l
     assert "test_more_tools.py: the check module cannot be imported" in done.stderr
 
 
-def _checks_with(tmp_path: Path, name: str, text: str) -> Path:
-    """tests/small_repo's checks with one module of checks more, at `name` (a subfolder's, say)."""
+def _checks_with(tmp_path: Path, name: str, text: str, marked: bool = True) -> Path:
+    """tests/small_repo's checks with one module more, at `name` (a subfolder's, say): of checks of
+    `tools` (`marked`), or of plain tests."""
     checks = tmp_path / "checks"
     shutil.copytree(SMALL_REPO / "checks", checks)
     (checks / name).parent.mkdir(parents=True, exist_ok=True)
-    (checks / name).write_text("import os\n\nimport pytest\n\npytestmark = pytest.mark.requires('tools')\n\n\n" + text)
+    mark = "pytestmark = pytest.mark.requires('tools')\n" if marked else ""
+    (checks / name).write_text(f"import os\n\nimport pytest\n\n{mark}\n\n" + text)
     return checks
 
 
@@ -183,6 +185,49 @@ def test_a_verdict_of_other_checks_is_stale(tmp_path, small_image):
     run_suite(tmp_path, f"--images-dir={SMALL_REPO / 'images'}", f"--checks={loose}", timeout=SMALL_RUN_TIMEOUT)
     done = _gate(tmp_path / "reports", *SMALL, "gate", "small")
     assert done.returncode == 1 and "stale: the run's folders of checks are not the ones given here" in done.stderr
+
+
+def test_a_verdict_is_stale_when_a_conftest_above_the_checks_changed(tmp_path, small_image):
+    """pytest loads the conftest.py above a folder of checks: its code is the checks' code too."""
+    (tmp_path / "conftest.py").write_text("import pytest\n\n\n@pytest.fixture\ndef expected_rc():\n    return 0\n")
+    checks = _checks_with(tmp_path, "test_rc.py", "def test_rc(target, expected_rc):\n    assert target.run('true').rc == expected_rc\n")
+    args = (f"--images-dir={SMALL_REPO / 'images'}", f"--checks={checks}")
+    run_suite(tmp_path, *args, timeout=SMALL_RUN_TIMEOUT)
+    assert _gate(tmp_path / "reports", *args, "gate", "small").returncode == 0
+    (tmp_path / "conftest.py").write_text((tmp_path / "conftest.py").read_text().replace("return 0", "return 7"))
+    done = _gate(tmp_path / "reports", *args, "gate", "small")
+    assert done.returncode == 1 and "stale: the run's folders of checks are not the ones given here" in done.stderr
+
+
+@pytest.mark.parametrize("text, marked, words", [
+    # A test of the folder of checks that takes no target: it fails, and so does the run's every verdict.
+    ("def test_sanity():\n    assert False, 'broken helper'\n", False, "FAILED test_sanity: "),
+    # A check of a requirement that takes no target would run about no variant: refused as it is collected.
+    ("def test_no_target():\n    pass\n", True, "requires('tools') but takes no `target`"),
+])
+def test_a_test_of_the_checks_that_takes_no_target_is_never_ignored(tmp_path, small_image, text, marked, words):
+    checks = _checks_with(tmp_path, "test_own.py", text, marked)
+    args = (f"--images-dir={SMALL_REPO / 'images'}", f"--checks={checks}")
+    run_suite(tmp_path, *args, "-n", "2", timeout=SMALL_RUN_TIMEOUT)
+    done = _gate(tmp_path / "reports", *args, "gate", "small")
+    assert done.returncode == 1 and words in done.stderr, done.stderr
+
+
+def test_checks_in_a_symlinked_subfolder_are_expected_and_an_ini_that_hides_them_is_named(tmp_path, small_image):
+    elsewhere = tmp_path / "elsewhere" / "sub"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "test_far.py").write_text("import pytest\n\npytestmark = pytest.mark.requires('tools')\n\n\n"
+                                           "def test_far(target):\n    pass\n")
+    checks = tmp_path / "checks"
+    shutil.copytree(SMALL_REPO / "checks", checks)
+    (checks / "sub").symlink_to(elsewhere)
+    ini = tmp_path / "hiding.ini"
+    ini.write_text("[pytest]\nnorecursedirs = sub\n")
+    args = (f"--images-dir={SMALL_REPO / 'images'}", f"--checks={checks}")
+    run_suite(tmp_path, *args, "-c", str(ini), f"--rootdir={ROOT}", timeout=SMALL_RUN_TIMEOUT)
+    done = _gate(tmp_path / "reports", *args, "gate", "small")
+    assert done.returncode == 1 and f"test_far did not run (not collected under {ini}'s norecursedirs=sub)" in done.stderr, \
+        done.stderr
 
 
 MANIM = load_variant(ROOT / "images" / "manim")
