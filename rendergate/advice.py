@@ -97,6 +97,8 @@ def checked(diagnosis: Diagnosis, target) -> Diagnosis:
     if missing is None:
         return diagnosis
     try:
+        if missing.kind == "needs":
+            return _needs(diagnosis, target, missing)
         if missing.kind == "module":
             return _module(diagnosis, target, missing)
         if missing.kind == "package":
@@ -114,7 +116,7 @@ def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
         if p.state == "gone":
             return replace(diagnosis, message=f"{missing.said}: {p.package} is installed but its file {p.path} "
                                               f"is missing: reinstall {p.package} (apt-get install --reinstall {p.package})")
-        return replace(diagnosis, cause=Cause.FILE_DAMAGED,
+        return replace(diagnosis, cause=diagnosis.cause if diagnosis.cause is Cause.LIBRARY_WRONG_VERSION else Cause.FILE_DAMAGED,
                        message=f"{missing.said}: {p.package} is installed but its file {p.path} is damaged "
                                f"(it differs from the package's checksum): reinstall {p.package} "
                                f"(apt-get install --reinstall {p.package})")
@@ -131,6 +133,31 @@ def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
         package = PACKAGE_OF_TOOL[missing.name]
         return replace(diagnosis, message=f"{missing.said}: install {package} (it ships {missing.name})")
     return diagnosis
+
+
+def _replaced_dependencies_script(user: str) -> str:
+    """Shell: of the libraries `user` loads (ldd), those an installed package ships that differ
+    from the package's checksum: "damaged PACKAGE PATH" each. One grep over dpkg's lists for all."""
+    return (f"names=$(ldd {shlex.quote(user)} 2>/dev/null | sed -n 's/.*=> \\(\\/[^ ]*\\).*/\\1/p' | "
+            "while read -r dep; do real=$(readlink -f \"$dep\"); echo \"${real##*/}\"; done | sort -u | "
+            "sed 's/[.+]/\\\\&/g' | paste -sd'|'); [ -n \"$names\" ] || exit 0; "
+            "grep -HE \"/($names)\\$\" /var/lib/dpkg/info/*.list 2>/dev/null | sed 's/\\.list:/ /' | while read -r list path; do "
+            "pkg=${list##*/}; want=$(grep \" ${path#/}\\$\" /var/lib/dpkg/info/$pkg.md5sums 2>/dev/null | "
+            "cut -d' ' -f1); [ -n \"$want\" ] && [ -f \"$path\" ] && "
+            "[ \"$(md5sum \"$path\" | cut -d' ' -f1)\" != \"$want\" ] && echo \"damaged $pkg $path\"; done; true")
+
+
+def _needs(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
+    """A file that misses a symbol: which of the libraries it loads is not its package's own file."""
+    result = target.run(_replaced_dependencies_script(missing.name), timeout=60)
+    replaced = [line.split(" ", 2) for line in result.stdout.splitlines() if line.startswith("damaged ")]
+    if not replaced:
+        return diagnosis
+    _, package, path = replaced[0]
+    package = package.split(":")[0]
+    return replace(diagnosis, message=f"{missing.said}: {package}'s file {path} is not the package's own (it differs from "
+                                      f"its checksum: replaced, or of another version): reinstall {package} "
+                                      f"(apt-get install --reinstall {package})")
 
 
 def _package(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:

@@ -29,6 +29,7 @@ class Cause(Enum):
     SYSTEM_LIBRARY_MISSING = "system-library-missing"
     DATA_FILES_MISSING = "data-files-missing"
     FILE_DAMAGED = "file-damaged"  # present, but truncated, corrupt or not executable
+    LIBRARY_WRONG_VERSION = "library-wrong-version"  # present and loadable, but lacks what its users need
     SOFTWARE_RENDERER = "software-renderer"
     X_EXTENSION_MISSING = "x-extension-missing"
     GPU_NOT_USED = "gpu-not-used"
@@ -342,6 +343,14 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     (re.compile(r"ERROR[^\n]*?:\s+(?:\[Loader Message\] Code \d+ :\s+)?(?P<why>[^\n]+)\nERROR[^\n]*?:\s+"
                 r"(?:\[Loader Message\] Code \d+ :\s+)?loader_icd_scan: Failed loading library associated "
                 r"with ICD JSON (?P<lib>\S+?)\. Ignoring"), _vulkan_driver_failed),
+    # The dynamic loader finding a library that lacks a symbol its user needs (replaced by another
+    # library, or of another version): it names the user, never the library at fault
+    # (tests/data/captures/cpu-host/ldso-undefined-symbol-*.txt); rendergate.advice finds that one.
+    (re.compile(r"(?P<file>/[^\s:]+): undefined symbol: (?P<symbol>[\w@.]+)"),
+     lambda m, f: blaming(Cause.LIBRARY_WRONG_VERSION, "needs", m.group("file"),
+                          f"{PurePosixPath(m.group('file')).name} needs the symbol {m.group('symbol')}, which none of the "
+                          "libraries it loads provides", "one of them was replaced or is of another version: reinstall "
+                          "the package that ships it")),
     # What the dynamic loader says of a library (the graphics checks ask it about the vendor
     # libraries glvnd loads in silence): damaged, or needing one that is missing.
     (re.compile(rf"(?P<file>[\w./+-]+): (?P<why>{DAMAGED})"), _damaged),

@@ -1,5 +1,8 @@
 """The diagnosis of real failure outputs (captures named in tests/data/captures/README.md)."""
+import re
 from pathlib import Path
+
+import pytest
 
 from rendergate.diagnosis import Cause, Facts, bundled_driver_wrong, classify, diagnose, driver_baked_in, first_error
 from rendergate.graphics import vendor_failure
@@ -237,3 +240,14 @@ def test_the_x_servers_dri_loading_names_the_library_the_driver_needs():
     assert d.message.startswith("Mesa's DRI driver swrast_dri.so cannot load: libdrm_radeon.so.1 missing in the image")
     missing = diagnose((CAPTURES / "cpu-host" / "xorg1.21-glxinfo-without-mesa-dri.txt").read_text(), 0, "glxinfo -B", NO_GPU)
     assert missing.message.startswith("Mesa's DRI driver swrast_dri.so missing in the image: install libgl1-mesa-dri")
+
+
+@pytest.mark.parametrize("capture", ["ldso-undefined-symbol-pangocairo-replaced.txt", "ldso-undefined-symbol-zlib-replaced.txt"])
+def test_a_library_that_lacks_a_symbol_is_the_wrong_version_named_by_its_user(capture):
+    """The loader names the file that needs the symbol, not the library at fault: the line says so
+    (rendergate.advice then asks the image which library it loads is not its package's own)."""
+    output = (CAPTURES / "cpu-host" / capture).read_text()
+    d = classify(output, NO_GPU)
+    assert d.cause is Cause.LIBRARY_WRONG_VERSION and d.missing.kind == "needs"
+    first = re.search(r"(/\S+): undefined symbol: (\w+)", output)
+    assert d.missing.name == first[1] and f"needs the symbol {first[2]}" in d.message
