@@ -314,6 +314,16 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
                                                  "the concurrent-session cap is reached (GeForce: 8 per system)")),
     (re.compile(r"Unknown encoder '(?P<enc>[^']+)'|Encoder '?(?P<enc2>\w+)'? not found"),
      lambda m, f: encoder_not_compiled(m.group("enc") or m.group("enc2"))),
+    # ffmpeg without one of its own decoders, input formats or filters, or not knowing an option
+    # (tests/data/captures/cpu-host/debian-ffmpeg5.1-not-compiled-in.txt).
+    (re.compile(r"Unknown (?P<kind>decoder|input format):? '(?P<name>[^']+)'|No such filter: '(?P<filter>[^']+)'"),
+     lambda m, f: Diagnosis(Cause.FEATURE_NOT_COMPILED,
+                            f"ffmpeg was built without the {m.group('kind') or 'filter'} {m.group('name') or m.group('filter')}: "
+                            "install an ffmpeg configured with it")),
+    (re.compile(r"Unrecognized option '(?P<option>[^']+)'"),
+     lambda m, f: Diagnosis(Cause.FEATURE_NOT_COMPILED,
+                            f"ffmpeg does not know the option -{m.group('option')} (another version, or built without what "
+                            "it belongs to): install an ffmpeg that has it")),
     (re.compile(r"You do not have package (?P<pkg>\S+?) installed|File [`'](?P<pkg2>[^'`]+\.(?:cls|sty))' not found"),
      lambda m, f: blaming(Cause.LATEX_PACKAGE_MISSING, "file", m.group("pkg2") or f"{m.group('pkg')}.sty",
                           f"LaTeX package {m.group('pkg') or m.group('pkg2')} missing",

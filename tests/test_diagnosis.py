@@ -251,3 +251,17 @@ def test_a_library_that_lacks_a_symbol_is_the_wrong_version_named_by_its_user(ca
     assert d.cause is Cause.LIBRARY_WRONG_VERSION and d.missing.kind == "needs"
     first = re.search(r"(/\S+): undefined symbol: (\w+)", output)
     assert d.missing.name == first[1] and f"needs the symbol {first[2]}" in d.message
+
+
+@pytest.mark.parametrize("said, words", [
+    ("Unknown input format: 'nosuchfmt'", "ffmpeg was built without the input format nosuchfmt"),
+    ("No such filter: 'nosuchfilter'", "ffmpeg was built without the filter nosuchfilter"),
+    ("Unknown decoder 'nosuchdec'", "ffmpeg was built without the decoder nosuchdec"),
+    ("Unrecognized option 'nosuchopt'", "ffmpeg does not know the option -nosuchopt"),
+])
+def test_an_ffmpeg_without_one_of_its_own_features_is_not_compiled_in(said, words):
+    """Debian's ffmpeg 5.1 asked for what it lacks, in its own words: each line of the capture."""
+    output = (CAPTURES / "cpu-host" / "debian-ffmpeg5.1-not-compiled-in.txt").read_text()
+    line = next(line for line in output.splitlines() if said in line)
+    d = classify(line, NO_GPU)
+    assert d.cause is Cause.FEATURE_NOT_COMPILED and d.message.startswith(words), d

@@ -34,6 +34,8 @@ CASES = {
     "manimpango-files-removed": ("manim", "test_manimpango_renders_text", None, "python-module-missing",
                                  "the distribution ManimPango is installed but its files manimpango/__init__.py"),
     "latex-without-amsmath": ("manim", "test_mathtex_renders", None, "latex-package-missing", "LaTeX package amsmath.sty"),
+    "ffmpeg-without-lavfi": ("manim", "test_libx264_encode_is_valid", None, "feature-not-compiled",
+                             "ffmpeg was built without the input format lavfi"),
     "ffmpeg-missing": ("manim", "test_libx264_encode_is_valid", None, "tool-missing", "ffmpeg not found in the target"),
     "bpy-missing-libxi": ("blender", "test_bpy_loads_cycles", None, "system-library-missing", "libXi.so.6"),
     "xorg-without-dummy-driver": ("xorg-glx", "test_xorg_starts", None, "system-library-missing", "Xorg module dummy"),
