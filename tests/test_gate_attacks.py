@@ -261,7 +261,7 @@ def test_not_supported_by_this_gpu_is_accepted_only_where_the_gpu_lacks_the_feat
     if words is None:
         assert problems == []
     else:
-        assert any(f"not validated: " in p and words in p for p in problems), problems
+        assert any("not validated: " in p and words in p for p in problems), problems
 
 
 def _verdict_file(tmp_path: Path, v: dict | str, name: str = "manim") -> Path:
