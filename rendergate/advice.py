@@ -38,16 +38,20 @@ class Packaged:
     state: str  # "ok", "gone" (deleted), "damaged" (differs from the package's checksum, or empty)
 
 
-def _pattern(name: str) -> str:
-    """A grep -E pattern for a path ending in `name` (a library also by its versioned file name),
-    or that very path."""
-    escaped = re.sub(r"([.\[\]()*+?{}|^$\\])", r"\\\1", name)  # ERE's specials only (grep warns of others)
-    if name.startswith("/"):
-        return f"^{escaped}$"
-    return f"/{escaped}(\\.[0-9]+)*$" if ".so" in name else f"/{escaped}$"
+def _escaped(name: str) -> str:
+    return re.sub(r"([.\[\]()*+?{}|^$\\])", r"\\\1", name)  # ERE's specials only (grep warns of others)
 
 
-def _packaged_script(pattern: str, lists: str = "*", most: int = 3) -> str:
+def _pattern(names: list[str]) -> str:
+    """A grep -E pattern for a path ending in one of `names` (a library also by its versioned file
+    name), or that very path."""
+    if len(names) == 1 and names[0].startswith("/"):
+        return f"^{_escaped(names[0])}$"
+    versioned = "(\\.[0-9]+)*" if any(".so" in name for name in names) else ""
+    return f"/({'|'.join(map(_escaped, names))}){versioned}$"
+
+
+def _packaged_script(pattern: str, lists: str, most: int) -> str:
     """Shell (busybox's too): each file of the installed packages' lists `lists` (a glob) that
     matches `pattern` (grep -E; at most `most` of each list), whether it is there, and whether it
     matches the package's md5sum."""
@@ -62,11 +66,10 @@ def _packaged_script(pattern: str, lists: str = "*", most: int = 3) -> str:
             "else echo \"ok $pkg $path\"; fi; done; done")
 
 
-def packaged(target, name: str, package: str | None = None) -> list[Packaged]:
-    """The installed packages whose file lists name `name`, with the state of each such file; or,
-    given a `package`, every file of it (none when it is not installed)."""
-    script = _packaged_script(".", f"{package}*", most=10000) if package else _packaged_script(_pattern(name))
-    result = target.run(script, timeout=60)
+def packaged(target, pattern: str, lists: str = "*", most: int = 3) -> list[Packaged]:
+    """The files of installed packages (those of `lists`) whose paths match `pattern`, with the
+    state of each: dpkg's lists still name a file that was deleted."""
+    result = target.run(_packaged_script(pattern, lists, most), timeout=60)
     found = []
     for line in result.stdout.splitlines():
         state, _, rest = line.partition(" ")
@@ -74,6 +77,19 @@ def packaged(target, name: str, package: str | None = None) -> list[Packaged]:
         if state in ("ok", "gone", "damaged") and path:
             found.append(Packaged(package.split(":")[0], path, state))
     return found
+
+
+def _reinstall(diagnosis: Diagnosis, missing: Missing, broken: list[Packaged]) -> Diagnosis:
+    """The line for a package that is installed but one of whose files is gone or is not its own:
+    reinstall it. A damaged file is `file-damaged`, unless the diagnosis already says what kind
+    of wrong it is (a library of the wrong version)."""
+    p = broken[0]
+    what = "missing" if p.state == "gone" else "not the package's own (it differs from its checksum: damaged, replaced, " \
+                                                "or of another version)"
+    more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+    cause = Cause.FILE_DAMAGED if p.state == "damaged" and diagnosis.cause is not Cause.LIBRARY_WRONG_VERSION else diagnosis.cause
+    return replace(diagnosis, cause=cause, message=f"{missing.said}: {p.package} is installed but its file {p.path} is "
+                                                  f"{what}{more}: reinstall {p.package} (apt-get install --reinstall {p.package})")
 
 
 def _wheel_of(target, name: str) -> str | None:
@@ -109,17 +125,10 @@ def checked(diagnosis: Diagnosis, target) -> Diagnosis:
 
 
 def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
-    found = packaged(target, missing.name)
+    found = packaged(target, _pattern([missing.name]))
     broken = [p for p in found if p.state != "ok"]
     if broken:
-        p = broken[0]
-        if p.state == "gone":
-            return replace(diagnosis, message=f"{missing.said}: {p.package} is installed but its file {p.path} "
-                                              f"is missing: reinstall {p.package} (apt-get install --reinstall {p.package})")
-        return replace(diagnosis, cause=diagnosis.cause if diagnosis.cause is Cause.LIBRARY_WRONG_VERSION else Cause.FILE_DAMAGED,
-                       message=f"{missing.said}: {p.package} is installed but its file {p.path} is damaged "
-                               f"(it differs from the package's checksum): reinstall {p.package} "
-                               f"(apt-get install --reinstall {p.package})")
+        return _reinstall(diagnosis, missing, broken[:1])
     if found:  # every file of it there and intact: installing it again changes nothing
         p = found[0]
         return replace(diagnosis, message=f"{missing.said}: {p.path} of {p.package} is there and intact, "
@@ -135,44 +144,21 @@ def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     return diagnosis
 
 
-def _replaced_dependencies_script(user: str) -> str:
-    """Shell: of the libraries `user` loads (ldd), those an installed package ships that differ
-    from the package's checksum: "damaged PACKAGE PATH" each. One grep over dpkg's lists for all."""
-    return (f"names=$(ldd {shlex.quote(user)} 2>/dev/null | sed -n 's/.*=> \\(\\/[^ ]*\\).*/\\1/p' | "
-            "while read -r dep; do real=$(readlink -f \"$dep\"); echo \"${real##*/}\"; done | sort -u | "
-            "sed 's/[.+]/\\\\&/g' | paste -sd'|'); [ -n \"$names\" ] || exit 0; "
-            "grep -HE \"/($names)\\$\" /var/lib/dpkg/info/*.list 2>/dev/null | sed 's/\\.list:/ /' | while read -r list path; do "
-            "pkg=${list##*/}; want=$(grep \" ${path#/}\\$\" /var/lib/dpkg/info/$pkg.md5sums 2>/dev/null | "
-            "cut -d' ' -f1); [ -n \"$want\" ] && [ -f \"$path\" ] && "
-            "[ \"$(md5sum \"$path\" | cut -d' ' -f1)\" != \"$want\" ] && echo \"damaged $pkg $path\"; done; true")
-
-
 def _needs(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
-    """A file that misses a symbol: which of the libraries it loads is not its package's own file."""
-    result = target.run(_replaced_dependencies_script(missing.name), timeout=60)
-    replaced = [line.split(" ", 2) for line in result.stdout.splitlines() if line.startswith("damaged ")]
-    if not replaced:
-        return diagnosis
-    _, package, path = replaced[0]
-    package = package.split(":")[0]
-    return replace(diagnosis, message=f"{missing.said}: {package}'s file {path} is not the package's own (it differs from "
-                                      f"its checksum: replaced, or of another version): reinstall {package} "
-                                      f"(apt-get install --reinstall {package})")
+    """A file that misses a symbol: which of the libraries it loads (ldd) is not its package's own file."""
+    loaded = re.findall(r"^\s*(\S+) => /", target.run(f"ldd {shlex.quote(missing.name)}", timeout=60).stdout, re.M)
+    replaced = [p for p in packaged(target, _pattern(sorted(set(loaded))), most=1000) if p.state == "damaged"] if loaded else []
+    return _reinstall(diagnosis, missing, replaced[:1]) if replaced else diagnosis
 
 
 def _package(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     """Advice to install a package: held to whether it is installed, and if so, to its files."""
-    files = [p for p in packaged(target, "", missing.name) if p.package == missing.name]
+    files = [p for p in packaged(target, ".", f"{missing.name}*", most=10000) if p.package == missing.name]
     if not files:  # not installed: the advice stands
         return diagnosis
     broken = [p for p in files if p.state != "ok"]
     if broken:
-        p = broken[0]
-        kind = "missing" if p.state == "gone" else "damaged (it differs from the package's checksum)"
-        return replace(diagnosis, cause=Cause.FILE_DAMAGED if p.state == "damaged" else diagnosis.cause,
-                       message=f"{missing.said}: {p.package} is installed but its file {p.path} is {kind}"
-                               f"{f' (and {len(broken) - 1} more)' if len(broken) > 1 else ''}: reinstall {p.package} "
-                               f"(apt-get install --reinstall {p.package})")
+        return _reinstall(diagnosis, missing, broken)
     return replace(diagnosis, message=f"{missing.said}: {missing.name} is installed and its files are intact: "
                                       "look at what its driver needs (the loader's words above)")
 

@@ -27,10 +27,10 @@ CASES = {
     "cairo-library-truncated": ("manim", "test_manimpango_renders_text", None, "file-damaged",
                                 "libcairo2 is installed but its file /usr/lib/x86_64-linux-gnu/libcairo.so.2"),
     "pangocairo-replaced": ("manim", "test_manimpango_renders_text", None, "library-wrong-version",
-                            "libpangocairo-1.0-0's file /usr/lib/x86_64-linux-gnu/libpangocairo-1.0.so.0.5000.12 is not the "
-                            "package's own"),
+                            "libpangocairo-1.0-0 is installed but its file /usr/lib/x86_64-linux-gnu/libpangocairo-1.0.so.0.5000.12 "
+                            "is not the package's own"),
     "zlib-replaced": ("manim", "test_libx264_encode_is_valid", None, "library-wrong-version",
-                      "zlib1g's file /lib/x86_64-linux-gnu/libz.so.1.2.13 is not the package's own"),
+                      "zlib1g is installed but its file /lib/x86_64-linux-gnu/libz.so.1.2.13 is not the package's own"),
     "manimpango-files-removed": ("manim", "test_manimpango_renders_text", None, "python-module-missing",
                                  "the distribution ManimPango is installed but its files manimpango/__init__.py"),
     "latex-without-amsmath": ("manim", "test_mathtex_renders", None, "latex-package-missing", "LaTeX package amsmath.sty"),
