@@ -264,7 +264,8 @@ def _mutate(args) -> int:
         return 130
     scores = done.scores()
     print(f"{variant.name}: detected {scores['detected']}/{scores['judged']}, root-caused {scores['root_caused']}/"
-          f"{scores['detected']} of those, another cause named for {scores['another_cause']}; "
+          f"{scores['detected']} of those (the right file and kind of fault), the wrong kind for {scores['wrong_kind']}, "
+          f"another cause named for {scores['another_cause']}, wrong advice for {scores['wrong_advice']}; "
           f"wrote {out / (variant.name + '.html')} and {out / (variant.name + '.json')}")
     return 0
 

@@ -25,9 +25,12 @@ DISTRIBUTION_OF = {"cairo": "pycairo", "PIL": "Pillow", "cv2": "opencv-python", 
                    "skimage": "scikit-image", "sklearn": "scikit-learn", "gi": "PyGObject", "pydub": "pydub"}
 # Debian packages of the programs the suites run, for a program no installed package names.
 PACKAGE_OF_TOOL = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg", "latex": "texlive-latex-base", "dvisvgm": "dvisvgm",
-                   "xelatex": "texlive-xetex", "glxinfo": "mesa-utils", "glxgears": "mesa-utils", "eglinfo": "mesa-utils-bin",
+                   "xelatex": "texlive-xetex", "glxinfo": "mesa-utils", "glxgears": "mesa-utils", "eglinfo": "mesa-utils",
                    "vulkaninfo": "vulkan-tools", "xdpyinfo": "x11-utils", "x11vnc": "x11vnc", "Xorg": "xserver-xorg-core",
                    "xwd": "x11-apps", "xwdtopnm": "netpbm", "pnmtopng": "netpbm"}
+# What images leave out of their packages (rm -rf /usr/share/doc/*, dpkg's path-exclude: images/*/Dockerfile),
+# which no program needs.
+DOCUMENTATION = re.compile(r"/usr/share/(?:doc|man|info|locale|lintian|doc-base|bug)(?:/|$)")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Packaged:
     package: str
     path: str
     state: str  # "ok", "gone" (deleted), "damaged" (differs from the package's checksum, or empty)
+    conffile: bool = False  # a conffile (/etc): dpkg keeps its changes on a plain reinstall
 
 
 def _escaped(name: str) -> str:
@@ -54,16 +58,19 @@ def _pattern(names: list[str]) -> str:
 def _packaged_script(pattern: str, lists: str, most: int) -> str:
     """Shell (busybox's too): each file of the installed packages' lists `lists` (a glob) that
     matches `pattern` (grep -E; at most `most` of each list), whether it is there, and whether it
-    matches the package's md5sum."""
+    matches the package's md5sum: *.md5sums, or for a conffile (which those leave out) the
+    "Conffiles:" of dpkg's status ("+conf" after the state)."""
     return (f"for list in /var/lib/dpkg/info/{lists}.list; do [ -f \"$list\" ] || continue; "
             f"grep -E {shlex.quote(pattern)} \"$list\" 2>/dev/null | head -{most} | while read -r path; do "
             "pkg=${list##*/}; pkg=${pkg%.list}; "
             "if [ -d \"$path\" ]; then continue; fi; "
-            "if [ ! -e \"$path\" ]; then echo \"gone $pkg $path\"; continue; fi; "
+            "conf=$(grep -F \" $path \" /var/lib/dpkg/status 2>/dev/null | head -1 | cut -d' ' -f3); kind=${conf:++conf}; "
+            "if [ ! -e \"$path\" ]; then echo \"gone$kind $pkg $path\"; continue; fi; "
             "sums=/var/lib/dpkg/info/$pkg.md5sums; want=$(grep \" ${path#/}$\" \"$sums\" 2>/dev/null | cut -d' ' -f1); "
-            "if [ ! -s \"$path\" ]; then echo \"damaged $pkg $path\"; "
-            "elif [ -n \"$want\" ] && [ \"$(md5sum \"$path\" | cut -d' ' -f1)\" != \"$want\" ]; then echo \"damaged $pkg $path\"; "
-            "else echo \"ok $pkg $path\"; fi; done; done")
+            "want=${want:-$conf}; "
+            "if [ ! -s \"$path\" ]; then echo \"damaged$kind $pkg $path\"; "
+            "elif [ -n \"$want\" ] && [ \"$(md5sum \"$path\" | cut -d' ' -f1)\" != \"$want\" ]; then echo \"damaged$kind $pkg $path\"; "
+            "else echo \"ok$kind $pkg $path\"; fi; done; done")
 
 
 def packaged(target, pattern: str, lists: str = "*", most: int = 3) -> list[Packaged]:
@@ -73,9 +80,10 @@ def packaged(target, pattern: str, lists: str = "*", most: int = 3) -> list[Pack
     found = []
     for line in result.stdout.splitlines():
         state, _, rest = line.partition(" ")
+        state, conf, _ = state.partition("+")
         package, _, path = rest.partition(" ")
         if state in ("ok", "gone", "damaged") and path:
-            found.append(Packaged(package.split(":")[0], path, state))
+            found.append(Packaged(package.split(":")[0], path, state, bool(conf)))
     return found
 
 
@@ -87,16 +95,21 @@ def _reinstall(diagnosis: Diagnosis, missing: Missing, broken: list[Packaged]) -
     what = "missing" if p.state == "gone" else "not the package's own (it differs from its checksum: damaged, replaced, " \
                                                 "or of another version)"
     more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
-    cause = Cause.FILE_DAMAGED if p.state == "damaged" and diagnosis.cause is not Cause.LIBRARY_WRONG_VERSION else diagnosis.cause
+    kept = diagnosis.cause in (Cause.LIBRARY_WRONG_VERSION, Cause.CONFIG_INVALID)
+    cause = Cause.FILE_DAMAGED if p.state == "damaged" and not kept else diagnosis.cause
+    # dpkg restores a conffile only when told to (checked in rendergate/manim:dev on /etc/fonts/fonts.conf)
+    options = " -o Dpkg::Options::=--force-confask,confnew,confmiss" if p.conffile else ""
     return replace(diagnosis, cause=cause, message=f"{missing.said}: {p.package} is installed but its file {p.path} is "
-                                                  f"{what}{more}: reinstall {p.package} (apt-get install --reinstall {p.package})")
+                                                  f"{what}{more}: reinstall {p.package} (apt-get install --reinstall{options} "
+                                                  f"{p.package})")
 
 
-def _wheel_of(target, name: str) -> str | None:
-    """The installed wheel whose RECORD names a file `name` (a library a wheel bundles), if any."""
+def _wheel_of(target, name: str) -> dict | None:
+    """The installed wheel whose RECORD names a file `name` (a library a wheel bundles, or a path),
+    with which of its files are missing or differ from RECORD's checksum, if any."""
     result = target.run_probe("distributions", "--file", name, timeout=60)
     owners = parse_probe_output(result.stdout)["owners"] if result.rc == 0 else []
-    return owners[0]["dist"] if owners else None
+    return owners[0] if owners else None
 
 
 def _distributions(target, module: str) -> list[dict]:
@@ -115,6 +128,8 @@ def checked(diagnosis: Diagnosis, target) -> Diagnosis:
     try:
         if missing.kind == "needs":
             return _needs(diagnosis, target, missing)
+        if missing.kind == "program":
+            return _program(diagnosis, target, missing)
         if missing.kind == "module":
             return _module(diagnosis, target, missing)
         if missing.kind == "package":
@@ -129,26 +144,90 @@ def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     broken = [p for p in found if p.state != "ok"]
     if broken:
         return _reinstall(diagnosis, missing, broken[:1])
+    if missing.needed_by:  # no package lost it: what asks for it may not be its package's own (a library replaced
+        # by one that needs others, which its new folder does not hold)
+        name = shlex.quote(missing.needed_by)
+        replaced = [p for p in packaged(target, _pattern(_loaded(target, f"\"$(command -v {name} || echo {name})\"")), most=1000)
+                    if p.state == "damaged"]
+        if replaced:
+            return _reinstall(replace(diagnosis, cause=Cause.FILE_DAMAGED), missing, replaced[:1])
+    if missing.named_by:
+        return _named_by(diagnosis, target, missing, found)
     if found:  # every file of it there and intact: installing it again changes nothing
         p = found[0]
         return replace(diagnosis, message=f"{missing.said}: {p.path} of {p.package} is there and intact, "
                                           "yet not found where it is looked for: check the search path (PATH, the "
                                           "loader's path: ldconfig, LD_LIBRARY_PATH) and its architecture")
-    wheel = _wheel_of(target, missing.name) if missing.kind == "library" else None
+    wheel = _wheel_of(target, missing.name) if missing.kind == "library" or "-packages/" in missing.name else None
     if wheel:
-        return replace(diagnosis, message=f"{missing.said}: the wheel {wheel} bundles it: reinstall {wheel} "
-                                          f"(pip install --force-reinstall {wheel})")
+        name, changed = wheel["dist"], wheel["missing"] + wheel.get("damaged", [])
+        if missing.kind == "file" and not changed:  # its wheel's own file, intact: not damaged, of another version
+            cause = Cause.LIBRARY_WRONG_VERSION if diagnosis.cause is Cause.FILE_DAMAGED else diagnosis.cause
+            return replace(diagnosis, cause=cause,
+                           message=f"{missing.said}: it is {name}'s own file, intact (RECORD's checksum): {name} and what "
+                                   "uses it are of versions that do not match: make them match (pip install -U both)")
+        cause = Cause.FILE_DAMAGED if wheel.get("damaged") and diagnosis.cause is Cause.LIBRARY_WRONG_VERSION else diagnosis.cause
+        state = f": its file {changed[0]} is {'missing' if wheel['missing'] else 'not its own (RECORD checksum)'}" if changed else ""
+        return replace(diagnosis, cause=cause, message=f"{missing.said}: the wheel {name} bundles it{state}: reinstall "
+                                                       f"{name} (pip install --force-reinstall {name})")
     if missing.kind == "tool" and missing.name in PACKAGE_OF_TOOL:
         package = PACKAGE_OF_TOOL[missing.name]
+        if _installed(target, package):  # its file list does not name the tool: installing it again gives none
+            return replace(diagnosis, message=f"{missing.said}: {package} is installed but its file list names no "
+                                              f"{missing.name} (dpkg's database changed, or another version): reinstall "
+                                              f"{package} (apt-get install --reinstall {package}) and look at its files "
+                                              f"(dpkg -L {package})")
         return replace(diagnosis, message=f"{missing.said}: install {package} (it ships {missing.name})")
     return diagnosis
 
 
+def _installed(target, package: str) -> bool:
+    """Whether dpkg has `package` installed."""
+    return target.run(f"dpkg-query -W -f='${{db:Status-Status}}' {shlex.quote(package)} 2>/dev/null", timeout=60) \
+        .stdout.strip() == "installed"
+
+
+def _named_by(diagnosis: Diagnosis, target, missing: Missing, found: list[Packaged]) -> Diagnosis:
+    """A library a manifest names (an ICD JSON) that is no package's file where it is looked for:
+    the manifest names it wrong. Its package's own manifest, changed: reinstall that; else correct it."""
+    manifest = [p for p in packaged(target, _pattern([missing.named_by])) if p.path == missing.named_by]
+    elsewhere = f" ({found[0].package} ships it as {found[0].path})" if found else ""
+    named = replace(missing, said=missing.said + elsewhere)
+    changed = replace(diagnosis, cause=Cause.CONFIG_INVALID)
+    if manifest and manifest[0].state != "ok":
+        return _reinstall(changed, named, manifest)
+    owner = f" ({manifest[0].package}'s own file, unchanged)" if manifest else ""
+    return replace(changed, message=f"{named.said}: correct the library_path of {missing.named_by}{owner}")
+
+
 def _needs(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
-    """A file that misses a symbol: which of the libraries it loads (ldd) is not its package's own file."""
-    loaded = re.findall(r"^\s*(\S+) => /", target.run(f"ldd {shlex.quote(missing.name)}", timeout=60).stdout, re.M)
-    replaced = [p for p in packaged(target, _pattern(sorted(set(loaded))), most=1000) if p.state == "damaged"] if loaded else []
+    """A file that misses a symbol (a program by name: the one on PATH): which of the libraries it
+    loads (ldd) is not its package's own file."""
+    name = shlex.quote(missing.name)
+    loaded = _loaded(target, f"\"$(command -v {name} || echo {name})\"")
+    replaced = [p for p in packaged(target, _pattern(loaded), most=1000) if p.state == "damaged"] if loaded else []
     return _reinstall(diagnosis, missing, replaced[:1]) if replaced else diagnosis
+
+
+def _loaded(target, path: str) -> list[str]:
+    """The files of the libraries `path` (shell words) loads, as ldd resolves them: their real
+    names (libflite_cmu_us_rms.so.1 is the file libflite_cmu_us_rms.so.2.2, the one dpkg lists)."""
+    listed = target.run(f"ldd {path} 2>/dev/null | while read -r name arrow file rest; do "
+                        "[ \"$arrow\" = '=>' ] && [ -e \"$file\" ] && readlink -f \"$file\"; done", timeout=60).stdout
+    return sorted({line.rsplit("/", 1)[1] for line in listed.splitlines() if line.startswith("/")})
+
+
+def _program(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
+    """A program that failed for no reason its output gives: it (the file its name resolves to)
+    and the libraries it loads, held to their packages; one that is not its package's own (a
+    stand-in, a copy of another file) is the likely cause. Else the line as it was (unknown cause)."""
+    name = shlex.quote(missing.name)
+    path = target.run(f"readlink -f \"$(command -v {name})\"", timeout=60).stdout.strip()
+    if not path.startswith("/"):
+        return diagnosis
+    damaged = [p for p in packaged(target, _pattern([path.rsplit("/", 1)[1], *_loaded(target, shlex.quote(path))]), most=1000)
+               if p.state == "damaged"]
+    return _reinstall(replace(diagnosis, cause=Cause.FILE_DAMAGED), missing, damaged[:1]) if damaged else diagnosis
 
 
 def _package(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
@@ -156,7 +235,7 @@ def _package(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     files = [p for p in packaged(target, ".", f"{missing.name}*", most=10000) if p.package == missing.name]
     if not files:  # not installed: the advice stands
         return diagnosis
-    broken = [p for p in files if p.state != "ok"]
+    broken = [p for p in files if p.state != "ok" and not DOCUMENTATION.match(p.path)]
     if broken:
         return _reinstall(diagnosis, missing, broken)
     return replace(diagnosis, message=f"{missing.said}: {missing.name} is installed and its files are intact: "

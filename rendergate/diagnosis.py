@@ -8,9 +8,10 @@ missing driver capability or a GPU that lacks the engine.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import PurePosixPath
+from signal import SIGBUS
 
 from .driver_capabilities import DRIVER_FILES
 from .gpuinfo import lookup, no_nvenc_engine
@@ -29,7 +30,10 @@ class Cause(Enum):
     SYSTEM_LIBRARY_MISSING = "system-library-missing"
     DATA_FILES_MISSING = "data-files-missing"
     FILE_DAMAGED = "file-damaged"  # present, but truncated, corrupt or not executable
-    LIBRARY_WRONG_VERSION = "library-wrong-version"  # present and loadable, but lacks what its users need
+    # Present, but of another version, engine or architecture than its users need (a library, a
+    # TeX format, a Python module): the value keeps its first name.
+    LIBRARY_WRONG_VERSION = "library-wrong-version"
+    CONFIG_INVALID = "config-invalid"  # a config or manifest file that does not parse, or names what is not there
     SOFTWARE_RENDERER = "software-renderer"
     X_EXTENSION_MISSING = "x-extension-missing"
     GPU_NOT_USED = "gpu-not-used"
@@ -54,9 +58,14 @@ class Cause(Enum):
 class Missing:
     """What a diagnosis blames, for its advice to be held to the image before it is shown
     (rendergate.advice): no line may say "install P" of a P the image has."""
-    kind: str  # "library", "tool", "file" (a name, or an absolute path), "module" (a Python import name)
+    kind: str  # "library", "tool", "file" (a name, or an absolute path), "module" (a Python import name),
+    # "needs" (a file that lacks a symbol: what it loads is suspect), "program" (one that failed, no reason given)
     name: str  # libcairo.so.2, dvisvgm, standalone.cls, /usr/share/X11/xkb/rules/evdev, cairo
     said: str  # the diagnosis without its advice: "system library libcairo.so.2 missing in the image"
+    # The manifest that names a library that is not there (an ICD JSON): its package's own file, or
+    # a file changed to name what no package ships.
+    named_by: str | None = None
+    needed_by: str | None = None  # the program or library the loader says needs it
 
 
 @dataclass(frozen=True)
@@ -81,9 +90,10 @@ class CheckFailed(Exception):
         return cls(diagnosis.cause, diagnosis.message, diagnosis.missing)
 
 
-def blaming(cause: Cause, kind: str, name: str, said: str, advice: str) -> Diagnosis:
+def blaming(cause: Cause, kind: str, name: str, said: str, advice: str, named_by: str | None = None,
+            needed_by: str | None = None) -> Diagnosis:
     """A diagnosis of something missing or damaged, with the advice the image is then asked about."""
-    return Diagnosis(cause, f"{said}: {advice}", Missing(kind, name, said))
+    return Diagnosis(cause, f"{said}: {advice}", Missing(kind, name, said, named_by, needed_by))
 
 
 
@@ -242,10 +252,18 @@ def _mesa_driver_failed(match: re.Match, facts: Facts) -> Diagnosis:
 
 
 def _vulkan_driver_failed(match: re.Match, facts: Facts) -> Diagnosis:
-    """The Vulkan loader (VK_LOADER_DEBUG=error,warn) naming the library of an ICD JSON it could not load."""
-    library = PurePosixPath(match.group("lib")).name
+    """The Vulkan loader (VK_LOADER_DEBUG=error,warn,driver) naming the library of an ICD JSON it
+    could not load, and the JSON it read it from: a library that is not there is the JSON's
+    word, deleted from its package or named wrong (rendergate.advice asks the image which)."""
+    path, manifest = match.group("lib"), match.group("json")
+    library = PurePosixPath(path).name
     if library in DRIVER_FILES:
         return driver_file_missing(library, facts)
+    if manifest and not is_nvidia_file(library) and re.match(rf"{re.escape(path)}: cannot open shared object file",
+                                                             match.group("why").strip()):
+        return blaming(Cause.SYSTEM_LIBRARY_MISSING, "library", library,
+                       f"the ICD JSON {manifest} names the Vulkan driver {path}, which is not there",
+                       "restore it from its package, or correct the JSON's library_path", named_by=manifest)
     return _cannot_load(f"the Vulkan driver {library}", library, match.group("why"), "mesa-vulkan-drivers", facts)
 
 
@@ -256,16 +274,47 @@ def _damaged(match: re.Match, facts: Facts) -> Diagnosis:
                    "reinstall the package that ships it")
 
 
+def crashed_on_a_mapped_file(what: str = "a program") -> Diagnosis:
+    return Diagnosis(Cause.FILE_DAMAGED, f"{what} crashed with SIGBUS (Bus error): a file it maps (a library, a cache) was "
+                                         "cut short or rewritten in place while it ran: reinstall the package whose file "
+                                         "changed (dpkg --verify names it), and never copy over a file in use")
+
+
+# How ffmpeg is configured for an encoder, where its name does not say (--enable-lib<name> does).
+ENCODER_CONFIGURE = {"nvenc": "--enable-nvenc", "libx264": "--enable-libx264 --enable-gpl", "libx265": "--enable-libx265 --enable-gpl"}
+
+
 def encoder_not_compiled(encoder: str) -> Diagnosis:
+    family = "nvenc" if "nvenc" in encoder else encoder
+    configure = ENCODER_CONFIGURE.get(family, f"--enable-{family}" if family.startswith("lib") else "")
     return Diagnosis(Cause.FEATURE_NOT_COMPILED,
-                     f"ffmpeg was built without the {encoder} encoder: install an ffmpeg configured with it "
-                     "(NVENC: --enable-nvenc)")
+                     f"ffmpeg was built without the {encoder} encoder: install an ffmpeg configured with it"
+                     + (f" ({configure})" if configure else ""))
 
 
 def tool_missing(tool: str, facts: Facts) -> Diagnosis:
     if tool in DRIVER_FILES:  # nvidia-smi comes from the driver, not from the image
         return driver_file_missing(tool, facts)
     return blaming(Cause.TOOL_MISSING, "tool", tool, f"{tool} not found in the target", "install it")
+
+
+def tool_refuses_option(tool: str, option: str) -> Diagnosis:
+    return Diagnosis(Cause.FEATURE_NOT_COMPILED, f"{tool} does not know the option {option} (another version, or built "
+                                                 f"without what it belongs to): install a build of {tool} that has it")
+
+
+def config_invalid(file: str, why: str, reader: str) -> Diagnosis:
+    """A config or manifest file its reader cannot use: restored from its package where one ships
+    it (rendergate.advice finds which, and whether it changed), else corrected."""
+    return blaming(Cause.CONFIG_INVALID, "file", file, f"{file} does not parse ({reader}: {why})",
+                   "correct it, or restore it from the package that ships it")
+
+
+def tex_format(file: str, why: str, damaged: bool) -> Diagnosis:
+    """A TeX format (.fmt) is no package's file: fmtutil builds it where TeX Live is installed."""
+    name = PurePosixPath(file).stem
+    return Diagnosis(Cause.FILE_DAMAGED if damaged else Cause.LIBRARY_WRONG_VERSION,
+                     f"the TeX format {file} {why}: rebuild it (fmtutil-sys --byfmt {name})")
 
 
 # Ordered: the first pattern that matches the output wins.
@@ -320,14 +369,40 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
      lambda m, f: Diagnosis(Cause.FEATURE_NOT_COMPILED,
                             f"ffmpeg was built without the {m.group('kind') or 'filter'} {m.group('name') or m.group('filter')}: "
                             "install an ffmpeg configured with it")),
-    (re.compile(r"Unrecognized option '(?P<option>[^']+)'"),
-     lambda m, f: Diagnosis(Cause.FEATURE_NOT_COMPILED,
-                            f"ffmpeg does not know the option -{m.group('option')} (another version, or built without what "
-                            "it belongs to): install an ffmpeg that has it")),
+    (re.compile(r"Unrecognized option '(?P<option>[^']+)'"), lambda m, f: tool_refuses_option("ffmpeg", f"-{m.group('option')}")),
+    # Other tools the suites drive, refusing an option in their own words
+    # (tests/data/captures/cpu-host/*-unknown-option.txt, xorg1.21-unrecognized-option.txt): getopt's
+    # (latex), Python's and glxinfo's (the usage line names the tool), Xorg's, dvisvgm's.
+    (re.compile(r"(?:^|\n)(?P<tool>[\w.+-]+): unrecognized option '(?P<option>[^']+)'"),
+     lambda m, f: tool_refuses_option(m.group("tool"), m.group("option"))),
+    (re.compile(r"(?:^|\n)[Uu]nknown option:? [`']?(?P<option>-[^\s'`]+)'?\n[Uu]sage: (?P<tool>[\w.+-]+)"),
+     lambda m, f: tool_refuses_option(m.group("tool"), m.group("option"))),
+    (re.compile(r"(?:^|\n)Unrecognized option: (?P<option>\S+)\nuse: X "), lambda m, f: tool_refuses_option("Xorg", m.group("option"))),
+    (re.compile(r"(?:^|\n)ERROR: unknown option (?P<option>-\S+)"), lambda m, f: tool_refuses_option("dvisvgm", m.group("option"))),
+    # TeX's format: written by another engine, cut short, or unloadable for either reason
+    # (tests/data/captures/cpu-host/pdftex1.40.24-mathtex-latex-fmt-*.txt).
+    (re.compile(r"---! (?P<file>\S+\.fmt) was written by (?P<engine>\S+)"),
+     lambda m, f: tex_format(m.group("file"), f"was written by {m.group('engine')}, another engine than the one that loads it",
+                             damaged=False)),
+    (re.compile(r"\w+: fatal: Could not undump \d+ [\w-]+ item\(s\) from (?P<file>\S+\.fmt)"),
+     lambda m, f: tex_format(m.group("file"), "is cut short (TeX could not undump it)", damaged=True)),
+    (re.compile(r"preloaded format=(?P<name>[\w-]+)[^\n]*\n(?:[^\n]*\n)*?\(Fatal format file error; I'm stymied\)"),
+     lambda m, f: tex_format(f"{m.group('name')}.fmt", "does not load (Fatal format file error: damaged, or written by "
+                             "another engine)", damaged=True)),
+    # A TeX file that ends before its conditionals or arguments do: cut short. TeX's line does not
+    # name it; rendergate/probes/mathtex.py adds the file TeX had just read to its end
+    # (tests/data/captures/cpu-host/pdftex1.40.24-mathtex-standalone-cls-truncated.txt).
+    (re.compile(r"! (?P<why>Incomplete \\if\w*; all text was ignored after line \d+|File ended while scanning use of [^\n]*?)\.?\n"
+                r"\(after (?P<file>/\S+)\)"),
+     lambda m, f: blaming(Cause.FILE_DAMAGED, "file", m.group("file"),
+                          f"the TeX file {m.group('file')} ends too early ({m.group('why')}: cut short)",
+                          "reinstall the TeX Live package that ships it")),
     (re.compile(r"You do not have package (?P<pkg>\S+?) installed|File [`'](?P<pkg2>[^'`]+\.(?:cls|sty))' not found"),
      lambda m, f: blaming(Cause.LATEX_PACKAGE_MISSING, "file", m.group("pkg2") or f"{m.group('pkg')}.sty",
                           f"LaTeX package {m.group('pkg') or m.group('pkg2')} missing",
-                          "install the TeX Live package that ships it (standalone.cls: texlive-latex-extra)")),
+                          # which package ships it the image knows only when it is installed (rendergate.advice)
+                          f"install the TeX Live package that ships it (apt-file search {m.group('pkg2') or m.group('pkg') + '.sty'} "
+                          "names it)")),
     (re.compile(r"No such file or directory: '(?P<tool>latex|dvisvgm|ffmpeg|ffprobe|xelatex)'"),
      lambda m, f: tool_missing(m.group("tool"), f)),
     # Xorg's module loader: the module it could not open and the loader's reason (its own file, or
@@ -350,13 +425,28 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     # NVIDIA's DRM names are not Mesa's to ship: a GPU host's own trouble, said by the rules below.
     (re.compile(r"MESA-LOADER: failed to open (?P<driver>/[^:\s]*/(?!nvidia)[^/:\s]+_dri\.so): (?P<why>[^\n]+)"),
      _mesa_driver_failed),
-    (re.compile(r"ERROR[^\n]*?:\s+(?:\[Loader Message\] Code \d+ :\s+)?(?P<why>[^\n]+)\nERROR[^\n]*?:\s+"
+    # The Vulkan loader's failure, after the ICD JSON it read where its "driver" messages are asked
+    # for (tests/data/captures/cpu-host/vulkan-loader1.3.239-icd-json-names-missing-library.txt).
+    (re.compile(r"(?:Found ICD manifest file (?P<json>\S+?), version[^\n]*\n(?:[^\n]*Searching for ICD drivers[^\n]*\n)?)?"
+                r"ERROR[^\n]*?:\s+(?:\[Loader Message\] Code \d+ :\s+)?(?P<why>[^\n]+)\nERROR[^\n]*?:\s+"
                 r"(?:\[Loader Message\] Code \d+ :\s+)?loader_icd_scan: Failed loading library associated "
                 r"with ICD JSON (?P<lib>\S+?)\. Ignoring"), _vulkan_driver_failed),
+    # The dynamic loader finding a library without the version node its user was linked against
+    # (replaced by another library, or an older one), or of the other architecture; it names the
+    # library (tests/data/captures/cpu-host/glibc2.36-*.txt).
+    (re.compile(r"(?P<file>/[^\s:]+): version `(?P<version>[^']+)' not found \(required by (?P<by>[^)\s]+)\)"),
+     lambda m, f: blaming(Cause.LIBRARY_WRONG_VERSION, "library", PurePosixPath(m.group("file")).name,
+                          f"{m.group('file')} lacks the version {m.group('version')} that {PurePosixPath(m.group('by')).name} "
+                          "needs (replaced by another library, or an older one)", "reinstall the package that ships it")),
+    (re.compile(r"(?P<file>[\w./+-]+): wrong ELF class: (?P<class>ELFCLASS\d+)"),
+     lambda m, f: blaming(Cause.LIBRARY_WRONG_VERSION, "library", PurePosixPath(m.group("file")).name,
+                          f"{m.group('file')} is a library of another architecture ({m.group('class')}: "
+                          f"{'32' if m.group('class') == 'ELFCLASS64' else '64'}-bit programs load it)",
+                          "reinstall the package of this architecture that ships it")),
     # The dynamic loader finding a library that lacks a symbol its user needs (replaced by another
     # library, or of another version): it names the user, never the library at fault
     # (tests/data/captures/cpu-host/ldso-undefined-symbol-*.txt); rendergate.advice finds that one.
-    (re.compile(r"(?P<file>/[^\s:]+): undefined symbol: (?P<symbol>[\w@.]+)"),
+    (re.compile(r"(?:^|\s)(?P<file>[^\s:]+): undefined symbol: (?P<symbol>[\w@.]+)"),
      lambda m, f: blaming(Cause.LIBRARY_WRONG_VERSION, "needs", m.group("file"),
                           f"{PurePosixPath(m.group('file')).name} needs the symbol {m.group('symbol')}, which none of the "
                           "libraries it loads provides", "one of them was replaced or is of another version: reinstall "
@@ -369,7 +459,7 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
      lambda m, f: nvidia_file_missing(m.group("lib") or m.group("listed"), f) if is_nvidia_file(m.group("lib") or m.group("listed"))
      else blaming(Cause.SYSTEM_LIBRARY_MISSING, "library", m.group("lib") or m.group("listed"),
                   f"system library {m.group('lib') or m.group('listed')} missing in the image (needed by "
-                  f"{PurePosixPath(m.group('by')).name})", "install the package that ships it")),
+                  f"{PurePosixPath(m.group('by')).name})", "install the package that ships it", needed_by=m.group("by"))),
     (re.compile(r"vkCreateInstance: Found no drivers!|vkCreateInstance failed with ERROR_INCOMPATIBLE_DRIVER"),
      _no_graphics_driver("Vulkan", "nvidia_icd.json", "mesa-vulkan-drivers")),
     (re.compile(r"eglinfo: eglInitialize failed"), _no_graphics_driver("EGL", "libEGL_nvidia.so.0", "libegl-mesa0 of Mesa 22 or later")),
@@ -389,6 +479,34 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
      lambda m, f: Diagnosis(Cause.PYTHON_MODULE_MISSING,
                             f"bpy's Cycles add-on {'missing in the image' if m.group('state') == 'is missing' else 'did not load'} "
                             f"({m.group('folder')}): reinstall bpy (its wheel ships the add-on)")),
+    # A Python module cut short (tests/data/captures/cpu-host/python3.11-manim-module-truncated.txt),
+    # or one that lacks a name its users import from it: emptied, or of another version than they
+    # (python3.11-manim-module-emptied.txt); rendergate.advice holds the file to its wheel's RECORD.
+    (re.compile(r'File "(?P<file>/[^"]+\.py)", line \d+\n(?:[^\n]*\n){0,3}?SyntaxError: (?P<why>[^\n]+)'),
+     lambda m, f: blaming(Cause.FILE_DAMAGED, "file", m.group("file"),
+                          f"the Python module {m.group('file')} does not compile ({m.group('why')}: cut short or damaged)",
+                          "reinstall the distribution that ships it")),
+    (re.compile(r"ImportError: cannot import name '(?P<name>\w+)' from '(?P<module>[\w.]+)' \((?P<file>/[^)]+)\)"),
+     lambda m, f: blaming(Cause.LIBRARY_WRONG_VERSION, "file", m.group("file"),
+                          f"the Python module {m.group('module')} ({m.group('file')}) lacks {m.group('name')}, which its "
+                          "users import (damaged, or of another version than they)",
+                          "reinstall the distributions of both at versions that match")),
+    # Config files that do not parse, in their readers' words (tests/data/captures/cpu-host/:
+    # fontconfig2.14.1-fonts-conf-truncated.txt, xorg1.21-conf-d-unknown-keyword.txt,
+    # vulkan-loader1.3.239-icd-json-truncated.txt, manim0.22-default-cfg-truncated.txt).
+    (re.compile(r'Fontconfig error: "(?P<file>[^"]+)", (?P<why>line \d+: [^\n]+)'),
+     lambda m, f: config_invalid(m.group("file"), m.group("why"), "fontconfig")),
+    # bpy without its colour management (tests/data/captures/cpu-host/bpy5.0.1-ocio-config-truncated.txt):
+    # the render goes on in a fallback mode, and its picture is not the one asked for.
+    (re.compile(r"OpenColorIO Error: (?:Error: )?Loading the OCIO profile '(?P<file>[^']+)' failed\. (?P<why>[^\n]+)"),
+     lambda m, f: config_invalid(m.group("file"), m.group("why"), "OpenColorIO")),
+    (re.compile(r"Parse error on line (?P<line>\d+) of section (?P<section>\w+) in file (?P<file>\S+)\n\s*(?P<why>[^\n]+)"),
+     lambda m, f: config_invalid(m.group("file"), f"line {m.group('line')} of section {m.group('section')}: {m.group('why')}", "Xorg")),
+    (re.compile(r"loader_get_json: Failed to parse JSON file (?P<file>\S+?),"),
+     lambda m, f: config_invalid(m.group("file"), "not JSON", "the Vulkan loader")),
+    (re.compile(r"configparser\.\w*Error: (?P<why>[^\n']*?):? '(?P<file>/[^']+)'(?:\n\s*\[line\s+(?P<line>\d+)\])?"),
+     lambda m, f: config_invalid(m.group("file"), m.group("why") + (f", line {m.group('line')}" if m.group("line") else ""),
+                                 "Python's configparser")),
     (re.compile(r"ModuleNotFoundError: No module named '(?P<mod>[\w.]+)'"),
      lambda m, f: blaming(Cause.PYTHON_MODULE_MISSING, "module", m.group("mod"),
                           f"Python module {m.group('mod')} missing in the image", "pip install it")),
@@ -397,6 +515,9 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
      lambda m, f: blaming(Cause.TOOL_MISSING, "file", m.group("tool"),
                           f"{m.group('tool')} not found in the target (the {m.group('script')} wrapper runs it)",
                           "reinstall the package that ships it")),
+    # A program killed by SIGBUS, in a shell's words: a file it maps (a library, a cache) cut short
+    # or rewritten in place while it ran (tests/data/captures/cpu-host/dash0.5.12-ffmpeg5.1-sigbus-libx264-truncated.txt).
+    (re.compile(r"(?:^|\n)Bus error(?: \(core dumped\))?[ \t]*(?:\n|$)"), lambda m, f: crashed_on_a_mapped_file()),
     # A program that lost its execute bit, in a shell's words.
     (re.compile(r"(?:^|\n)(?:/bin/sh: \d+: |sh: \d+: )(?P<file>[^:\s]+): (?P<why>Permission denied)"),
      lambda m, f: Diagnosis(Cause.FILE_DAMAGED, f"{m.group('file')} is not executable in the image (Permission denied): "
@@ -407,6 +528,13 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     (re.compile(r"(?:^|\n)(?:/bin/sh: \d+: |sh: \d+: |timeout: failed to run command ')(?P<tool>[^:' ]+)'?: (?:not found|No such file or directory)"),
      lambda m, f: tool_missing(m.group("tool"), f)),
 ]
+
+
+def explained(diagnosis: Diagnosis, outcome: str) -> Diagnosis:
+    """A wrong outcome (a picture unlike its reference) and the cause the producing tool gave."""
+    missing = diagnosis.missing
+    return replace(diagnosis, message=f"{outcome}: {diagnosis.message}",
+                   missing=replace(missing, said=f"{outcome}: {missing.said}") if missing else None)
 
 
 def classify(output: str, facts: Facts) -> Diagnosis | None:
@@ -458,5 +586,13 @@ def first_error(output: str) -> str:
 def diagnose(output: str, rc: int, what: str, facts: Facts) -> Diagnosis:
     """classify(); a cause it does not know is said to be unknown, with the first error line
     quoted, so that nothing ends as a traceback and nothing is blamed without evidence."""
-    return classify(output, facts) or Diagnosis(Cause.COMMAND_FAILED,
-                                                f"{what} failed (exit {rc}), unknown cause: {first_error(output)}")
+    found = classify(output, facts)
+    if found:
+        return found
+    if rc in (128 + SIGBUS, -SIGBUS):  # killed by SIGBUS where no shell said so
+        return crashed_on_a_mapped_file(what)
+    # rendergate.advice holds the program (the first word of `what`) and what it loads to their
+    # packages: a file that is not its package's own (a stand-in, a replaced library) says why.
+    program = re.match(r"[\w./+-]+", what)
+    return Diagnosis(Cause.COMMAND_FAILED, f"{what} failed (exit {rc}), unknown cause: {first_error(output)}",
+                     Missing("program", program.group(0), f"{what} failed (exit {rc}: {first_error(output)})") if program else None)

@@ -19,7 +19,7 @@ import docker.errors
 import docker.types
 from docker.utils import parse_repository_tag
 
-from .diagnosis import last_line
+from .diagnosis import Cause, last_line
 from .manifest import Variant
 from .progress import EngineProgress
 from .redact import redact
@@ -36,7 +36,14 @@ START_HINT = "start it with `dockerd &` (Debian: apt-get install docker.io) or `
 
 
 class EngineError(Exception):
-    """The engine cannot do what was asked; the message is one actionable line."""
+    """The engine cannot do what was asked; the message is one actionable line. `image`: the image
+    it was asked to run, as verdicts name it, where it is known (an image that cannot start is
+    still the image the verdict is about); `cause`: what the line blames, where it knows."""
+
+    def __init__(self, message: str, image: dict | None = None, cause: Cause = Cause.TARGET_UNAVAILABLE):
+        super().__init__(message)
+        self.image = image
+        self.cause = cause
 
 
 def owner_label(pid: int | None = None) -> str:

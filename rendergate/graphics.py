@@ -9,7 +9,7 @@ from .parsers import GraphicsDevice
 
 # The loaders say why a driver did not load only when asked to (Mesa's EGL and GL loaders, the
 # Vulkan loader); glvnd says nothing when a vendor library does not load, so those are checked apart.
-LOADER_DEBUG = {"GLX": "LIBGL_DEBUG=verbose", "EGL": "EGL_LOG_LEVEL=debug", "Vulkan": "VK_LOADER_DEBUG=error,warn"}
+LOADER_DEBUG = {"GLX": "LIBGL_DEBUG=verbose", "EGL": "EGL_LOG_LEVEL=debug", "Vulkan": "VK_LOADER_DEBUG=error,warn,driver"}
 # What library_problems() is asked about, in the folders of the dynamic loader's own architecture
 # ($arch): another architecture's copies (i386, for Wine or Steam) are not this loader's to load.
 # Vulkan's own loader library too: vulkaninfo only says it "failed to load".

@@ -25,6 +25,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -57,6 +58,45 @@ MIN_NAME = 2
 RUN_TIMEOUT = 1800  # one variant suite on one mutant, at most (seconds)
 
 
+class Fault(str, Enum):
+    """What kind of wrong a line says a thing is (the fault kind of its cause)."""
+    MISSING = "missing"
+    DAMAGED = "damaged"
+    WRONG_VERSION = "wrong version"
+    NOT_COMPILED = "not compiled in"
+    MISCONFIGURED = "misconfigured"
+
+
+# The fault kind each cause names (rendergate.diagnosis.Cause, by value); a cause not listed names
+# none of them (a GPU, a driver, a host, a timing): a line with it never root-causes a planted defect.
+FAULT_OF_CAUSE = {
+    "tool-missing": Fault.MISSING, "system-library-missing": Fault.MISSING, "data-files-missing": Fault.MISSING,
+    "python-module-missing": Fault.MISSING, "latex-package-missing": Fault.MISSING, "x-extension-missing": Fault.MISSING,
+    "file-damaged": Fault.DAMAGED, "library-wrong-version": Fault.WRONG_VERSION,
+    "feature-not-compiled": Fault.NOT_COMPILED, "config-invalid": Fault.MISCONFIGURED,
+}
+# A text configuration file: what a tool reads to find its parts (by name, or anywhere under /etc).
+CONFIG_FILE = re.compile(r"\.(conf|cfg|cnf|ini|json|xml|toml|ya?ml)$|^etc/")
+# A value of a configuration that names a file or a folder: an absolute path, or a file name of the
+# kinds configurations name (a library, a JSON manifest, a font, a TeX file).
+NAMED_VALUE = re.compile(r"(?<![\w./$-])(/(?:[\w.+-]+/)*[\w.+-]+|[\w+-]+(?:\.[\w+-]+)*\.(?:so(?:\.\d+)*|json|conf|ttf|otf|ttc|pfb|sty|cls))"
+                         r"(?![\w/])")
+COMMENT = re.compile(r"^\s*(#|;|%|//|<!--)")
+# Tools that refuse an option they do not know, in their own words (tests/data/captures/cpu-host/
+# *-unknown-option.txt) and with their own exit status: the words of a tool built without a
+# feature, or of another version. {option} is the option as given, {bare} without its first dash.
+REFUSALS = {
+    "ffmpeg": ("Unrecognized option '{bare}'.\nError splitting the argument list: Option not found", 1),
+    "dvisvgm": ("ERROR: unknown option {option}", 252),
+    "Xorg": ("Unrecognized option: {option}\nuse: X [:<display>] [option]\n(EE) \nFatal server error:\n"
+             "(EE) Unrecognized option: {option}\n(EE) ", 1),
+    "glxinfo": ("Unknown option `{option}'\nUsage: glxinfo [-v] [-t] [-h] [-b] [-l] [-s] [-i] [-display <dname>]", 0),
+    "xdpyinfo": ("xdpyinfo: unrecognized argument '{option}'\nusage:  xdpyinfo [options]", 1),
+}
+PLANTED = "/rendergate-mutant-file"  # where a mutant's new file is copied into the build, then moved over the target
+REAL = ".rendergate-real"  # tool-refuses: the real program, beside its wrapper
+
+
 class Kind(str, Enum):
     """One defect planted in a copy of the image."""
     DELETE = "delete"
@@ -64,20 +104,64 @@ class Kind(str, Enum):
     EXIT_NONZERO = "exit-nonzero"
     NOT_EXECUTABLE = "not-executable"
     DELETE_FOLDER = "delete-folder"
+    REPLACE_LIBRARY = "replace-library"  # by another shared library of the image, of the same architecture
+    CONFIG_CUT_SHORT = "config-cut-short"  # a text configuration cut in the middle of a line
+    CONFIG_NAMES_NOTHING = "config-names-nothing"  # one of its values changed to a path that names nothing
+    TOOL_REFUSES = "tool-refuses"  # a wrapper: the tool refuses the first option it is given, in its own words
 
     def applies_to(self, used: "UsedFile") -> bool:
         program = used.executable and ".so" not in used.name
         return {Kind.DELETE: True, Kind.TRUNCATE: used.size > 0, Kind.EXIT_NONZERO: program,
-                Kind.NOT_EXECUTABLE: program, Kind.DELETE_FOLDER: used.folder is not None}[self]
+                Kind.NOT_EXECUTABLE: program, Kind.DELETE_FOLDER: used.folder is not None,
+                Kind.REPLACE_LIBRARY: used.library is not None,
+                Kind.CONFIG_CUT_SHORT: used.config is not None and "\n" in used.config.strip(),
+                Kind.CONFIG_NAMES_NOTHING: used.config is not None and _named_values(used.config) != [],
+                Kind.TOOL_REFUSES: program and used.name in REFUSALS}[self]
 
-    def command(self, path: str) -> str:
-        """The RUN line that plants it (a new file moved over a program: one in use, chmod itself, is no obstacle)."""
-        quoted, new = shlex.quote(path), shlex.quote(path + ".rendergate-mutant")
-        return {Kind.DELETE: f"rm -f {quoted}",
-                Kind.TRUNCATE: f": > {quoted}",
-                Kind.EXIT_NONZERO: f"printf '#!/bin/sh\\nexit 1\\n' > {new} && chmod 0755 {new} && mv -f {new} {quoted}",
-                Kind.NOT_EXECUTABLE: f"chmod a-x {quoted}",
-                Kind.DELETE_FOLDER: f"rm -rf {quoted}"}[self]
+    def faults(self, path: str) -> set[Fault]:
+        """The fault kinds a line may say of this defect and be right."""
+        if self is Kind.TRUNCATE:  # an empty configuration is one that does not parse
+            return {Fault.DAMAGED, Fault.MISCONFIGURED} if CONFIG_FILE.search(path) else {Fault.DAMAGED}
+        return {Kind.DELETE: {Fault.MISSING}, Kind.DELETE_FOLDER: {Fault.MISSING},
+                Kind.EXIT_NONZERO: {Fault.DAMAGED}, Kind.NOT_EXECUTABLE: {Fault.DAMAGED},
+                # a library that is not the package's own: of another version, or damaged, says the same fix
+                Kind.REPLACE_LIBRARY: {Fault.WRONG_VERSION, Fault.DAMAGED},
+                Kind.CONFIG_CUT_SHORT: {Fault.MISCONFIGURED, Fault.DAMAGED},
+                Kind.CONFIG_NAMES_NOTHING: {Fault.MISCONFIGURED},
+                Kind.TOOL_REFUSES: {Fault.NOT_COMPILED}}[self]
+
+
+def _named_values(text: str) -> list[re.Match]:
+    """The values of a configuration that name a file or folder, outside its comments."""
+    found, offset = [], 0
+    for line in text.splitlines(keepends=True):
+        if not COMMENT.match(line):
+            found += [m for m in NAMED_VALUE.finditer(text, offset, offset + len(line))]
+        offset += len(line)
+    return found
+
+
+def refusing_wrapper(tool: str, real: str) -> str:
+    """A shell script in place of `tool` that refuses the first option it is given as `tool` does
+    (REFUSALS), and otherwise runs the real program, moved to `real`."""
+    words, status = REFUSALS[tool]
+    said = "".join(f"printf '%s\\n' \"{_shell_text(line)}\" >&2\n" for line in words.split("\n"))
+    return ("#!/bin/sh\n"
+            f"# rendergate mutant: {tool} refusing the first option it is given, in its own words\n"
+            "for option in \"$@\"; do\n"
+            "  case \"$option\" in -[!0-9]*)\n"
+            "    bare=${option#-}\n"
+            f"{said}"
+            f"    exit {status};;\n"
+            "  esac\n"
+            "done\n"
+            f"exec {shlex.quote(real)} \"$@\"\n")
+
+
+def _shell_text(line: str) -> str:
+    """A line for a double-quoted shell string, {option} and {bare} its variables."""
+    escaped = re.sub(r'([\\"$`])', r"\\\1", line)
+    return escaped.replace("{option}", "$option").replace("{bare}", "$bare")
 
 
 @dataclass(frozen=True)
@@ -87,6 +171,8 @@ class UsedFile:
     size: int
     executable: bool
     owner: str | None  # the Debian package or Python distribution it belongs to
+    library: str | None = None  # a shared library's ELF class and machine ("64/62"), else None
+    config: str | None = field(default=None, repr=False)  # a text configuration's text, else None
 
     @property
     def name(self) -> str:
@@ -120,10 +206,43 @@ class Mutant:
     path: str  # the file, or the folder for delete-folder
     component: str
     aliases: tuple[str, ...] = ()  # the names of links to it (sh for dash, libfoo.so.1 for libfoo.so.1.2.3)
+    detail: str = ""  # what exactly was done, where the kind does not say it all
+    donor: str = ""  # replace-library: the library put in its place
+    content: str = field(default="", repr=False)  # the file planted in its place (a configuration, a wrapper)
 
     def dockerfile(self, image_id: str, user: str) -> str:
         restore = f"USER {user}\n" if user else ""
-        return f"FROM {image_id}\nUSER root\nRUN {self.kind.command('/' + self.path)}\n{restore}"
+        planted = f"COPY planted {PLANTED}\n" if self.content else ""
+        return f"FROM {image_id}\nUSER root\n{planted}RUN {self.command()}\n{restore}"
+
+    def command(self) -> str:
+        """The RUN line that plants it (a new file moved over a program: one in use, chmod itself,
+        is no obstacle; a file's contents replaced in place keep its mode and owner)."""
+        path = "/" + self.path
+        quoted, new = shlex.quote(path), shlex.quote(path + ".rendergate-mutant")
+        return {Kind.DELETE: f"rm -f {quoted}",
+                Kind.TRUNCATE: f": > {quoted}",
+                Kind.EXIT_NONZERO: f"printf '#!/bin/sh\\nexit 1\\n' > {new} && chmod 0755 {new} && mv -f {new} {quoted}",
+                Kind.NOT_EXECUTABLE: f"chmod a-x {quoted}",
+                Kind.DELETE_FOLDER: f"rm -rf {quoted}",
+                Kind.REPLACE_LIBRARY: f"cat {shlex.quote('/' + self.donor)} > {quoted}",
+                Kind.CONFIG_CUT_SHORT: f"cat {PLANTED} > {quoted} && rm -f {PLANTED}",
+                Kind.CONFIG_NAMES_NOTHING: f"cat {PLANTED} > {quoted} && rm -f {PLANTED}",
+                Kind.TOOL_REFUSES: f"mv -f {quoted} {shlex.quote(path + REAL)} && cat {PLANTED} > {quoted} && "
+                                   f"chmod 0755 {quoted} && rm -f {PLANTED}"}[self.kind]
+
+    def context(self, image_id: str, user: str) -> bytes:
+        """The build context: its Dockerfile, and the file it plants."""
+        files = {"Dockerfile": self.dockerfile(image_id, user).encode()}
+        if self.content:
+            files["planted"] = self.content.encode()
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, data in files.items():
+                entry = tarfile.TarInfo(name)
+                entry.size = len(data)
+                tar.addfile(entry, io.BytesIO(data))
+        return buffer.getvalue()
 
     def names(self) -> set[str]:
         """Words that name what was mutated: its file name (and a library's soname stem), its
@@ -146,10 +265,13 @@ class Mutant:
 
 
 class Finding(str, Enum):
-    """What the suites said of one mutant."""
-    ROOT_CAUSED = "root-caused"  # a failure's line names the mutated file, its package or component
-    UNKNOWN_CAUSE = "unknown cause"  # detected; the lines quote an error, name no cause
-    OTHER_CAUSE = "another cause"  # detected; the lines name a cause that is not it: the worst answer
+    """What the suites said of one mutant, strictly: a line must name it, say the right kind of
+    fault, and advise nothing the image contradicts."""
+    ROOT_CAUSED = "root-caused"  # a line names the mutated file (a link to it, its package or wheel) and its kind of fault
+    WRONG_KIND = "wrong kind"  # a line names it, but as another kind of fault (missing where it is damaged)
+    UNKNOWN_CAUSE = "unknown cause"  # detected; the lines quote an error, claim no kind of fault of it
+    OTHER_CAUSE = "another cause"  # detected; a line names a cause that is not it
+    WRONG_ADVICE = "wrong advice"  # a line advises to install what the image has: the worst answer
     UNDETECTED = "undetected"  # every check came out as on the good image: triage it
     NOT_BUILT = "not built"  # the defect could not be planted (the RUN itself failed)
     NOT_JUDGED = "not judged"  # the suite run gave no verdict (crashed, timed out)
@@ -160,6 +282,9 @@ class Failure:
     check: str
     cause: str | None
     line: str
+    names_it: bool = False  # the line names the mutated thing
+    fault: str | None = None  # the kind of fault its cause claims (Fault), if any
+    contradicted: list[str] = field(default_factory=list)  # what it advises to install that the image has
 
 
 @dataclass
@@ -284,8 +409,31 @@ class FileTrace:
                 continue
             if not (st.st_mode & 0o170000 == 0o100000):  # regular files only: whiteouts and devices are no target
                 continue
-            used.append(UsedFile(path, st.st_size, bool(st.st_mode & 0o111), owners.get(path)))
+            found = self.layers[index] / path
+            used.append(UsedFile(path, st.st_size, bool(st.st_mode & 0o111), owners.get(path), _library(found), _config(path, found)))
         return used
+
+
+def _library(found: Path) -> str | None:
+    """A shared library's ELF class and machine (what another library must share to replace it)."""
+    if ".so" not in found.name:
+        return None
+    with found.open("rb") as f:
+        head = f.read(20)
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    return f"{head[4]}/{int.from_bytes(head[18:20], 'little' if head[5] == 1 else 'big')}"
+
+
+def _config(path: str, found: Path) -> str | None:
+    """A text configuration's text (UTF-8, no NUL), else None."""
+    if not CONFIG_FILE.search(path):
+        return None
+    data = found.read_bytes()
+    try:
+        return None if b"\0" in data else data.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def owners_of(layers: list[Path]) -> dict[str, str]:
@@ -318,10 +466,12 @@ def not_mutated_because(used: UsedFile) -> str | None:
 
 
 def plan(used: list[UsedFile], count: int, seed: int) -> list[Mutant]:
-    """`count` mutants spread over the components the checks use (one file of each in turn, so a
-    component of many files does not crowd out the others) and over the kinds of defect (each
-    file gets the kind used least so far that applies to it: the few programs get the program
-    kinds), in an order fixed by `seed`."""
+    """`count` mutants: first one of each kind of defect that applies to some file (so that every
+    operator is drawn on every image that has what it needs: a library with a stand-in, a
+    configuration, a tool whose words are known; the rarest drawn first), then spread over the components the checks use
+    (one file of each in turn, so a component of many files does not crowd out the others) and
+    over the kinds (each file gets the kind used least so far that applies to it), in an order
+    fixed by `seed`."""
     rng = random.Random(seed)
     by_component: dict[str, list[UsedFile]] = {}
     for f in used:
@@ -332,17 +482,61 @@ def plan(used: list[UsedFile], count: int, seed: int) -> list[Mutant]:
         rng.shuffle(files)
     used_kinds = dict.fromkeys(Kind, 0)
     mutants: list[Mutant] = []
-    planted: set[tuple[Kind, str]] = set()
+
+    def take(kind: Kind, f: UsedFile) -> None:
+        by_component[f.component].remove(f)
+        used_kinds[kind] += 1
+        mutants.append(_mutant(f"m{len(mutants) + 1:02d}", kind, f, used, rng))
+
+    fitting = {kind: [f for component in components for f in by_component[component] if _fits(kind, f, used)] for kind in Kind}
+    for kind in sorted(Kind, key=lambda k: len(fitting[k])):  # the rarest first: the files they need are few
+        free = [f for f in fitting[kind] if f in by_component[f.component]]
+        if free and len(mutants) < count:
+            take(kind, rng.choice(free))
     while len(mutants) < count and any(by_component.values()):
         for component in components:
             if len(mutants) >= count or not by_component[component]:
                 continue
-            f = by_component[component].pop()
-            kind = min((k for k in Kind if k.applies_to(f) and (k, _target(k, f)) not in planted), key=used_kinds.get)
-            used_kinds[kind] += 1
-            planted.add((kind, _target(kind, f)))
-            mutants.append(Mutant(f"m{len(mutants) + 1:02d}", kind, _target(kind, f), component))
+            f = by_component[component][-1]
+            kinds = [k for k in Kind if _fits(k, f, used) and (k, _target(k, f)) not in {(m.kind, m.path) for m in mutants}]
+            if kinds:
+                take(min(kinds, key=used_kinds.get), f)
+            else:
+                by_component[component].pop()
     return mutants
+
+
+def _fits(kind: Kind, f: UsedFile, used: list[UsedFile]) -> bool:
+    return kind.applies_to(f) and (kind is not Kind.REPLACE_LIBRARY or bool(_donors(f, used)))
+
+
+def _donors(library: UsedFile, used: list[UsedFile]) -> list[UsedFile]:
+    """The libraries of other components, of its class and machine, that could stand in its place."""
+    return [f for f in used if f.library == library.library and f.component != library.component]
+
+
+def _mutant(id: str, kind: Kind, f: UsedFile, used: list[UsedFile], rng: random.Random) -> Mutant:
+    """The mutant of `kind` of `f`, with what it plants drawn by `rng`."""
+    mutant = Mutant(id, kind, _target(kind, f), f.component)
+    if kind is Kind.REPLACE_LIBRARY:
+        donor = rng.choice(_donors(f, used)).path
+        return replace(mutant, donor=donor, detail=f"replaced by /{donor}")
+    if kind is Kind.CONFIG_CUT_SHORT:
+        half = len(f.config.rstrip("\n")) // 2  # the line the middle falls in, cut in its own middle
+        start = f.config.rfind("\n", 0, half) + 1
+        end = f.config.find("\n", half)
+        cut = start + max(1, ((end if end >= 0 else len(f.config)) - start) // 2)
+        return replace(mutant, content=f.config[:cut], detail=f"cut short: {cut} of {len(f.config)} characters kept")
+    if kind is Kind.CONFIG_NAMES_NOTHING:
+        value = rng.choice(_named_values(f.config))
+        named = PurePosixPath(value.group(1))
+        nothing = str(named.with_name("rendergate-none-" + named.name)) if named.name else "/rendergate-none"
+        return replace(mutant, content=f.config[:value.start(1)] + nothing + f.config[value.end(1):],
+                       detail=f"{value.group(1)} changed to {nothing}")
+    if kind is Kind.TOOL_REFUSES:
+        return replace(mutant, content=refusing_wrapper(f.name, "/" + f.path + REAL),
+                       detail=f"a wrapper that refuses the first option it is given, in {f.name}'s words")
+    return mutant
 
 
 def _target(kind: Kind, used: UsedFile) -> str:
@@ -376,19 +570,63 @@ CLAIMS_NOTHING = (None, "command-failed", "timeout", "below-threshold", "regress
 STILL_FINE = (verdicts.Outcome.PASSED, verdicts.Outcome.UNSUPPORTED, verdicts.Outcome.UNDECIDED, verdicts.Outcome.HOST_BUSY)
 
 
-def judge_mutant(mutant: Mutant, baseline: dict, verdict: dict) -> tuple[Finding, list[Failure]]:
-    """Detected when a check that did not fail on the good image fails here. Then each failure's
-    line either names the mutant (its file, package or component), claims nothing (an unknown
-    cause), or names another cause: one such line is enough to mislead a reviewer (another
-    cause); else one naming it makes it root-caused."""
-    failures = [Failure(c["check"] + (f"[{c['item']}]" if c.get("item") else ""), c.get("cause"),
-                        c.get("message") or f"({c['outcome']})") for c in newly_wrong(baseline, verdict)]
+# "install P", "pip install P", "apt-get install P", and a package named in parentheses after the
+# words ("install its package (driver dummy: xserver-xorg-video-dummy)"); never "reinstall P" nor
+# "pip install --force-reinstall P".
+ADVISED = re.compile(r"(?<![-\w])install (?!-)(?P<what>[A-Za-z0-9][\w.+-]*)(?:[^:;()]*\((?:[^():]*:\s*)?(?P<named>[a-z0-9][\w.+-]*)\))?")
+NOT_A_NAME = {"it", "its", "the", "an", "a", "one", "another", "them"}
+
+
+def advised_installs(line: str) -> list[str]:
+    """The packages or distributions a line advises to install."""
+    found = []
+    for advice in ADVISED.finditer(line):
+        found += [w.rstrip(".,") for w in (advice["what"], advice["named"]) if w and w.rstrip(".,").lower() not in NOT_A_NAME]
+    return found
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_of(layers: list[Path]) -> set[str]:
+    """The Debian packages (dpkg's status, "install ok installed") and Python distributions (their
+    dist-info folders) an image has, read from its layers (normalised names)."""
+    names: set[str] = set()
+    status = next((layer / "var/lib/dpkg/status" for layer in layers if (layer / "var/lib/dpkg/status").is_file()), None)
+    if status is not None:
+        for stanza in status.read_text(errors="replace").split("\n\n"):
+            package = re.search(r"^Package: (\S+)", stanza, re.M)
+            if package and re.search(r"^Status: install ok installed$", stanza, re.M):
+                names.add(_normal(package.group(1)))
+    for layer in layers:
+        names |= {_normal(d.name.split("-")[0]) for d in layer.glob("**/*.dist-info") if d.is_dir()}
+    return names
+
+
+def judge_mutant(mutant: Mutant, baseline: dict, verdict: dict, installed: set[str]) -> tuple[Finding, list[Failure]]:
+    """Detected when a check that did not fail on the good image fails here. Then, strictly: a line
+    that advises installing what the image has is wrong advice; a line that names another cause
+    misleads (another cause); a line that names the mutant and the right kind of fault root-causes
+    it; one that names it as another kind of fault is the wrong kind; else the cause is unknown."""
+    failures = []
+    for c in newly_wrong(baseline, verdict):
+        line = c.get("message") or f"({c['outcome']})"
+        fault = FAULT_OF_CAUSE.get(c.get("cause"))
+        failures.append(Failure(c["check"] + (f"[{c['item']}]" if c.get("item") else ""), c.get("cause"), line,
+                                mutant.named_in(line), fault.value if fault else None,
+                                [w for w in advised_installs(line) if _normal(w) in installed]))
     if not failures:
         return Finding.UNDETECTED, failures
-    if any(not mutant.named_in(f.line) and f.cause not in CLAIMS_NOTHING for f in failures):
+    if any(f.contradicted for f in failures):
+        return Finding.WRONG_ADVICE, failures
+    if any(not f.names_it and f.cause not in CLAIMS_NOTHING for f in failures):
         return Finding.OTHER_CAUSE, failures
-    if any(mutant.named_in(f.line) for f in failures):
+    right = {fault.value for fault in mutant.kind.faults(mutant.path)}
+    if any(f.names_it and f.fault in right for f in failures):
         return Finding.ROOT_CAUSED, failures
+    if any(f.names_it and f.fault for f in failures):
+        return Finding.WRONG_KIND, failures
     return Finding.UNKNOWN_CAUSE, failures
 
 
@@ -465,12 +703,16 @@ class Mutation:
         root_caused = [r for r in detected if r.finding is Finding.ROOT_CAUSED]
         return {"mutants": len(self.results), "judged": len(judged), "detected": len(detected),
                 "root_caused": len(root_caused),
+                "wrong_kind": sum(r.finding is Finding.WRONG_KIND for r in detected),
                 "another_cause": sum(r.finding is Finding.OTHER_CAUSE for r in detected),
+                "wrong_advice": sum(r.finding is Finding.WRONG_ADVICE for r in detected),
                 "detected_share": round(len(detected) / len(judged), 3) if judged else None,
                 "root_caused_share": round(len(root_caused) / len(detected), 3) if detected else None}
 
     def to_json(self) -> dict:
         data = asdict(self)
+        for result in data["results"]:
+            del result["mutant"]["content"]  # the planted file: its detail says what it is
         data["scores"] = self.scores()
         return data
 
@@ -514,10 +756,11 @@ def mutate(engine: Engine, suite: Suite, image: str, count: int, seed: int, work
         if mutation.baseline_failures:
             say(f"the good image already fails {', '.join(mutation.baseline_failures)}: mutants are judged by the other checks")
         aliases = trace.link_names()
+        installed = installed_of(layers)
         mutants = [replace(m, aliases=tuple(sorted(aliases.get(m.path, ())))) for m in plan(candidates, count, seed)]
         save(mutation)
         for number, mutant in enumerate(mutants, 1):
-            result = _try(engine, suite, mutant, info, f"{repository}:{mutant.id}", work, baseline)
+            result = _try(engine, suite, mutant, info, f"{repository}:{mutant.id}", work, baseline, installed)
             mutation.results.append(result)
             save(mutation)
             said = f"; {result.failures[0].line}" if result.failures else (f": {result.note}" if result.note else "")
@@ -531,7 +774,8 @@ def mutate(engine: Engine, suite: Suite, image: str, count: int, seed: int, work
     return mutation
 
 
-def _try(engine: Engine, suite: Suite, mutant: Mutant, info: dict, tag: str, work: Path, baseline: dict) -> MutantResult:
+def _try(engine: Engine, suite: Suite, mutant: Mutant, info: dict, tag: str, work: Path, baseline: dict,
+         installed: set[str]) -> MutantResult:
     started = time.monotonic()
 
     def result(finding: Finding, failures: list[Failure] | None = None, note: str = "") -> MutantResult:
@@ -540,7 +784,7 @@ def _try(engine: Engine, suite: Suite, mutant: Mutant, info: dict, tag: str, wor
     try:
         try:
             built, _ = engine.client.images.build(
-                fileobj=io.BytesIO(mutant.dockerfile(info["Id"], info["Config"].get("User") or "").encode()),
+                fileobj=io.BytesIO(mutant.context(info["Id"], info["Config"].get("User") or "")), custom_context=True,
                 tag=tag, rm=True, forcerm=True)
         except docker.errors.BuildError as e:
             return result(Finding.NOT_BUILT, note=str(e).splitlines()[0][:200])
@@ -549,7 +793,7 @@ def _try(engine: Engine, suite: Suite, mutant: Mutant, info: dict, tag: str, wor
         verdict = suite.run(tag, built.id, work / mutant.id)
         if verdict is None:
             return result(Finding.NOT_JUDGED, note=f"the suites gave no complete verdict: see {work / mutant.id / 'pytest.log'}")
-        return result(*judge_mutant(mutant, baseline, verdict))
+        return result(*judge_mutant(mutant, baseline, verdict, installed))
     finally:
         _remove(engine, tag)
 

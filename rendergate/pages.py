@@ -248,7 +248,7 @@ MUTATION_CSS = """
 .rg-mutants { border-collapse: collapse; font: 13px sans-serif; }
 .rg-mutants th, .rg-mutants td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
 .rg-root-caused { background: #c8f0c8; } .rg-unknown-cause { background: #fbe3a4; }
-.rg-another-cause, .rg-undetected { background: #f5b5b5; } .rg-not-built, .rg-not-judged { background: #eee; color: #777; }
+.rg-another-cause, .rg-undetected, .rg-wrong-advice { background: #f5b5b5; } .rg-wrong-kind { background: #fbd3a4; } .rg-not-built, .rg-not-judged { background: #eee; color: #777; }
 """
 
 
@@ -260,14 +260,18 @@ def mutation_html(mutation: Mutation) -> str:
     def share(part: int, whole: int) -> str:
         return f"{part}/{whole} ({100 * part / whole:.0f}%)" if whole else "none"
 
-    ordered = sorted(mutation.results, key=lambda r: (r.finding is not Finding.UNDETECTED, r.finding is not Finding.OTHER_CAUSE, r.mutant.id))
+    worst = (Finding.UNDETECTED, Finding.WRONG_ADVICE, Finding.OTHER_CAUSE, Finding.WRONG_KIND)
+    ordered = sorted(mutation.results, key=lambda r: (worst.index(r.finding) if r.finding in worst else len(worst), r.mutant.id))
     rows = []
     for r in ordered:
-        lines = "".join(f"<li><b>{escape(f.check)}</b>: {escape(f.line)}</li>" for f in r.failures)
+        lines = "".join(f"<li><b>{escape(f.check)}</b>: {escape(f.line)}"
+                        + (f" <i>(the image has {escape(', '.join(f.contradicted))})</i>" if f.contradicted else "")
+                        + "</li>" for f in r.failures)
         said = f"<ul>{lines}</ul>" if lines else escape(r.note or "every check that did not fail on the good image passed")
         css = "rg-" + r.finding.value.replace(" ", "-")
         rows.append(f'<tr class="{css}" data-finding="{escape(r.finding.value)}"><td>{escape(r.mutant.id)}</td>'
-                    f"<td>{escape(r.mutant.kind.value)}</td><td><code>/{escape(r.mutant.path)}</code></td>"
+                    f"<td>{escape(r.mutant.kind.value)}</td><td><code>/{escape(r.mutant.path)}</code>"
+                    + (f"<br>{escape(r.mutant.detail)}" if r.mutant.detail else "") + "</td>"
                     f"<td>{escape(r.mutant.component)}</td><td>{escape(r.finding.value)}</td><td>{said}</td>"
                     f"<td>{r.seconds:.0f} s</td></tr>")
     excluded = "; ".join(f"{n} {why}" for why, n in mutation.not_mutated.items()) or "none"
@@ -279,8 +283,10 @@ def mutation_html(mutation: Mutation) -> str:
             f'<h1>rendergate mutate: {escape(mutation.variant)}</h1>'
             f'<div class="rg-banner {"rg-passed" if mutation.complete else "rg-partial"}" id="rg-banner">{escape(status)}</div>'
             f'<p id="rg-scores"><b>detected</b> {share(scores["detected"], scores["judged"])} of the mutants judged; '
-            f'<b>root-caused</b> {share(scores["root_caused"], scores["detected"])} of those detected; '
-            f'<b>another cause named</b>: {scores["another_cause"]}</p>'
+            f'<b>root-caused</b> {share(scores["root_caused"], scores["detected"])} of those detected (a line names the '
+            f'mutated file, a link to it, its package or wheel, and the kind of fault planted, and advises nothing the image '
+            f'contradicts); <b>named as another kind of fault</b>: {scores["wrong_kind"]}; <b>another cause named</b>: '
+            f'{scores["another_cause"]}; <b>wrong advice</b> (to install what the image has): {scores["wrong_advice"]}</p>'
             f'<p>Image {escape(mutation.image)} ({escape(mutation.image_id)}), seed {mutation.seed}, '
             f'{mutation.asked} mutants asked, {scores["mutants"]} planted. The suites on the good image: {baseline}. '
             f'They used {mutation.used_files} of its files, {mutation.mutable_files} of them mutable (in {mutation.components} '

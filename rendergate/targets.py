@@ -8,6 +8,7 @@ the end. Each worker keeps its files in a folder of its own (`slot`), and its ow
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -139,7 +140,7 @@ class Target:
         NVIDIA's CUDA forward-compatibility libraries (cuda-compat, under /usr/local/cuda*/compat)
         are meant to be in the image, and are not counted. Each listing must succeed: a broken
         tool (ldconfig, cat) fails the check, never reads as "nothing baked"."""
-        mounts = {line.split()[4] for line in self.check("cat /proc/self/mountinfo", "reading /proc/self/mountinfo")
+        mounts = {line.split()[4] for line in self.check("cat /proc/self/mountinfo", "cat /proc/self/mountinfo")
                   .stdout.splitlines() if len(line.split()) > 4}
         cache = self.check("ldconfig -p 2>/dev/null || /sbin/ldconfig -p", "ldconfig -p (the library path)").stdout
         found = [(m.group(1), m.group(2)) for m in re.finditer(r"^\s*(\S+) .* => (\S+)$", cache, re.M) if m.group(1) in names]
@@ -169,7 +170,7 @@ class Target:
         """run_probe(): its JSON result, or the diagnosed failure."""
         result = self.run_probe(name, *args, timeout=timeout)
         if result.rc != 0:
-            raise CheckFailed.of(diagnose(result.output, result.rc, f"the {name} probe", self.facts()))
+            raise CheckFailed.of(diagnose(result.output, result.rc, f"{self.python} {name}.py (the {name} probe)", self.facts()))
         return parse_probe_output(result.stdout)
 
     def _ensure_probes(self) -> None:
@@ -247,6 +248,73 @@ class LocalTarget(Target):
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _image_info(ref: str, image) -> dict:
+    """An image of the engine as verdicts name it."""
+    return {"ref": ref, "digest": image.id, "repo_digests": image.attrs.get("RepoDigests", [])}
+
+
+def _shell_fault(container, said: str) -> Diagnosis | None:
+    """Why the shell, or a tool it names in `said` ("id: Permission denied"), does not run, read
+    from outside (there is no shell inside to ask): the file it leads to, and what dpkg's own
+    lists and checksums say of it. None where no package ships it (an image built without a
+    shell: it needs one added, not one repaired)."""
+    try:
+        stream, _stat = container.get_archive("/var/lib/dpkg/info")
+        info = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
+    except (docker.errors.NotFound, tarfile.TarError):
+        return None
+    lists = {os.path.basename(m.name)[:-len(".list")]: set(info.extractfile(m).read().decode(errors="replace").splitlines())
+             for m in info.getmembers() if m.name.endswith(".list") and m.isfile()}
+    tools = re.findall(r"(?:^|: )([\w.+-]+): (?:Permission denied|not found|Exec format error)", said, re.M)
+    for path in ["/bin/sh", *(f"/usr/bin/{tool}" for tool in tools)]:
+        found = _packaged_file(container, path, info, lists)
+        if found:
+            return found
+    return None
+
+
+def _packaged_file(container, path: str, info: tarfile.TarFile, lists: dict[str, set[str]]) -> Diagnosis | None:
+    """What is wrong with the file `path` leads to (its links followed), by its package's list
+    and checksums; None when nothing is, or no package ships it."""
+    for _ in range(8):
+        try:
+            stream, _stat = container.get_archive(path)
+            member, data = _one_file(b"".join(stream))
+        except docker.errors.NotFound:
+            member, data = None, b""
+        if member is None or not member.issym():
+            break
+        path = os.path.normpath(os.path.join(os.path.dirname(path), member.linkname))
+    names = {path, path.removeprefix("/usr")}  # merged /usr: dash lists /bin/sh, the image has /usr/bin/sh
+    owner = next((name for name, listed in lists.items() if names & listed), None)
+    if owner is None:
+        return None
+    package = owner.split(":")[0]
+    fix = f"reinstall {package} (apt-get install --reinstall {package})"
+    if member is None:
+        return Diagnosis(Cause.TOOL_MISSING, f"{package} is installed but its file {path} is missing: {fix}")
+    try:
+        sums = info.extractfile(f"info/{owner}.md5sums").read().decode(errors="replace")
+    except KeyError:
+        sums = ""
+    want = dict(reversed(line.split(None, 1)) for line in sums.splitlines() if len(line.split(None, 1)) == 2)
+    expected = next((want[n.lstrip("/")] for n in names if n.lstrip("/") in want), None)
+    if not data or (expected and hashlib.md5(data).hexdigest() != expected):
+        return Diagnosis(Cause.FILE_DAMAGED, f"{package} is installed but its file {path} is not the package's own "
+                                             f"(it differs from its checksum: damaged or replaced): {fix}")
+    if not member.mode & 0o111:
+        return Diagnosis(Cause.FILE_DAMAGED, f"{path} of {package} is not executable: restore its mode (chmod +x) or {fix}")
+    return None
+
+
+def _one_file(archive: bytes) -> tuple[tarfile.TarInfo | None, bytes]:
+    """The one entry of an archive the engine gave of a path, and its bytes."""
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        member = next(iter(tar.getmembers()), None)
+        data = tar.extractfile(member).read() if member is not None and member.isfile() else b""
+    return member, data
+
+
 class DockerTarget(Target):
     """A running container of the variant's image, as the image's own user. Started by the engine
     (entrypoint replaced by the keep-alive command), shared by the run's workers."""
@@ -270,19 +338,25 @@ class DockerTarget(Target):
         return {"container": self.container.name}
 
     def image_info(self) -> dict:
-        started = self.container.image
-        return {"ref": self.image_ref, "digest": started.id, "repo_digests": started.attrs.get("RepoDigests", [])}
+        return _image_info(self.image_ref, self.container.image)
 
     @classmethod
     def start(cls, engine: Engine, variant: Variant, image: str, run_id: str, owner: str, log_dir: Path,
               default_timeout: float, gpus: bool = False, runtime: str | None = None) -> "DockerTarget":
         """A new container of `image`, labelled as the run's (owner: the run's controlling process)."""
-        container = engine.start(variant, image, run_id, owner, gpus=gpus, log_dir=log_dir, runtime=runtime)
+        try:
+            container = engine.start(variant, image, run_id, owner, gpus=gpus, log_dir=log_dir, runtime=runtime)
+        except EngineError as e:
+            try:
+                known = _image_info(image, engine.client.images.get(image))
+            except docker.errors.DockerException:  # not in the engine: no image to name
+                known = None
+            raise EngineError(str(e), known, e.cause) from None
         try:
             return cls(variant, container, default_timeout)
-        except EngineError:
+        except EngineError as e:
             engine.remove(container.id)
-            raise
+            raise EngineError(str(e), _image_info(image, container.image), e.cause) from None
 
     @classmethod
     def attach(cls, variant: Variant, handle: dict, default_timeout: float) -> "DockerTarget":
@@ -309,8 +383,11 @@ class DockerTarget(Target):
         code, out = self.container.exec_run(["/bin/sh", "-c", "id -u && id -g"])
         ids = out.decode(errors="replace").split()
         if code != 0 or len(ids) != 2 or not all(i.isdigit() for i in ids):
-            raise EngineError(f"{self.image_ref} has no usable /bin/sh ({last_line(out.decode(errors='replace'))}): "
-                              "rendergate runs every check through /bin/sh and coreutils inside the image; "
+            said = f"{self.image_ref} has no usable /bin/sh ({last_line(out.decode(errors='replace'))})"
+            broken = _shell_fault(self.container, out.decode(errors='replace'))
+            if broken:
+                raise EngineError(f"{said}: {broken.message}", cause=broken.cause)
+            raise EngineError(f"{said}: rendergate runs every check through /bin/sh and coreutils inside the image; "
                               "add a shell (e.g. busybox) to the image to validate it")
         uid, gid = int(ids[0]), int(ids[1])
         folders = " ".join(worker_folder(n) for n in range(max(worker_count(), self.slot + 1)))

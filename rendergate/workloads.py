@@ -41,9 +41,13 @@ def sources(target) -> str:
 
 
 def _cycles_command(target, out: str, first: int, last: int, total: int, size: str, samples: int,
-                    threads: int, device: str) -> str:
-    return (f"{target.python} {sources(target)}/cycles_scene.py --frames {first}-{last} --total {total} "
-            f"--size {size} --samples {samples} --threads {threads} --device {device} --out {out} >/dev/null")
+                    threads: int, device: str, runner: str = "") -> str:
+    # bpy logs to stdout, progress and errors alike: kept in a log, its error lines said on stderr (a
+    # render that falls back, e.g. without colour management, exits 0 and says why only there).
+    log = f"{out}/render-{first}-{last}.log"
+    return (f"{{ {runner}{target.python} {sources(target)}/cycles_scene.py --frames {first}-{last} --total {total} "
+            f"--size {size} --samples {samples} --threads {threads} --device {device} --out {out} > {log}; status=$?; "
+            f"grep -E '\\b(ERROR|Error)\\b' {log} >&2; exit $status; }}")
 
 
 def render_frames(target, out: str, total: int, size: str, samples: int, threads: int = 0,
@@ -51,7 +55,7 @@ def render_frames(target, out: str, total: int, size: str, samples: int, threads
     """Frames of the canonical Cycles animation, one process, as out/frame_0001.png ..."""
     first, last = frames or (1, total)
     return target.check(f"mkdir -p {out} && " + _cycles_command(target, out, first, last, total, size, samples,
-                                                               threads, device), "the Cycles render")
+                                                               threads, device), "the Cycles render (Python with bpy)")
 
 
 def chunks(total: int, workers: int) -> list[tuple[int, int]]:
@@ -63,12 +67,12 @@ def chunks(total: int, workers: int) -> list[tuple[int, int]]:
 def render_frames_parallel(target, out: str, total: int, workers: int, size: str, samples: int) -> None:
     """The animation split over `workers` processes of one thread each (the render-farm pattern,
     one worker per core), in the chunks of chunks()."""
-    target.check(f"mkdir -p {out}", "making the output folder")
+    target.check(f"mkdir -p {out}", "mkdir (making the output folder)")
     # Worker i pinned to core i (mod the cores there), as one container per core would be.
-    _run_concurrently(target, [f"taskset -c $(( {i} % $(nproc) )) "
-                               + _cycles_command(target, out, first, last, total, size, samples, 1, "CPU")
+    _run_concurrently(target, [_cycles_command(target, out, first, last, total, size, samples, 1, "CPU",
+                                               runner=f"taskset -c $(( {i} % $(nproc) )) ")
                                for i, (first, last) in enumerate(chunks(total, workers))],
-                      f"the parallel Cycles render ({workers} workers)")
+                      f"the parallel Cycles render ({workers} Pythons with bpy)")
 
 
 def _run_concurrently(target, commands: list[str], what: str) -> None:
@@ -90,14 +94,14 @@ def _manim_command(target, quality: str, media_dir: str, scene: str, output: str
 
 
 def _manim_video(target, media_dir: str, output: str) -> str:
-    found = target.check(f"find {shlex.quote(media_dir)} -name {output} -not -path '*partial*'", "finding the Manim video")
+    found = target.check(f"find {shlex.quote(media_dir)} -name {output} -not -path '*partial*'", "find (looking for the Manim video)")
     return found.stdout.split()[0]
 
 
 def render_manim(target, quality: str, media_dir: str, scene: str = "CanonicalScene") -> str:
     """A scene of fixtures/workloads/manim_scene.py at `quality` (e.g. 480p15); returns the video's path."""
     output = f"{scene}.mp4"
-    target.check(_manim_command(target, quality, media_dir, scene, output), f"the Manim scene {scene} at {quality}")
+    target.check(_manim_command(target, quality, media_dir, scene, output), f"manim render (the scene {scene} at {quality})")
     return _manim_video(target, media_dir, output)
 
 
@@ -105,7 +109,7 @@ def render_manim_parts_parallel(target, quality: str, media_dir: str, scenes: li
     """Each scene (a part of the video) rendered by its own job at once, then concatenated with
     ffmpeg into `video`: the way a long Manim video is split across parallel jobs."""
     _run_concurrently(target, [_manim_command(target, quality, f"{media_dir}/{s}", s, f"{s}.mp4") + " >/dev/null 2>&1"
-                               for s in scenes], f"the parallel Manim render ({len(scenes)} jobs)")
+                               for s in scenes], f"manim render ({len(scenes)} parallel jobs)")
     parts = [f"file '{_manim_video(target, f'{media_dir}/{s}', f'{s}.mp4')}'" for s in scenes]
     target.check(f"printf '%s\\n' {' '.join(shlex.quote(p) for p in parts)} > {media_dir}/parts.txt && "
                  f"ffmpeg -v error -nostdin -y -f concat -safe 0 -i {media_dir}/parts.txt -c copy {video}",
@@ -113,10 +117,10 @@ def render_manim_parts_parallel(target, quality: str, media_dir: str, scenes: li
 
 
 def encode(target, source: str, encoder: str, out: str) -> None:
-    target.check(f"ffmpeg -v error -nostdin -y -i {source} -c:v {encoder} {out}", f"encoding with {encoder}")
+    target.check(f"ffmpeg -v error -nostdin -y -i {source} -c:v {encoder} {out}", f"ffmpeg encoding with {encoder}")
 
 
 def make_source(target, out: str, size: str, frames: int, fps: int = 30) -> None:
     """A lossless synthetic source clip, so that only the encoder under test is timed."""
     target.check(f"mkdir -p $(dirname {out}) && ffmpeg -v error -nostdin -y -f lavfi -i testsrc2=size={size}:rate={fps} "
-                 f"-frames:v {frames} -c:v ffv1 {out}", "making the encode source")
+                 f"-frames:v {frames} -c:v ffv1 {out}", "ffmpeg (making the encode source)")

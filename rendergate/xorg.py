@@ -110,7 +110,7 @@ def _start(target, want_nvidia: bool) -> XServer:
     conf, log, said = f"{work}/xorg.conf", f"{work}/Xorg.log", f"{work}/Xorg.out"
     target.require_tool("Xorg")
     target.require_tool("xdpyinfo")  # how the start below knows the server is up (x11-utils)
-    target.check(f"mkdir -p {work} && printf '%s' {shlex.quote(xorg_conf(driver, bus_id))} > {conf}", "writing xorg.conf")
+    target.check(f"mkdir -p {work} && printf '%s' {shlex.quote(xorg_conf(driver, bus_id))} > {conf}", "printf (writing xorg.conf)")
     # Xorg stays in the background; wait until a client can connect or it dies.
     started = target.run(
         f"setsid Xorg {display} -config {conf} -logfile {log} -noreset -nolisten tcp "

@@ -55,7 +55,7 @@ def test_encoder_session_cap(target, gpus, requirement, figures, not_on_this_gpu
     target.check(f"rm -rf {folder} && mkdir -p {folder} && for i in $(seq {tries}); do "
                  f"(ffmpeg -hide_banner -nostdin -re -f lavfi -i testsrc2=size=640x360:rate=30 -t {SESSION_SECONDS} "
                  f"-c:v {requirement} -f null - > {folder}/$i.log 2>&1; echo $? > {folder}/$i.rc) & done; wait",
-                 f"{tries} concurrent {requirement} sessions", timeout=SESSION_SECONDS * 10)
+                 f"ffmpeg: {tries} concurrent {requirement} sessions", timeout=SESSION_SECONDS * 10)
     logs = [(int(target.run(f"cat {folder}/{i}.rc").stdout.strip() or 1), target.run(f"cat {folder}/{i}.log").stdout)
             for i in range(1, tries + 1)]
     opened = sum(1 for rc, _ in logs if rc == 0)
@@ -63,7 +63,7 @@ def test_encoder_session_cap(target, gpus, requirement, figures, not_on_this_gpu
     figures("sessions", {"gpu": gpu.name, "expected_cap": expected, "tried": tries, "opened": opened, "refused": refused})
     other = next(((rc, log) for rc, log in logs if rc != 0 and not SESSION_REFUSED.search(log)), None)
     if other:
-        raise CheckFailed.of(diagnose(other[1], other[0], f"one of {tries} concurrent {requirement} sessions", target.facts()))
+        raise CheckFailed.of(diagnose(other[1], other[0], f"ffmpeg: one of {tries} concurrent {requirement} sessions", target.facts()))
     if expected is not None and opened != expected:
         raise CheckFailed(Cause.SESSION_LIMIT, f"{opened} concurrent {requirement} sessions opened on {gpu.name}, "
                                                f"{refused} refused; the capability table expects a cap of {expected} "

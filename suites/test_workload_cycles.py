@@ -27,17 +27,17 @@ GPU_CPU_TOLERANCE = 8.0
 
 def render(target, requirement, device: str, name: str):
     out = f"{target.workdir}/{name}"
-    target.check(f"rm -rf {out}", "cleaning")
-    render_frames(target, out, 1, requirement["size"], requirement["samples"], device=device)
-    return load_image(target.fetch(f"{out}/frame_0001.png")), f"{out}/frame_0001.png"
+    target.check(f"rm -rf {out}", "rm -rf (cleaning)")
+    said = render_frames(target, out, 1, requirement["size"], requirement["samples"], device=device).output
+    return load_image(target.fetch(f"{out}/frame_0001.png")), said
 
 
 def test_cycles_frame_on_cpu(target, requirement, compare):
     """One Cycles frame on the CPU, matched against its reference."""
-    picture, _ = render(target, requirement, "CPU", "cycles-cpu")
+    picture, said = render(target, requirement, "CPU", "cycles-cpu")
     require_not_blank(picture, "the Cycles frame")
     compare("cycles-frame-cpu", picture, load_reference(cycles_reference(requirement["size"], requirement["samples"])),
-            REFERENCE_TOLERANCE, "the Cycles CPU frame")
+            REFERENCE_TOLERANCE, "the Cycles CPU frame", said)
 
 
 @pytest.mark.needs_gpu
@@ -46,9 +46,9 @@ def test_cycles_gpu_speedup(target, variant, requirement, speed_gate, measure, c
     """The Cycles frame on the GPU backend, timed against the CPU: the same picture, faster."""
     backend = variant.requirements["cycles_devices"][0]
     cpu, _ = render(target, requirement, "CPU", "cycles-cpu")
-    gpu, _ = render(target, requirement, backend, f"cycles-{backend}")
+    gpu, said = render(target, requirement, backend, f"cycles-{backend}")
     require_not_blank(gpu, f"the Cycles {backend} frame")
-    compare(f"cycles-frame-{backend}", gpu, cpu, GPU_CPU_TOLERANCE, f"the {backend} frame against the CPU one")
+    compare(f"cycles-frame-{backend}", gpu, cpu, GPU_CPU_TOLERANCE, f"the {backend} frame against the CPU one", said)
     base, cand = measure(lambda: render(target, requirement, "CPU", "cycles-cpu"),
                          lambda: render(target, requirement, backend, f"cycles-{backend}"),
                          variant.thresholds.get("repeats", 3), warm_up=lambda: None)

@@ -95,11 +95,11 @@ def test_manim_parts_rendered_in_parallel(target, variant, run_config, speed_gat
     whole = {}
 
     def serial():
-        target.check(f"rm -rf {media}/whole", "cleaning")
+        target.check(f"rm -rf {media}/whole", "rm -rf (cleaning)")
         whole["video"] = render_manim(target, quality, f"{media}/whole")
 
     def parallel():
-        target.check(f"rm -rf {media}/parts", "cleaning")
+        target.check(f"rm -rf {media}/parts", "rm -rf (cleaning)")
         render_manim_parts_parallel(target, quality, f"{media}/parts", PARTS, stitched)
 
     base, cand = measure(serial, parallel, variant.thresholds.get("repeats", 3))

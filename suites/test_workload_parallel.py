@@ -57,11 +57,11 @@ def test_parallel_render_and_stitch(target, variant, requirement, speed_gate, me
                                          'combine = "rendergate" in workloads.parallel_frames')
 
     def serial():
-        target.check(f"rm -rf {serial_dir}", "cleaning")
+        target.check(f"rm -rf {serial_dir}", "rm -rf (cleaning)")
         render_frames(target, serial_dir, total, size, samples, threads=1)
 
     def parallel():
-        target.check(f"rm -rf {parallel_dir}", "cleaning")
+        target.check(f"rm -rf {parallel_dir}", "rm -rf (cleaning)")
         render_frames_parallel(target, parallel_dir, total, workers, size, samples)
 
     def warm_up():  # one frame per worker, all at once: every core busy before anything is timed

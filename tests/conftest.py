@@ -229,13 +229,19 @@ def base_image() -> str:
     return BASE_IMAGE
 
 
-@pytest.fixture(scope="session")
-def good_images(engine, base_image, tmp_path_factory) -> dict[str, str]:
-    """Every variant's image, built from images/ (a docker cache hit once `make build` ran)."""
+def built_images(engine, tmp_path_factory, names: set[str] | None = None) -> dict[str, str]:
+    """The variants' images (those of `names`, else all), built from images/ (a docker cache hit
+    once `make build` ran)."""
     extra_ca = os.environ.get("RENDERGATE_EXTRA_CA")
     logs = tmp_path_factory.mktemp("build-logs")
     return {name: engine.build(v, logs, BASE_IMAGE, Path(extra_ca) if extra_ca else None)
-            for name, v in load_variants(ROOT / "images").items() if v.needs_image}
+            for name, v in load_variants(ROOT / "images").items() if v.needs_image and (names is None or name in names)}
+
+
+@pytest.fixture(scope="session")
+def good_images(engine, base_image, tmp_path_factory) -> dict[str, str]:
+    """Every variant's image."""
+    return built_images(engine, tmp_path_factory)
 
 
 def _derived_image(engine, folder: Path, kind: str):

@@ -265,3 +265,85 @@ def test_an_ffmpeg_without_one_of_its_own_features_is_not_compiled_in(said, word
     line = next(line for line in output.splitlines() if said in line)
     d = classify(line, NO_GPU)
     assert d.cause is Cause.FEATURE_NOT_COMPILED and d.message.startswith(words), d
+
+
+def capture(name: str) -> str:
+    return (CAPTURES / "cpu-host" / name).read_text()
+
+
+@pytest.mark.parametrize("name, cause, words", [
+    # the dynamic loader: a library without the version node its user needs, or of the other architecture
+    ("glibc2.36-version-not-found-zlib-replaced.txt", Cause.LIBRARY_WRONG_VERSION,
+     ["/lib/x86_64-linux-gnu/libz.so.1 lacks the version ZLIB_1.2.0.2", "libavformat.so.59"]),
+    ("glibc2.36-wrong-elf-class-zlib-i386.txt", Cause.LIBRARY_WRONG_VERSION, ["libz.so.1 is a library of another architecture"]),
+    # TeX's format and files
+    ("pdftex1.40.24-mathtex-latex-fmt-written-by-tex.txt", Cause.LIBRARY_WRONG_VERSION,
+     ["/var/lib/texmf/web2c/pdftex/latex.fmt was written by tex", "fmtutil-sys --byfmt latex"]),
+    ("pdftex1.40.24-mathtex-latex-fmt-truncated.txt", Cause.FILE_DAMAGED,
+     ["/var/lib/texmf/web2c/pdftex/latex.fmt is cut short", "fmtutil-sys --byfmt latex"]),
+    ("pdftex1.40.24-mathtex-latex-fmt-of-luahbtex.txt", Cause.FILE_DAMAGED, ["latex.fmt does not load", "fmtutil-sys --byfmt latex"]),
+    ("pdftex1.40.24-mathtex-standalone-cls-truncated.txt", Cause.FILE_DAMAGED,
+     ["/usr/share/texlive/texmf-dist/tex/latex/standalone/standalone.cls ends too early", "reinstall"]),
+    # config files that do not parse
+    ("fontconfig2.14.1-fonts-conf-truncated.txt", Cause.CONFIG_INVALID, ["/etc/fonts/fonts.conf does not parse", "line 94"]),
+    ("xorg1.21-conf-d-unknown-keyword.txt", Cause.CONFIG_INVALID,
+     ["/etc/X11/xorg.conf.d/20-typo.conf does not parse", "\"Optin\" is not a valid keyword"]),
+    ("vulkan-loader1.3.239-icd-json-truncated.txt", Cause.CONFIG_INVALID, ["/usr/share/vulkan/icd.d/lvp_icd.x86_64.json does not parse"]),
+    ("manim0.22-default-cfg-truncated.txt", Cause.CONFIG_INVALID, ["manim/_config/default.cfg does not parse", "line 49"]),
+    # tools refusing an option
+    ("xorg1.21-unrecognized-option.txt", Cause.FEATURE_NOT_COMPILED, ["Xorg does not know the option -nosuchopt"]),
+    ("dvisvgm3.0.3-unknown-option.txt", Cause.FEATURE_NOT_COMPILED, ["dvisvgm does not know the option --nosuchopt"]),
+    ("pdftex1.40.24-unknown-option.txt", Cause.FEATURE_NOT_COMPILED, ["latex does not know the option --nosuchopt"]),
+    ("python3.11-unknown-option.txt", Cause.FEATURE_NOT_COMPILED, ["python does not know the option -Q"]),
+    ("glxinfo8.5.0-unknown-option.txt", Cause.FEATURE_NOT_COMPILED, ["glxinfo does not know the option -nosuchopt"]),
+    # Python modules
+    ("python3.11-manim-module-truncated.txt", Cause.FILE_DAMAGED,
+     ["/opt/venv/lib/python3.11/site-packages/manim/utils/color/core.py does not compile"]),
+    ("python3.11-manim-module-emptied.txt", Cause.LIBRARY_WRONG_VERSION,
+     ["manim.utils.color.core (/opt/venv/lib/python3.11/site-packages/manim/utils/color/core.py) lacks ManimColor"]),
+])
+def test_the_fault_kind_is_part_of_the_cause(name, cause, words):
+    """Real outputs with a file missing, damaged, of another version, misconfigured or a tool
+    without an option (how each was made: tests/data/captures/README.md): the cause says which
+    kind, the line names the file or tool."""
+    d = diagnose(capture(name), 1, "the tool", NO_GPU)
+    assert d.cause is cause, d
+    for word in words:
+        assert word in d.message, d
+
+
+def test_a_file_blamed_for_its_kind_is_held_to_the_image():
+    """Lines that name a package's file carry it for rendergate.advice: the library by its name,
+    any other file by its path."""
+    assert classify(capture("glibc2.36-version-not-found-zlib-replaced.txt"), NO_GPU).missing.name == "libz.so.1"
+    assert classify(capture("fontconfig2.14.1-fonts-conf-truncated.txt"), NO_GPU).missing.name == "/etc/fonts/fonts.conf"
+    cls = classify(capture("pdftex1.40.24-mathtex-standalone-cls-truncated.txt"), NO_GPU).missing
+    assert cls.kind == "file" and cls.name.endswith("/standalone/standalone.cls")
+
+
+def test_a_program_killed_by_sigbus_is_a_file_cut_short_under_it():
+    """Real: ffmpeg encoding while its libx264 was truncated in place; the shell said "Bus error",
+    exit 135. Without the shell's words the exit status alone tells, naming what ran."""
+    d = diagnose(capture("dash0.5.12-ffmpeg5.1-sigbus-libx264-truncated.txt"), 135, "encoding with libx264", NO_GPU)
+    assert d.cause is Cause.FILE_DAMAGED and "SIGBUS" in d.message
+    quiet = diagnose("", 135, "encoding with libx264 (ffmpeg)", NO_GPU)
+    assert quiet.cause is Cause.FILE_DAMAGED and quiet.message.startswith("encoding with libx264 (ffmpeg) crashed with SIGBUS")
+
+
+def test_an_icd_json_that_names_a_library_not_there_is_named():
+    """Real: the Vulkan loader asked for its driver messages too (VK_LOADER_DEBUG=error,warn,driver)
+    names the ICD JSON before the library it could not open; the line names both, and carries the
+    JSON for rendergate.advice to tell a deleted library from a JSON that names one wrong. Never
+    "install mesa-vulkan-drivers": it is installed (tests/test_advice.py holds the line to the image)."""
+    d = classify(capture("vulkan-loader1.3.239-icd-json-names-missing-library.txt"), NO_GPU)
+    assert d.message.startswith("the ICD JSON /usr/share/vulkan/icd.d/lvp_icd.x86_64.json names the Vulkan driver "
+                                "/usr/lib/x86_64-linux-gnu/libvulkan_nosuch.so, which is not there"), d
+    assert (d.missing.name, d.missing.named_by) == ("libvulkan_nosuch.so", "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json")
+    assert "install mesa-vulkan-drivers" not in d.message
+
+
+def test_a_missing_latex_file_is_advised_by_its_own_name():
+    """The advice for a missing .sty names that file, never another's package (standalone.cls's)."""
+    d = classify("! LaTeX Error: File `amsmath.sty' not found.\n", NO_GPU)
+    assert d.message.endswith("install the TeX Live package that ships it (apt-file search amsmath.sty names it)")
+    assert classify("! You do not have package siunitx installed\n", NO_GPU).missing.name == "siunitx.sty"

@@ -1,0 +1,222 @@
+"""Advice held to the image (rendergate.advice), in real containers of the dev images: where a
+check's line would advise installing a package, that package is installed here and one of its
+files is planted missing or changed; the check (or the real tool) runs, its diagnosis goes
+through advice.checked() as a failed check's line does (fixtures/outcomes.py), and the image
+itself (dpkg, its Python's metadata) is asked: the line never advises installing what the image
+has, and it names the package to reinstall."""
+from __future__ import annotations
+
+import io
+import shlex
+import uuid
+from contextlib import contextmanager
+
+import pytest
+
+from rendergate.advice import checked
+from rendergate.diagnosis import CheckFailed, Diagnosis, diagnose
+from rendergate.engine import EngineError, owner_label
+from rendergate.manifest import load_variant
+from rendergate.mutation import advised_installs
+from rendergate.targets import DockerTarget
+from rendergate.xorg import start_x
+from suites.test_egl_vulkan import egl_devices, vulkan_devices
+
+from conftest import ROOT, built_images
+
+LIB = "/usr/lib/x86_64-linux-gnu"
+LVP_JSON = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"
+EGL_JSON = "/usr/share/glvnd/egl_vendor.d/50_mesa.json"
+SITE = "/opt/venv/lib/python3.11/site-packages"
+TEX = "/usr/share/texlive/texmf-dist/tex/"
+GLXINFO = "/usr/bin/glxinfo.x86_64-linux-gnu"  # /usr/bin/glxinfo links to it
+
+
+@pytest.fixture(scope="module")
+def dev_target(engine, base_image, tmp_path_factory):
+    """One container per dev image, shared by the module's tests (each puts back what it planted)."""
+    images = built_images(engine, tmp_path_factory, {"manim", "xorg-glx"})
+    opened: dict[str, DockerTarget] = {}
+
+    def open_target(name: str) -> DockerTarget:
+        if name not in opened:
+            opened[name] = DockerTarget.start(engine, load_variant(ROOT / "images" / name), images[name],
+                                              f"advice-{uuid.uuid4().hex[:8]}", owner_label(),
+                                              tmp_path_factory.mktemp("advice"), default_timeout=120)
+        return opened[name]
+
+    yield open_target
+    for opened_target in opened.values():
+        engine.remove(opened_target.container.id)
+
+
+def as_root(target: DockerTarget, command: str) -> None:
+    code, out = target.container.exec_run(["/bin/sh", "-c", command], user="0")
+    assert code == 0, out.decode(errors="replace")
+
+
+@contextmanager
+def planted(target: DockerTarget, paths: list[str], fault: str):
+    """`fault` run as root; the files and folders `paths` it changes are put back afterwards."""
+    kept = " ".join(shlex.quote(p) for p in paths)
+    as_root(target, f"tar -cf /var/tmp/kept.tar {kept} 2>/dev/null && {fault}")
+    try:
+        yield
+    finally:
+        as_root(target, f"rm -rf {kept} && tar -xpf /var/tmp/kept.tar -C / && rm /var/tmp/kept.tar")
+        target.memo.pop("xserver", None)  # an X server that did not come up is tried anew
+
+
+def failed_check(check, target: DockerTarget) -> Diagnosis:
+    """The diagnosis a check raises, held to the image as its one-line report is."""
+    with pytest.raises(CheckFailed) as failure:
+        check(target)
+    return checked(failure.value.diagnosis, target)
+
+
+def tool_said(command: str, what: str):
+    """A check that runs the real tool in the target and diagnoses what it says."""
+    def run(target: DockerTarget):
+        result = target.run(command)
+        assert result.rc != 0, result.output
+        raise CheckFailed.of(diagnose(result.output, result.rc, what, target.facts()))
+    return run
+
+
+def has(target: DockerTarget, name: str) -> bool:
+    """Whether the image has the Debian package or Python distribution `name` (asked of it)."""
+    return target.run(f"dpkg-query -W -f='${{db:Status-Status}}' {shlex.quote(name)} 2>/dev/null | grep -qx installed || "
+                      f"{target.python} -c 'import importlib.metadata as m; m.version(\"{name}\")' 2>/dev/null").rc == 0
+
+
+LATEX = ("cd /var/tmp && printf '%s\\n' '\\documentclass{article}' '\\usepackage{PKG}' '\\begin{document}x\\end{document}' "
+         "> advice.tex && latex -interaction=nonstopmode -halt-on-error advice.tex")
+
+# (variant, what is put back, the fault, the check, the package to reinstall, the cause, words)
+CASES = {
+    # _no_graphics_driver: "install mesa-vulkan-drivers" / "install libegl-mesa0" for a software device
+    "vulkan-icd-json-removed": ("xorg-glx", ["/usr/share/vulkan/icd.d"], "rm /usr/share/vulkan/icd.d/*.json",
+                                vulkan_devices, "mesa-vulkan-drivers", "system-library-missing",
+                                ["/usr/share/vulkan/icd.d/", "is missing (and 3 more)"]),
+    "egl-vendor-json-removed": ("xorg-glx", [EGL_JSON], f"rm {EGL_JSON}", egl_devices, "libegl-mesa0",
+                                "system-library-missing", [EGL_JSON, "is missing"]),
+    # glvnd keeps silent about the library its JSON names: the JSON, not its package's own, tells
+    "egl-vendor-json-names-missing-library": ("xorg-glx", [EGL_JSON], f"sed -i s/libEGL_mesa/libEGL_nosuch/ {EGL_JSON}",
+                                              egl_devices, "libegl-mesa0", "file-damaged", [EGL_JSON, "not the package's own"]),
+    # _vulkan_driver_failed / _cannot_load: the driver's own library, "install mesa-vulkan-drivers"
+    "vulkan-driver-library-removed": ("xorg-glx", [f"{LIB}/libvulkan_lvp.so"], f"rm {LIB}/libvulkan_lvp.so", vulkan_devices,
+                                      "mesa-vulkan-drivers", "system-library-missing", [f"{LIB}/libvulkan_lvp.so is missing"]),
+    "vulkan-icd-json-names-missing-library": ("xorg-glx", [LVP_JSON], f"sed -i s/libvulkan_lvp/libvulkan_nosuch/ {LVP_JSON}",
+                                              vulkan_devices, "mesa-vulkan-drivers", "config-invalid",
+                                              [f"the ICD JSON {LVP_JSON} names the Vulkan driver {LIB}/libvulkan_nosuch.so",
+                                               f"its file {LVP_JSON} is not the package's own"]),
+    # _cannot_load: Mesa's driver ("install libgl1-mesa-dri"), a library it needs ("the package that ships it")
+    "mesa-driver-removed": ("xorg-glx", [f"{LIB}/dri/swrast_dri.so"], f"rm {LIB}/dri/swrast_dri.so", egl_devices,
+                            "libgl1-mesa-dri", "system-library-missing", ["swrast_dri.so is missing"]),
+    "mesa-driver-dependency-removed": ("xorg-glx", [f"{LIB}/libdrm_radeon.so.1.0.1"], f"rm {LIB}/libdrm_radeon.so.1.0.1",
+                                       egl_devices, "libdrm-radeon1", "system-library-missing",
+                                       ["cannot load: libdrm_radeon.so.1", "libdrm_radeon.so.1.0.1 is missing"]),
+    # tool_missing "install it", and advice's PACKAGE_OF_TOOL "install P (it ships X)"
+    "tool-removed": ("xorg-glx", ["/usr/bin/vulkaninfo"], "rm /usr/bin/vulkaninfo", vulkan_devices, "vulkan-tools",
+                     "tool-missing", ["/usr/bin/vulkaninfo is missing"]),
+    "tool-removed-from-its-file-list": ("xorg-glx", ["/usr/bin/vulkaninfo", "/var/lib/dpkg/info/vulkan-tools.list"],
+                                        "rm /usr/bin/vulkaninfo && sed -i '\\|^/usr/bin/vulkaninfo$|d' "
+                                        "/var/lib/dpkg/info/vulkan-tools.list", vulkan_devices, "vulkan-tools", "tool-missing",
+                                        ["vulkan-tools is installed but its file list names no vulkaninfo"]),
+    # Xorg: "install its package (driver dummy: xserver-xorg-video-dummy)", "install xkb-data (xkeyboard-config)"
+    "xorg-driver-removed": ("xorg-glx", ["/usr/lib/xorg/modules/drivers/dummy_drv.so"],
+                            "rm /usr/lib/xorg/modules/drivers/dummy_drv.so", lambda t: start_x(t, False),
+                            "xserver-xorg-video-dummy", "system-library-missing", ["dummy_drv.so is missing"]),
+    "xkb-rules-removed": ("xorg-glx", ["/usr/share/X11/xkb/rules/evdev"], "rm /usr/share/X11/xkb/rules/evdev",
+                          lambda t: start_x(t, False), "xkb-data", "data-files-missing", ["/usr/share/X11/xkb/rules/evdev is missing"]),
+    # "install the TeX Live package that ships it": the one of that file
+    "latex-package-removed": ("manim", [TEX + "latex/amsmath", TEX + "latex-dev/amsmath"],
+                              f"rm -r {TEX}latex/amsmath {TEX}latex-dev/amsmath",
+                              tool_said(LATEX.replace("PKG", "amsmath"), "latex"), "texlive-latex-base",
+                              "latex-package-missing", ["amsmath/amsmath.sty is missing"]),
+    # the dynamic loader's "install the package that ships it", of a program's library
+    "program-library-removed": ("manim", [f"{LIB}/libx264.so.164"], f"rm {LIB}/libx264.so.164",
+                                tool_said("ffmpeg -hide_banner -version", "ffmpeg -version"), "libx264-164",
+                                "system-library-missing", ["libx264.so.164 missing in the image (needed by ffmpeg)"]),
+    # "pip install it": the module's distribution is installed
+    "python-module-removed": ("manim", [f"{SITE}/manimpango"], f"rm -r {SITE}/manimpango",
+                              tool_said("/opt/venv/bin/python -c 'import manimpango'", "import manimpango"), "ManimPango",
+                              "python-module-missing", ["the distribution ManimPango is installed", "manimpango/__init__.py"]),
+    # "install the package that ships it", of a library a wheel bundles
+    "wheel-library-removed": ("manim", [f"{SITE}/av.libs"], f"rm {SITE}/av.libs/libavformat-*",
+                              tool_said("/opt/venv/bin/python -c 'import av'", "import av"), "av",
+                              "system-library-missing", ["the wheel av bundles it", "is missing"]),
+    # diagnose()'s unknown cause: the program that failed without a word, and what it loads, held to
+    # their packages: here a stand-in for the program
+    "program-replaced-by-a-stand-in": ("xorg-glx", [GLXINFO], f"printf '#!/bin/sh\\nexit 1\\n' > {GLXINFO}",
+                                       tool_said("glxinfo -B", "glxinfo -B"), "mesa-utils-bin", "file-damaged",
+                                       ["glxinfo -B failed (exit 1", f"its file {GLXINFO} is not the package's own"]),
+    # the loader's "undefined symbol" names the user (a program by its bare name, a library by its
+    # path), never the library that lacks it; its soname's file is found through ldd's real paths
+    "library-replaced-under-a-bare-program": ("xorg-glx", [f"{LIB}/libGL.so.1.7.0"],
+                                              f"cat {LIB}/libGLdispatch.so.0.0.0 > {LIB}/libGL.so.1.7.0",
+                                              tool_said("LD_BIND_NOW=1 glxinfo -B", "glxinfo -B"), "libgl1",
+                                              "library-wrong-version",
+                                              ["glxinfo needs the symbol", f"its file {LIB}/libGL.so.1.7.0 is not the package's own"]),
+    # a library replaced by one that needs libraries of its own folder (a wheel's): the loader
+    # names one of those as missing, needed by the program; the program's own libraries say which
+    # is not its package's own
+    "library-replaced-by-one-that-needs-others": ("manim", [f"{LIB}/libpostproc.so.56.6.100"],
+                                                  f"cat {SITE}/av.libs/libavformat-*.so* > {LIB}/libpostproc.so.56.6.100",
+                                                  tool_said("ffmpeg -hide_banner -version", "ffmpeg -version"), "libpostproc56",
+                                                  "file-damaged", ["missing in the image (needed by ffmpeg)",
+                                                                   f"its file {LIB}/libpostproc.so.56.6.100 is not the package's own"]),
+    "library-replaced-under-a-library": ("manim", [f"{LIB}/libflite_cmu_us_rms.so.2.2"],
+                                         f"cat {LIB}/libflite_cmu_us_awb.so.2.2 > {LIB}/libflite_cmu_us_rms.so.2.2",
+                                         tool_said("ffmpeg -hide_banner -version", "ffmpeg -version"), "libflite1",
+                                         "library-wrong-version",
+                                         ["libavfilter.so.8 needs the symbol",
+                                          f"its file {LIB}/libflite_cmu_us_rms.so.2.2 is not the package's own"]),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_no_line_advises_installing_what_the_image_has(name, dev_target):
+    variant, kept, fault, check, package, cause, words = CASES[name]
+    image = dev_target(variant)
+    assert has(image, package)
+    with planted(image, kept, fault):
+        d = failed_check(check, image)
+    assert [what for what in advised_installs(d.message) if has(image, what)] == [], d.line()
+    assert f"reinstall {package}" in d.message and d.cause.value == cause, d.line()
+    for word in words:
+        assert word in d.message, d.line()
+
+
+def test_a_latex_package_no_package_of_the_image_ships_is_named_by_that_file(dev_target):
+    """Where no installed package ships the file, the image cannot say which would: the line says
+    how to find it, and names no package that ships another file (texlive-latex-extra, installed)."""
+    image = dev_target("manim")
+    d = failed_check(tool_said(LATEX.replace("PKG", "nosuchpkg"), "latex"), image)
+    assert d.message == ("LaTeX package nosuchpkg.sty missing: install the TeX Live package that ships it "
+                         "(apt-file search nosuchpkg.sty names it)"), d.line()
+    assert [what for what in advised_installs(d.message) if has(image, what)] == []
+
+
+@pytest.mark.parametrize("fault, cause, words", [
+    ('["/usr/bin/truncate", "-s", "0", "/usr/bin/dash"]', "file-damaged", ["has no usable /bin/sh", "dash is installed but its file /bin/dash is not the "
+                                                                     "package's own", "reinstall dash"]),
+    ('["/usr/bin/chmod", "a-x", "/usr/bin/id"]', "file-damaged", ["/usr/bin/id of coreutils is not executable", "reinstall coreutils"]),
+])
+def test_an_image_whose_shell_does_not_run_is_read_from_outside(fault, cause, words, engine, base_image, tmp_path_factory):
+    """Real: an image whose /bin/sh (or a tool every check's shell runs first) is broken has no
+    shell to ask: the engine's archive of its files and dpkg's lists and checksums say which file
+    of which package, and the line says to reinstall that, not to add a shell."""
+    good = built_images(engine, tmp_path_factory, {"xorg-glx"})["xorg-glx"]
+    dockerfile = f"FROM {good}\nUSER root\nRUN {fault}\n"  # exec form: the shell itself may be what is broken
+    built, _ = engine.client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True, forcerm=True)
+    try:
+        with pytest.raises(EngineError) as failure:
+            DockerTarget.start(engine, load_variant(ROOT / "images" / "xorg-glx"), built.id, f"advice-{uuid.uuid4().hex[:8]}",
+                               owner_label(), tmp_path_factory.mktemp("shell"), default_timeout=120)
+        assert failure.value.cause.value == cause and failure.value.image["digest"] == built.id, str(failure.value)
+        for word in words:
+            assert word in str(failure.value)
+        assert "add a shell" not in str(failure.value)
+    finally:
+        engine.client.images.remove(built.id, force=True)
