@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 
-from .diagnosis import Cause, Diagnosis, Missing
+from .diagnosis import CONFIG_FILE, Cause, Diagnosis, Missing, is_nvidia_file
 from .parsers import parse_probe_output
 
 # Where an import name is not its distribution's name and the image cannot say (not installed):
@@ -28,6 +29,7 @@ PACKAGE_OF_TOOL = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg", "latex": "texlive-la
                    "xelatex": "texlive-xetex", "glxinfo": "mesa-utils", "glxgears": "mesa-utils", "eglinfo": "mesa-utils",
                    "vulkaninfo": "vulkan-tools", "xdpyinfo": "x11-utils", "x11vnc": "x11vnc", "Xorg": "xserver-xorg-core",
                    "xwd": "x11-apps", "xwdtopnm": "netpbm", "pnmtopng": "netpbm"}
+TEX_FILE = re.compile(r"\.(sty|cls|fd|def|clo|tex|cfg|ldf)$")
 # What images leave out of their packages (rm -rf /usr/share/doc/*, dpkg's path-exclude: images/*/Dockerfile),
 # which no program needs.
 DOCUMENTATION = re.compile(r"/usr/share/(?:doc|man|info|locale|lintian|doc-base|bug)(?:/|$)")
@@ -38,7 +40,7 @@ class Packaged:
     """A file an installed package's file list names, and what became of it in the image."""
     package: str
     path: str
-    state: str  # "ok", "gone" (deleted), "damaged" (differs from the package's checksum, or empty)
+    state: str  # "ok", "gone" (deleted), "damaged" (differs from the package's checksum, or empty), "unreadable"
     conffile: bool = False  # a conffile (/etc): dpkg keeps its changes on a plain reinstall
 
 
@@ -66,6 +68,7 @@ def _packaged_script(pattern: str, lists: str, most: int) -> str:
             "if [ -d \"$path\" ]; then continue; fi; "
             "conf=$(grep -F \" $path \" /var/lib/dpkg/status 2>/dev/null | head -1 | cut -d' ' -f3); kind=${conf:++conf}; "
             "if [ ! -e \"$path\" ]; then echo \"gone$kind $pkg $path\"; continue; fi; "
+            "if [ ! -r \"$path\" ]; then echo \"unreadable$kind $pkg $path\"; continue; fi; "
             "sums=/var/lib/dpkg/info/$pkg.md5sums; want=$(grep \" ${path#/}$\" \"$sums\" 2>/dev/null | cut -d' ' -f1); "
             "want=${want:-$conf}; "
             "if [ ! -s \"$path\" ]; then echo \"damaged$kind $pkg $path\"; "
@@ -82,7 +85,7 @@ def packaged(target, pattern: str, lists: str = "*", most: int = 3) -> list[Pack
         state, _, rest = line.partition(" ")
         state, conf, _ = state.partition("+")
         package, _, path = rest.partition(" ")
-        if state in ("ok", "gone", "damaged") and path:
+        if state in ("ok", "gone", "damaged", "unreadable") and path:
             found.append(Packaged(package.split(":")[0], path, state, bool(conf)))
     return found
 
@@ -96,7 +99,8 @@ def _reinstall(diagnosis: Diagnosis, missing: Missing, broken: list[Packaged]) -
                                                 "or of another version)"
     more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
     kept = diagnosis.cause in (Cause.LIBRARY_WRONG_VERSION, Cause.CONFIG_INVALID)
-    cause = Cause.FILE_DAMAGED if p.state == "damaged" and not kept else diagnosis.cause
+    changed = Cause.CONFIG_INVALID if CONFIG_FILE.search(p.path) else Cause.FILE_DAMAGED  # a configuration changed: misconfigured
+    cause = changed if p.state == "damaged" and not kept else diagnosis.cause
     # dpkg restores a conffile only when told to (checked in rendergate/manim:dev on /etc/fonts/fonts.conf)
     options = " -o Dpkg::Options::=--force-confask,confnew,confmiss" if p.conffile else ""
     return replace(diagnosis, cause=cause, message=f"{missing.said}: {p.package} is installed but its file {p.path} is "
@@ -130,6 +134,10 @@ def checked(diagnosis: Diagnosis, target) -> Diagnosis:
             return _needs(diagnosis, target, missing)
         if missing.kind == "program":
             return _program(diagnosis, target, missing)
+        if missing.kind == "mode":
+            return _mode(diagnosis, target, missing)
+        if missing.kind == "imported":
+            return _imported(diagnosis, target, missing)
         if missing.kind == "module":
             return _module(diagnosis, target, missing)
         if missing.kind == "package":
@@ -141,18 +149,27 @@ def checked(diagnosis: Diagnosis, target) -> Diagnosis:
 
 def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     found = packaged(target, _pattern([missing.name]))
+    unreadable = [p for p in found if p.state == "unreadable"]
+    if unreadable:  # there and maybe intact: the image's user may not read it
+        p = unreadable[0]
+        mode = target.run(f"stat -c '%A %U' {shlex.quote(p.path)}", timeout=60).stdout.strip()
+        return replace(diagnosis, cause=Cause.FILE_DAMAGED,
+                       message=f"{missing.said}: {p.path} of {p.package} is there but not readable by the image's user "
+                               f"({mode}): make it readable (chmod a+r {p.path})")
     broken = [p for p in found if p.state != "ok"]
     if broken:
         return _reinstall(diagnosis, missing, broken[:1])
     if missing.needed_by:  # no package lost it: what asks for it may not be its package's own (a library replaced
         # by one that needs others, which its new folder does not hold)
         name = shlex.quote(missing.needed_by)
-        replaced = [p for p in packaged(target, _pattern(_loaded(target, f"\"$(command -v {name} || echo {name})\"")), most=1000)
-                    if p.state == "damaged"]
+        replaced = [p for p in packaged(target, _pattern(_names(_loaded(target, f"\"$(command -v {name} || echo {name})\""))),
+                                        most=1000) if p.state == "damaged"]
         if replaced:
             return _reinstall(replace(diagnosis, cause=Cause.FILE_DAMAGED), missing, replaced[:1])
     if missing.named_by:
         return _named_by(diagnosis, target, missing, found)
+    if found and TEX_FILE.search(missing.name):  # TeX finds its files by kpathsea's search path, not PATH or ld.so's
+        return _tex_search(diagnosis, target, missing, found[0])
     if found:  # every file of it there and intact: installing it again changes nothing
         p = found[0]
         return replace(diagnosis, message=f"{missing.said}: {p.path} of {p.package} is there and intact, "
@@ -181,6 +198,25 @@ def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     return diagnosis
 
 
+def _tex_search(diagnosis: Diagnosis, target, missing: Missing, p: Packaged) -> Diagnosis:
+    """A TeX file its package holds intact, yet TeX fails on it: TeX reads another of its name (one
+    in texmf-local shadowing it), or its search path (texmf.cnf, a conffile) was changed."""
+    name = PurePosixPath(missing.name).name
+    read = target.run(f"kpsewhich {shlex.quote(name)}", timeout=60).stdout.strip()
+    if read.startswith("/") and read != p.path and not packaged(target, _pattern([read])):
+        return replace(diagnosis, message=f"{missing.said}: TeX reads {read}, which no package ships, in place of "
+                                          f"{p.path} of {p.package}: remove it (then mktexlsr)")
+    config = [c for c in packaged(target, _pattern(["texmf.cnf"])) if c.state != "ok"]
+    if config:
+        return _reinstall(replace(diagnosis, cause=Cause.CONFIG_INVALID), missing, config[:1])
+    if not read:  # its package's file is where it belongs: the search path does not reach it
+        return replace(diagnosis, cause=Cause.CONFIG_INVALID,
+                       message=f"{missing.said}: {p.path} of {p.package} is there and intact, yet TeX's search path does "
+                               f"not reach it (kpsewhich {name} finds nothing): check TEXINPUTS (kpsewhich -var-value "
+                               "TEXINPUTS) and /etc/texmf/web2c/texmf.cnf, then mktexlsr")
+    return diagnosis
+
+
 def _installed(target, package: str) -> bool:
     """Whether dpkg has `package` installed."""
     return target.run(f"dpkg-query -W -f='${{db:Status-Status}}' {shlex.quote(package)} 2>/dev/null", timeout=60) \
@@ -205,16 +241,34 @@ def _needs(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     loads (ldd) is not its package's own file."""
     name = shlex.quote(missing.name)
     loaded = _loaded(target, f"\"$(command -v {name} || echo {name})\"")
-    replaced = [p for p in packaged(target, _pattern(loaded), most=1000) if p.state == "damaged"] if loaded else []
-    return _reinstall(diagnosis, missing, replaced[:1]) if replaced else diagnosis
+    listed = packaged(target, _pattern(_names(loaded)), most=1000) if loaded else []
+    replaced = [p for p in listed if p.state == "damaged"]
+    if replaced:
+        return _reinstall(diagnosis, missing, replaced[:1])
+    known = {q.path for q in listed} | {"/usr" + q.path for q in listed}
+    for path in (p for p in loaded if p not in known and not is_nvidia_file(p.rsplit("/", 1)[1])):  # the host's driver: no package's
+        wheel = _wheel_of(target, path)  # no package's: a wheel's bundled library, or no one's at all
+        if wheel and wheel.get("damaged"):
+            return replace(diagnosis, message=f"{missing.said}: {path} is not the wheel {wheel['dist']}'s own (RECORD "
+                                              f"checksum): reinstall {wheel['dist']} (pip install --force-reinstall "
+                                              f"{wheel['dist']})")
+        if not wheel:
+            return replace(diagnosis, message=f"{missing.said}: of what it loads, {path} is no package's or wheel's "
+                                              "(put first by LD_LIBRARY_PATH, an rpath or ld.so.conf?): remove it, or what "
+                                              "puts it first")
+    return diagnosis
 
 
 def _loaded(target, path: str) -> list[str]:
     """The files of the libraries `path` (shell words) loads, as ldd resolves them: their real
-    names (libflite_cmu_us_rms.so.1 is the file libflite_cmu_us_rms.so.2.2, the one dpkg lists)."""
+    paths (libflite_cmu_us_rms.so.1 is the file libflite_cmu_us_rms.so.2.2, the one dpkg lists)."""
     listed = target.run(f"ldd {path} 2>/dev/null | while read -r name arrow file rest; do "
                         "[ \"$arrow\" = '=>' ] && [ -e \"$file\" ] && readlink -f \"$file\"; done", timeout=60).stdout
-    return sorted({line.rsplit("/", 1)[1] for line in listed.splitlines() if line.startswith("/")})
+    return sorted({line for line in listed.splitlines() if line.startswith("/")})
+
+
+def _names(paths: list[str]) -> list[str]:
+    return [p.rsplit("/", 1)[1] for p in paths]
 
 
 def _program(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
@@ -225,9 +279,45 @@ def _program(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     path = target.run(f"readlink -f \"$(command -v {name})\"", timeout=60).stdout.strip()
     if not path.startswith("/"):
         return diagnosis
-    damaged = [p for p in packaged(target, _pattern([path.rsplit("/", 1)[1], *_loaded(target, shlex.quote(path))]), most=1000)
+    damaged = [p for p in packaged(target, _pattern(_names([path, *_loaded(target, shlex.quote(path))])), most=1000)
                if p.state == "damaged"]
     return _reinstall(replace(diagnosis, cause=Cause.FILE_DAMAGED), missing, damaged[:1]) if damaged else diagnosis
+
+
+def _mode(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
+    """A program that lost its execute bit: the file its name leads to, and the package that ships it."""
+    name = shlex.quote(missing.name)  # command -v passes over a file that cannot run: PATH is searched by hand
+    path = target.run(f"case {name} in /*) readlink -f {name};; *) IFS=:; for d in $PATH; do "
+                      f"[ -e \"$d\"/{name} ] && readlink -f \"$d\"/{name} && break; done;; esac", timeout=60).stdout.strip()
+    found = packaged(target, _pattern([path])) if path.startswith("/") else []
+    if not found:
+        return diagnosis
+    p = found[0]
+    return replace(diagnosis, message=f"{missing.said}: {p.path} of {p.package}: restore its mode (chmod 0755 {p.path}) "
+                                      f"or reinstall {p.package} (apt-get install --reinstall {p.package})")
+
+
+def _imported(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
+    """A Python module that lacks what its users take from it: imported from a file no installed
+    distribution ships (a path entry or a .pth puts it first), or from its distribution's own
+    file, changed; else of a version its users do not accept (pip check)."""
+    name = missing.name
+    where = target.run(f"{target.python} -c 'import {name}; print({name}.__file__)' 2>/dev/null", timeout=60).stdout.strip()
+    if where.startswith("/"):
+        wheel = _wheel_of(target, where)
+        if wheel is None and not packaged(target, _pattern([where])):
+            return replace(diagnosis, message=f"{missing.said}: {name} is imported from {where}, which no installed "
+                                              "distribution ships (a path entry or a .pth puts it first): remove it, or "
+                                              "what puts it first")
+        if wheel and wheel.get("damaged"):
+            return replace(diagnosis, cause=Cause.FILE_DAMAGED,
+                           message=f"{missing.said}: {wheel['damaged'][0]} is not the wheel {wheel['dist']}'s own (RECORD "
+                                   f"checksum): reinstall {wheel['dist']} (pip install --force-reinstall {wheel['dist']})")
+    said = target.run(f"{target.python} -m pip check 2>/dev/null", timeout=120).stdout
+    conflict = next((line.strip() for line in said.splitlines() if re.search(rf"\b{re.escape(name)}\b", line, re.I)), None)
+    if conflict:
+        return replace(diagnosis, message=f"{missing.said}: pip check: {conflict.rstrip('.')}: make the versions match")
+    return diagnosis
 
 
 def _package(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:

@@ -59,7 +59,9 @@ class Missing:
     """What a diagnosis blames, for its advice to be held to the image before it is shown
     (rendergate.advice): no line may say "install P" of a P the image has."""
     kind: str  # "library", "tool", "file" (a name, or an absolute path), "module" (a Python import name),
-    # "needs" (a file that lacks a symbol: what it loads is suspect), "program" (one that failed, no reason given)
+    # "needs" (a file that lacks a symbol: what it loads is suspect), "program" (one that failed, no reason
+    # given), "mode" (a program that is not executable), "imported" (a Python module that lacks what is
+    # taken from it)
     name: str  # libcairo.so.2, dvisvgm, standalone.cls, /usr/share/X11/xkb/rules/evdev, cairo
     said: str  # the diagnosis without its advice: "system library libcairo.so.2 missing in the image"
     # The manifest that names a library that is not there (an ICD JSON): its package's own file, or
@@ -284,6 +286,31 @@ def crashed_on_a_mapped_file(what: str = "a program") -> Diagnosis:
 ENCODER_CONFIGURE = {"nvenc": "--enable-nvenc", "libx264": "--enable-libx264 --enable-gpl", "libx265": "--enable-libx265 --enable-gpl"}
 
 
+# A text configuration: what a tool reads to find its parts (by name, or anywhere under /etc).
+CONFIG_FILE = re.compile(r"\.(conf|cfg|cnf|ini|json|xml|toml|ya?ml)$|^/?etc/")
+
+
+def not_their_own(faults: list[dict], count: int) -> Diagnosis:
+    """Files of installed packages that are missing or not what their package's checksum says
+    (rendergate/probes/files_intact.py): the first, and how many more; reinstall its owner."""
+    first = faults[0]
+    path, owner = first["path"], first["owner"]
+    name = PurePosixPath(path).name
+    if first["state"] == "missing":
+        cause = (Cause.SYSTEM_LIBRARY_MISSING if ".so" in name else Cause.TOOL_MISSING if "/bin/" in path
+                 else Cause.PYTHON_MODULE_MISSING if name.endswith(".py") else Cause.DATA_FILES_MISSING)
+        what = "is missing"
+    else:
+        cause = Cause.CONFIG_INVALID if CONFIG_FILE.search(path) else Cause.FILE_DAMAGED
+        what = "is not the package's own (it differs from its checksum: damaged, replaced or changed)"
+    others = [f["path"] for f in faults[1:3] if f["owner"] == owner]
+    more = f" (and {count - 1} more{': ' + ', '.join(others) if others else ''}{', ...' if count - 1 > len(others) else ''})" \
+        if count > 1 else ""
+    fix = (f"pip install --force-reinstall {owner}" if first["by"] == "wheel" else f"apt-get install --reinstall {owner}")
+    kind = "the wheel" if first["by"] == "wheel" else "the package"
+    return Diagnosis(cause, f"{path} of {kind} {owner} {what}{more}: reinstall {owner} ({fix})")
+
+
 def encoder_not_compiled(encoder: str) -> Diagnosis:
     family = "nvenc" if "nvenc" in encoder else encoder
     configure = ENCODER_CONFIGURE.get(family, f"--enable-{family}" if family.startswith("lib") else "")
@@ -392,10 +419,16 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     # A TeX file that ends before its conditionals or arguments do: cut short. TeX's line does not
     # name it; rendergate/probes/mathtex.py adds the file TeX had just read to its end
     # (tests/data/captures/cpu-host/pdftex1.40.24-mathtex-standalone-cls-truncated.txt).
-    (re.compile(r"! (?P<why>Incomplete \\if\w*; all text was ignored after line \d+|File ended while scanning use of [^\n]*?)\.?\n"
-                r"\(after (?P<file>/\S+)\)"),
+    (re.compile(r"! (?P<why>Incomplete \\if\w*; all text was ignored after line \d+|File ended while scanning (?:use|definition) of "
+                r"[^\n]*?)\.?\n\(after (?P<file>/\S+)\)"),
      lambda m, f: blaming(Cause.FILE_DAMAGED, "file", m.group("file"),
                           f"the TeX file {m.group('file')} ends too early ({m.group('why')}: cut short)",
+                          "reinstall the TeX Live package that ships it")),
+    # The same in Manim's log, which keeps TeX's line but not what it read: the file its macro names
+    # (\KV@standalone.cls@math), found by the search path TeX uses (rendergate.advice asks kpsewhich).
+    (re.compile(r"File ended while scanning (?:use|definition) of \\[^\n]*?(?P<file>[\w-]+\.(?:cls|sty))"),
+     lambda m, f: blaming(Cause.FILE_DAMAGED, "file", m.group("file"),
+                          f"the TeX file {m.group('file')} ends too early (File ended while scanning its definitions: cut short)",
                           "reinstall the TeX Live package that ships it")),
     (re.compile(r"You do not have package (?P<pkg>\S+?) installed|File [`'](?P<pkg2>[^'`]+\.(?:cls|sty))' not found"),
      lambda m, f: blaming(Cause.LATEX_PACKAGE_MISSING, "file", m.group("pkg2") or f"{m.group('pkg')}.sty",
@@ -507,6 +540,18 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     (re.compile(r"configparser\.\w*Error: (?P<why>[^\n']*?):? '(?P<file>/[^']+)'(?:\n\s*\[line\s+(?P<line>\d+)\])?"),
      lambda m, f: config_invalid(m.group("file"), m.group("why") + (f", line {m.group('line')}" if m.group("line") else ""),
                                  "Python's configparser")),
+    # A file the check's user may not read (a mode or owner left by the image's build).
+    (re.compile(r"PermissionError: \[Errno 13\] Permission denied: '(?P<file>/[^']+)'"),
+     lambda m, f: blaming(Cause.FILE_DAMAGED, "file", m.group("file"),
+                          f"{m.group('file')} is not readable by the image's user (Permission denied)",
+                          "make it readable (chmod a+r), or run as its owner")),
+    # A module that lacks what its users take from it: shadowed by another of its name (a path
+    # entry put first), or of another version (rendergate.advice asks where it is imported from
+    # and what pip check says).
+    (re.compile(r"AttributeError: (?:module '(?P<mod>[\w.]+)'|'(?P<cls>[\w]+)\.[\w.]+' object) has no attribute '(?P<attr>\w+)'"),
+     lambda m, f: blaming(Cause.LIBRARY_WRONG_VERSION, "imported", (m.group("mod") or m.group("cls")).split(".")[0],
+                          f"the Python module {(m.group('mod') or m.group('cls')).split('.')[0]} lacks {m.group('attr')}, "
+                          "which its users take from it", "install versions that match (pip check names them)")),
     (re.compile(r"ModuleNotFoundError: No module named '(?P<mod>[\w.]+)'"),
      lambda m, f: blaming(Cause.PYTHON_MODULE_MISSING, "module", m.group("mod"),
                           f"Python module {m.group('mod')} missing in the image", "pip install it")),
@@ -520,8 +565,9 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     (re.compile(r"(?:^|\n)Bus error(?: \(core dumped\))?[ \t]*(?:\n|$)"), lambda m, f: crashed_on_a_mapped_file()),
     # A program that lost its execute bit, in a shell's words.
     (re.compile(r"(?:^|\n)(?:/bin/sh: \d+: |sh: \d+: )(?P<file>[^:\s]+): (?P<why>Permission denied)"),
-     lambda m, f: Diagnosis(Cause.FILE_DAMAGED, f"{m.group('file')} is not executable in the image (Permission denied): "
-                                                "restore its mode (chmod +x) or reinstall the package that ships it")),
+     lambda m, f: blaming(Cause.FILE_DAMAGED, "mode", m.group("file"),
+                          f"{m.group('file')} is not executable in the image (Permission denied)",
+                          "restore its mode (chmod +x) or reinstall the package that ships it")),
     (re.compile(r"(?P<lib>[\w.+-]+\.so[\w.]*): cannot open shared object file"),
      lambda m, f: blaming(Cause.SYSTEM_LIBRARY_MISSING, "library", m.group("lib"),
                           f"system library {m.group('lib')} missing in the image", "install the package that ships it")),

@@ -37,6 +37,7 @@ from inotify_simple import INotify, flags
 
 from . import verdict as verdicts
 from .assets import SUITES
+from .diagnosis import CONFIG_FILE
 from .engine import Engine
 from .manifest import Variant
 
@@ -55,7 +56,9 @@ SHARED_FOLDERS = re.compile(r"(s?bin|lib(32|64|exec)?|share|include|etc|usr|loca
 # Names too common to count as naming a file ("__init__.py" names nothing in particular).
 VAGUE_NAMES = {"__init__", "main", "index", "config", "default", "common", "base", "utils", "core", "data"}
 MIN_NAME = 2
+MIN_OWNER = 4  # a package name stripped of "lib" shorter than this is too common a word (x11, ssl, gl)
 RUN_TIMEOUT = 1800  # one variant suite on one mutant, at most (seconds)
+READS_EVERY_FILE = "reads_every_file"  # the mark of checks that read every file of the image (files_intact)
 
 
 class Fault(str, Enum):
@@ -75,8 +78,6 @@ FAULT_OF_CAUSE = {
     "file-damaged": Fault.DAMAGED, "library-wrong-version": Fault.WRONG_VERSION,
     "feature-not-compiled": Fault.NOT_COMPILED, "config-invalid": Fault.MISCONFIGURED,
 }
-# A text configuration file: what a tool reads to find its parts (by name, or anywhere under /etc).
-CONFIG_FILE = re.compile(r"\.(conf|cfg|cnf|ini|json|xml|toml|ya?ml)$|^etc/")
 # A value of a configuration that names a file or a folder: an absolute path, or a file name of the
 # kinds configurations name (a library, a JSON manifest, a font, a TeX file).
 NAMED_VALUE = re.compile(r"(?<![\w./$-])(/(?:[\w.+-]+/)*[\w.+-]+|[\w+-]+(?:\.[\w+-]+)*\.(?:so(?:\.\d+)*|json|conf|ttf|otf|ttc|pfb|sty|cls))"
@@ -246,22 +247,33 @@ class Mutant:
 
     def names(self) -> set[str]:
         """Words that name what was mutated: its file name (and a library's soname stem), its
-        folder for a deleted folder, its package or component with and without version and prefix."""
+        folder for a deleted folder, and its owner's names (owner_names)."""
         path = PurePosixPath(self.path)
         found = {path.name, *self.aliases}
         if ".so" in path.name:
             found.add(path.name.split(".so")[0] + ".so")
         elif "." in path.name:
             found.add(path.name.rsplit(".", 1)[0])
+        if not _telling(path.name) and len(path.parts) > 1:  # av/__init__.py: its folder tells which
+            found.add(f"{path.parent.name}/{path.name}")
+        return {n.lower() for n in found if _telling(n)} | self.owner_names()
+
+    def owner_names(self) -> set[str]:
+        """Its package or component, with and without version and prefix ("libx11-6", "libx11";
+        never a bare "x11", which names a folder too)."""
         bare = re.sub(r"[-_.]\d[\d.]*(-\d+)?$", "", self.component)
-        found |= {self.component, bare, re.sub(r"^(lib|python3-)", "", bare)}
-        return {n.lower() for n in found if len(n) >= MIN_NAME and n.lower() not in VAGUE_NAMES}
+        stripped = re.sub(r"^(lib|python3-)", "", bare)
+        return {n.lower() for n in (self.component, bare, stripped if len(stripped) > MIN_OWNER or stripped == bare else "")
+                if _telling(n)}
 
     def named_in(self, line: str) -> bool:
         """Whether the line names it: one of its names, as a word of its own ("libpango" in
-        "libpango-1.0.so.0", not "pango" in "ManimPango"), outside the line's [cause] tag."""
+        "libpango-1.0.so.0", not "pango" in "ManimPango"), outside the line's [cause] tag; an
+        owner's name not as a folder of a path ("x11" is not in /usr/share/X11/xkb)."""
         said = re.sub(r"\s*\[[a-z-]+\]$", "", line).lower()
-        return any(re.search(rf"(?<![a-z0-9_]){re.escape(n)}(?![a-z0-9_])", said) for n in self.names())
+        owners = self.owner_names()
+        return any(re.search(rf"(?<![a-z0-9_{'/' if n in owners else ''}]){re.escape(n)}(?![a-z0-9_{'/' if n in owners else ''}])", said)
+                   for n in self.names())
 
 
 class Finding(str, Enum):
@@ -461,6 +473,12 @@ def owners_of(layers: list[Path]) -> dict[str, str]:
     return owners
 
 
+def _telling(name: str) -> bool:
+    """A name that names something in particular ("__init__.py" names no module in particular)."""
+    lowered = name.lower()
+    return len(lowered) >= MIN_NAME and lowered not in VAGUE_NAMES and (lowered.split(".")[0] not in VAGUE_NAMES or "/" in lowered)
+
+
 def not_mutated_because(used: UsedFile) -> str | None:
     return next((why for pattern, why in NOT_MUTATED if pattern.search(used.path)), None)
 
@@ -578,9 +596,10 @@ NOT_A_NAME = {"it", "its", "the", "an", "a", "one", "another", "them"}
 
 
 def advised_installs(line: str) -> list[str]:
-    """The packages or distributions a line advises to install."""
+    """The packages or distributions a line advises to install (not in a tool's words it quotes
+    after "unknown cause:")."""
     found = []
-    for advice in ADVISED.finditer(line):
+    for advice in ADVISED.finditer(line.split("unknown cause:", 1)[0]):
         found += [w.rstrip(".,") for w in (advice["what"], advice["named"]) if w and w.rstrip(".,").lower() not in NOT_A_NAME]
     return found
 
@@ -640,9 +659,9 @@ class Suite:
     allow_no_gpu: bool
     base_image: str | None
 
-    def run(self, image: str, image_id: str, reports_dir: Path) -> dict | None:
+    def run(self, image: str, image_id: str, reports_dir: Path, *options: str) -> dict | None:
         """The verdict of one full run of the variant's suites on `image` (None: no complete
-        verdict about that very image came)."""
+        verdict about that very image came); `options`: more of pytest's."""
         shutil.rmtree(reports_dir, ignore_errors=True)  # never an earlier run's verdict
         reports_dir.mkdir(parents=True)
         command = [sys.executable, "-m", "pytest", str(SUITES), f"--images-dir={self.images_dir}",
@@ -650,6 +669,7 @@ class Suite:
                    "-n", "auto", "-p", "no:cacheprovider", "-q"]
         command += ["--allow-no-gpu"] if self.allow_no_gpu else []
         command += [f"--base-image={self.base_image}"] if self.base_image else []
+        command += list(options)
         with (reports_dir / "pytest.log").open("w") as log:
             # Its own session: a Ctrl-C reaches this process only, which then ends the run once.
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -732,10 +752,14 @@ def mutate(engine: Engine, suite: Suite, image: str, count: int, seed: int, work
         say(f"recording what the checks use: the {mutation.variant} suites on {image} ({len(layers)} layers watched)")
         started = time.monotonic()
         engine.client.images.get(info["Id"]).tag(repository, "good")
+        # Recorded without the checks that read every file (they would make every file "used"); the
+        # baseline is then a run of them all, untraced.
         with FileTrace(layers) as trace:
-            baseline = suite.run(f"{repository}:good", info["Id"], work / "good")
+            traced = suite.run(f"{repository}:good", info["Id"], work / "traced", "-m", f"not {READS_EVERY_FILE}")
+        baseline = suite.run(f"{repository}:good", info["Id"], work / "good") if traced else None
         if baseline is None:
-            raise MutationError(f"the suites gave no complete verdict on the good image {image}: see {work / 'good' / 'pytest.log'}")
+            raise MutationError(f"the suites gave no complete verdict on the good image {image}: see "
+                                f"{work / ('good' if traced else 'traced') / 'pytest.log'}")
         if trace.lost_events:
             raise MutationError("the kernel dropped file events while recording: raise fs.inotify.max_queued_events and rerun")
         used = trace.used_files()

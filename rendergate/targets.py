@@ -276,6 +276,7 @@ def _shell_fault(container, said: str) -> Diagnosis | None:
 def _packaged_file(container, path: str, info: tarfile.TarFile, lists: dict[str, set[str]]) -> Diagnosis | None:
     """What is wrong with the file `path` leads to (its links followed), by its package's list
     and checksums; None when nothing is, or no package ships it."""
+    chain = [path]
     for _ in range(8):
         try:
             stream, _stat = container.get_archive(path)
@@ -285,10 +286,21 @@ def _packaged_file(container, path: str, info: tarfile.TarFile, lists: dict[str,
         if member is None or not member.issym():
             break
         path = os.path.normpath(os.path.join(os.path.dirname(path), member.linkname))
-    names = {path, path.removeprefix("/usr")}  # merged /usr: dash lists /bin/sh, the image has /usr/bin/sh
-    owner = next((name for name, listed in lists.items() if names & listed), None)
+        chain.append(path)
+
+    def owner_of(path: str) -> str | None:  # merged /usr: dash lists /bin/sh, the image has /usr/bin/sh
+        return next((name for name, listed in lists.items() if {path, path.removeprefix("/usr")} & listed), None)
+
+    owner = owner_of(path)
+    if owner is None and member is None:  # a packaged link that leads nowhere (ln -sf /bin/zsh /bin/sh)
+        linked = next(((link, found) for link in chain[:-1] if (found := owner_of(link))), None)
+        if linked:
+            package = linked[1].split(":")[0]
+            return Diagnosis(Cause.TOOL_MISSING, f"{package}'s {linked[0]} leads to {path}, which is not there: reinstall "
+                                                 f"{package} (apt-get install --reinstall {package})")
     if owner is None:
         return None
+    names = {path, path.removeprefix("/usr")}
     package = owner.split(":")[0]
     fix = f"reinstall {package} (apt-get install --reinstall {package})"
     if member is None:

@@ -59,7 +59,7 @@ def as_root(target: DockerTarget, command: str) -> None:
 def planted(target: DockerTarget, paths: list[str], fault: str):
     """`fault` run as root; the files and folders `paths` it changes are put back afterwards."""
     kept = " ".join(shlex.quote(p) for p in paths)
-    as_root(target, f"tar -cf /var/tmp/kept.tar {kept} 2>/dev/null && {fault}")
+    as_root(target, f"tar --ignore-failed-read -cf /var/tmp/kept.tar {kept} 2>/dev/null && {fault}")  # a new path: removed after
     try:
         yield
     finally:
@@ -100,9 +100,10 @@ CASES = {
                                 ["/usr/share/vulkan/icd.d/", "is missing (and 3 more)"]),
     "egl-vendor-json-removed": ("xorg-glx", [EGL_JSON], f"rm {EGL_JSON}", egl_devices, "libegl-mesa0",
                                 "system-library-missing", [EGL_JSON, "is missing"]),
-    # glvnd keeps silent about the library its JSON names: the JSON, not its package's own, tells
+    # glvnd keeps silent about the library its JSON names: the JSON, not its package's own (a
+    # configuration changed: misconfigured), tells
     "egl-vendor-json-names-missing-library": ("xorg-glx", [EGL_JSON], f"sed -i s/libEGL_mesa/libEGL_nosuch/ {EGL_JSON}",
-                                              egl_devices, "libegl-mesa0", "file-damaged", [EGL_JSON, "not the package's own"]),
+                                              egl_devices, "libegl-mesa0", "config-invalid", [EGL_JSON, "not the package's own"]),
     # _vulkan_driver_failed / _cannot_load: the driver's own library, "install mesa-vulkan-drivers"
     "vulkan-driver-library-removed": ("xorg-glx", [f"{LIB}/libvulkan_lvp.so"], f"rm {LIB}/libvulkan_lvp.so", vulkan_devices,
                                       "mesa-vulkan-drivers", "system-library-missing", [f"{LIB}/libvulkan_lvp.so is missing"]),
@@ -151,6 +152,10 @@ CASES = {
     "program-replaced-by-a-stand-in": ("xorg-glx", [GLXINFO], f"printf '#!/bin/sh\\nexit 1\\n' > {GLXINFO}",
                                        tool_said("glxinfo -B", "glxinfo -B"), "mesa-utils-bin", "file-damaged",
                                        ["glxinfo -B failed (exit 1", f"its file {GLXINFO} is not the package's own"]),
+    # a shell's "Permission denied": the file the name leads to on PATH, and its package
+    "program-not-executable": ("xorg-glx", ["/usr/bin/xdpyinfo"], "chmod a-x /usr/bin/xdpyinfo",
+                               tool_said("xdpyinfo -version", "xdpyinfo -version"), "x11-utils", "file-damaged",
+                               ["/usr/bin/xdpyinfo of x11-utils: restore its mode (chmod 0755 /usr/bin/xdpyinfo)"]),
     # the loader's "undefined symbol" names the user (a program by its bare name, a library by its
     # path), never the library that lacks it; its soname's file is found through ldd's real paths
     "library-replaced-under-a-bare-program": ("xorg-glx", [f"{LIB}/libGL.so.1.7.0"],
@@ -220,3 +225,39 @@ def test_an_image_whose_shell_does_not_run_is_read_from_outside(fault, cause, wo
         assert "add a shell" not in str(failure.value)
     finally:
         engine.client.images.remove(built.id, force=True)
+
+
+STANDALONE = "/usr/share/texlive/texmf-dist/tex/latex/standalone/standalone.cls"
+LOCAL_TEX = "/usr/local/share/texmf/tex/latex/standalone"
+
+# (variant, what is put back, the fault, the check, the cause, words): where the package's own
+# file is intact and the fault is elsewhere, the line names that, and advises no reinstall
+ELSEWHERE = {
+    # a cut-short copy in texmf-local, which TeX reads in place of the package's
+    "tex-file-shadowed": ("manim", [LOCAL_TEX, "/usr/local/share/texmf/ls-R"],
+                          f"mkdir -p {LOCAL_TEX} && head -c 6000 {STANDALONE} > {LOCAL_TEX}/standalone.cls && "
+                          "mktexlsr /usr/local/share/texmf >/dev/null 2>&1",
+                          tool_said("cd /var/tmp && printf '%s\\n' '\\documentclass{standalone}' '\\begin{document}x\\end{document}' "
+                                    "> s.tex && latex -interaction=nonstopmode -halt-on-error s.tex", "latex"),
+                          "file-damaged", [f"TeX reads {LOCAL_TEX}/standalone.cls, which no package ships, in place of "
+                                           f"{STANDALONE} of texlive-latex-extra: remove it"]),
+    # a module of the same name put first on sys.path by a .pth
+    "python-module-shadowed": ("manim", ["/opt/legacy", f"{SITE}/00-legacy.pth"],
+                               "mkdir -p /opt/legacy/cairo && printf 'version = \"1.11.0\"\\n' > /opt/legacy/cairo/__init__.py && "
+                               f"printf 'import sys; sys.path.insert(0, \"/opt/legacy\")\\n' > {SITE}/00-legacy.pth",
+                               tool_said("/opt/venv/bin/python -c 'import cairo; cairo.LineJoin'", "python"),
+                               "library-wrong-version", ["cairo is imported from /opt/legacy/cairo/__init__.py, which no "
+                                                         "installed distribution ships"]),
+}
+
+
+@pytest.mark.parametrize("name", ELSEWHERE)
+def test_a_fault_outside_the_packages_is_named_where_it_is(name, dev_target):
+    variant, kept, fault, check, cause, words = ELSEWHERE[name]
+    image = dev_target(variant)
+    with planted(image, kept, fault):
+        d = failed_check(check, image)
+    assert [what for what in advised_installs(d.message) if has(image, what)] == [], d.line()
+    assert "reinstall" not in d.message and d.cause.value == cause, d.line()
+    for word in words:
+        assert word in d.message, d.line()

@@ -66,6 +66,9 @@ CASES = {
                  "has no usable /bin/sh (OCI runtime exec failed: exec failed: unable to start container process: exec: "
                  "\"/bin/sh\": stat /bin/sh: no such file or directory: unknown): dash is installed but its file /bin/sh is "
                  "missing: reinstall dash"),
+    "poppler-data-file-cut-short": ("manim", "test_installed_files_are_their_packages_own", None, "file-damaged",
+                                    "/usr/share/poppler/cMap/Adobe-GB1/GBTpc-EUC-H of the package poppler-data is not the "
+                                    "package's own"),
     "bpy-colour-config-cut-short": ("blender", "test_cycles_frame_on_cpu", None, "config-invalid",
                                     "bpy/5.0/datafiles/colormanagement/config.ocio does not parse (OpenColorIO: yaml-cpp: "),
     "python-not-where-manifest-says": ("manim", "test_manimpango_renders_text", None, "tool-missing",

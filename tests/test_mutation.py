@@ -15,8 +15,9 @@ import pytest
 
 from conftest import BASE_IMAGE, CLI_TIMEOUT, INTERRUPTED_RUN_TIMEOUT, ROOT, TIMED_SUITE_TIMEOUT, at_most, end_tree, rendergate_cli
 from rendergate.engine import Engine
-from rendergate.mutation import (REFUSALS, FileTrace, Finding, Kind, Mutant, UsedFile, advised_installs, image_attrs, image_layers,
-                                 installed_of, judge_mutant, not_mutated_because, plan, refusing_wrapper)
+from rendergate.manifest import load_variant
+from rendergate.mutation import (REFUSALS, FileTrace, Finding, Kind, Mutant, Suite, UsedFile, advised_installs, image_attrs,
+                                 image_layers, installed_of, judge_mutant, not_mutated_because, plan, refusing_wrapper)
 
 GOOD = "rendergate/xorg-glx:dev"
 
@@ -191,6 +192,20 @@ def test_a_mutant_is_judged_by_what_newly_failed_and_whether_its_line_names_it()
     shell = Mutant("m03", Kind.EXIT_NONZERO, "usr/bin/dash", "dash", aliases=("sh",))
     assert shell.named_in("the image has no usable /bin/sh") and not shell.named_in("shared object")
     assert "__init__" not in Mutant("m02", Kind.DELETE, "usr/lib/python3/dist-packages/cairo/__init__.py", "pycairo").names()
+
+
+def test_an_image_that_cannot_start_is_judged_from_its_complete_failed_verdict(known_bad_image, tmp_path):
+    """Real: the suites on an image with no shell (every check fails at its start) give a complete
+    verdict naming that very image, so its mutant is judged like any other: the line names the
+    shell's file and package, and says it is missing."""
+    image = known_bad_image("no-shell")
+    suite = Suite(ROOT / "images", load_variant(ROOT / "images" / "xorg-glx"), True, BASE_IMAGE)
+    verdict = suite.run(image, Engine().client.images.get(image).id, tmp_path / "run")
+    assert verdict is not None and verdict["state"] == "failed", (tmp_path / "run" / "pytest.log").read_text()
+    baseline = {"checks": [{**c, "outcome": "passed"} for c in verdict["checks"]]}
+    shell = Mutant("m01", Kind.DELETE, "usr/bin/dash", "dash", aliases=("sh",))
+    finding, failures = judge_mutant(shell, baseline, verdict, {"dash"})
+    assert finding is Finding.ROOT_CAUSED, failures
 
 
 def test_what_a_line_advises_to_install_is_read_as_a_reviewer_would():

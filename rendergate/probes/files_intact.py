@@ -1,0 +1,92 @@
+"""Which files of the image's installed Debian packages and Python distributions are not their
+own: missing, or not what their package's checksum says (dpkg's *.md5sums; a wheel's RECORD).
+What dpkg was told not to install (path-exclude in /etc/dpkg/dpkg.cfg.d, a lean image's way) is
+not expected; conffiles are not in *.md5sums (they are the admin's to change). Standard library
+only, any Python 3 an image may have; `--missing-allowed REGEX`: files that may be missing (the
+documentation images leave out, rm -rf /usr/share/doc/*); prints {"checked": N, "count": M, "faults": [{"path",
+"owner", "by": "dpkg"|"wheel", "state": "missing"|"changed"}, ...]} (the first 20 faults)."""
+import base64
+import fnmatch
+import glob
+import hashlib
+import json
+import os
+import re
+import sys
+
+MOST = 20
+
+
+def excluded_by_dpkg():
+    """dpkg's path-exclude and path-include filters, in the order it applies them (the last wins)."""
+    rules = []
+    for config in sorted(glob.glob("/etc/dpkg/dpkg.cfg.d/*")) + ["/etc/dpkg/dpkg.cfg"]:
+        try:
+            with open(config, errors="replace") as f:
+                for line in f:
+                    word, _, pattern = line.strip().partition("=")
+                    if word in ("path-exclude", "path-include") and pattern:
+                        rules.append((word == "path-exclude", pattern.strip()))
+        except OSError:
+            pass
+
+    def excluded(path):
+        verdict = False
+        for exclude, pattern in rules:
+            if fnmatch.fnmatchcase(path, pattern):
+                verdict = exclude
+        return verdict
+    return excluded
+
+
+def state(path, digest, algorithm):
+    """None when the file is its package's own, else "missing" or "changed"."""
+    try:
+        with open(path, "rb") as f:
+            h = hashlib.new(algorithm)
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except FileNotFoundError:
+        return "missing"
+    except OSError:  # a folder, a file the probe's user may not read: not this probe's to judge
+        return None
+    got = h.hexdigest() if algorithm == "md5" else base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
+    return None if got == digest else "changed"
+
+
+def dpkg_files():
+    excluded = excluded_by_dpkg()
+    for sums in sorted(glob.glob("/var/lib/dpkg/info/*.md5sums")):
+        package = os.path.basename(sums)[:-len(".md5sums")].split(":")[0]
+        with open(sums, errors="replace") as f:
+            for line in f:
+                digest, _, path = line.rstrip("\n").partition("  ")
+                if path and not excluded("/" + path):
+                    yield "/" + path, package, "dpkg", digest, "md5"
+
+
+def wheel_files():
+    for base in dict.fromkeys(p for p in sys.path if p and os.path.isdir(p)):
+        for record in sorted(glob.glob(os.path.join(base, "*.dist-info", "RECORD"))):
+            dist = os.path.basename(os.path.dirname(record))[:-len(".dist-info")].rsplit("-", 1)[0]
+            with open(record, errors="replace") as f:
+                for row in f:
+                    path, _, rest = row.rstrip("\n").partition(",")
+                    digest = rest.partition(",")[0]
+                    if digest.startswith("sha256="):
+                        yield os.path.normpath(os.path.join(base, path)), dist, "wheel", digest[len("sha256="):], "sha256"
+
+
+def main():
+    allowed = re.compile(sys.argv[sys.argv.index("--missing-allowed") + 1]) if "--missing-allowed" in sys.argv else None
+    checked, faults = 0, []
+    for path, owner, by, digest, algorithm in list(dpkg_files()) + list(wheel_files()):
+        checked += 1
+        found = state(path, digest, algorithm)
+        if found and not (found == "missing" and allowed and allowed.match(path)):
+            faults.append({"path": path, "owner": owner, "by": by, "state": found})
+    print(json.dumps({"checked": checked, "count": len(faults), "faults": faults[:MOST]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""The image's installed files are their packages' own: none missing, none changed (a damaged
+layer, a bad COPY over a package's file, a library replaced by another), whether or not a
+workload happens to read them tonight. Documentation an image leaves out is no fault."""
+import pytest
+
+from rendergate.advice import DOCUMENTATION
+from rendergate.diagnosis import CheckFailed, not_their_own
+from rendergate.requirements import declare
+from rendergate.schema import boolean
+
+FILES_INTACT = declare("files_intact", boolean, "true or false",
+                       "every file of the image's Debian packages and Python distributions is its package's own "
+                       "(dpkg's checksums, the wheels' RECORD): none missing, none changed")
+pytestmark = [FILES_INTACT.mark, pytest.mark.container_only, pytest.mark.reads_every_file]
+
+
+def test_installed_files_are_their_packages_own(target):
+    found = target.probe("files_intact", "--missing-allowed", DOCUMENTATION.pattern, timeout=600)
+    if found["count"]:
+        raise CheckFailed.of(not_their_own(found["faults"], found["count"]))
