@@ -170,6 +170,15 @@ def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
         return _named_by(diagnosis, target, missing, found)
     if found and TEX_FILE.search(missing.name):  # TeX finds its files by kpathsea's search path, not PATH or ld.so's
         return _tex_search(diagnosis, target, missing, found[0])
+    real = target.run(f"readlink -f {shlex.quote(found[0].path)}", timeout=60).stdout.strip() if found else ""
+    if found and missing.kind == "tool" and real and target.run(f"[ -x {shlex.quote(real)} ]", timeout=60).rc != 0:
+        p = ([q for q in packaged(target, _pattern([real])) if q.path in (real, real.removeprefix("/usr"))] or found)[0]
+        # there and its package's own, but it cannot run: not found on PATH for that
+        return replace(diagnosis, cause=Cause.FILE_DAMAGED,
+                       message=f"{missing.said}: {p.path} of {p.package} is there but not executable: restore its mode "
+                               f"(chmod 0755 {p.path}) or reinstall {p.package} (apt-get install --reinstall {p.package})")
+    if found and missing.kind == "library" and diagnosis.cause is Cause.FILE_DAMAGED:  # intact: what it loads is not
+        return _needs(diagnosis, target, replace(missing, name=found[0].path))
     if found:  # every file of it there and intact: installing it again changes nothing
         p = found[0]
         return replace(diagnosis, message=f"{missing.said}: {p.path} of {p.package} is there and intact, "
@@ -202,7 +211,7 @@ def _tex_search(diagnosis: Diagnosis, target, missing: Missing, p: Packaged) -> 
     """A TeX file its package holds intact, yet TeX fails on it: TeX reads another of its name (one
     in texmf-local shadowing it), or its search path (texmf.cnf, a conffile) was changed."""
     name = PurePosixPath(missing.name).name
-    read = target.run(f"kpsewhich {shlex.quote(name)}", timeout=60).stdout.strip()
+    read = target.run(f"kpsewhich -progname=latex {shlex.quote(name)}", timeout=60).stdout.strip()
     if read.startswith("/") and read != p.path and not packaged(target, _pattern([read])):
         return replace(diagnosis, message=f"{missing.said}: TeX reads {read}, which no package ships, in place of "
                                           f"{p.path} of {p.package}: remove it (then mktexlsr)")
@@ -212,9 +221,10 @@ def _tex_search(diagnosis: Diagnosis, target, missing: Missing, p: Packaged) -> 
     if not read:  # its package's file is where it belongs: the search path does not reach it
         return replace(diagnosis, cause=Cause.CONFIG_INVALID,
                        message=f"{missing.said}: {p.path} of {p.package} is there and intact, yet TeX's search path does "
-                               f"not reach it (kpsewhich {name} finds nothing): check TEXINPUTS (kpsewhich -var-value "
-                               "TEXINPUTS) and /etc/texmf/web2c/texmf.cnf, then mktexlsr")
-    return diagnosis
+                               f"not reach it (kpsewhich -progname=latex {name} finds nothing): check TEXINPUTS (kpsewhich "
+                               "-progname=latex -var-value TEXINPUTS) and /etc/texmf/web2c/texmf.cnf, then mktexlsr")
+    return replace(diagnosis, message=f"{missing.said}: {p.path} of {p.package} is there and intact, and TeX finds it "
+                                      "(kpsewhich): TeX's own words above say what else failed")
 
 
 def _installed(target, package: str) -> bool:
@@ -333,6 +343,15 @@ def _package(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
 
 
 def _module(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
+    """A Python module missing: a Debian package's (the standard library's extension modules,
+    python3-*: its file in dpkg's lists, by the names Python looks for: M.py, M/__init__.py,
+    M.cpython-311-....so), asked first, by the shell (the image's Python may be what is broken);
+    else an installed distribution's; else the distribution to install."""
+    top = missing.name.split(".")[0]
+    shipped = packaged(target, rf"/{_escaped(top)}(\.py|/__init__\.py|(\.[A-Za-z0-9_-]+)?\.so)$")  # ERE: no \w in [ ]
+    broken = [p for p in shipped if p.state != "ok"]
+    if broken:
+        return _reinstall(diagnosis, missing, broken[:1])
     provided = _distributions(target, missing.name)
     if provided:
         dist = provided[0]["dist"]
@@ -340,5 +359,7 @@ def _module(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
         what = f"its files {', '.join(lacking[:3])} are missing" if lacking else "it does not import"
         return replace(diagnosis, message=f"{missing.said}: the distribution {dist} is installed but {what}: "
                                           f"reinstall it (pip install --force-reinstall {dist})")
-    top = missing.name.split(".")[0]
+    if shipped:
+        return replace(diagnosis, message=f"{missing.said}: {shipped[0].path} of {shipped[0].package} is there and intact, "
+                                          "yet not found where Python looks (sys.path: PYTHONPATH, the interpreter run)")
     return replace(diagnosis, message=f"{missing.said}: pip install {DISTRIBUTION_OF.get(top, top)}")

@@ -244,6 +244,10 @@ def _cannot_load(driver: str, library: str, why: str, package: str, facts: Facts
         return nvidia_file_missing(needed, facts)
     if "cannot open shared object file" in reason:
         return blaming(Cause.SYSTEM_LIBRARY_MISSING, "library", needed, f"{what} missing in the image", f"install {fix}")
+    if reason.startswith("undefined symbol") and culprit:  # it loads, and lacks what another of its libraries should give
+        return blaming(Cause.LIBRARY_WRONG_VERSION, "needs", culprit.group("file"),
+                       f"{what}: {needed} needs a symbol none of the libraries it loads provides ({reason})",
+                       "one of them was replaced or is of another version: reinstall the package that ships it")
     return blaming(Cause.FILE_DAMAGED, "library", needed, f"{what} is damaged in the image ({reason})", f"reinstall {fix}")
 
 
@@ -306,7 +310,10 @@ def not_their_own(faults: list[dict], count: int) -> Diagnosis:
     others = [f["path"] for f in faults[1:3] if f["owner"] == owner]
     more = f" (and {count - 1} more{': ' + ', '.join(others) if others else ''}{', ...' if count - 1 > len(others) else ''})" \
         if count > 1 else ""
-    fix = (f"pip install --force-reinstall {owner}" if first["by"] == "wheel" else f"apt-get install --reinstall {owner}")
+    # dpkg leaves a deleted conffile deleted (the admin's choice) unless told to restore it
+    fix = {"wheel": f"pip install --force-reinstall {owner}",
+           "conffile": f"apt-get install --reinstall -o Dpkg::Options::=--force-confmiss {owner}"}.get(
+        first["by"], f"apt-get install --reinstall {owner}")
     kind = "the wheel" if first["by"] == "wheel" else "the package"
     return Diagnosis(cause, f"{path} of {kind} {owner} {what}{more}: reinstall {owner} ({fix})")
 

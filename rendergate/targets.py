@@ -24,6 +24,7 @@ from pathlib import Path
 import docker.errors
 import testinfra
 
+from .advice import checked
 from .assets import PROBES
 from .diagnosis import Cause, CheckFailed, Diagnosis, Facts, diagnose, driver_file_missing, last_line, tool_missing
 from .driver_capabilities import asked
@@ -253,6 +254,9 @@ def _image_info(ref: str, image) -> dict:
     return {"ref": ref, "digest": image.id, "repo_digests": image.attrs.get("RepoDigests", [])}
 
 
+PREPARED_WITH = ("id",)  # what a target's first command runs besides the shell (DockerTarget._prepare)
+
+
 def _shell_fault(container, said: str) -> Diagnosis | None:
     """Why the shell, or a tool it names in `said` ("id: Permission denied"), does not run, read
     from outside (there is no shell inside to ask): the file it leads to, and what dpkg's own
@@ -266,7 +270,7 @@ def _shell_fault(container, said: str) -> Diagnosis | None:
     lists = {os.path.basename(m.name)[:-len(".list")]: set(info.extractfile(m).read().decode(errors="replace").splitlines())
              for m in info.getmembers() if m.name.endswith(".list") and m.isfile()}
     tools = re.findall(r"(?:^|: )([\w.+-]+): (?:Permission denied|not found|Exec format error)", said, re.M)
-    for path in ["/bin/sh", *(f"/usr/bin/{tool}" for tool in tools)]:
+    for path in dict.fromkeys(["/bin/sh", *(f"/usr/bin/{tool}" for tool in [*tools, *PREPARED_WITH])]):
         found = _packaged_file(container, path, info, lists)
         if found:
             return found
@@ -317,6 +321,19 @@ def _packaged_file(container, path: str, info: tarfile.TarFile, lists: dict[str,
     if not member.mode & 0o111:
         return Diagnosis(Cause.FILE_DAMAGED, f"{path} of {package} is not executable: restore its mode (chmod +x) or {fix}")
     return None
+
+
+class _RootShell:
+    """A container's shell as root, before its target exists: what advice asks the image through."""
+
+    def __init__(self, container):
+        self.container = container
+
+    def run(self, command: str, timeout: float | None = None) -> Result:
+        code, out = self.container.exec_run(["/bin/sh", "-c", f"timeout {timeout or 60:g} /bin/sh -c {shlex.quote(command)}"],
+                                            user="0", demux=True)
+        stdout, stderr = (part.decode(errors="replace") if part else "" for part in out)
+        return Result(command, code, stdout, stderr)
 
 
 def _one_file(archive: bytes) -> tuple[tarfile.TarInfo | None, bytes]:
@@ -395,8 +412,12 @@ class DockerTarget(Target):
         code, out = self.container.exec_run(["/bin/sh", "-c", "id -u && id -g"])
         ids = out.decode(errors="replace").split()
         if code != 0 or len(ids) != 2 or not all(i.isdigit() for i in ids):
-            said = f"{self.image_ref} has no usable /bin/sh ({last_line(out.decode(errors='replace'))})"
-            broken = _shell_fault(self.container, out.decode(errors='replace'))
+            text = out.decode(errors="replace")
+            if self.container.exec_run(["/bin/sh", "-c", "exit 0"], user="0")[0] == 0:  # the shell runs: `id` does not
+                found = checked(diagnose(text, code, "id -u (the target's first command)", Facts()), _RootShell(self.container))
+                raise EngineError(f"{self.image_ref} cannot run `id` in its shell: {found.message}", cause=found.cause)
+            said = f"{self.image_ref} has no usable /bin/sh ({last_line(text)})"
+            broken = _shell_fault(self.container, text)
             if broken:
                 raise EngineError(f"{said}: {broken.message}", cause=broken.cause)
             raise EngineError(f"{said}: rendergate runs every check through /bin/sh and coreutils inside the image; "

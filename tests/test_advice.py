@@ -143,6 +143,10 @@ CASES = {
     "python-module-removed": ("manim", [f"{SITE}/manimpango"], f"rm -r {SITE}/manimpango",
                               tool_said("/opt/venv/bin/python -c 'import manimpango'", "import manimpango"), "ManimPango",
                               "python-module-missing", ["the distribution ManimPango is installed", "manimpango/__init__.py"]),
+    # "pip install it", of a module of the standard library (a Debian package's extension module)
+    "stdlib-extension-module-removed": ("xorg-glx", ["/usr/lib/python3.11/lib-dynload"], "rm -r /usr/lib/python3.11/lib-dynload",
+                                        tool_said("python3 -c 'import _contextvars'", "python3"), "libpython3.11-stdlib",
+                                        "python-module-missing", ["/usr/lib/python3.11/lib-dynload/_contextvars."]),
     # "install the package that ships it", of a library a wheel bundles
     "wheel-library-removed": ("manim", [f"{SITE}/av.libs"], f"rm {SITE}/av.libs/libavformat-*",
                               tool_said("/opt/venv/bin/python -c 'import av'", "import av"), "av",
@@ -156,6 +160,11 @@ CASES = {
     "program-not-executable": ("xorg-glx", ["/usr/bin/xdpyinfo"], "chmod a-x /usr/bin/xdpyinfo",
                                tool_said("xdpyinfo -version", "xdpyinfo -version"), "x11-utils", "file-damaged",
                                ["/usr/bin/xdpyinfo of x11-utils: restore its mode (chmod 0755 /usr/bin/xdpyinfo)"]),
+    # a tool looked for by name (command -v) that is there but cannot run: not missing
+    "tool-not-executable": ("xorg-glx", ["/usr/bin/eglinfo.x86_64-linux-gnu"], "chmod a-x /usr/bin/eglinfo.x86_64-linux-gnu",
+                            egl_devices, "mesa-utils-bin", "file-damaged",
+                            ["eglinfo not found in the target", "/usr/bin/eglinfo.x86_64-linux-gnu of mesa-utils-bin is there "
+                                                                "but not executable"]),
     # the loader's "undefined symbol" names the user (a program by its bare name, a library by its
     # path), never the library that lacks it; its soname's file is found through ldd's real paths
     "library-replaced-under-a-bare-program": ("xorg-glx", [f"{LIB}/libGL.so.1.7.0"],
@@ -206,12 +215,18 @@ def test_a_latex_package_no_package_of_the_image_ships_is_named_by_that_file(dev
 @pytest.mark.parametrize("fault, cause, words", [
     ('["/usr/bin/truncate", "-s", "0", "/usr/bin/dash"]', "file-damaged", ["has no usable /bin/sh", "dash is installed but its file /bin/dash is not the "
                                                                      "package's own", "reinstall dash"]),
-    ('["/usr/bin/chmod", "a-x", "/usr/bin/id"]', "file-damaged", ["/usr/bin/id of coreutils is not executable", "reinstall coreutils"]),
+    ('["/usr/bin/chmod", "a-x", "/usr/bin/id"]', "file-damaged", ["cannot run `id` in its shell", "/usr/bin/id of coreutils: "
+                                                                  "restore its mode", "reinstall coreutils"]),
+    # the shell runs, `id` does not (a library it loads replaced): asked through that shell, as root
+    ('["/usr/bin/dd", "if=/usr/lib/x86_64-linux-gnu/libXau.so.6.0.0", "of=/usr/lib/x86_64-linux-gnu/libselinux.so.1"]',
+     "library-wrong-version", ["cannot run `id` in its shell: id needs the symbol", "libselinux1 is installed but its file",
+                               "reinstall libselinux1"]),
 ])
 def test_an_image_whose_shell_does_not_run_is_read_from_outside(fault, cause, words, engine, base_image, tmp_path_factory):
-    """Real: an image whose /bin/sh (or a tool every check's shell runs first) is broken has no
-    shell to ask: the engine's archive of its files and dpkg's lists and checksums say which file
-    of which package, and the line says to reinstall that, not to add a shell."""
+    """Real: an image whose /bin/sh is broken has no shell to ask: the engine's archive of its
+    files and dpkg's lists and checksums say which file of which package, and the line says to
+    reinstall that, not to add a shell; where the shell runs and the target's first command (id)
+    does not, that shell is asked, as root."""
     good = built_images(engine, tmp_path_factory, {"xorg-glx"})["xorg-glx"]
     dockerfile = f"FROM {good}\nUSER root\nRUN {fault}\n"  # exec form: the shell itself may be what is broken
     built, _ = engine.client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True, forcerm=True)

@@ -347,3 +347,13 @@ def test_a_missing_latex_file_is_advised_by_its_own_name():
     d = classify("! LaTeX Error: File `amsmath.sty' not found.\n", NO_GPU)
     assert d.message.endswith("install the TeX Live package that ships it (apt-file search amsmath.sty names it)")
     assert classify("! You do not have package siunitx installed\n", NO_GPU).missing.name == "siunitx.sty"
+
+
+def test_a_driver_library_that_misses_a_symbol_sends_the_image_to_what_it_loads():
+    """Mesa's loader names the library that lacks a symbol (libstdc++), never the one replaced
+    (libm): the line says so and hands the library's path to the advice, which holds what it
+    loads to their packages (tests/test_advice.py)."""
+    d = classify((CAPTURES / "cpu-host" / "mesa22-eglinfo-debug-libm-replaced.txt").read_text(), NO_GPU)
+    assert d.cause is Cause.LIBRARY_WRONG_VERSION, d.line()
+    assert "libstdc++.so.6 needs a symbol none of the libraries it loads provides (undefined symbol: fegetround" in d.message
+    assert (d.missing.kind, d.missing.name) == ("needs", "/lib/x86_64-linux-gnu/libstdc++.so.6")

@@ -69,6 +69,9 @@ CASES = {
     "poppler-data-file-cut-short": ("manim", "test_installed_files_are_their_packages_own", None, "file-damaged",
                                     "/usr/share/poppler/cMap/Adobe-GB1/GBTpc-EUC-H of the package poppler-data is not the "
                                     "package's own"),
+    "conffile-deleted": ("xorg-glx", "test_installed_files_are_their_packages_own", None, "data-files-missing",
+                         "/etc/host.conf of the package base-files is missing: reinstall base-files (apt-get install "
+                         "--reinstall -o Dpkg::Options::=--force-confmiss base-files)"),
     "bpy-colour-config-cut-short": ("blender", "test_cycles_frame_on_cpu", None, "config-invalid",
                                     "bpy/5.0/datafiles/colormanagement/config.ocio does not parse (OpenColorIO: yaml-cpp: "),
     "python-not-where-manifest-says": ("manim", "test_manimpango_renders_text", None, "tool-missing",

@@ -1,10 +1,10 @@
 """Which files of the image's installed Debian packages and Python distributions are not their
 own: missing, or not what their package's checksum says (dpkg's *.md5sums; a wheel's RECORD).
 What dpkg was told not to install (path-exclude in /etc/dpkg/dpkg.cfg.d, a lean image's way) is
-not expected; conffiles are not in *.md5sums (they are the admin's to change). Standard library
+not expected; conffiles (dpkg's status) are to be there, their content the admin's to change. Standard library
 only, any Python 3 an image may have; `--missing-allowed REGEX`: files that may be missing (the
 documentation images leave out, rm -rf /usr/share/doc/*); prints {"checked": N, "count": M, "faults": [{"path",
-"owner", "by": "dpkg"|"wheel", "state": "missing"|"changed"}, ...]} (the first 20 faults)."""
+"owner", "by": "dpkg"|"conffile"|"wheel", "state": "missing"|"changed"}, ...]} (the first 20 faults)."""
 import base64
 import fnmatch
 import glob
@@ -40,7 +40,10 @@ def excluded_by_dpkg():
 
 
 def state(path, digest, algorithm):
-    """None when the file is its package's own, else "missing" or "changed"."""
+    """None when the file is its package's own, else "missing" or "changed" (digest None: only
+    whether it is there)."""
+    if digest is None:
+        return None if os.path.lexists(path) else "missing"
     try:
         with open(path, "rb") as f:
             h = hashlib.new(algorithm)
@@ -65,6 +68,28 @@ def dpkg_files():
                     yield "/" + path, package, "dpkg", digest, "md5"
 
 
+def conffiles():
+    """The conffiles dpkg's status lists for installed packages: each is to be there; its content
+    is the admin's to change, so its checksum is not held (None)."""
+    excluded = excluded_by_dpkg()
+    try:
+        with open("/var/lib/dpkg/status", errors="replace") as f:
+            stanzas = f.read().split("\n\n")
+    except OSError:
+        return
+    for stanza in stanzas:
+        package = next((line[9:].strip() for line in stanza.splitlines() if line.startswith("Package: ")), None)
+        if not package or "\nStatus: install ok installed" not in "\n" + stanza:
+            continue
+        listed = stanza.partition("\nConffiles:\n")[2]
+        for line in listed.splitlines():
+            if not line.startswith(" "):
+                break
+            words = line.split()
+            if len(words) >= 2 and words[-1] != "obsolete" and words[0].startswith("/") and not excluded(words[0]):
+                yield words[0], package, "conffile", None, "md5"
+
+
 def wheel_files():
     for base in dict.fromkeys(p for p in sys.path if p and os.path.isdir(p)):
         for record in sorted(glob.glob(os.path.join(base, "*.dist-info", "RECORD"))):
@@ -73,14 +98,14 @@ def wheel_files():
                 for row in f:
                     path, _, rest = row.rstrip("\n").partition(",")
                     digest = rest.partition(",")[0]
-                    if digest.startswith("sha256="):
+                    if digest.startswith("sha256=") and "__pycache__/" not in path:  # bytecode: Python rewrites it
                         yield os.path.normpath(os.path.join(base, path)), dist, "wheel", digest[len("sha256="):], "sha256"
 
 
 def main():
     allowed = re.compile(sys.argv[sys.argv.index("--missing-allowed") + 1]) if "--missing-allowed" in sys.argv else None
     checked, faults = 0, []
-    for path, owner, by, digest, algorithm in list(dpkg_files()) + list(wheel_files()):
+    for path, owner, by, digest, algorithm in list(dpkg_files()) + list(conffiles()) + list(wheel_files()):
         checked += 1
         found = state(path, digest, algorithm)
         if found and not (found == "missing" and allowed and allowed.match(path)):
