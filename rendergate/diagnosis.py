@@ -344,6 +344,13 @@ def config_invalid(file: str, why: str, reader: str) -> Diagnosis:
                    "correct it, or restore it from the package that ships it")
 
 
+def tex_file_cut_short(file: str, why: str) -> Diagnosis:
+    """A TeX file that ends before its conditionals or definitions do (rendergate.advice finds
+    its package, or the file TeX reads in its place)."""
+    return blaming(Cause.FILE_DAMAGED, "file", file, f"the TeX file {file} ends too early ({why}: cut short)",
+                   "reinstall the TeX Live package that ships it")
+
+
 def tex_format(file: str, why: str, damaged: bool) -> Diagnosis:
     """A TeX format (.fmt) is no package's file: fmtutil builds it where TeX Live is installed."""
     name = PurePosixPath(file).stem
@@ -428,15 +435,11 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     # (tests/data/captures/cpu-host/pdftex1.40.24-mathtex-standalone-cls-truncated.txt).
     (re.compile(r"! (?P<why>Incomplete \\if\w*; all text was ignored after line \d+|File ended while scanning (?:use|definition) of "
                 r"[^\n]*?)\.?\n\(after (?P<file>/\S+)\)"),
-     lambda m, f: blaming(Cause.FILE_DAMAGED, "file", m.group("file"),
-                          f"the TeX file {m.group('file')} ends too early ({m.group('why')}: cut short)",
-                          "reinstall the TeX Live package that ships it")),
+     lambda m, f: tex_file_cut_short(m.group("file"), m.group("why"))),
     # The same in Manim's log, which keeps TeX's line but not what it read: the file its macro names
     # (\KV@standalone.cls@math), found by the search path TeX uses (rendergate.advice asks kpsewhich).
     (re.compile(r"File ended while scanning (?:use|definition) of \\[^\n]*?(?P<file>[\w-]+\.(?:cls|sty))"),
-     lambda m, f: blaming(Cause.FILE_DAMAGED, "file", m.group("file"),
-                          f"the TeX file {m.group('file')} ends too early (File ended while scanning its definitions: cut short)",
-                          "reinstall the TeX Live package that ships it")),
+     lambda m, f: tex_file_cut_short(m.group("file"), "File ended while scanning its definitions")),
     (re.compile(r"You do not have package (?P<pkg>\S+?) installed|File [`'](?P<pkg2>[^'`]+\.(?:cls|sty))' not found"),
      lambda m, f: blaming(Cause.LATEX_PACKAGE_MISSING, "file", m.group("pkg2") or f"{m.group('pkg')}.sty",
                           f"LaTeX package {m.group('pkg') or m.group('pkg2')} missing",

@@ -43,6 +43,7 @@ class Inventory:
     python: str | None = None
     modules: dict = field(default_factory=dict)  # probes/inventory.py's answer for that Python
     standalone_cls: str = ""
+    checksummed: int = 0  # installed packages whose files dpkg keeps checksums of
 
 
 def take(target: DockerTarget, env: dict[str, str]) -> Inventory:
@@ -54,6 +55,8 @@ def take(target: DockerTarget, env: dict[str, str]) -> Inventory:
         found.ffmpeg = " ".join(target.run("ffmpeg -hide_banner -version").stdout.split()[:3])  # ffmpeg version 5.1.6
         encoders = parse_ffmpeg_encoders(target.run("ffmpeg -hide_banner -encoders").stdout)
         found.nvenc = [name for name in encoders if name.endswith("_nvenc")]
+    counted = target.run("ls /var/lib/dpkg/info/ 2>/dev/null | grep -c '[.]md5sums$'").stdout.strip()
+    found.checksummed = int(counted) if counted.isdigit() else 0
     if "kpsewhich" in tools:
         found.standalone_cls = target.run("kpsewhich standalone.cls").stdout.strip()
     candidates = target.run(f"for p in $(command -v python3 python) {' '.join(PYTHON_PLACES)}; do "
@@ -97,6 +100,9 @@ def _requirements(found: Inventory) -> list[tuple[str, str, str]]:
     if _has(found, "manim") and len(latex) == 2 and found.standalone_cls:
         out.append(("latex", "true", f"Manim {found.modules['manim']} with {found.tools['latex']}, "
                                      f"{found.tools['dvisvgm']} and {found.standalone_cls}"))
+    if found.checksummed and found.python:
+        out.append(("files_intact", "true", f"dpkg keeps checksums of {found.checksummed} packages' files, and "
+                                            f"{found.python} the wheels' RECORD"))
     if backends:
         out.append(("cycles_devices", json.dumps(backends), f"bpy {found.modules['bpy']} was built with them "
                                                             f"(all: {', '.join(found.modules['cycles_backends'])})"))

@@ -409,7 +409,11 @@ class DockerTarget(Target):
     def _prepare(self) -> tuple[int, int]:
         """The image's user, and every worker's folder, made by root and owned by that user (a
         non-root image's user may not create them): everything a check writes goes there."""
-        code, out = self.container.exec_run(["/bin/sh", "-c", "id -u && id -g"])
+        for _ in range(3):  # a container just started has answered an exec with nothing at all (a busy host)
+            code, out = self.container.exec_run(["/bin/sh", "-c", "id -u && id -g"])
+            if code != 0 or out.strip():
+                break
+            time.sleep(0.5)
         ids = out.decode(errors="replace").split()
         if code != 0 or len(ids) != 2 or not all(i.isdigit() for i in ids):
             text = out.decode(errors="replace")
