@@ -130,19 +130,7 @@ def checked(diagnosis: Diagnosis, target) -> Diagnosis:
     if missing is None:
         return diagnosis
     try:
-        if missing.kind == "needs":
-            return _needs(diagnosis, target, missing)
-        if missing.kind == "program":
-            return _program(diagnosis, target, missing)
-        if missing.kind == "mode":
-            return _mode(diagnosis, target, missing)
-        if missing.kind == "imported":
-            return _imported(diagnosis, target, missing)
-        if missing.kind == "module":
-            return _module(diagnosis, target, missing)
-        if missing.kind == "package":
-            return _package(diagnosis, target, missing)
-        return _file(diagnosis, target, missing)
+        return ADVISERS.get(missing.kind, _file)(diagnosis, target, missing)
     except Exception:  # the image cannot be asked (no shell left, no Python): the line as classified
         return diagnosis
 
@@ -161,22 +149,18 @@ def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
         return _reinstall(diagnosis, missing, broken[:1])
     if missing.needed_by:  # no package lost it: what asks for it may not be its package's own (a library replaced
         # by one that needs others, which its new folder does not hold)
-        name = shlex.quote(missing.needed_by)
-        replaced = [p for p in packaged(target, _pattern(_names(_loaded(target, f"\"$(command -v {name} || echo {name})\""))),
-                                        most=1000) if p.state == "damaged"]
+        replaced = [p for p in _listed(target, _loaded(target, _resolved(target, missing.needed_by))) if p.state == "damaged"]
         if replaced:
             return _reinstall(replace(diagnosis, cause=Cause.FILE_DAMAGED), missing, replaced[:1])
     if missing.named_by:
         return _named_by(diagnosis, target, missing, found)
     if found and TEX_FILE.search(missing.name):  # TeX finds its files by kpathsea's search path, not PATH or ld.so's
         return _tex_search(diagnosis, target, missing, found[0])
-    real = target.run(f"readlink -f {shlex.quote(found[0].path)}", timeout=60).stdout.strip() if found else ""
-    if found and missing.kind == "tool" and real and target.run(f"[ -x {shlex.quote(real)} ]", timeout=60).rc != 0:
-        p = ([q for q in packaged(target, _pattern([real])) if q.path in (real, real.removeprefix("/usr"))] or found)[0]
-        # there and its package's own, but it cannot run: not found on PATH for that
-        return replace(diagnosis, cause=Cause.FILE_DAMAGED,
-                       message=f"{missing.said}: {p.path} of {p.package} is there but not executable: restore its mode "
-                               f"(chmod 0755 {p.path}) or reinstall {p.package} (apt-get install --reinstall {p.package})")
+    if found and missing.kind == "tool":  # there and its package's own, yet not found on PATH: it may not run
+        real = _resolved(target, found[0].path)
+        if real and target.run(f"[ -x {shlex.quote(real)} ]", timeout=60).rc != 0:
+            return _not_executable(replace(diagnosis, cause=Cause.FILE_DAMAGED), missing,
+                                   _packaged_file(target, real) or found[0], " is there but not executable:")
     if found and missing.kind == "library" and diagnosis.cause is Cause.FILE_DAMAGED:  # intact: what it loads is not
         return _needs(diagnosis, target, replace(missing, name=found[0].path))
     if found:  # every file of it there and intact: installing it again changes nothing
@@ -249,9 +233,8 @@ def _named_by(diagnosis: Diagnosis, target, missing: Missing, found: list[Packag
 def _needs(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     """A file that misses a symbol (a program by name: the one on PATH): which of the libraries it
     loads (ldd) is not its package's own file."""
-    name = shlex.quote(missing.name)
-    loaded = _loaded(target, f"\"$(command -v {name} || echo {name})\"")
-    listed = packaged(target, _pattern(_names(loaded)), most=1000) if loaded else []
+    loaded = _loaded(target, _resolved(target, missing.name))
+    listed = _listed(target, loaded)
     replaced = [p for p in listed if p.state == "damaged"]
     if replaced:
         return _reinstall(diagnosis, missing, replaced[:1])
@@ -269,42 +252,58 @@ def _needs(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     return diagnosis
 
 
+def _resolved(target, name: str) -> str:
+    """The real file a program's name (the one on PATH, searched by hand: command -v passes over
+    a file that cannot run) or a path leads to; "" when there is none."""
+    quoted = shlex.quote(name)
+    path = target.run(f"case {quoted} in /*) readlink -f {quoted};; *) IFS=:; for d in $PATH; do "
+                      f"[ -e \"$d\"/{quoted} ] && readlink -f \"$d\"/{quoted} && break; done;; esac", timeout=60).stdout.strip()
+    return path if path.startswith("/") else ""
+
+
+def _packaged_file(target, path: str) -> Packaged | None:
+    """The installed package whose file list names `path` (or its twin outside merged /usr)."""
+    rest = path.removeprefix("/usr")
+    return next(iter(packaged(target, f"^(/usr)?{_escaped(rest)}$")), None)
+
+
+def _listed(target, paths: list[str]) -> list[Packaged]:
+    """The files of installed packages named as `paths` are (by their real names), with their state."""
+    return packaged(target, _pattern([p.rsplit("/", 1)[1] for p in paths]), most=1000) if paths else []
+
+
+def _not_executable(diagnosis: Diagnosis, missing: Missing, p: Packaged, what: str = ":") -> Diagnosis:
+    """The line for a program of `p`'s that cannot run: its mode, or its package, restored."""
+    return replace(diagnosis, message=f"{missing.said}: {p.path} of {p.package}{what} restore its mode (chmod 0755 "
+                                      f"{p.path}) or reinstall {p.package} (apt-get install --reinstall {p.package})")
+
+
 def _loaded(target, path: str) -> list[str]:
-    """The files of the libraries `path` (shell words) loads, as ldd resolves them: their real
-    paths (libflite_cmu_us_rms.so.1 is the file libflite_cmu_us_rms.so.2.2, the one dpkg lists)."""
-    listed = target.run(f"ldd {path} 2>/dev/null | while read -r name arrow file rest; do "
+    """The files of the libraries the file `path` loads, as ldd resolves them: their real paths
+    (libflite_cmu_us_rms.so.1 is the file libflite_cmu_us_rms.so.2.2, the one dpkg lists)."""
+    if not path:
+        return []
+    listed = target.run(f"ldd {shlex.quote(path)} 2>/dev/null | while read -r name arrow file rest; do "
                         "[ \"$arrow\" = '=>' ] && [ -e \"$file\" ] && readlink -f \"$file\"; done", timeout=60).stdout
     return sorted({line for line in listed.splitlines() if line.startswith("/")})
-
-
-def _names(paths: list[str]) -> list[str]:
-    return [p.rsplit("/", 1)[1] for p in paths]
 
 
 def _program(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     """A program that failed for no reason its output gives: it (the file its name resolves to)
     and the libraries it loads, held to their packages; one that is not its package's own (a
     stand-in, a copy of another file) is the likely cause. Else the line as it was (unknown cause)."""
-    name = shlex.quote(missing.name)
-    path = target.run(f"readlink -f \"$(command -v {name})\"", timeout=60).stdout.strip()
-    if not path.startswith("/"):
+    path = _resolved(target, missing.name)
+    if not path:
         return diagnosis
-    damaged = [p for p in packaged(target, _pattern(_names([path, *_loaded(target, shlex.quote(path))])), most=1000)
-               if p.state == "damaged"]
+    damaged = [p for p in _listed(target, [path, *_loaded(target, path)]) if p.state == "damaged"]
     return _reinstall(replace(diagnosis, cause=Cause.FILE_DAMAGED), missing, damaged[:1]) if damaged else diagnosis
 
 
 def _mode(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     """A program that lost its execute bit: the file its name leads to, and the package that ships it."""
-    name = shlex.quote(missing.name)  # command -v passes over a file that cannot run: PATH is searched by hand
-    path = target.run(f"case {name} in /*) readlink -f {name};; *) IFS=:; for d in $PATH; do "
-                      f"[ -e \"$d\"/{name} ] && readlink -f \"$d\"/{name} && break; done;; esac", timeout=60).stdout.strip()
-    found = packaged(target, _pattern([path])) if path.startswith("/") else []
-    if not found:
-        return diagnosis
-    p = found[0]
-    return replace(diagnosis, message=f"{missing.said}: {p.path} of {p.package}: restore its mode (chmod 0755 {p.path}) "
-                                      f"or reinstall {p.package} (apt-get install --reinstall {p.package})")
+    path = _resolved(target, missing.name)
+    p = _packaged_file(target, path) if path else None
+    return _not_executable(diagnosis, missing, p) if p else diagnosis
 
 
 def _imported(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
@@ -363,3 +362,9 @@ def _module(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
         return replace(diagnosis, message=f"{missing.said}: {shipped[0].path} of {shipped[0].package} is there and intact, "
                                           "yet not found where Python looks (sys.path: PYTHONPATH, the interpreter run)")
     return replace(diagnosis, message=f"{missing.said}: pip install {DISTRIBUTION_OF.get(top, top)}")
+
+
+# How each kind of thing a diagnosis blames (Missing.kind) is held to the image; any other kind
+# (a library, a tool, a file) by its file.
+ADVISERS = {"needs": _needs, "program": _program, "mode": _mode, "imported": _imported, "module": _module,
+            "package": _package}
