@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
@@ -29,6 +30,9 @@ PACKAGE_OF_TOOL = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg", "latex": "texlive-la
                    "xelatex": "texlive-xetex", "glxinfo": "mesa-utils", "glxgears": "mesa-utils", "eglinfo": "mesa-utils",
                    "vulkaninfo": "vulkan-tools", "xdpyinfo": "x11-utils", "x11vnc": "x11vnc", "Xorg": "xserver-xorg-core",
                    "xwd": "x11-apps", "xwdtopnm": "netpbm", "pnmtopng": "netpbm"}
+# Modules of Python's standard library that Debian ships in packages of their own.
+STDLIB_APART = {"tkinter": "python3-tk", "distutils": "python3-distutils", "lib2to3": "python3-lib2to3",
+                "venv": "python3-venv", "ensurepip": "python3-venv"}
 TEX_FILE = re.compile(r"\.(sty|cls|fd|def|clo|tex|cfg|ldf)$")
 # What images leave out of their packages (rm -rf /usr/share/doc/*, dpkg's path-exclude: images/*/Dockerfile),
 # which no program needs.
@@ -361,6 +365,10 @@ def _module(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     if shipped:
         return replace(diagnosis, message=f"{missing.said}: {shipped[0].path} of {shipped[0].package} is there and intact, "
                                           "yet not found where Python looks (sys.path: PYTHONPATH, the interpreter run)")
+    if top in sys.stdlib_module_names:  # no wheel brings it: the image's Python lacks part of its standard library
+        where = (f"install {STDLIB_APART[top]}" if top in STDLIB_APART else
+                 "install the rest of it (Debian: libpython3.X-stdlib, X that Python's; python3-minimal has only part)")
+        return replace(diagnosis, message=f"{missing.said}: {top} is of Python's standard library: {where}")
     return replace(diagnosis, message=f"{missing.said}: pip install {DISTRIBUTION_OF.get(top, top)}")
 
 

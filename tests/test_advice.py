@@ -7,6 +7,7 @@ has, and it names the package to reinstall."""
 from __future__ import annotations
 
 import io
+import json
 import shlex
 import uuid
 from contextlib import contextmanager
@@ -263,6 +264,10 @@ ELSEWHERE = {
                                tool_said("/opt/venv/bin/python -c 'import cairo; cairo.LineJoin'", "python"),
                                "library-wrong-version", ["cairo is imported from /opt/legacy/cairo/__init__.py, which no "
                                                          "installed distribution ships"]),
+    # a module of Python's standard library that Debian ships apart, not installed: its package, not pip
+    "stdlib-module-not-installed": ("xorg-glx", ["/var/tmp/nothing-planted"], "true",
+                                    tool_said("python3 -c 'import tkinter'", "python3"), "python-module-missing",
+                                    ["tkinter is of Python's standard library: install python3-tk"]),
 }
 
 
@@ -276,3 +281,15 @@ def test_a_fault_outside_the_packages_is_named_where_it_is(name, dev_target):
     assert "reinstall" not in d.message and d.cause.value == cause, d.line()
     for word in words:
         assert word in d.message, d.line()
+
+
+def test_the_files_probe_answers_from_a_python_without_json(dev_target):
+    """Real: Debian's python3-minimal has no json module; the probe's answer is the same JSON
+    without it (the image's own Python, json made unimportable)."""
+    image = dev_target("xorg-glx")
+    image.run_probe("files_intact")  # the probes copied in
+    probe = f"{image.workdir}/probes/files_intact.py"
+    plain = image.run(f"python3 {probe}", timeout=300)
+    bare = image.run(f"python3 -c \"import sys; sys.modules['json'] = None; sys.argv = ['{probe}']; "
+                     f"exec(compile(open('{probe}').read(), '{probe}', 'exec'))\"", timeout=300)
+    assert bare.rc == 0 and json.loads(bare.stdout) == json.loads(plain.stdout), bare.output

@@ -9,10 +9,21 @@ import base64
 import fnmatch
 import glob
 import hashlib
-import json
 import os
 import re
 import sys
+
+try:
+    from json import dumps
+except ImportError:  # a Python without its full standard library (Debian's python3-minimal): written by hand
+    def dumps(value):
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{dumps(k)}: {dumps(v)}" for k, v in value.items()) + "}"
+        if isinstance(value, list):
+            return "[" + ", ".join(map(dumps, value)) + "]"
+        if isinstance(value, str):
+            return '"' + "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}" for c in value) + '"'
+        return str(value)
 
 MOST = 20
 
@@ -110,7 +121,7 @@ def main():
         found = state(path, digest, algorithm)
         if found and not (found == "missing" and allowed and allowed.match(path)):
             faults.append({"path": path, "owner": owner, "by": by, "state": found})
-    print(json.dumps({"checked": checked, "count": len(faults), "faults": faults[:MOST]}))
+    print(dumps({"checked": checked, "count": len(faults), "faults": faults[:MOST]}))
 
 
 if __name__ == "__main__":
