@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rendergate.timing import Series, timed  # noqa: E402
+from rendergate.checks.timing import Series, timed  # noqa: E402
 
 
 def check_tier(checkout: Path, python: str, reports: Path) -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rendergate.timing import Series, timed  # noqa: E402
+from rendergate.checks.timing import Series, timed  # noqa: E402
 
 BASE = [sys.executable, "-m", "pytest", "suites", "-q", "-p", "no:randomly", "--allow-no-gpu",
         f"--base-image={os.environ.get('BASE_IMAGE', 'rendergate/debian:bookworm')}"]

@@ -31,22 +31,23 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from . import attestation as attestations
-from . import requirements
-from . import verdict as verdicts
-from .engine import Engine, EngineError
-from .inventory import default_name, init
-from .jsonfile import write_whole
-from .manifest import IMAGE_REF, ManifestError, load_variants, positive
-from .mutation import Mutation, MutationError, Suite, mutate
-from .pages import merged_html, mutation_html
-from .platforms import Platform
-from .progress import BuildProgress
-from .redact import printable
-from .promotion import Refused, gate, gate_matrix, obtain, promote
-from .references import make_references
-from .requirements import RegistryError
-from .runstate import interrupt_on_sigterm
+from rendergate.release import attestation as attestations
+from rendergate.core import requirements
+from rendergate.core import verdict as verdicts
+from rendergate.engines.docker_engine import Engine, EngineError
+from rendergate.commands.inventory import default_name, init
+from rendergate.core.jsonfile import write_whole
+from rendergate.core.manifest import IMAGE_REF, ManifestError, load_variants, positive
+from rendergate.mutation import Mutation, MutationError, Suite, mutate
+from rendergate.pages import merged_html, mutation_html
+from rendergate.core.platforms import Platform
+from rendergate.engines.progress import BuildProgress
+from rendergate.core.redact import printable
+from rendergate.release.promotion import Refused, gate, gate_matrix, obtain, promote
+from rendergate.commands.references import make_references
+from rendergate.core.requirements import RegistryError
+from rendergate.plugin import check_modules
+from rendergate.core.runstate import interrupt_on_sigterm
 
 
 MAX_AGE_DAYS = 3650
@@ -109,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        requirements.load(args.checks)
+        check_modules.load(args.checks)
         if args.command == "requirements":
             print(requirements.docs_table(), end="")
             return 0

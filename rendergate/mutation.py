@@ -35,11 +35,11 @@ from pathlib import Path, PurePosixPath
 import docker
 from inotify_simple import INotify, flags
 
-from . import verdict as verdicts
-from .assets import SUITES
-from .diagnosis import CONFIG_FILE
-from .engine import Engine
-from .manifest import Variant
+from rendergate.core import verdict as verdicts
+from rendergate.core.assets import SUITES
+from rendergate.core.diagnosis import CONFIG_FILE
+from rendergate.engines.docker_engine import Engine
+from rendergate.core.manifest import Variant
 
 # What the run does not mutate, and why: a file the image regenerates when it is missing or bad
 # is no defect, and a file every program needs only says that nothing runs.

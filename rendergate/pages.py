@@ -15,10 +15,10 @@ from html import escape
 
 from PIL import Image
 
-from . import requirements
-from .mutation import Finding, Mutation
-from .platforms import Platform
-from .verdict import NOT_COUNTED, Outcome, State, gpu_seconds, judge, platform_differences, state_of, summary
+from rendergate.core import requirements
+from rendergate.mutation import Finding, Mutation
+from rendergate.core.platforms import Platform
+from rendergate.core.verdict import NOT_COUNTED, Outcome, State, gpu_seconds, judge, platform_differences, state_of, summary
 
 CSS = """
 .rg-matrix { border-collapse: collapse; margin: 8px 0 16px; font: 13px sans-serif; }

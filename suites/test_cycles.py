@@ -5,12 +5,13 @@ error. So the render check trusts only what NVML saw on the GPU during the rende
 """
 import pytest
 
-from rendergate.diagnosis import Cause, CheckFailed
-from rendergate.driver_capabilities import file_serving
-from rendergate.evidence import gpu_not_used
-from rendergate.parsers import parse_cycles_devices
-from rendergate.requirements import OPTIX, declare
-from rendergate.schema import list_of, one_of
+from rendergate.core.diagnosis import Cause, CheckFailed
+from rendergate.core.driver_capabilities import file_serving
+from rendergate.core.evidence import gpu_not_used
+from rendergate.core.parsers import parse_cycles_devices
+from rendergate.core.requirements import OPTIX, declare
+from rendergate.plugin import requires
+from rendergate.core.schema import list_of, one_of
 
 DEVICE_TYPES = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
 CYCLES_DEVICES = declare(
@@ -19,7 +20,7 @@ CYCLES_DEVICES = declare(
     "bpy loads Cycles, lists each backend's GPU devices and really renders on them (NVML saw it)",
     item_capabilities={"CUDA": {"compute"}, "OPTIX": {"compute", "graphics"}}, gpu_feature=OPTIX,
     example='["OPTIX", "CUDA"]')
-pytestmark = CYCLES_DEVICES.mark
+pytestmark = requires(CYCLES_DEVICES)
 
 
 def cycles_devices(target):

@@ -5,9 +5,9 @@ image holds. Checked both ways: what the requirements need against what the cont
 image must not carry the driver's files itself (decided without a GPU)."""
 import pytest
 
-from rendergate.diagnosis import Cause, CheckFailed, asked_files_missing, bundled_driver_wrong, driver_baked_in
-from rendergate.driver_capabilities import DRIVER_FILES, mismatches, uncovered
-from rendergate.parsers import parse_driver_version
+from rendergate.core.diagnosis import Cause, CheckFailed, asked_files_missing, bundled_driver_wrong, driver_baked_in
+from rendergate.core.driver_capabilities import DRIVER_FILES, mismatches, uncovered
+from rendergate.core.parsers import parse_driver_version
 
 pytestmark = [pytest.mark.requires("gpu"), pytest.mark.container_only]
 

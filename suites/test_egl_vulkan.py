@@ -2,11 +2,12 @@
 they fall back to Mesa's software rasteriser in silence, so the vendor is checked by device."""
 import pytest
 
-from rendergate.diagnosis import CheckFailed, diagnose
-from rendergate.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, VULKAN_LOADER, library_problems, require_vendor
-from rendergate.parsers import parse_eglinfo, parse_vulkaninfo_summary
-from rendergate.requirements import declare
-from rendergate.schema import boolean, word
+from rendergate.core.diagnosis import CheckFailed, diagnose
+from rendergate.checks.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, VULKAN_LOADER, library_problems, require_vendor
+from rendergate.core.parsers import parse_eglinfo, parse_vulkaninfo_summary
+from rendergate.core.requirements import declare
+from rendergate.plugin import requires
+from rendergate.core.schema import boolean, word
 
 EGL = declare("egl", boolean, "true or false: EGL initialises headless (device or surfaceless platform), any device",
               "EGL initialises headless (device or surfaceless platform), any device")
@@ -39,23 +40,23 @@ def vulkan_devices(target):
     return devices
 
 
-@EGL.mark
+@requires(EGL)
 def test_egl_initialises_headless(target):
     egl_devices(target)
 
 
-@EGL_RENDERER.mark
+@requires(EGL_RENDERER)
 @pytest.mark.needs_gpu
 def test_egl_renderer(target, requirement):
     require_vendor(target, egl_devices(target), "EGL", requirement)
 
 
-@VULKAN.mark
+@requires(VULKAN)
 def test_vulkan_lists_a_device(target):
     vulkan_devices(target)
 
 
-@VULKAN_DEVICE.mark
+@requires(VULKAN_DEVICE)
 @pytest.mark.needs_gpu
 def test_vulkan_device(target, requirement):
     require_vendor(target, vulkan_devices(target), "Vulkan", requirement)

@@ -3,15 +3,16 @@ layer, a bad COPY over a package's file, a library replaced by another), whether
 workload happens to read them tonight. Documentation an image leaves out is no fault."""
 import pytest
 
-from rendergate.advice import DOCUMENTATION
-from rendergate.diagnosis import CheckFailed, not_their_own
-from rendergate.requirements import declare
-from rendergate.schema import boolean
+from rendergate.core.advice import DOCUMENTATION
+from rendergate.core.diagnosis import CheckFailed, not_their_own
+from rendergate.core.requirements import declare
+from rendergate.plugin import requires
+from rendergate.core.schema import boolean
 
 FILES_INTACT = declare("files_intact", boolean, "true or false",
                        "every file of the image's Debian packages and Python distributions is its package's own "
                        "(dpkg's checksums, the wheels' RECORD): none missing, none changed")
-pytestmark = [FILES_INTACT.mark, pytest.mark.container_only, pytest.mark.reads_every_file]
+pytestmark = [requires(FILES_INTACT), pytest.mark.container_only, pytest.mark.reads_every_file]
 
 
 def test_installed_files_are_their_packages_own(target):

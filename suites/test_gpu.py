@@ -1,14 +1,15 @@
 """(a) GPU visibility: the target sees NVIDIA devices, and nvidia-smi and NVML agree on them."""
 import pytest
 
-from rendergate.diagnosis import Cause, CheckFailed
-from rendergate.parsers import parse_nvidia_smi_xml, parse_nvml_probe
-from rendergate.requirements import declare
-from rendergate.schema import boolean
+from rendergate.core.diagnosis import Cause, CheckFailed
+from rendergate.core.parsers import parse_nvidia_smi_xml, parse_nvml_probe
+from rendergate.core.requirements import declare
+from rendergate.plugin import requires
+from rendergate.core.schema import boolean
 
 GPU = declare("gpu", boolean, "true or false", "NVIDIA devices are visible; nvidia-smi and NVML agree on them",
               capabilities={"utility", "compute"})
-pytestmark = [GPU.mark, pytest.mark.needs_gpu]
+pytestmark = [requires(GPU), pytest.mark.needs_gpu]
 
 
 def test_nvidia_device_nodes(target):

@@ -1,11 +1,12 @@
 """(d) LaTeX: a MathTex renders through Manim's default template (latex + dvisvgm + standalone)."""
 
-from rendergate.diagnosis import Cause, CheckFailed
-from rendergate.requirements import declare
-from rendergate.schema import boolean
+from rendergate.core.diagnosis import Cause, CheckFailed
+from rendergate.core.requirements import declare
+from rendergate.plugin import requires
+from rendergate.core.schema import boolean
 
 LATEX = declare("latex", boolean, "true or false", "LaTeX renders a Manim MathTex")
-pytestmark = LATEX.mark
+pytestmark = requires(LATEX)
 
 
 def test_mathtex_renders(target):

@@ -1,11 +1,12 @@
 """(c) ManimPango: built against Pango, importable, and able to lay out a Manim Text."""
 
-from rendergate.diagnosis import Cause, CheckFailed
-from rendergate.requirements import declare
-from rendergate.schema import boolean
+from rendergate.core.diagnosis import Cause, CheckFailed
+from rendergate.core.requirements import declare
+from rendergate.plugin import requires
+from rendergate.core.schema import boolean
 
 MANIMPANGO = declare("manimpango", boolean, "true or false", "ManimPango is built and renders text")
-pytestmark = MANIMPANGO.mark
+pytestmark = requires(MANIMPANGO)
 
 
 def test_manimpango_renders_text(target):

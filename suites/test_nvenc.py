@@ -7,17 +7,18 @@ from fractions import Fraction
 
 import pytest
 
-from rendergate.diagnosis import SESSION_REFUSED, Cause, CheckFailed, diagnose, encoder_not_compiled
-from rendergate.media import judge_video, require_video
-from rendergate.parsers import parse_ffmpeg_encoders
-from rendergate.requirements import NVENC, declare
-from rendergate.schema import list_of, word
-from rendergate.workloads import encoder_codec
+from rendergate.core.diagnosis import SESSION_REFUSED, Cause, CheckFailed, diagnose, encoder_not_compiled
+from rendergate.checks.media import judge_video, require_video
+from rendergate.core.parsers import parse_ffmpeg_encoders
+from rendergate.core.requirements import NVENC, declare
+from rendergate.plugin import requires
+from rendergate.core.schema import list_of, word
+from rendergate.checks.workloads import encoder_codec
 
 NVENC_ENCODERS = declare("nvenc", list_of(word), 'a list of ffmpeg encoder names, e.g. ["h264_nvenc"]',
                          "each ffmpeg NVENC encoder is compiled in and really encodes on the GPU",
                          capabilities={"video"}, gpu_feature=NVENC, example='["h264_nvenc"]')
-pytestmark = NVENC_ENCODERS.mark
+pytestmark = requires(NVENC_ENCODERS)
 
 FRAMES, WIDTH, HEIGHT, FPS = 30, 1280, 720, 30
 # Sessions opened at once when the table does not know the GPU's cap: GeForce's cap and one more.

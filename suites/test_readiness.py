@@ -4,16 +4,17 @@ the kernel log, where readable), and, where `dcgmi` is installed, a level-1 DCGM
 passes (its JSON is kept). One check, on the variants that declare `host_ready` (the host)."""
 import json
 
-from rendergate.diagnosis import Cause, CheckFailed
-from rendergate.gpuinfo import gpus_from_probe
-from rendergate.readiness import dcgm_failures, driver_missing, kernel_xids
-from rendergate.requirements import declare
-from rendergate.schema import boolean
+from rendergate.core.diagnosis import Cause, CheckFailed
+from rendergate.core.gpuinfo import gpus_from_probe
+from rendergate.checks.readiness import dcgm_failures, driver_missing, kernel_xids
+from rendergate.core.requirements import declare
+from rendergate.plugin import requires
+from rendergate.core.schema import boolean
 
 HOST_READY = declare("host_ready", boolean,
                      "true or false: the host's driver, devices, persistence mode, Xid errors, DCGM diagnostic",
                      "the host is ready: driver loaded, device nodes, persistence mode, no Xid error, DCGM level 1")
-pytestmark = HOST_READY.mark
+pytestmark = requires(HOST_READY)
 
 
 def test_host_ready(target, without_gpu, artifacts):

@@ -3,11 +3,12 @@ the variant requires, where it must agree with the CPU picture and beat it by th
 `thresholds.cycles_gpu_speedup` (a silent CPU fallback cannot)."""
 import pytest
 
-from rendergate.media import load_image, load_reference, require_not_blank
-from rendergate.requirements import declare
-from rendergate.schema import SIZE, integer, size, table
-from rendergate.timing import Speedup
-from rendergate.workloads import cycles_reference, render_frames
+from rendergate.checks.media import load_image, load_reference, require_not_blank
+from rendergate.core.requirements import declare
+from rendergate.plugin import requires
+from rendergate.core.schema import SIZE, integer, size, table
+from rendergate.checks.timing import Speedup
+from rendergate.checks.workloads import cycles_reference, render_frames
 
 CYCLES_FRAME = declare(
     "workloads.cycles_frame", table({"size": size, "samples": integer(1, 4096)}),
@@ -15,7 +16,7 @@ CYCLES_FRAME = declare(
     "a Cycles frame renders on the CPU as the reference, and on the GPU backend alike and faster",
     needs=("requirements.cycles_devices",), thresholds={"cycles_gpu_speedup": 3.0},
     example='{ size = "320x180", samples = 32 }')
-pytestmark = CYCLES_FRAME.mark
+pytestmark = requires(CYCLES_FRAME)
 
 # Same build, same seed, same device: the CPU frame is all but identical to the reference
 # (x86 float paths may differ in the last bits): mean abs diff of 2 of 255.

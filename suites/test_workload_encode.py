@@ -5,11 +5,12 @@ from fractions import Fraction
 
 import pytest
 
-from rendergate.media import judge_video, require_video
-from rendergate.requirements import NVENC, declare
-from rendergate.schema import SIZE, integer, size, table
-from rendergate.timing import Speedup
-from rendergate.workloads import encode, encoder_codec, make_source
+from rendergate.checks.media import judge_video, require_video
+from rendergate.core.requirements import NVENC, declare
+from rendergate.plugin import requires
+from rendergate.core.schema import SIZE, integer, size, table
+from rendergate.checks.timing import Speedup
+from rendergate.checks.workloads import encode, encoder_codec, make_source
 
 ENCODE = declare(
     "workloads.encode", table({"size": size, "frames": integer(1, 10000)}),
@@ -17,7 +18,7 @@ ENCODE = declare(
     "a clip encodes with libx264 and each NVENC encoder, decodes frame for frame, NVENC faster",
     gpu_feature=NVENC, thresholds={"nvenc_speedup": 2.0}, needs_with={"requirements.nvenc": "thresholds.nvenc_speedup"},
     example='{ size = "1920x1080", frames = 120 }')
-pytestmark = ENCODE.mark
+pytestmark = requires(ENCODE)
 
 SOURCE_FPS = 30
 

@@ -10,8 +10,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from rendergate.assets import WORKLOADS
-from rendergate.media import (
+from rendergate.core.assets import WORKLOADS
+from rendergate.checks.media import (
     decode_video,
     judge_video,
     load_reference,
@@ -20,10 +20,11 @@ from rendergate.media import (
     require_seams,
     require_video,
 )
-from rendergate.requirements import declare
-from rendergate.schema import boolean, table
-from rendergate.timing import Speedup
-from rendergate.workloads import MANIM_QUALITIES, manim_reference, render_manim, render_manim_parts_parallel
+from rendergate.core.requirements import declare
+from rendergate.plugin import requires
+from rendergate.core.schema import boolean, table
+from rendergate.checks.timing import Speedup
+from rendergate.checks.workloads import MANIM_QUALITIES, manim_reference, render_manim, render_manim_parts_parallel
 
 _QUALITY = lambda v: isinstance(v, str) and v in MANIM_QUALITIES  # noqa: E731
 MANIM_SCENE = declare(
@@ -36,7 +37,7 @@ MANIM_PARTS = declare(
     "workloads.manim_parts", boolean, "true: the scene also rendered as parts by parallel jobs and concatenated",
     "the scene rendered as parts by parallel jobs, concatenated seamlessly, and faster than one job",
     needs=("workloads.manim_scene",), thresholds={"manim_parts_speedup": 0.8}, example="true")
-pytestmark = MANIM_SCENE.mark
+pytestmark = requires(MANIM_SCENE)
 
 # Same image, same scene, same encoder: the last frame is all but identical to the reference.
 # Room is left for x264's and FreeType's small differences across CPUs: mean abs diff of 1.5 of
@@ -82,7 +83,7 @@ PARTS = ["CanonicalPart1", "CanonicalPart2"]
 SEAM_TOLERANCE = 2.0
 
 
-@MANIM_PARTS.mark
+@requires(MANIM_PARTS)
 @pytest.mark.timed
 def test_manim_parts_rendered_in_parallel(target, variant, run_config, speed_gate, measure, artifacts, figures):
     """The Manim scene in two parts rendered by parallel jobs, timed against the whole scene.

@@ -10,12 +10,13 @@ times faster than one.
 """
 import pytest
 
-from rendergate.diagnosis import CheckFailed, tool_missing
-from rendergate.media import decode_video, encode_frames, load_image, require_seams, require_video
-from rendergate.requirements import declare
-from rendergate.schema import SIZE, integer, one_of, size, table
-from rendergate.timing import Speedup
-from rendergate.workloads import STITCH_FPS, chunks, render_frames, render_frames_parallel, stitch
+from rendergate.core.diagnosis import CheckFailed, tool_missing
+from rendergate.checks.media import decode_video, encode_frames, load_image, require_seams, require_video
+from rendergate.core.requirements import declare
+from rendergate.plugin import requires
+from rendergate.core.schema import SIZE, integer, one_of, size, table
+from rendergate.checks.timing import Speedup
+from rendergate.checks.workloads import STITCH_FPS, chunks, render_frames, render_frames_parallel, stitch
 
 # Where the frames are stitched: by the image's own ffmpeg, or by rendergate on its side.
 COMBINE = ("image", "rendergate")
@@ -28,7 +29,7 @@ PARALLEL_FRAMES = declare(
     "(they are stitched outside the image))",
     "frames rendered by N workers, stitched into one video holding each frame once, faster than one worker",
     thresholds={"parallel_speedup": 1.6}, example='{ frames = 12, workers = 2, size = "448x252", samples = 4 }')
-pytestmark = PARALLEL_FRAMES.mark
+pytestmark = requires(PARALLEL_FRAMES)
 
 # Seam frames went through x264 (crf 16): against the serial render's PNGs they differ by
 # compression noise only, a few levels of 255 at 4 samples; a wrong frame differs by tens.

@@ -6,12 +6,13 @@ string tells, so a software renderer fails the hardware requirement.
 """
 import pytest
 
-from rendergate.diagnosis import Cause, CheckFailed, diagnose
-from rendergate.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, library_problems, require_vendor
-from rendergate.parsers import glx_device, parse_glxinfo
-from rendergate.requirements import declare
-from rendergate.schema import boolean, word
-from rendergate.xorg import start_x
+from rendergate.core.diagnosis import Cause, CheckFailed, diagnose
+from rendergate.checks.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, library_problems, require_vendor
+from rendergate.core.parsers import glx_device, parse_glxinfo
+from rendergate.core.requirements import declare
+from rendergate.plugin import requires
+from rendergate.core.schema import boolean, word
+from rendergate.checks.xorg import start_x
 
 XORG = declare("xorg", boolean, "true or false", "Xorg starts in the target and serves GLX")
 GLX_RENDERER = declare("glx_renderer", word, 'the GL vendor the renderer must come from, e.g. "nvidia"',
@@ -37,12 +38,12 @@ def glxinfo(target):
     return info
 
 
-@XORG.mark
+@requires(XORG)
 def test_xorg_starts(target):
     x_server(target)
 
 
-@XORG.mark
+@requires(XORG)
 def test_glx_answers(target, artifacts):
     glxinfo(target)
     # Evidence for reviewers: a GL client drawing on the display, as the renderer saw it.
@@ -53,13 +54,13 @@ def test_glx_answers(target, artifacts):
     artifacts("xorg-screenshot.png", target.fetch(png))
 
 
-@GLX_RENDERER.mark
+@requires(GLX_RENDERER)
 @pytest.mark.needs_gpu
 def test_glx_renderer(target, requirement):
     require_vendor(target, [glx_device(glxinfo(target))], "GLX", requirement)
 
 
-@VNC.mark
+@requires(VNC)
 def test_vnc_serves_display(target):
     server = x_server(target)
     target.require_tool("x11vnc")

@@ -23,12 +23,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from rendergate import verdict
-from rendergate.engine import Engine, owner_label
-from rendergate.environment import suite_version
-from rendergate.hostload import HostLoad
-from rendergate.manifest import load_variant, load_variants
-from rendergate.targets import DockerTarget
+from rendergate.core import verdict
+from rendergate.engines.docker_engine import Engine, owner_label
+from rendergate.core.environment import suite_version
+from rendergate.engines.hostload import HostLoad
+from rendergate.core.manifest import load_variant, load_variants
+from rendergate.engines.targets import DockerTarget
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN_BAD = ROOT / "tests" / "known_bad"

@@ -14,13 +14,13 @@ from contextlib import contextmanager
 
 import pytest
 
-from rendergate.advice import checked
-from rendergate.diagnosis import CheckFailed, Diagnosis, diagnose
-from rendergate.engine import EngineError, owner_label
-from rendergate.manifest import load_variant
+from rendergate.core.advice import checked
+from rendergate.core.diagnosis import CheckFailed, Diagnosis, diagnose
+from rendergate.engines.docker_engine import EngineError, owner_label
+from rendergate.core.manifest import load_variant
 from rendergate.mutation import advised_installs
-from rendergate.targets import DockerTarget
-from rendergate.xorg import start_x
+from rendergate.engines.targets import DockerTarget
+from rendergate.checks.xorg import start_x
 from suites.test_egl_vulkan import egl_devices, vulkan_devices
 
 from conftest import ROOT, built_images

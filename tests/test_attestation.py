@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from conftest import ROOT, rendergate_cli, written_verdict
-from rendergate import attestation
-from rendergate.manifest import load_variant
+from rendergate.release import attestation
+from rendergate.core.manifest import load_variant
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -85,7 +85,7 @@ def test_a_bad_signing_key_is_one_line(tmp_path, text, words):
 
 
 def test_the_signing_key_may_come_from_the_environment_and_is_never_shown(tmp_path, monkeypatch):
-    from rendergate.redact import redact
+    from rendergate.core.redact import redact
 
     private, public = key_pair(tmp_path, "ed25519")
     monkeypatch.setenv(attestation.SIGNING_KEY_ENV, private.read_text())

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from rendergate.diagnosis import Cause, Facts, bundled_driver_wrong, classify, diagnose, driver_baked_in, first_error
-from rendergate.graphics import vendor_failure
-from rendergate.parsers import glx_device, parse_driver_version, parse_eglinfo, parse_glxinfo, parse_vulkaninfo_summary
+from rendergate.core.diagnosis import Cause, Facts, bundled_driver_wrong, classify, diagnose, driver_baked_in, first_error
+from rendergate.checks.graphics import vendor_failure
+from rendergate.core.parsers import glx_device, parse_driver_version, parse_eglinfo, parse_glxinfo, parse_vulkaninfo_summary
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
 H100 = Facts(nvidia_devices_visible=True, gpu_names=("NVIDIA H100 80GB HBM3",))

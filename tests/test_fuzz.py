@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, at_most, written_verdict
-from rendergate import verdict as verdicts
+from rendergate.core import verdict as verdicts
 from rendergate.__main__ import main as rendergate_main
-from rendergate.driver_capabilities import needed
-from rendergate.environment import suite_version
-from rendergate.manifest import RUN, TOP_LEVEL, ManifestError, load_variant, sections
-from rendergate.modal_target import plan
-from rendergate.promotion import Refused, gate
+from rendergate.core.driver_capabilities import needed
+from rendergate.core.environment import suite_version
+from rendergate.core.manifest import RUN, TOP_LEVEL, ManifestError, load_variant, sections
+from rendergate.engines.modal import plan
+from rendergate.release.promotion import Refused, gate
 
 CASES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                          HealthCheck.too_slow])
@@ -263,7 +263,7 @@ def envelopes(draw) -> bytes:
     JSON of any shape, deep nesting, duplicate keys, bytes that are not UTF-8."""
     from securesystemslib.dsse import Envelope
 
-    from rendergate import attestation
+    from rendergate.release import attestation
 
     envelope, _, signer = signed_once()
     envelope = json.loads(json.dumps(envelope))
@@ -309,7 +309,7 @@ def signed_once() -> tuple[dict, Path, object]:
     """A real envelope of the base verdict, signed with a key made once per run; the public key; the signer."""
     from test_attestation import key_pair
 
-    from rendergate import attestation
+    from rendergate.release import attestation
 
     if not SIGNED:
         private, public = key_pair(Path(tempfile.mkdtemp(prefix="rendergate-fuzz-keys-")), "ed25519")
@@ -326,7 +326,7 @@ DIGEST = "sha256:" + "ab" * 32
 def test_any_envelope_is_verified_or_refused_in_one_line(tmp_path, data):
     """What promotion does with the gate's attestation before it touches any image: read it, verify
     it with the trusted key, validate and judge the verdict it holds."""
-    from rendergate import attestation
+    from rendergate.release import attestation
 
     path = tmp_path / "manim.intoto.json"
     path.write_bytes(data)

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import (CLI_TIMEOUT, ROOT, SMALL_REPO, SMALL_RUN_TIMEOUT, TIMED_SUITE_TIMEOUT, loopback_registry, make,
                       once_per_run, rendergate_cli, run_suite, skip_when_host_busy, used_by_others, written_verdict)
-from rendergate.manifest import load_variant
+from rendergate.core.manifest import load_variant
 
 GATE_VARIANTS = ROOT / "tests" / "gate_variants"
 # What the tests that push promote: the small variant and its own check.
@@ -298,7 +298,7 @@ def test_a_signed_attestation_round_trips_through_a_registry_and_a_tampered_one_
     wrong key, a changed envelope and an attestation about another image are each refused."""
     from test_attestation import _changed, key_pair
 
-    from rendergate import attestation
+    from rendergate.release import attestation
 
     shared, _ = small_gate
     reports = tmp_path / "reports"

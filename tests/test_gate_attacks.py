@@ -19,9 +19,10 @@ import pytest
 
 from conftest import (CLI_TIMEOUT, ROOT, SMALL_REPO, SMALL_RUN_TIMEOUT, bounded, rendergate_cli, run_suite,
                       written_verdict)
-from rendergate import attestation, verdict
-from rendergate.environment import suite_version
-from rendergate.manifest import load_variant
+from rendergate.release import attestation
+from rendergate.core import verdict
+from rendergate.core.environment import suite_version
+from rendergate.core.manifest import load_variant
 
 GATE_VARIANTS = ROOT / "tests" / "gate_variants"
 SMALL = (f"--images-dir={SMALL_REPO / 'images'}", f"--checks={SMALL_REPO / 'checks'}")
@@ -452,7 +453,8 @@ def test_merge_judges_each_verdict_again(tmp_path, good_images, engine):
 
 def test_the_verdict_signed_is_the_verdict_judged(tmp_path, good_images, engine, monkeypatch, capsys):
     """The gate reads the verdict once: a verdict replaced after it was judged is not what is signed."""
-    from rendergate import __main__, promotion
+    from rendergate import __main__
+    from rendergate.release import promotion
 
     good = _manim_verdict(good_images, engine)
     path = _verdict_file(tmp_path, good)

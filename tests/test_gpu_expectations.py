@@ -10,14 +10,14 @@ import tomllib
 import pytest
 
 from conftest import ROOT, rendergate_cli
-from rendergate.assets import CAPABILITY_TABLE as TABLE
-from rendergate.driver_capabilities import DRIVER_FILES, mismatches
-from rendergate.engine import owner_label
-from rendergate.gpuinfo import gpus_from_probe, lookup, nvenc_lacking, optix_lacking
-from rendergate.host_gpus import host_gpu_names
-from rendergate.manifest import load_variant
-from rendergate.readiness import kernel_xids
-from rendergate.targets import DockerTarget
+from rendergate.core.assets import CAPABILITY_TABLE as TABLE
+from rendergate.core.driver_capabilities import DRIVER_FILES, mismatches
+from rendergate.engines.docker_engine import owner_label
+from rendergate.core.gpuinfo import gpus_from_probe, lookup, nvenc_lacking, optix_lacking
+from rendergate.core.host_gpus import host_gpu_names
+from rendergate.core.manifest import load_variant
+from rendergate.checks.readiness import kernel_xids
+from rendergate.engines.targets import DockerTarget
 
 H100 = ROOT / "tests" / "data" / "captures" / "h100-2026-11-23"
 
@@ -114,7 +114,7 @@ def test_h100_verdicts_gate_as_the_hardware_allows(tmp_path, verdict, passes):
     the variant, unless its manifest says it must have NVENC on every host. Judged as the gate
     judges a current verdict; the gate itself refuses these as stale (an older rendergate, the
     host manifest of that session), as it must."""
-    from rendergate.verdict import State, judge, load, state_of
+    from rendergate.core.verdict import State, judge, load, state_of
 
     problems = judge(load(ROOT / "tests" / "data" / "verdicts" / verdict))
     assert (not problems) == passes, problems

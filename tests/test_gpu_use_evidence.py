@@ -3,8 +3,8 @@ renders, on the CPU, without an error; the evidence the check decides on must sa
 import json
 from pathlib import Path
 
-from rendergate.diagnosis import Cause
-from rendergate.evidence import gpu_not_used
+from rendergate.core.diagnosis import Cause
+from rendergate.core.evidence import gpu_not_used
 
 ROOT = Path(__file__).resolve().parents[1]
 H100_GPUWATCH = ROOT / "docs" / "gpu-evidence-h100-gpuwatch.txt"

@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import BASE_IMAGE, ROOT, SETUP_TIMEOUT, rendergate_cli
-from rendergate import inventory, requirements
-from rendergate.manifest import load_variant
+from rendergate.commands import inventory
+from rendergate.core import requirements
+from rendergate.core.manifest import load_variant
 
 
 def init(tmp_path, *args: str) -> subprocess.CompletedProcess:

@@ -62,7 +62,7 @@ def venv_python(installed, code: str) -> str:
 def test_the_wheel_carries_the_plugin_suites_and_assets(installed):
     found = json.loads(venv_python(installed, """if True:
         import json, importlib.metadata as m, importlib.util
-        from rendergate import assets
+        from rendergate.core import assets
         print(json.dumps({
             "plugins": [e.value for e in m.entry_points(group="pytest11") if e.name == "rendergate"],
             "scripts": [e.value for e in m.entry_points(group="console_scripts") if e.name == "rendergate"],
@@ -74,7 +74,7 @@ def test_the_wheel_carries_the_plugin_suites_and_assets(installed):
             "where": str(assets.SUITES),
             "modal": importlib.util.find_spec("modal") is not None,
             "pytest": m.version("pytest")}))"""))
-    assert found["plugins"] == ["rendergate.fixtures"] and found["scripts"] == ["rendergate.__main__:main"]
+    assert found["plugins"] == ["rendergate.plugin"] and found["scripts"] == ["rendergate.__main__:main"]
     assert found["where"].startswith(str(installed)), "rendergate must come from the venv, not this checkout"
     assert found["suites"] == sorted(p.name for p in (ROOT / "suites").glob("test_*.py"))
     assert found["probes"] == sorted(p.name for p in (ROOT / "rendergate" / "probes").glob("*.py"))
@@ -111,14 +111,14 @@ def test_a_user_repo_validates_its_own_image(installed, studio_image, engine, tm
 # ini names (rendergate_checks), declared through rendergate.requirements as rendergate's suites are.
 STUDIO_CODEC_CHECK = '''\
 """The studio's encoders: each one the manifest lists is compiled into the image's ffmpeg."""
-from rendergate.diagnosis import Cause, CheckFailed
-from rendergate.requirements import declare
-from rendergate.schema import list_of, word
+from rendergate.core.diagnosis import Cause, CheckFailed
+from rendergate.core.requirements import declare
+from rendergate.core.schema import list_of, word
 from studio_runbook import RUNBOOK  # a helper module beside it
 
 STUDIO_CODECS = declare("studio_codecs", list_of(word), 'a list of ffmpeg encoders, e.g. ["libx264"]',
                         "each of the studio's encoders is compiled into ffmpeg", capabilities={"compat32"})
-pytestmark = STUDIO_CODECS.mark
+pytestmark = requires(STUDIO_CODECS)
 
 
 def test_studio_codec_compiled(target, requirement):

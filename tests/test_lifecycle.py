@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rendergate.engine import LABEL_OWNER, LABEL_RUN, LABEL_VARIANT
+from rendergate.engines.docker_engine import LABEL_OWNER, LABEL_RUN, LABEL_VARIANT
 
 ROOT = Path(__file__).resolve().parents[1]
 

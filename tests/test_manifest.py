@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from conftest import at_most, rendergate_cli
-from rendergate.manifest import ManifestError, load_variant, load_variants
+from rendergate.core.manifest import ManifestError, load_variant, load_variants
 
 ROOT = Path(__file__).resolve().parents[1]
 

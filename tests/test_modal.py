@@ -12,10 +12,10 @@ import modal
 import pytest
 
 from conftest import CLI_TIMEOUT, ROOT, bounded, make, written_verdict
-from rendergate import verdict
-from rendergate.manifest import load_variant, load_variants
-from rendergate.modal_target import build_digest, image, plan
-from rendergate.promotion import Refused, gate_matrix
+from rendergate.core import verdict
+from rendergate.core.manifest import load_variant, load_variants
+from rendergate.engines.modal import build_digest, image, plan
+from rendergate.release.promotion import Refused, gate_matrix
 
 FAKE_TOKENS = {"MODAL_TOKEN_ID": "ak-Zx81Qm2Lp4Rt6Vb9Nc3Kd", "MODAL_TOKEN_SECRET": "as-Hq5Wm8Tn2Lp7Xc4Vb1Zr"}
 

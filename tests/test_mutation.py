@@ -14,8 +14,8 @@ import time
 import pytest
 
 from conftest import BASE_IMAGE, CLI_TIMEOUT, INTERRUPTED_RUN_TIMEOUT, ROOT, TIMED_SUITE_TIMEOUT, at_most, end_tree, rendergate_cli
-from rendergate.engine import Engine
-from rendergate.manifest import load_variant
+from rendergate.engines.docker_engine import Engine
+from rendergate.core.manifest import load_variant
 from rendergate.mutation import (REFUSALS, FileTrace, Finding, Kind, Mutant, Suite, UsedFile, advised_installs, image_attrs,
                                  image_layers, installed_of, judge_mutant, not_mutated_because, plan, refusing_wrapper)
 

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from rendergate.parsers import (
+from rendergate.core.parsers import (
     parse_cycles_devices,
     parse_eglinfo,
     parse_ffmpeg_encoders,
@@ -13,7 +13,7 @@ from rendergate.parsers import (
     parse_probe_output,
     parse_vulkaninfo_summary,
 )
-from rendergate.xorg import xorg_bus_id
+from rendergate.checks.xorg import xorg_bus_id
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
 H100 = CAPTURES / "h100-2026-11-23"

@@ -19,8 +19,8 @@ import docker.errors
 import pytest
 
 from conftest import CLI_TIMEOUT, ROOT, SETUP_TIMEOUT, at_most, loopback_registry
-from rendergate.engine import EngineError
-from rendergate.progress import BuildProgress
+from rendergate.engines.docker_engine import EngineError
+from rendergate.engines.progress import BuildProgress
 
 LOCAL_BASE = "rendergate/debian:bookworm"
 MANIFEST = 'description = "a tiny image, built to watch its progress"\n[run]\ngpus = "none"\ncommand = ["sleep", "infinity"]\n'

@@ -3,7 +3,7 @@ to containers) and by their shape (NAME=value, credentials in URLs, known token 
 the text around them, and ordinary text, stay readable."""
 import pytest
 
-from rendergate.redact import REDACTED, redact, remember_secrets
+from rendergate.core.redact import REDACTED, redact, remember_secrets
 
 CASES = [
     ("HF_TOKEN=hf_aaaabbbbccccddddeeeeffffgggg1234 python render.py", "HF_TOKEN=", "hf_aaaabbbb"),

@@ -17,7 +17,7 @@ from PIL import Image
 
 from conftest import (BASE_IMAGE, CLI_TIMEOUT, INTERRUPTED_RUN_TIMEOUT, ROOT, SUITE_TIMEOUT, WITH_SIGINT, bounded, end_tree,
                       process_tree, read_verdicts, rendergate_cli, require_tool)
-from rendergate.engine import LABEL_OWNER
+from rendergate.engines.docker_engine import LABEL_OWNER
 
 HOST_SECRET = "hs-5b0c9e7d2a41f6"  # a value of a secret-named variable in the environment of the run
 MANIFEST_SECRET = "ms-1f8e2d3c4b5a69"  # a value of a secret-named variable the manifest gives the container

@@ -4,11 +4,12 @@ inherited and nested test classes, and a fixture that takes `requirement` (one r
 tests/test_gate_attacks.py trims one run of each and the gate must say which did not run."""
 import pytest
 
-from rendergate.requirements import declare
-from rendergate.schema import list_of, word
+from rendergate.core.requirements import declare
+from rendergate.plugin import requires
+from rendergate.core.schema import list_of, word
 
 SHAPES = declare("shapes", list_of(word), 'a list of words, e.g. ["a"]', "each shape of check runs, every run of it")
-pytestmark = SHAPES.mark
+pytestmark = requires(SHAPES)
 
 
 @pytest.mark.parametrize("case", (name for name in ("gen_one", "gen_two")))

@@ -1,0 +1,46 @@
+"""Make the workloads' reference images (fixtures/references/), by a documented command:
+
+    make references            # or: python -m rendergate references
+
+It renders each variant's canonical workloads on the CPU in a fresh container of the variant's
+image, exactly as the suites do, and keeps the frames the suites compare against. Review the
+new images before committing them: the suites trust them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rendergate.core.assets import REFERENCES
+from rendergate.engines.docker_engine import Engine, owner_label
+from rendergate.core.manifest import Variant
+from rendergate.checks.media import LAST, judge_video, to_png
+from rendergate.engines.targets import DockerTarget
+from rendergate.checks.workloads import cycles_reference, manim_reference, render_frames, render_manim
+
+
+def make_references(engine: Engine, variants: dict[str, Variant], image_of, log_dir: Path) -> list[Path]:
+    made = []
+    REFERENCES.mkdir(parents=True, exist_ok=True)
+    for variant in variants.values():
+        wants = {k: v for k, v in variant.workloads.items() if k in ("manim_scene", "cycles_frame")}
+        if not wants:
+            continue
+        target = DockerTarget.start(engine, variant, image_of(variant), f"references-{os.getpid()}", owner_label(),
+                                    log_dir, default_timeout=600)
+        try:
+            for quality in sorted(set(wants.get("manim_scene", {}).values())):
+                video = render_manim(target, quality, f"{target.workdir}/manim-{quality}")
+                path = manim_reference(quality)
+                path.write_bytes(to_png(judge_video(target, video, keep=[LAST]).frames[LAST]))
+                made.append(path)
+            if "cycles_frame" in wants:
+                cfg = wants["cycles_frame"]
+                out = f"{target.workdir}/cycles-reference"
+                render_frames(target, out, 1, cfg["size"], cfg["samples"])
+                path = cycles_reference(cfg["size"], cfg["samples"])
+                path.write_bytes(target.fetch(f"{out}/frame_0001.png"))
+                made.append(path)
+        finally:
+            engine.remove(target.container.id)
+    return made

@@ -1,0 +1,60 @@
+"""The plugin's command-line and ini options: which variants, where they run (--target, --gpu,
+--runtime, --image), what a run may skip (--allow-no-gpu), where its inputs and outputs are."""
+from __future__ import annotations
+
+import os
+
+
+from rendergate.core.manifest import positive
+from rendergate.engines.kinds import IMAGE_TARGETS, KINDS
+
+
+# --runtime: the sandbox containers run in. gVisor is what Modal runs containers under by default;
+# with the docker target it is Debian's runsc, registered by scripts/ensure-gvisor.
+RUNTIMES = tuple(dict.fromkeys(r for kind in KINDS.values() for r in kind.runtimes))
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("rendergate", "rendergate: validate GPU render images")
+    group.addoption("--variant", action="append", default=[], metavar="NAME",
+                    help="variant to validate (a folder of --images-dir); repeatable; default: all")
+    group.addoption("--target", choices=IMAGE_TARGETS, default="docker",
+                    help="where a variant's image runs: docker (a container of the image in the local engine) or "
+                         "modal (a Modal Sandbox per GPU type of --gpu); a variant whose manifest says "
+                         "`host = true` is this machine itself, checked in place")
+    group.addoption("--gpu", default="", metavar="TYPES",
+                    help="with --target modal: the GPU matrix, comma-separated Modal GPU types, e.g. T4,L4,A10G,H100")
+    group.addoption("--max-gpus", type=positive(int), default=4, metavar="N",
+                    help="with --target modal: at most N sandboxes (GPUs) at once across all workers (default 4)")
+    group.addoption("--sandbox-timeout", type=positive(int), default=3600, metavar="SECONDS",
+                    help="with --target modal: Modal ends a sandbox after this long whatever happens (default 3600)")
+    group.addoption("--runtime", choices=RUNTIMES, default="default",
+                    help="sandbox runtime of the containers: default (the engine's, runc; Modal's, gVisor today), "
+                         "gvisor (docker: the engine's runsc runtime), or vm (modal only): run a variant under "
+                         "both to tell a platform failure from an image failure")
+    group.addoption("--image", metavar="REF",
+                    help="check this image (pulled if it is not local) against the manifest of the one --variant, "
+                         "instead of its Dockerfile's build or its manifest's `image`")
+    group.addoption("--allow-no-gpu", action="store_true",
+                    help="on a host with no NVIDIA GPU, skip GPU checks (counted apart) instead of failing them")
+    group.addoption("--checks", action="append", default=[], metavar="DIR",
+                    help="a folder of your own checks (test_*.py modules declaring their requirements with "
+                         "rendergate.requirements.declare), collected beside rendergate's suites; repeatable; "
+                         "default: the ini option rendergate_checks")
+    group.addoption("--images-dir", metavar="DIR",
+                    help="folder of variants, one folder each with a manifest.toml (default: the ini option "
+                         "rendergate_images, else images/ at the root)")
+    group.addoption("--base-image", metavar="REF",
+                    help="BASE_IMAGE build argument (default: each Dockerfile's own, an NVIDIA CUDA image)")
+    group.addoption("--extra-ca", metavar="PEM", default=os.environ.get("RENDERGATE_EXTRA_CA") or None,
+                    help="extra CA bundle trusted inside builds (TLS-intercepting proxies); env RENDERGATE_EXTRA_CA")
+    group.addoption("--check-timeout", type=positive(float), default=180, metavar="SECONDS",
+                    help="a command in a target running longer is killed and its check fails (default 180)")
+    group.addoption("--tier", choices=("smoke", "full"), default="smoke",
+                    help="size of the render workloads: smoke (CI, minutes) or full (production sizes)")
+    group.addoption("--reports-dir", metavar="DIR", help="where verdicts/, artifacts/ and logs/ go (default: reports/ at the root)")
+    group.addoption("--promoted", metavar="DIR",
+                    help="folder of the last promoted verdicts (`make promote` keeps them): timed workloads that "
+                         "regressed against them beyond thresholds.max_regression fail")
+    parser.addini("rendergate_images", "folder of rendergate variants (default: images/ at the root)")
+    parser.addini("rendergate_checks", "folders of your own checks, relative to the root (see --checks)", type="paths")

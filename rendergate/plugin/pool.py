@@ -1,0 +1,63 @@
+"""The pool of targets a process's checks use, one per cell: a shared kind's target (a container,
+a sandbox) opened once per run and attached to by every other worker."""
+from __future__ import annotations
+
+from rendergate.core.diagnosis import Cause, CheckFailed
+from rendergate.core.runstate import RunState
+from rendergate.engines.docker_engine import EngineError
+from rendergate.engines.kinds import KINDS, Cell
+from rendergate.engines.targets import Target
+from rendergate.plugin.run import RunConfig
+
+
+class TargetPool:
+    """The targets this process uses, one per cell. A shared kind's target (a container, a
+    sandbox) is opened by the run's first process that needs it, under the cell's lock, and
+    recorded; the others attach to it. A cell whose target cannot be opened (build failed, say)
+    is recorded as such: every check of it fails fast with that line, in every worker, without
+    trying again."""
+
+    def __init__(self, run: RunConfig):
+        self.run = run
+        self.state = RunState(run.run_id)
+        self._targets: dict[str, Target] = {}
+        self.images: dict[str, dict] = {}  # by cell: the image its target runs, as verdicts name it
+        self.started: list[dict] = []  # what this process started, as verdicts count it (Target.started)
+
+    def get(self, cell: Cell) -> Target:
+        if cell.key in self._targets:
+            return self._targets[cell.key]
+        kind = KINDS[cell.kind]
+        if not kind.shared:  # this machine: nothing shared, each process checks in place
+            self._targets[cell.key] = kind.start(cell, self.run.launch)
+            return self._targets[cell.key]
+        with self.state.claimed(cell.key) as record:
+            if record is None:
+                record = self._open_and_record(cell)
+            elif "handle" in record:
+                try:
+                    self._targets[cell.key] = kind.attach(cell, record["handle"], self.run.launch.check_timeout)
+                except EngineError as e:
+                    record = {"failed": str(e)}
+        if record.get("image"):  # an image that cannot start is still the one its verdict is about
+            self.images[cell.key] = record["image"]
+        if "failed" in record:
+            raise CheckFailed(Cause(record.get("cause", Cause.TARGET_UNAVAILABLE.value)), record["failed"])
+        return self._targets[cell.key]
+
+    def _open_and_record(self, cell: Cell) -> dict:
+        try:
+            target = KINDS[cell.kind].start(cell, self.run.launch)
+        except EngineError as e:
+            record = {"failed": str(e), "image": e.image, "cause": e.cause.value}
+        else:
+            self._targets[cell.key] = target
+            self.started.append(target.started())
+            record = {"kind": cell.kind, "handle": target.handle(), "image": target.image_info()}
+        self.state.record(cell.key, record)
+        return record
+
+    def close(self) -> None:
+        for target in self._targets.values():
+            target.close()
+        self._targets.clear()
