@@ -28,7 +28,7 @@ from rendergate.engines.docker_engine import Engine, owner_label
 from rendergate.core.environment import suite_version
 from rendergate.engines.hostload import HostLoad
 from rendergate.core.manifest import load_variant, load_variants
-from rendergate.engines.targets import DockerTarget
+from rendergate.engines.docker import DockerTarget
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN_BAD = ROOT / "tests" / "known_bad"

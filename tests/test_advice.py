@@ -19,7 +19,7 @@ from rendergate.core.diagnosis import CheckFailed, Diagnosis, diagnose
 from rendergate.engines.docker_engine import EngineError, owner_label
 from rendergate.core.manifest import load_variant
 from rendergate.mutation import advised_installs
-from rendergate.engines.targets import DockerTarget
+from rendergate.engines.docker import DockerTarget
 from rendergate.checks.xorg import start_x
 from suites.test_egl_vulkan import egl_devices, vulkan_devices
 

@@ -17,7 +17,7 @@ from rendergate.core.gpuinfo import gpus_from_probe, lookup, nvenc_lacking, opti
 from rendergate.core.host_gpus import host_gpu_names
 from rendergate.core.manifest import load_variant
 from rendergate.checks.readiness import kernel_xids
-from rendergate.engines.targets import DockerTarget
+from rendergate.engines.docker import DockerTarget
 
 H100 = ROOT / "tests" / "data" / "captures" / "h100-2026-11-23"
 

@@ -23,7 +23,7 @@ from rendergate.engines.docker_engine import Engine, EngineError, owner_label
 from rendergate.core.manifest import VARIANT_NAME, ManifestError, Variant, load_variant
 from rendergate.core.parsers import parse_ffmpeg_encoders
 from rendergate.engines.progress import EngineProgress
-from rendergate.engines.targets import DockerTarget
+from rendergate.engines.docker import DockerTarget
 
 TOOLS = ("ffmpeg", "Xorg", "glxinfo", "x11vnc", "eglinfo", "vulkaninfo", "latex", "dvisvgm", "kpsewhich")
 # Where images keep Pythons besides PATH: venvs under /opt, /venv, /app, the user's home.

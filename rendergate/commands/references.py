@@ -15,7 +15,7 @@ from rendergate.core.assets import REFERENCES
 from rendergate.engines.docker_engine import Engine, owner_label
 from rendergate.core.manifest import Variant
 from rendergate.checks.media import LAST, judge_video, to_png
-from rendergate.engines.targets import DockerTarget
+from rendergate.engines.docker import DockerTarget
 from rendergate.checks.workloads import cycles_reference, manim_reference, render_frames, render_manim
 
 

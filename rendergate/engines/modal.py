@@ -9,18 +9,26 @@ manifest to Modal's image and sandbox arguments is tested without Modal's server
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import io
 import os
+import re
 import shlex
 import tarfile
 import time
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rendergate.core.manifest import Variant
-from rendergate.core.redact import remember_secrets
+from rendergate.core.gpuinfo import GpuInfo, nominal
+from rendergate.core.manifest import Variant, positive
+from rendergate.core.redact import redact, remember_secrets
+from rendergate.core.runstate import RunState
+from rendergate.engines.docker_engine import EngineError
+from rendergate.engines.hostload import HostLoad
+from rendergate.engines.kind import Cell, Launch, Option, SetupError
 from rendergate.engines.targets import Target, worker_folder, worker_slot
 
 APP_NAME = "rendergate"
@@ -220,3 +228,99 @@ class ModalTarget(Target):
         if out.rc != 0:
             raise OSError(f"{remote_path}: {out.stderr.strip()}")
         return base64.b64decode(out.stdout)
+
+
+# A Modal GPU of the matrix: TYPE or TYPE:COUNT.
+GPU_SPEC = re.compile(r"(?P<type>[A-Za-z0-9-]+)(?::(?P<count>[1-9]))?")
+
+
+class ModalKind:
+    """A Modal Sandbox per (variant, GPU type) of the --gpu matrix, built from the variant's
+    Dockerfile on Modal; at most --max-gpus at once across the run's workers."""
+    name = "modal"
+    runtimes = {"default": "Modal default (gVisor today)", "gvisor": "gVisor (Modal)", "vm": "VM (Modal)"}
+    shared = True
+    runs_images = True
+    options = (
+        Option("--gpu", "a GPU matrix on Modal", "the GPU matrix, comma-separated Modal GPU types, e.g. T4,L4,A10G,H100",
+               default="", metavar="TYPES"),
+        Option("--max-gpus", "a limit of Modal sandboxes", "at most N sandboxes (GPUs) at once across all workers "
+               "(default 4)", default=4, type=positive(int), metavar="N"),
+        Option("--sandbox-timeout", "a limit of Modal sandboxes", "Modal ends a sandbox after this long whatever "
+               "happens (default 3600)", default=3600, type=positive(int), metavar="SECONDS"),
+    )
+
+    def cells(self, variants: list[Variant], options: Mapping[str, object], image: str | None) -> list[Cell]:
+        gpu = str(options["gpu"])
+        if image:
+            raise SetupError("--image is for a local engine: on Modal each variant's image is built from its Dockerfile")
+        gpus = [g.strip() for g in gpu.split(",") if g.strip()]
+        unknown = [g for g in gpus if not (m := GPU_SPEC.fullmatch(g)) or m["type"] not in GPU_TYPES]
+        if not gpus or unknown:
+            raise SetupError(f"--target modal needs --gpu with Modal GPU types, each TYPE or TYPE:COUNT (1 to 9) "
+                             f"({', '.join(GPU_TYPES)})" + (f"; not one: {', '.join(unknown)}" if unknown else ""))
+        for variant in variants:
+            if not variant.dockerfile:
+                raise SetupError(f"{variant.manifest}: --target modal builds each variant's Dockerfile, and "
+                                 f"{variant.name} has none")
+        try:
+            check_credentials()
+        except ModalUnavailable as e:
+            raise SetupError(str(e)) from None
+        return [Cell(v, self.name, g) for v in variants for g in gpus]
+
+    def prepare(self, cells: list[Cell], launch: Launch) -> None:
+        """Modal builds and starts on its side: nothing to prepare here."""
+
+    def obtain(self, cells: list[Cell], launch: Launch, failed) -> None:
+        """Modal builds each image when its sandbox starts."""
+
+    def checked_in(self, cell: Cell) -> str:
+        return f"modal-{cell.gpu_type}"
+
+    def describe(self, cell: Cell, host: dict, runtime: str) -> dict:
+        return {**host, "host": "Modal", "gpu_type": cell.gpu_type, "gpus": f"Modal {cell.gpu_type}",
+                "driver": "Modal's", "cuda": "Modal's", "container_toolkit": "Modal's", "docker_engine": "none",
+                "sandbox_runtime": self.runtimes[runtime]}
+
+    def gpus(self, cell: Cell) -> list[GpuInfo]:
+        return [nominal(cell.gpu_type)]
+
+    def host_load(self, launch: Launch, owner_pid: int) -> HostLoad | None:
+        """The sandbox is not on this host: nothing here says what else ran beside it."""
+        return None
+
+    def start(self, cell: Cell, launch: Launch) -> Target:
+        """A sandbox on the cell's GPU type, once one of the run's --max-gpus slots is free (the
+        slot is held until the target closes)."""
+        slot = _gpu_slot(launch)
+        p = plan(cell.variant, cell.gpu_type, launch.base_image, launch.options["sandbox_timeout"], launch.run_id, launch.runtime)
+        try:
+            return ModalTarget.start(cell.variant, cell.gpu_type, p, launch.check_timeout, slot)
+        except Exception as e:  # Modal's client raises many kinds; the line must say which and why
+            slot.close()
+            raise EngineError(f"Modal could not start a sandbox of {cell.variant.name} on {cell.gpu_type}: "
+                              f"{type(e).__name__}: {redact(str(e)).splitlines()[0] if str(e) else ''}") from None
+
+    def attach(self, cell: Cell, handle: dict, timeout: float) -> Target:
+        return ModalTarget.attach(cell.variant, cell.gpu_type, handle, timeout)
+
+    def release(self, handle: dict) -> None:
+        ModalTarget.release(handle)
+
+    def sweep(self, run_id: str) -> None:
+        """Every sandbox started is recorded (and ends with its timeout whatever happens)."""
+
+
+def _gpu_slot(launch: Launch):
+    """One of --max-gpus lock files of the run, held while a sandbox runs: all workers together
+    never hold more GPUs than that."""
+    while True:
+        for i in range(launch.options["max_gpus"]):
+            slot = open(RunState(launch.run_id).lock_file(f"gpu-{i}.lock"), "a")
+            try:
+                fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return slot
+            except BlockingIOError:
+                slot.close()
+        time.sleep(1)

@@ -1,12 +1,12 @@
-"""The plugin's command-line and ini options: which variants, where they run (--target, --gpu,
---runtime, --image), what a run may skip (--allow-no-gpu), where its inputs and outputs are."""
+"""The plugin's command-line and ini options: which variants, where they run (--target and each
+kind's own options, --runtime, --image), what a run may skip (--allow-no-gpu), where its inputs and outputs are."""
 from __future__ import annotations
 
 import os
 
 
 from rendergate.core.manifest import positive
-from rendergate.engines.kinds import IMAGE_TARGETS, KINDS
+from rendergate.engines.kinds import KINDS, image_targets
 
 
 # --runtime: the sandbox containers run in. gVisor is what Modal runs containers under by default;
@@ -18,16 +18,14 @@ def pytest_addoption(parser):
     group = parser.getgroup("rendergate", "rendergate: validate GPU render images")
     group.addoption("--variant", action="append", default=[], metavar="NAME",
                     help="variant to validate (a folder of --images-dir); repeatable; default: all")
-    group.addoption("--target", choices=IMAGE_TARGETS, default="docker",
+    group.addoption("--target", choices=image_targets(), default="docker",
                     help="where a variant's image runs: docker (a container of the image in the local engine) or "
                          "modal (a Modal Sandbox per GPU type of --gpu); a variant whose manifest says "
                          "`host = true` is this machine itself, checked in place")
-    group.addoption("--gpu", default="", metavar="TYPES",
-                    help="with --target modal: the GPU matrix, comma-separated Modal GPU types, e.g. T4,L4,A10G,H100")
-    group.addoption("--max-gpus", type=positive(int), default=4, metavar="N",
-                    help="with --target modal: at most N sandboxes (GPUs) at once across all workers (default 4)")
-    group.addoption("--sandbox-timeout", type=positive(int), default=3600, metavar="SECONDS",
-                    help="with --target modal: Modal ends a sandbox after this long whatever happens (default 3600)")
+    for kind in KINDS.values():  # each kind's own options (rendergate.engines.kind.Option)
+        for option in kind.options:
+            group.addoption(option.flag, default=option.default, metavar=option.metavar,
+                            help=f"with --target {kind.name}: {option.help}", **({"type": option.type} if option.type else {}))
     group.addoption("--runtime", choices=RUNTIMES, default="default",
                     help="sandbox runtime of the containers: default (the engine's, runc; Modal's, gVisor today), "
                          "gvisor (docker: the engine's runsc runtime), or vm (modal only): run a variant under "
@@ -39,7 +37,7 @@ def pytest_addoption(parser):
                     help="on a host with no NVIDIA GPU, skip GPU checks (counted apart) instead of failing them")
     group.addoption("--checks", action="append", default=[], metavar="DIR",
                     help="a folder of your own checks (test_*.py modules declaring their requirements with "
-                         "rendergate.requirements.declare), collected beside rendergate's suites; repeatable; "
+                         "rendergate.core.requirements.declare), collected beside rendergate's suites; repeatable; "
                          "default: the ini option rendergate_checks")
     group.addoption("--images-dir", metavar="DIR",
                     help="folder of variants, one folder each with a manifest.toml (default: the ini option "

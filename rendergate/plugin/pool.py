@@ -5,7 +5,8 @@ from __future__ import annotations
 from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.core.runstate import RunState
 from rendergate.engines.docker_engine import EngineError
-from rendergate.engines.kinds import KINDS, Cell
+from rendergate.engines.kind import Cell
+from rendergate.engines.kinds import KINDS
 from rendergate.engines.targets import Target
 from rendergate.plugin.run import RunConfig
 

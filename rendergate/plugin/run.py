@@ -19,7 +19,8 @@ from rendergate.core.requirements import RegistryError
 from rendergate.plugin import check_modules
 from rendergate.core.runstate import RunState, interrupt_on_sigterm
 from rendergate.engines.docker_engine import owner_label
-from rendergate.engines.kinds import KINDS, Cell, Launch, SetupError, cells
+from rendergate.engines.kind import Cell, Launch, SetupError
+from rendergate.engines.kinds import KINDS, cells
 from rendergate.core.assets import SUITES
 
 
@@ -137,16 +138,16 @@ def pytest_configure(config):
         raise pytest.UsageError(f"--extra-ca {extra_ca}: no such file")
     for variant in known.values():
         remember_secrets(variant.run.get("env", {}))
+    kind_options = {o.dest: getattr(opt, o.dest) for kind in KINDS.values() for o in kind.options}
     try:
-        chosen = cells([known[n] for n in (opt.variant or known)], opt.target, opt.gpu, opt.runtime, opt.image)
+        chosen = cells([known[n] for n in (opt.variant or known)], opt.target, kind_options, opt.runtime, opt.image)
     except SetupError as e:
         raise pytest.UsageError(str(e)) from None
     launch = Launch(run_id=worker["rendergate_run_id"] if worker else uuid.uuid4().hex[:12],
                     owner=worker["rendergate_owner"] if worker else owner_label(), runtime=opt.runtime,
                     check_timeout=opt.check_timeout,
                     reports_dir=Path(opt.reports_dir).resolve() if opt.reports_dir else config.rootpath / "reports",
-                    base_image=opt.base_image, extra_ca=extra_ca, max_gpus=opt.max_gpus,
-                    sandbox_timeout=opt.sandbox_timeout)
+                    base_image=opt.base_image, extra_ca=extra_ca, options=kind_options)
     host = json.loads(worker["rendergate_host"]) if worker else {
         **describe_host(), "sandbox_runtime": KINDS[opt.target].runtimes[opt.runtime]}
     run = RunConfig(cells=chosen, target=opt.target, allow_no_gpu=opt.allow_no_gpu, launch=launch, host=host,

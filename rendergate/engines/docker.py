@@ -1,0 +1,234 @@
+"""The docker kind of target: a container of the variant's image in the local Docker engine,
+shared by the run's workers (one starts it, the others attach), released when the run ends."""
+from __future__ import annotations
+
+import io
+import shlex
+import sys
+import tarfile
+import time
+from pathlib import Path
+from collections.abc import Mapping
+
+import docker.errors
+import testinfra
+
+from rendergate.core.advice import checked
+from rendergate.core.diagnosis import Cause, CheckFailed, Facts, diagnose, last_line
+from rendergate.core.gpuinfo import GpuInfo
+from rendergate.core.host_gpus import host_gpu_names, host_gpus
+from rendergate.core.manifest import Variant
+from rendergate.engines.docker_engine import Engine, EngineError
+from rendergate.engines.hostload import HostLoad, containers_seconds
+from rendergate.engines.kind import Cell, Launch, SetupError
+from rendergate.engines.progress import BuildProgress
+from rendergate.engines.docker_shell import RootShell, shell_fault
+from rendergate.engines.targets import Target, worker_count, worker_folder, worker_slot
+from rendergate.release.promotion import obtain
+
+
+def _image_info(ref: str, image) -> dict:
+    """An image of the engine as verdicts name it."""
+    return {"ref": ref, "digest": image.id, "repo_digests": image.attrs.get("RepoDigests", [])}
+
+
+class DockerTarget(Target):
+    """A running container of the variant's image, as the image's own user. Started by the engine
+    (entrypoint replaced by the keep-alive command), shared by the run's workers."""
+
+    def __init__(self, variant: Variant, container, default_timeout: float, user: tuple[int, int] | None = None):
+        self.container = container
+        super().__init__(variant, testinfra.get_host(f"docker://{container.id}"),
+                         worker_folder(worker_slot()), variant.settings.python, default_timeout)
+        self.uid, self.gid = user or self._prepare()
+
+    @property
+    def name(self) -> str:
+        return self.image_ref
+
+    @property
+    def image_ref(self) -> str:
+        tags = self.container.image.tags
+        return self.container.attrs.get("Config", {}).get("Image") or (tags[0] if tags else self.container.image.id)
+
+    def started(self) -> dict:
+        return {"container": self.container.name}
+
+    def image_info(self) -> dict:
+        return _image_info(self.image_ref, self.container.image)
+
+    @classmethod
+    def start(cls, engine: Engine, variant: Variant, image: str, run_id: str, owner: str, log_dir: Path,
+              default_timeout: float, gpus: bool = False, runtime: str | None = None) -> "DockerTarget":
+        """A new container of `image`, labelled as the run's (owner: the run's controlling process)."""
+        try:
+            container = engine.start(variant, image, run_id, owner, gpus=gpus, log_dir=log_dir, runtime=runtime)
+        except EngineError as e:
+            try:
+                known = _image_info(image, engine.client.images.get(image))
+            except docker.errors.DockerException:  # not in the engine: no image to name
+                known = None
+            raise EngineError(str(e), known, e.cause) from None
+        try:
+            return cls(variant, container, default_timeout)
+        except EngineError as e:
+            engine.remove(container.id)
+            raise EngineError(str(e), _image_info(image, container.image), e.cause) from None
+
+    @classmethod
+    def attach(cls, variant: Variant, handle: dict, default_timeout: float) -> "DockerTarget":
+        """The container another worker started (and prepared) for the variant."""
+        try:
+            container = Engine().client.containers.get(handle["container"])
+        except docker.errors.NotFound:
+            raise EngineError(f"the container of {variant.name} ({handle['container'][:12]}) is gone: removed "
+                              "while the run was using it") from None
+        target = cls(variant, container, default_timeout, user=(handle["uid"], handle["gid"]))
+        target._adopt(handle)
+        return target
+
+    @staticmethod
+    def release(handle: dict) -> None:
+        Engine().remove(handle["container"])
+
+    def handle(self) -> dict:
+        return {**super().handle(), "container": self.container.id, "uid": self.uid, "gid": self.gid}
+
+    def _prepare(self) -> tuple[int, int]:
+        """The image's user, and every worker's folder, made by root and owned by that user (a
+        non-root image's user may not create them): everything a check writes goes there."""
+        for _ in range(3):  # a container just started has answered an exec with nothing at all (a busy host)
+            code, out = self.container.exec_run(["/bin/sh", "-c", "id -u && id -g"])
+            if code != 0 or out.strip():
+                break
+            time.sleep(0.5)
+        ids = out.decode(errors="replace").split()
+        if code != 0 or len(ids) != 2 or not all(i.isdigit() for i in ids):
+            text = out.decode(errors="replace")
+            if self.container.exec_run(["/bin/sh", "-c", "exit 0"], user="0")[0] == 0:  # the shell runs: `id` does not
+                found = checked(diagnose(text, code, "id -u (the target's first command)", Facts()), RootShell(self.container))
+                raise EngineError(f"{self.image_ref} cannot run `id` in its shell: {found.message}", cause=found.cause)
+            said = f"{self.image_ref} has no usable /bin/sh ({last_line(text)})"
+            broken = shell_fault(self.container, text)
+            if broken:
+                raise EngineError(f"{said}: {broken.message}", cause=broken.cause)
+            raise EngineError(f"{said}: rendergate runs every check through /bin/sh and coreutils inside the image; "
+                              "add a shell (e.g. busybox) to the image to validate it")
+        uid, gid = int(ids[0]), int(ids[1])
+        folders = " ".join(worker_folder(n) for n in range(max(worker_count(), self.slot + 1)))
+        # As uid 0, not "root": an image without /etc/passwd (FROM scratch) has no user of that name.
+        code, out = self.container.exec_run(["/bin/sh", "-c", f"mkdir -p {folders} && chown {uid}:{gid} {folders}"],
+                                            user="0")
+        if code != 0:
+            raise EngineError(f"cannot make {self.workdir} in {self.image_ref}: {last_line(out.decode(errors='replace'))}")
+        return uid, gid
+
+    def put(self, local_dir: Path, remote_dir: str) -> None:
+        """Copy a folder in, owned by the image's user (so that checks may write beside it)."""
+        self.run(f"mkdir -p {shlex.quote(remote_dir)}")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for path in sorted(local_dir.rglob("*")):
+                info = tar.gettarinfo(path, arcname=str(path.relative_to(local_dir)))
+                info.uid, info.gid, info.uname, info.gname = self.uid, self.gid, "", ""
+                if info.isreg():
+                    with path.open("rb") as f:
+                        tar.addfile(info, f)
+                else:
+                    tar.addfile(info)
+        self.container.put_archive(remote_dir, buf.getvalue())
+
+    def fetch(self, remote_path: str) -> bytes:
+        try:
+            stream, _ = self.container.get_archive(remote_path)
+        except docker.errors.NotFound:
+            raise CheckFailed(Cause.OUTPUT_INVALID, f"{remote_path}: no such file in {self.name} (the command that "
+                                                    "should have written it did not)") from None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.next()
+            return tar.extractfile(member).read()
+
+
+class DockerKind:
+    """A container of the variant's image in the local Docker engine, shared by the run's workers."""
+    name = "docker"
+    runtimes = {"default": "engine default (runc)", "gvisor": "gVisor (runsc)"}
+    engine_runtimes = {"default": None, "gvisor": "runsc"}  # --runtime -> the engine's OCI runtime
+    shared = True
+    runs_images = True
+
+    options = ()
+
+    def cells(self, variants: list[Variant], options: Mapping[str, object], image: str | None) -> list[Cell]:
+        for variant in variants:
+            if not variant.image_ref:
+                raise SetupError(f"{variant.manifest}: no image to check: no Dockerfile beside it, no "
+                                 "`image = \"REF\"` in it and no --image; a manifest of the machine running the "
+                                 "suite itself says `host = true`")
+        return [Cell(v, self.name) for v in variants]
+
+    def prepare(self, cells: list[Cell], launch: Launch) -> None:
+        """Before anything runs: the engine answers, stale containers are gone, the runtime asked
+        for is there."""
+        try:
+            engine = Engine()
+        except EngineError as e:
+            raise SetupError(str(e)) from None
+        engine.sweep_stale()
+        wanted = self.engine_runtimes[launch.runtime]
+        if wanted and not engine.has_runtime(wanted):
+            raise SetupError(f"--runtime {launch.runtime}: the Docker engine has no {wanted} runtime: "
+                             "run scripts/ensure-gvisor (installs Debian's runsc and registers it)")
+
+    def obtain(self, cells: list[Cell], launch: Launch, failed) -> None:
+        """Each cell's image here before any worker starts (promotion.obtain: built from its
+        Dockerfile, or pulled with the engine's stored credentials), the progress shown as it goes.
+        A build that fails is handed to `failed(cell, line)`: each of its checks then fails with
+        that line; an image that cannot be pulled leaves nothing to validate (SetupError)."""
+        engine = Engine()
+        with BuildProgress(stream=sys.stdout) as progress:
+            def build(variant: Variant) -> str:
+                return engine.build(variant, launch.reports_dir / "logs", launch.base_image, launch.extra_ca,
+                                    progress=progress)
+
+            for cell in cells:
+                variant = cell.variant
+                try:
+                    obtain(engine, variant, variant.image_ref, build, progress)
+                except EngineError as e:
+                    if not variant.built_here(variant.image_ref):
+                        raise SetupError(f"{variant.name}: {e}") from None
+                    failed(cell, str(e))
+
+    def checked_in(self, cell: Cell) -> str:
+        return cell.variant.image_ref
+
+    def describe(self, cell: Cell, host: dict, runtime: str) -> dict:
+        return host
+
+    def gpus(self, cell: Cell) -> list[GpuInfo]:
+        return host_gpus()
+
+    def host_load(self, launch: Launch, owner_pid: int) -> HostLoad | None:
+        """Other processes' use of this host, the run's own containers not counted as others."""
+        return HostLoad(owner_pid, containers_seconds(Engine(), launch.run_id))
+
+    def start(self, cell: Cell, launch: Launch) -> Target:
+        return DockerTarget.start(Engine(), cell.variant, cell.variant.image_ref, launch.run_id, launch.owner,
+                                  launch.reports_dir / "logs", launch.check_timeout, gpus=bool(host_gpu_names()),
+                                  runtime=self.engine_runtimes[launch.runtime])
+
+    def attach(self, cell: Cell, handle: dict, timeout: float) -> Target:
+        return DockerTarget.attach(cell.variant, handle, timeout)
+
+    def release(self, handle: dict) -> None:
+        Engine().remove(handle["container"])
+
+    def sweep(self, run_id: str) -> None:
+        """Containers of the run started but never recorded (a worker killed while starting one)."""
+        try:
+            engine = Engine()
+        except EngineError:
+            return
+        for container in engine.containers(run_id):
+            engine.remove(container["id"])
