@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import BASE_IMAGE, ROOT, SETUP_TIMEOUT, rendergate_cli
-from rendergate.commands import inventory
+from rendergate.commands import init as inventory
 from rendergate.core import requirements
 from rendergate.core.manifest import load_variant
 

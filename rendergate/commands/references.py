@@ -9,9 +9,12 @@ new images before committing them: the suites trust them.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
+from rendergate.commands.common import builder, variants
 from rendergate.core.assets import REFERENCES
+from rendergate.engines.progress import BuildProgress
 from rendergate.engines.docker_engine import Engine, owner_label
 from rendergate.core.manifest import Variant
 from rendergate.checks.media import LAST, judge_video, to_png
@@ -44,3 +47,19 @@ def make_references(engine: Engine, variants: dict[str, Variant], image_of, log_
         finally:
             engine.remove(target.container.id)
     return made
+
+
+def add(sub) -> None:
+    sub.add_parser("references", help="make the reference images of fixtures/references/ (building images first)"
+                   ).add_argument("variants", nargs="*")
+
+
+def run(args) -> int:
+    known = variants(args, args.variants)
+    engine = Engine()
+    chosen = {n: known[n] for n in args.variants or [n for n, v in known.items() if v.needs_image]}
+    progress = BuildProgress(stream=sys.stdout)
+    with progress:
+        for path in make_references(engine, chosen, builder(args, engine, progress), Path(args.reports_dir) / "logs"):
+            print(f"wrote {path}")
+    return 0

@@ -11,6 +11,7 @@ the image is built for (NVENC encoders, CUDA/OptiX backends, NVIDIA_* variables)
 from __future__ import annotations
 
 import json
+import sys
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from rendergate.core.driver_capabilities import needed
 from rendergate.engines.docker_engine import Engine, EngineError, owner_label
 from rendergate.core.manifest import VARIANT_NAME, ManifestError, Variant, load_variant
 from rendergate.core.parsers import parse_ffmpeg_encoders
-from rendergate.engines.progress import EngineProgress
+from rendergate.engines.progress import BuildProgress, EngineProgress
 from rendergate.engines.docker import DockerTarget
 
 TOOLS = ("ffmpeg", "Xorg", "glxinfo", "x11vnc", "eglinfo", "vulkaninfo", "latex", "dvisvgm", "kpsewhich")
@@ -198,3 +199,19 @@ def default_name(image: str) -> str:
     last = image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
     return re.sub(r"[^A-Za-z0-9._-]+", "-", last) or "image"
 
+
+
+def add(sub) -> None:
+    command = sub.add_parser("init", help="probe an image and write a manifest proposing what it holds, for review")
+    command.add_argument("--image", required=True, help="the image (pulled with the engine's stored login if not local)")
+    command.add_argument("--name", help="the variant's name, its folder under --images-dir (default: from the image)")
+    command.add_argument("--force", action="store_true", help="replace an existing manifest.toml")
+
+
+def run(args) -> int:
+    folder = Path(args.images_dir) / (args.name or default_name(args.image))
+    with BuildProgress(stream=sys.stdout) as progress:
+        path, _ = init(Engine(), args.image, folder, Path(args.reports_dir) / "logs", args.force, progress)
+    print(path.read_text(), end="")
+    print(f"wrote {path}: review it, then validate with `pytest -n auto` (see README, \"Validate your own image\")")
+    return 0

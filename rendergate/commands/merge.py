@@ -1,0 +1,50 @@
+"""`rendergate merge PATH ...`: merge verdicts of several hosts into one matrix report."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rendergate.commands.common import say
+from rendergate.core import verdict as verdicts
+from rendergate.core.jsonfile import write_whole
+from rendergate.core.platforms import Platform
+from rendergate.pages import merged_html
+
+
+def add(sub) -> None:
+    command = sub.add_parser("merge", help="merge verdicts (files, or reports folders) of several hosts into one report")
+    command.add_argument("paths", nargs="+")
+    command.add_argument("--out", default="reports/merged.html")
+
+
+def run(args) -> int:
+    files = []
+    for path in map(Path, args.paths):
+        if path.is_dir():
+            found = sorted((path / "verdicts").glob("*.json")) or sorted(path.glob("*.json"))
+            if not found:
+                raise verdicts.VerdictError(f"{path}: no verdicts in it (nor in {path / 'verdicts'})")
+            files += found
+        else:
+            files.append(path)
+    loaded, seen = [], {}
+    for f in files:
+        v = verdicts.settle(verdicts.load(f))  # judged again: never the state a verdict says of itself
+        key = (v["variant"], v["host"].get("gpu_type"), v.get("platform", Platform.NATIVE))
+        if key in seen:
+            raise verdicts.VerdictError(f"{f} and {seen[key]} are both about {key[0]} on {key[1]} ({key[2]}): "
+                                        "merge one verdict per GPU type and platform")
+        seen[key] = f
+        loaded.append(v)
+    out = Path(args.out)
+    if out.is_dir() or out.suffix != ".html":
+        raise verdicts.VerdictError(f"--out {out}: name an .html file to write (its .json goes beside it)")
+    try:
+        write_whole(out, merged_html(loaded))
+        write_whole(out.with_suffix(".json"), json.dumps({"merged": verdicts.now_iso(), "verdicts": loaded}, indent=1))
+    except OSError as e:
+        raise verdicts.VerdictError(f"--out {out}: cannot be written ({e.strerror})") from None
+    say(f"merged {len(loaded)} verdicts from {len(files)} files into {out} and {out.with_suffix('.json')}")
+    for line in verdicts.platform_differences(loaded):
+        say(line)
+    return 0
