@@ -2,7 +2,8 @@
 they fall back to Mesa's software rasteriser in silence, so the vendor is checked by device."""
 import pytest
 
-from rendergate.core.diagnosis import CheckFailed, diagnose
+from rendergate.core.diagnosis import CheckFailed
+from rendergate.core.grammars import diagnose
 from rendergate.checks.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, VULKAN_LOADER, library_problems, require_vendor
 from rendergate.core.parsers import parse_eglinfo, parse_vulkaninfo_summary
 from rendergate.core.requirements import declare

@@ -3,8 +3,9 @@ layer, a bad COPY over a package's file, a library replaced by another), whether
 workload happens to read them tonight. Documentation an image leaves out is no fault."""
 import pytest
 
-from rendergate.core.advice import DOCUMENTATION
-from rendergate.core.diagnosis import CheckFailed, not_their_own
+from rendergate.core.packages import DOCUMENTATION
+from rendergate.core.diagnosis import CheckFailed
+from rendergate.core.known_causes import not_their_own
 from rendergate.core.requirements import declare
 from rendergate.plugin import requires
 from rendergate.core.schema import boolean

@@ -7,7 +7,9 @@ from fractions import Fraction
 
 import pytest
 
-from rendergate.core.diagnosis import SESSION_REFUSED, Cause, CheckFailed, diagnose, encoder_not_compiled
+from rendergate.core.diagnosis import Cause, CheckFailed
+from rendergate.core.grammars import diagnose, SESSION_REFUSED
+from rendergate.core.known_causes import encoder_not_compiled
 from rendergate.checks.media import judge_video, require_video
 from rendergate.core.parsers import parse_ffmpeg_encoders
 from rendergate.core.requirements import NVENC, declare

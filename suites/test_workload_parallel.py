@@ -10,7 +10,8 @@ times faster than one.
 """
 import pytest
 
-from rendergate.core.diagnosis import CheckFailed, tool_missing
+from rendergate.core.diagnosis import CheckFailed
+from rendergate.core.known_causes import tool_missing
 from rendergate.checks.media import decode_video, encode_frames, load_image, require_seams, require_video
 from rendergate.core.requirements import declare
 from rendergate.plugin import requires

@@ -6,7 +6,8 @@ string tells, so a software renderer fails the hardware requirement.
 """
 import pytest
 
-from rendergate.core.diagnosis import Cause, CheckFailed, diagnose
+from rendergate.core.diagnosis import Cause, CheckFailed
+from rendergate.core.grammars import diagnose
 from rendergate.checks.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, library_problems, require_vendor
 from rendergate.core.parsers import glx_device, parse_glxinfo
 from rendergate.core.requirements import declare

@@ -15,10 +15,11 @@ from contextlib import contextmanager
 import pytest
 
 from rendergate.core.advice import checked
-from rendergate.core.diagnosis import CheckFailed, Diagnosis, diagnose
+from rendergate.core.diagnosis import CheckFailed, Diagnosis
+from rendergate.core.grammars import diagnose
 from rendergate.engines.docker_engine import EngineError, owner_label
 from rendergate.core.manifest import load_variant
-from rendergate.mutation import advised_installs
+from rendergate.mutation.judging import advised_installs
 from rendergate.engines.docker import DockerTarget
 from rendergate.checks.xorg import start_x
 from suites.test_egl_vulkan import egl_devices, vulkan_devices
@@ -105,14 +106,14 @@ CASES = {
     # configuration changed: misconfigured), tells
     "egl-vendor-json-names-missing-library": ("xorg-glx", [EGL_JSON], f"sed -i s/libEGL_mesa/libEGL_nosuch/ {EGL_JSON}",
                                               egl_devices, "libegl-mesa0", "config-invalid", [EGL_JSON, "not the package's own"]),
-    # _vulkan_driver_failed / _cannot_load: the driver's own library, "install mesa-vulkan-drivers"
+    # vulkan_driver_failed / cannot_load: the driver's own library, "install mesa-vulkan-drivers"
     "vulkan-driver-library-removed": ("xorg-glx", [f"{LIB}/libvulkan_lvp.so"], f"rm {LIB}/libvulkan_lvp.so", vulkan_devices,
                                       "mesa-vulkan-drivers", "system-library-missing", [f"{LIB}/libvulkan_lvp.so is missing"]),
     "vulkan-icd-json-names-missing-library": ("xorg-glx", [LVP_JSON], f"sed -i s/libvulkan_lvp/libvulkan_nosuch/ {LVP_JSON}",
                                               vulkan_devices, "mesa-vulkan-drivers", "config-invalid",
                                               [f"the ICD JSON {LVP_JSON} names the Vulkan driver {LIB}/libvulkan_nosuch.so",
                                                f"its file {LVP_JSON} is not the package's own"]),
-    # _cannot_load: Mesa's driver ("install libgl1-mesa-dri"), a library it needs ("the package that ships it")
+    # cannot_load: Mesa's driver ("install libgl1-mesa-dri"), a library it needs ("the package that ships it")
     "mesa-driver-removed": ("xorg-glx", [f"{LIB}/dri/swrast_dri.so"], f"rm {LIB}/dri/swrast_dri.so", egl_devices,
                             "libgl1-mesa-dri", "system-library-missing", ["swrast_dri.so is missing"]),
     "mesa-driver-dependency-removed": ("xorg-glx", [f"{LIB}/libdrm_radeon.so.1.0.1"], f"rm {LIB}/libdrm_radeon.so.1.0.1",

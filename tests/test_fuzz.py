@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, at_most, written_verdict
 from rendergate.core import verdict as verdicts
+from rendergate.core import judging
 from rendergate.__main__ import main as rendergate_main
 from rendergate.core.driver_capabilities import needed
 from rendergate.core.environment import suite_version
@@ -100,8 +101,8 @@ def test_any_manifest_loads_or_is_refused_in_one_line_naming_its_file(tmp_path, 
             return
         event("loaded")
         # What loads, the rest of rendergate can use without a KeyError in the middle of a run.
-        verdicts.declared_requirements(variant), needed(variant), variant.image_ref, variant.build_tag
-        verdicts.manifest_digest(variant), plan(variant, "T4", None, 60, "run")
+        judging.declared_requirements(variant), needed(variant), variant.image_ref, variant.build_tag
+        judging.manifest_digest(variant), plan(variant, "T4", None, 60, "run")
 
 
 BASE = None
@@ -187,7 +188,7 @@ def test_any_verdict_is_judged_or_refused_in_one_line_naming_its_file(tmp_path, 
             assert str(path) in str(e) and "\n" not in str(e)
             event("not a valid verdict")
         if _loads(path):  # what promotion judges besides, on a verdict that loads
-            verdicts.promotion_problems(verdicts.load(path), manim, "sha256:" + "a" * 64, suite_version(), timedelta(days=7))
+            judging.promotion_problems(verdicts.load(path), manim, "sha256:" + "a" * 64, suite_version(), timedelta(days=7))
         status = rendergate_main(["merge", str(path), f"--out={tmp_path / 'merged.html'}"])
     assert status in (0, 2)
     err = capsys.readouterr().err
@@ -206,7 +207,7 @@ def proven(v: dict, variant) -> None:
     """What a pass must mean, said independently of the gate's code: a complete run about this
     variant, manifest and image, and every check run of the untampered verdict (a complete run of
     the manifest) there again and passed (on "no GPU", no check may say unsupported)."""
-    assert v["complete"] and v["variant"] == variant.name and v["manifest"] == verdicts.manifest_digest(variant)
+    assert v["complete"] and v["variant"] == variant.name and v["manifest"] == judging.manifest_digest(variant)
     assert v["image"]["digest"] == "sha256:" + "a" * 64
     passed = {(c["requirement"], c["check"], c["item"], c["nodeid"]) for c in v["checks"] if c["outcome"] == "passed"}
     for c in base_verdict()["checks"]:
@@ -334,7 +335,7 @@ def test_any_envelope_is_verified_or_refused_in_one_line(tmp_path, data):
         try:
             envelope = attestation.read(path)
             statement = attestation.verify(envelope, attestation.public_key(signed_once()[1]), DIGEST, str(path))
-            verdicts.judge(verdicts.checked(statement["predicate"], f"{path} (its verdict)"))
+            judging.judge(verdicts.checked(statement["predicate"], f"{path} (its verdict)"))
             event("verified")
         except (attestation.AttestationError, verdicts.VerdictError) as e:
             assert str(path) in str(e) and "\n" not in str(e)

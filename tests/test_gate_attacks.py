@@ -21,6 +21,8 @@ from conftest import (CLI_TIMEOUT, ROOT, SMALL_REPO, SMALL_RUN_TIMEOUT, bounded,
                       written_verdict)
 from rendergate.release import attestation
 from rendergate.core import verdict
+from rendergate.core import outcomes
+from rendergate.core import judging
 from rendergate.core.environment import suite_version
 from rendergate.core.manifest import load_variant
 
@@ -239,7 +241,7 @@ IMAGE = {"ref": "rendergate/manim:dev", "digest": "sha256:" + "a" * 64, "repo_di
 
 
 def _problems(v: dict, variant=MANIM) -> list[str]:
-    return verdict.summary(verdict.gate_problems(v, variant, IMAGE["digest"], suite_version()))
+    return judging.summary(judging.gate_problems(v, variant, IMAGE["digest"], suite_version()))
 
 
 @pytest.mark.parametrize("host, unsupported, must_have, words", [
@@ -432,7 +434,7 @@ def test_no_run_can_write_a_verdict_its_own_schema_refuses():
     v = verdict.Verdict.start(MANIM, "run-1", "docker", {"suite_version": suite_version(), "gpu_type": "no GPU"}, {})
     for i in range(1000):
         entry = v.check(f"suites/test_latex.py::test_mathtex_renders[{i}]", "test_mathtex_renders", "latex", f"item-{i}")
-        entry.outcome, entry.message = verdict.Outcome.FAILED, f"{i}: " + "x" * 2**20
+        entry.outcome, entry.message = outcomes.Outcome.FAILED, f"{i}: " + "x" * 2**20
     written = v.as_json()
     assert verdict.checked(json.loads(json.dumps(written)), "here") and written["state"] == "failed"
     assert written["summary"][0].startswith("FAILED latex: test_mathtex_renders[item-0]: 0: xxx")
@@ -442,7 +444,7 @@ def test_merge_judges_each_verdict_again(tmp_path, good_images, engine):
     """A FAILED verdict relabelled passed is FAILED in merged.json as in merged.html."""
     v = _manim_verdict(good_images, engine)
     next(c for c in v["checks"] if c["requirement"] == "latex").update(outcome="failed", message="broke [command-failed]")
-    v = verdict.settle(v)
+    v = judging.settle(v)
     v.update(state="passed", problems=[], summary=[])
     path = _verdict_file(tmp_path, v)
     done = _gate(tmp_path, "merge", str(path), f"--out={tmp_path / 'merged.html'}")
@@ -464,7 +466,7 @@ def test_the_verdict_signed_is_the_verdict_judged(tmp_path, good_images, engine,
 
     def read_then_replace(p):
         data = read(p)
-        path.write_text(json.dumps(verdict.settle(failed)))  # replaced the moment it was read
+        path.write_text(json.dumps(judging.settle(failed)))  # replaced the moment it was read
         return data
 
     monkeypatch.setattr(promotion.verdicts, "load", read_then_replace)
@@ -472,4 +474,4 @@ def test_the_verdict_signed_is_the_verdict_judged(tmp_path, good_images, engine,
     assert __main__.main([f"--reports-dir={tmp_path}", "gate", "manim", f"--sign-key={private}"]) == 0
     envelope = attestation.read(tmp_path / "attestations" / "manim.intoto.json")
     statement = attestation.verify(envelope, attestation.public_key(public), good["image"]["digest"], "here")
-    assert verdict.judge(statement["predicate"]) == [] and statement["predicate"]["checks"] == good["checks"]
+    assert judging.judge(statement["predicate"]) == [] and statement["predicate"]["checks"] == good["checks"]

@@ -114,7 +114,9 @@ def test_h100_verdicts_gate_as_the_hardware_allows(tmp_path, verdict, passes):
     the variant, unless its manifest says it must have NVENC on every host. Judged as the gate
     judges a current verdict; the gate itself refuses these as stale (an older rendergate, the
     host manifest of that session), as it must."""
-    from rendergate.core.verdict import State, judge, load, state_of
+    from rendergate.core.judging import judge, state_of
+    from rendergate.core.outcomes import State
+    from rendergate.core.verdict import load
 
     problems = judge(load(ROOT / "tests" / "data" / "verdicts" / verdict))
     assert (not problems) == passes, problems

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT, run_in_user_repo, user_repo
 from rendergate.core.manifest import load_variant
-from rendergate.mutation import advised_installs
+from rendergate.mutation.judging import advised_installs
 
 # name: (variant, check, requirement, cause, words the one-line diagnosis must contain)
 CASES = {

@@ -12,7 +12,9 @@ import modal
 import pytest
 
 from conftest import ROOT, rendergate_cli, run_suite
-from rendergate.core.diagnosis import Cause, CheckFailed, Facts, classify, driver_file_missing
+from rendergate.core.diagnosis import Cause, CheckFailed, Facts
+from rendergate.core.grammars import classify
+from rendergate.core.known_causes import driver_file_missing
 from rendergate.core.driver_capabilities import asked
 from rendergate.checks.graphics import require_vendor
 from rendergate.core.manifest import load_variant

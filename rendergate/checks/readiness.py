@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 
 from rendergate.core.diagnosis import Cause, Diagnosis
+from rendergate.core.driver_capabilities import file_serving
 
 # What pynvml raises when NVML cannot start, and what it means on the host.
 _NVML_START = {
-    "NVMLError_LibraryNotFound": "no NVIDIA driver on this host: NVML's library libnvidia-ml.so.1 is not installed "
+    "NVMLError_LibraryNotFound": f"no NVIDIA driver on this host: NVML's library {file_serving('NVML')} is not installed "
                                  "(install the NVIDIA driver)",
     "NVMLError_DriverNotLoaded": "the NVIDIA kernel driver is not loaded (modprobe nvidia; check dmesg for NVRM errors)",
     "NVMLError_NoPermission": "NVML may not open the GPUs: no permission on /dev/nvidia* for this user",

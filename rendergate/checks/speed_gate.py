@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rendergate.core.diagnosis import Cause
 from rendergate.core.platforms import Platform
 from rendergate.checks.timing import Speedup
-from rendergate.core.verdict import Outcome
+from rendergate.core.outcomes import Outcome
 
 
 @dataclass(frozen=True)

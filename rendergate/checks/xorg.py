@@ -7,7 +7,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from rendergate.core.diagnosis import CheckFailed, diagnose
+from rendergate.core.diagnosis import CheckFailed
+from rendergate.core.grammars import diagnose
 from rendergate.core.parsers import parse_nvidia_smi_csv
 
 FIRST_DISPLAY = 42  # worker N of a run uses display :42+N

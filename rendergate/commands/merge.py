@@ -6,6 +6,8 @@ from pathlib import Path
 
 from rendergate.commands.common import say
 from rendergate.core import verdict as verdicts
+from rendergate.core import judging
+from rendergate.core import comparison
 from rendergate.core.jsonfile import write_whole
 from rendergate.core.platforms import Platform
 from rendergate.pages import merged_html
@@ -29,7 +31,7 @@ def run(args) -> int:
             files.append(path)
     loaded, seen = [], {}
     for f in files:
-        v = verdicts.settle(verdicts.load(f))  # judged again: never the state a verdict says of itself
+        v = judging.settle(verdicts.load(f))  # judged again: never the state a verdict says of itself
         key = (v["variant"], v["host"].get("gpu_type"), v.get("platform", Platform.NATIVE))
         if key in seen:
             raise verdicts.VerdictError(f"{f} and {seen[key]} are both about {key[0]} on {key[1]} ({key[2]}): "
@@ -41,10 +43,10 @@ def run(args) -> int:
         raise verdicts.VerdictError(f"--out {out}: name an .html file to write (its .json goes beside it)")
     try:
         write_whole(out, merged_html(loaded))
-        write_whole(out.with_suffix(".json"), json.dumps({"merged": verdicts.now_iso(), "verdicts": loaded}, indent=1))
+        write_whole(out.with_suffix(".json"), json.dumps({"merged": judging.now_iso(), "verdicts": loaded}, indent=1))
     except OSError as e:
         raise verdicts.VerdictError(f"--out {out}: cannot be written ({e.strerror})") from None
     say(f"merged {len(loaded)} verdicts from {len(files)} files into {out} and {out.with_suffix('.json')}")
-    for line in verdicts.platform_differences(loaded):
+    for line in comparison.platform_differences(loaded):
         say(line)
     return 0

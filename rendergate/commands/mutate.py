@@ -11,7 +11,8 @@ from rendergate.core.manifest import ManifestError, load_variants, positive
 from rendergate.core.runstate import interrupt_on_sigterm
 from rendergate.engines.docker_engine import Engine
 from rendergate.engines.progress import BuildProgress
-from rendergate.mutation import Mutation, MutationError, Suite, mutate
+from rendergate.mutation.run import Mutation, Suite, mutate
+from rendergate.mutation.trace import MutationError
 from rendergate.pages import mutation_html
 from rendergate.release.promotion import obtain
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rendergate.commands.common import say
 from rendergate.core import verdict as verdicts
+from rendergate.core import judging
 from rendergate.release import attestation as attestations
 
 
@@ -24,10 +25,10 @@ def run(args) -> int:
     except (attestations.AttestationError, verdicts.VerdictError) as e:
         say(f"VERIFY REFUSED {args.image}: {e}", sys.stderr)
         return 1
-    problems = verdicts.judge(verdict)
+    problems = judging.judge(verdict)
     if problems:
-        say("\n".join([f"VERIFY REFUSED {args.image}: its signed verdict is {verdicts.state_of(problems).said}",
-                        *(f"  - {line}" for line in verdicts.summary(problems))]), sys.stderr)
+        say("\n".join([f"VERIFY REFUSED {args.image}: its signed verdict is {judging.state_of(problems).said}",
+                        *(f"  - {line}" for line in judging.summary(problems))]), sys.stderr)
         return 1
     say(f"VERIFIED {args.image}: signed rendergate verdict of {verdict['variant']} (run {verdict['run_id']}, "
          f"{verdict['finished']}, on {verdict['host']['gpu_type']}) in {where}")

@@ -15,11 +15,13 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import PurePosixPath
 
-from rendergate.core.diagnosis import CONFIG_FILE, Cause, Diagnosis, Missing, is_nvidia_file
-from rendergate.core.parsers import parse_probe_output
+from rendergate.core.diagnosis import Cause, Diagnosis, Missing
+from rendergate.core.driver_capabilities import is_driver_file
+from rendergate.core.known_causes import CONFIG_FILE
+from rendergate.core.packages import DOCUMENTATION, Packaged, escaped, pattern_of, distributions, installed, listed, loaded, packaged, packaged_file, resolved, wheel_of
 
 # Where an import name is not its distribution's name and the image cannot say (not installed):
 # the usual ones of render images.
@@ -34,64 +36,6 @@ PACKAGE_OF_TOOL = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg", "latex": "texlive-la
 STDLIB_APART = {"tkinter": "python3-tk", "distutils": "python3-distutils", "lib2to3": "python3-lib2to3",
                 "venv": "python3-venv", "ensurepip": "python3-venv"}
 TEX_FILE = re.compile(r"\.(sty|cls|fd|def|clo|tex|cfg|ldf)$")
-# What images leave out of their packages (rm -rf /usr/share/doc/*, dpkg's path-exclude: images/*/Dockerfile),
-# which no program needs.
-DOCUMENTATION = re.compile(r"/usr/share/(?:doc|man|info|locale|lintian|doc-base|bug)(?:/|$)")
-
-
-@dataclass(frozen=True)
-class Packaged:
-    """A file an installed package's file list names, and what became of it in the image."""
-    package: str
-    path: str
-    state: str  # "ok", "gone" (deleted), "damaged" (differs from the package's checksum, or empty), "unreadable"
-    conffile: bool = False  # a conffile (/etc): dpkg keeps its changes on a plain reinstall
-
-
-def _escaped(name: str) -> str:
-    return re.sub(r"([.\[\]()*+?{}|^$\\])", r"\\\1", name)  # ERE's specials only (grep warns of others)
-
-
-def _pattern(names: list[str]) -> str:
-    """A grep -E pattern for a path ending in one of `names` (a library also by its versioned file
-    name), or that very path."""
-    if len(names) == 1 and names[0].startswith("/"):
-        return f"^{_escaped(names[0])}$"
-    versioned = "(\\.[0-9]+)*" if any(".so" in name for name in names) else ""
-    return f"/({'|'.join(map(_escaped, names))}){versioned}$"
-
-
-def _packaged_script(pattern: str, lists: str, most: int) -> str:
-    """Shell (busybox's too): each file of the installed packages' lists `lists` (a glob) that
-    matches `pattern` (grep -E; at most `most` of each list), whether it is there, and whether it
-    matches the package's md5sum: *.md5sums, or for a conffile (which those leave out) the
-    "Conffiles:" of dpkg's status ("+conf" after the state)."""
-    return (f"for list in /var/lib/dpkg/info/{lists}.list; do [ -f \"$list\" ] || continue; "
-            f"grep -E {shlex.quote(pattern)} \"$list\" 2>/dev/null | head -{most} | while read -r path; do "
-            "pkg=${list##*/}; pkg=${pkg%.list}; "
-            "if [ -d \"$path\" ]; then continue; fi; "
-            "conf=$(grep -F \" $path \" /var/lib/dpkg/status 2>/dev/null | head -1 | cut -d' ' -f3); kind=${conf:++conf}; "
-            "if [ ! -e \"$path\" ]; then echo \"gone$kind $pkg $path\"; continue; fi; "
-            "if [ ! -r \"$path\" ]; then echo \"unreadable$kind $pkg $path\"; continue; fi; "
-            "sums=/var/lib/dpkg/info/$pkg.md5sums; want=$(grep \" ${path#/}$\" \"$sums\" 2>/dev/null | cut -d' ' -f1); "
-            "want=${want:-$conf}; "
-            "if [ ! -s \"$path\" ]; then echo \"damaged$kind $pkg $path\"; "
-            "elif [ -n \"$want\" ] && [ \"$(md5sum \"$path\" | cut -d' ' -f1)\" != \"$want\" ]; then echo \"damaged$kind $pkg $path\"; "
-            "else echo \"ok$kind $pkg $path\"; fi; done; done")
-
-
-def packaged(target, pattern: str, lists: str = "*", most: int = 3) -> list[Packaged]:
-    """The files of installed packages (those of `lists`) whose paths match `pattern`, with the
-    state of each: dpkg's lists still name a file that was deleted."""
-    result = target.run(_packaged_script(pattern, lists, most), timeout=60)
-    found = []
-    for line in result.stdout.splitlines():
-        state, _, rest = line.partition(" ")
-        state, conf, _ = state.partition("+")
-        package, _, path = rest.partition(" ")
-        if state in ("ok", "gone", "damaged", "unreadable") and path:
-            found.append(Packaged(package.split(":")[0], path, state, bool(conf)))
-    return found
 
 
 def _reinstall(diagnosis: Diagnosis, missing: Missing, broken: list[Packaged]) -> Diagnosis:
@@ -112,21 +56,6 @@ def _reinstall(diagnosis: Diagnosis, missing: Missing, broken: list[Packaged]) -
                                                   f"{p.package})")
 
 
-def _wheel_of(target, name: str) -> dict | None:
-    """The installed wheel whose RECORD names a file `name` (a library a wheel bundles, or a path),
-    with which of its files are missing or differ from RECORD's checksum, if any."""
-    result = target.run_probe("distributions", "--file", name, timeout=60)
-    owners = parse_probe_output(result.stdout)["owners"] if result.rc == 0 else []
-    return owners[0] if owners else None
-
-
-def _distributions(target, module: str) -> list[dict]:
-    """The installed distributions that provide the top-level package of `module`, each with the
-    files of it its RECORD names but the image lacks."""
-    result = target.run_probe("distributions", "--module", module, timeout=60)
-    return parse_probe_output(result.stdout)["owners"] if result.rc == 0 else []
-
-
 def checked(diagnosis: Diagnosis, target) -> Diagnosis:
     """The diagnosis with its advice held to the image; unchanged when it blames nothing missing,
     or when the image cannot be asked."""
@@ -140,7 +69,7 @@ def checked(diagnosis: Diagnosis, target) -> Diagnosis:
 
 
 def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
-    found = packaged(target, _pattern([missing.name]))
+    found = packaged(target, pattern_of([missing.name]))
     unreadable = [p for p in found if p.state == "unreadable"]
     if unreadable:  # there and maybe intact: the image's user may not read it
         p = unreadable[0]
@@ -153,7 +82,7 @@ def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
         return _reinstall(diagnosis, missing, broken[:1])
     if missing.needed_by:  # no package lost it: what asks for it may not be its package's own (a library replaced
         # by one that needs others, which its new folder does not hold)
-        replaced = [p for p in _listed(target, _loaded(target, _resolved(target, missing.needed_by))) if p.state == "damaged"]
+        replaced = [p for p in listed(target, loaded(target, resolved(target, missing.needed_by))) if p.state == "damaged"]
         if replaced:
             return _reinstall(replace(diagnosis, cause=Cause.FILE_DAMAGED), missing, replaced[:1])
     if missing.named_by:
@@ -161,10 +90,10 @@ def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     if found and TEX_FILE.search(missing.name):  # TeX finds its files by kpathsea's search path, not PATH or ld.so's
         return _tex_search(diagnosis, target, missing, found[0])
     if found and missing.kind == "tool":  # there and its package's own, yet not found on PATH: it may not run
-        real = _resolved(target, found[0].path)
+        real = resolved(target, found[0].path)
         if real and target.run(f"[ -x {shlex.quote(real)} ]", timeout=60).rc != 0:
             return _not_executable(replace(diagnosis, cause=Cause.FILE_DAMAGED), missing,
-                                   _packaged_file(target, real) or found[0], " is there but not executable:")
+                                   packaged_file(target, real) or found[0], " is there but not executable:")
     if found and missing.kind == "library" and diagnosis.cause is Cause.FILE_DAMAGED:  # intact: what it loads is not
         return _needs(diagnosis, target, replace(missing, name=found[0].path))
     if found:  # every file of it there and intact: installing it again changes nothing
@@ -172,7 +101,7 @@ def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
         return replace(diagnosis, message=f"{missing.said}: {p.path} of {p.package} is there and intact, "
                                           "yet not found where it is looked for: check the search path (PATH, the "
                                           "loader's path: ldconfig, LD_LIBRARY_PATH) and its architecture")
-    wheel = _wheel_of(target, missing.name) if missing.kind == "library" or "-packages/" in missing.name else None
+    wheel = wheel_of(target, missing.name) if missing.kind == "library" or "-packages/" in missing.name else None
     if wheel:
         name, changed = wheel["dist"], wheel["missing"] + wheel.get("damaged", [])
         if missing.kind == "file" and not changed:  # its wheel's own file, intact: not damaged, of another version
@@ -186,7 +115,7 @@ def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
                                                        f"{name} (pip install --force-reinstall {name})")
     if missing.kind == "tool" and missing.name in PACKAGE_OF_TOOL:
         package = PACKAGE_OF_TOOL[missing.name]
-        if _installed(target, package):  # its file list does not name the tool: installing it again gives none
+        if installed(target, package):  # its file list does not name the tool: installing it again gives none
             return replace(diagnosis, message=f"{missing.said}: {package} is installed but its file list names no "
                                               f"{missing.name} (dpkg's database changed, or another version): reinstall "
                                               f"{package} (apt-get install --reinstall {package}) and look at its files "
@@ -200,10 +129,10 @@ def _tex_search(diagnosis: Diagnosis, target, missing: Missing, p: Packaged) -> 
     in texmf-local shadowing it), or its search path (texmf.cnf, a conffile) was changed."""
     name = PurePosixPath(missing.name).name
     read = target.run(f"kpsewhich -progname=latex {shlex.quote(name)}", timeout=60).stdout.strip()
-    if read.startswith("/") and read != p.path and not packaged(target, _pattern([read])):
+    if read.startswith("/") and read != p.path and not packaged(target, pattern_of([read])):
         return replace(diagnosis, message=f"{missing.said}: TeX reads {read}, which no package ships, in place of "
                                           f"{p.path} of {p.package}: remove it (then mktexlsr)")
-    config = [c for c in packaged(target, _pattern(["texmf.cnf"])) if c.state != "ok"]
+    config = [c for c in packaged(target, pattern_of(["texmf.cnf"])) if c.state != "ok"]
     if config:
         return _reinstall(replace(diagnosis, cause=Cause.CONFIG_INVALID), missing, config[:1])
     if not read:  # its package's file is where it belongs: the search path does not reach it
@@ -215,16 +144,10 @@ def _tex_search(diagnosis: Diagnosis, target, missing: Missing, p: Packaged) -> 
                                       "(kpsewhich): TeX's own words above say what else failed")
 
 
-def _installed(target, package: str) -> bool:
-    """Whether dpkg has `package` installed."""
-    return target.run(f"dpkg-query -W -f='${{db:Status-Status}}' {shlex.quote(package)} 2>/dev/null", timeout=60) \
-        .stdout.strip() == "installed"
-
-
 def _named_by(diagnosis: Diagnosis, target, missing: Missing, found: list[Packaged]) -> Diagnosis:
     """A library a manifest names (an ICD JSON) that is no package's file where it is looked for:
     the manifest names it wrong. Its package's own manifest, changed: reinstall that; else correct it."""
-    manifest = [p for p in packaged(target, _pattern([missing.named_by])) if p.path == missing.named_by]
+    manifest = [p for p in packaged(target, pattern_of([missing.named_by])) if p.path == missing.named_by]
     elsewhere = f" ({found[0].package} ships it as {found[0].path})" if found else ""
     named = replace(missing, said=missing.said + elsewhere)
     changed = replace(diagnosis, cause=Cause.CONFIG_INVALID)
@@ -237,14 +160,14 @@ def _named_by(diagnosis: Diagnosis, target, missing: Missing, found: list[Packag
 def _needs(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     """A file that misses a symbol (a program by name: the one on PATH): which of the libraries it
     loads (ldd) is not its package's own file."""
-    loaded = _loaded(target, _resolved(target, missing.name))
-    listed = _listed(target, loaded)
-    replaced = [p for p in listed if p.state == "damaged"]
+    libraries = loaded(target, resolved(target, missing.name))
+    owned = listed(target, libraries)
+    replaced = [p for p in owned if p.state == "damaged"]
     if replaced:
         return _reinstall(diagnosis, missing, replaced[:1])
-    known = {q.path for q in listed} | {"/usr" + q.path for q in listed}
-    for path in (p for p in loaded if p not in known and not is_nvidia_file(p.rsplit("/", 1)[1])):  # the host's driver: no package's
-        wheel = _wheel_of(target, path)  # no package's: a wheel's bundled library, or no one's at all
+    known = {q.path for q in owned} | {"/usr" + q.path for q in owned}
+    for path in (p for p in libraries if p not in known and not is_driver_file(p.rsplit("/", 1)[1])):  # the host's driver: no package's
+        wheel = wheel_of(target, path)  # no package's: a wheel's bundled library, or no one's at all
         if wheel and wheel.get("damaged"):
             return replace(diagnosis, message=f"{missing.said}: {path} is not the wheel {wheel['dist']}'s own (RECORD "
                                               f"checksum): reinstall {wheel['dist']} (pip install --force-reinstall "
@@ -256,57 +179,27 @@ def _needs(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     return diagnosis
 
 
-def _resolved(target, name: str) -> str:
-    """The real file a program's name (the one on PATH, searched by hand: command -v passes over
-    a file that cannot run) or a path leads to; "" when there is none."""
-    quoted = shlex.quote(name)
-    path = target.run(f"case {quoted} in /*) readlink -f {quoted};; *) IFS=:; for d in $PATH; do "
-                      f"[ -e \"$d\"/{quoted} ] && readlink -f \"$d\"/{quoted} && break; done;; esac", timeout=60).stdout.strip()
-    return path if path.startswith("/") else ""
-
-
-def _packaged_file(target, path: str) -> Packaged | None:
-    """The installed package whose file list names `path` (or its twin outside merged /usr)."""
-    rest = path.removeprefix("/usr")
-    return next(iter(packaged(target, f"^(/usr)?{_escaped(rest)}$")), None)
-
-
-def _listed(target, paths: list[str]) -> list[Packaged]:
-    """The files of installed packages named as `paths` are (by their real names), with their state."""
-    return packaged(target, _pattern([p.rsplit("/", 1)[1] for p in paths]), most=1000) if paths else []
-
-
 def _not_executable(diagnosis: Diagnosis, missing: Missing, p: Packaged, what: str = ":") -> Diagnosis:
     """The line for a program of `p`'s that cannot run: its mode, or its package, restored."""
     return replace(diagnosis, message=f"{missing.said}: {p.path} of {p.package}{what} restore its mode (chmod 0755 "
                                       f"{p.path}) or reinstall {p.package} (apt-get install --reinstall {p.package})")
 
 
-def _loaded(target, path: str) -> list[str]:
-    """The files of the libraries the file `path` loads, as ldd resolves them: their real paths
-    (libflite_cmu_us_rms.so.1 is the file libflite_cmu_us_rms.so.2.2, the one dpkg lists)."""
-    if not path:
-        return []
-    listed = target.run(f"ldd {shlex.quote(path)} 2>/dev/null | while read -r name arrow file rest; do "
-                        "[ \"$arrow\" = '=>' ] && [ -e \"$file\" ] && readlink -f \"$file\"; done", timeout=60).stdout
-    return sorted({line for line in listed.splitlines() if line.startswith("/")})
-
-
 def _program(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     """A program that failed for no reason its output gives: it (the file its name resolves to)
     and the libraries it loads, held to their packages; one that is not its package's own (a
     stand-in, a copy of another file) is the likely cause. Else the line as it was (unknown cause)."""
-    path = _resolved(target, missing.name)
+    path = resolved(target, missing.name)
     if not path:
         return diagnosis
-    damaged = [p for p in _listed(target, [path, *_loaded(target, path)]) if p.state == "damaged"]
+    damaged = [p for p in listed(target, [path, *loaded(target, path)]) if p.state == "damaged"]
     return _reinstall(replace(diagnosis, cause=Cause.FILE_DAMAGED), missing, damaged[:1]) if damaged else diagnosis
 
 
 def _mode(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     """A program that lost its execute bit: the file its name leads to, and the package that ships it."""
-    path = _resolved(target, missing.name)
-    p = _packaged_file(target, path) if path else None
+    path = resolved(target, missing.name)
+    p = packaged_file(target, path) if path else None
     return _not_executable(diagnosis, missing, p) if p else diagnosis
 
 
@@ -317,8 +210,8 @@ def _imported(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     name = missing.name
     where = target.run(f"{target.python} -c 'import {name}; print({name}.__file__)' 2>/dev/null", timeout=60).stdout.strip()
     if where.startswith("/"):
-        wheel = _wheel_of(target, where)
-        if wheel is None and not packaged(target, _pattern([where])):
+        wheel = wheel_of(target, where)
+        if wheel is None and not packaged(target, pattern_of([where])):
             return replace(diagnosis, message=f"{missing.said}: {name} is imported from {where}, which no installed "
                                               "distribution ships (a path entry or a .pth puts it first): remove it, or "
                                               "what puts it first")
@@ -351,11 +244,11 @@ def _module(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
     M.cpython-311-....so), asked first, by the shell (the image's Python may be what is broken);
     else an installed distribution's; else the distribution to install."""
     top = missing.name.split(".")[0]
-    shipped = packaged(target, rf"/{_escaped(top)}(\.py|/__init__\.py|(\.[A-Za-z0-9_-]+)?\.so)$")  # ERE: no \w in [ ]
+    shipped = packaged(target, rf"/{escaped(top)}(\.py|/__init__\.py|(\.[A-Za-z0-9_-]+)?\.so)$")  # ERE: no \w in [ ]
     broken = [p for p in shipped if p.state != "ok"]
     if broken:
         return _reinstall(diagnosis, missing, broken[:1])
-    provided = _distributions(target, missing.name)
+    provided = distributions(target, missing.name)
     if provided:
         dist = provided[0]["dist"]
         lacking = provided[0]["missing"]

@@ -8,6 +8,8 @@ more than asked (newer ones do), which the next host's toolkit may not.
 """
 from __future__ import annotations
 
+import re
+
 from rendergate.core import requirements
 
 DRIVER_CAPABILITIES = {"compute", "utility", "video", "graphics", "display", "compat32", "all"}
@@ -28,6 +30,17 @@ _FILES = (
 )
 DRIVER_FILES = {name: capability for name, capability, _ in _FILES}
 _SERVING = {serves: name for name, _, serves in _FILES if serves}
+# The driver's libraries as a loader or a tool names them (libcuda.so.1), for the grammars of outputs.
+DRIVER_LIBRARY = "|".join(re.escape(name) for name in DRIVER_FILES if name.startswith("lib") and ".so." in name)
+# The stems of every library of the driver, those the table names and the rest the toolkit injects
+# with them (libnvidia-glcore, libnvidia-tls, ...): libnvidia-*, and the table's own.
+_DRIVER_STEMS = re.compile("|".join(sorted({"libnvidia-", *(re.escape(name.split(".so")[0]) for name in DRIVER_FILES
+                                                            if name.startswith("lib"))})))
+
+
+def is_driver_file(name: str) -> bool:
+    """A file of NVIDIA's driver (the host's, injected by the toolkit), never a package of the image's."""
+    return name in DRIVER_FILES or _DRIVER_STEMS.match(name) is not None
 
 
 def file_serving(what: str) -> str | None:

@@ -52,3 +52,7 @@ def printable(text: str) -> str:
     words can neither move the cursor, recolour, nor forge a line of rendergate's own."""
     return "".join(c if unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Zl", "Zp") else
                    (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)
+
+
+def bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 12] + " [... cut]"

@@ -14,7 +14,8 @@ import docker.errors
 import testinfra
 
 from rendergate.core.advice import checked
-from rendergate.core.diagnosis import Cause, CheckFailed, Facts, diagnose, last_line
+from rendergate.core.diagnosis import Cause, CheckFailed, Facts, last_line
+from rendergate.core.grammars import diagnose
 from rendergate.core.gpuinfo import GpuInfo
 from rendergate.core.host_gpus import host_gpu_names, host_gpus
 from rendergate.core.manifest import Variant

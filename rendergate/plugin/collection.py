@@ -9,7 +9,7 @@ import pytest
 
 from rendergate.core import requirements
 from rendergate.core.assets import SUITES
-from rendergate.core.verdict import Outcome
+from rendergate.core.outcomes import Outcome
 from rendergate.engines.kind import Cell
 from rendergate.engines.kinds import KINDS
 from rendergate.plugin.notes import NOTES_KEY, CheckNotes, notes_of

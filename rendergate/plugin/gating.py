@@ -12,7 +12,7 @@ from rendergate.core.advice import checked
 from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.core.redact import printable, redact
 from rendergate.core.runstate import RunState
-from rendergate.core.verdict import Outcome
+from rendergate.core.outcomes import Outcome
 from rendergate.engines.kinds import KINDS
 from rendergate.plugin.notes import attach, notes_of
 from rendergate.plugin.run import RUN_KEY

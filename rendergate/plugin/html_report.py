@@ -28,7 +28,7 @@ from rendergate.pages import (
     thumbnail,
 )
 from rendergate.core.redact import redact
-from rendergate.core.verdict import NOT_COUNTED
+from rendergate.core.outcomes import NOT_COUNTED
 
 from rendergate.plugin.notes import CheckNotes, notes_in, notes_of
 from rendergate.plugin.run import RUN_KEY

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rendergate.core.assets import SUITES
 from rendergate.core.redact import redact
-from rendergate.core.verdict import Selection
+from rendergate.core.selection import Selection
 
 
 def selection(config, check_folders: list[Path]) -> Selection:

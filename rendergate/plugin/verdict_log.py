@@ -15,7 +15,11 @@ import pytest
 from rendergate.core.assets import SUITES
 from rendergate.core.redact import printable, redact
 from rendergate.core.runstate import RunState
-from rendergate.core.verdict import FAULTS, CheckResult, Outcome, Selection, State, Verdict, gpu_seconds, now_iso, write
+from rendergate.core.comparison import gpu_seconds
+from rendergate.core.judging import now_iso
+from rendergate.core.outcomes import FAULTS, Outcome, State
+from rendergate.core.selection import Selection
+from rendergate.core.verdict import CheckResult, Verdict, write
 from rendergate.engines.kinds import KINDS
 from rendergate.plugin.notes import notes_in
 from rendergate.plugin.run import RUN_KEY

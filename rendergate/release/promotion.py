@@ -15,6 +15,8 @@ import docker.errors
 
 from rendergate.release import attestation as attestations
 from rendergate.core import verdict as verdicts
+from rendergate.core import outcomes
+from rendergate.core import judging
 from rendergate.engines.docker_engine import Engine, EngineError
 from rendergate.core.environment import suite_version
 from rendergate.core.manifest import Variant
@@ -45,12 +47,12 @@ def gate(verdict_path: Path, variant: Variant, digest: str | None, gpu_type: str
     what was judged), or Refused with every reason: it is judged against the variant's current
     manifest, image `digest` (None: the host) and this rendergate."""
     verdict = verdicts.load(verdict_path)
-    problems = verdicts.gate_problems(verdict, variant, digest, suite_version(), gpu_type)
+    problems = judging.gate_problems(verdict, variant, digest, suite_version(), gpu_type)
     what = f"{variant.name}" + (f" ({digest})" if digest else "") + f" on {verdict['host']['gpu_type']}"
     if problems:
-        raise Refused(f"GATE REFUSED {what}: {verdicts.state_of(problems).said} ({verdict_path})", verdicts.summary(problems))
-    declared = verdicts.declared_requirements(variant)
-    ran = sum(1 for c in verdict["checks"] if c["requirement"] in declared and c["outcome"] not in verdicts.DID_NOT_RUN)
+        raise Refused(f"GATE REFUSED {what}: {judging.state_of(problems).said} ({verdict_path})", judging.summary(problems))
+    declared = judging.declared_requirements(variant)
+    ran = sum(1 for c in verdict["checks"] if c["requirement"] in declared and c["outcome"] not in outcomes.DID_NOT_RUN)
     return (f"GATE PASSED {what}: {len(declared)} declared requirement{'s' * (len(declared) != 1)}, all {ran} checks "
             f"{'it implies' if len(declared) == 1 else 'they imply'} passed (run {verdict['run_id']})"), verdict
 
@@ -109,10 +111,10 @@ def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: P
         source = attestation_path
     else:
         verdict, source = verdicts.load(verdict_path), verdict_path
-    problems = verdicts.promotion_problems(verdict, variant, digest, suite_version(), max_age)
+    problems = judging.promotion_problems(verdict, variant, digest, suite_version(), max_age)
     if problems:
-        raise Refused(f"PROMOTION REFUSED {ref} -> {to}: {verdicts.state_of(problems).said} ({source})",
-                      verdicts.summary(problems))
+        raise Refused(f"PROMOTION REFUSED {ref} -> {to}: {judging.state_of(problems).said} ({source})",
+                      judging.summary(problems))
     try:
         engine.client.images.get(digest).tag(repository, tag)  # the image judged, even if `ref` moved meanwhile
     except docker.errors.APIError as e:
@@ -122,7 +124,7 @@ def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: P
     if pushed and trusted_key is not None:
         envelope = attestations.attest(verdict, [(to, pushed), (to, digest)], signer)
         attested = attestations.push(to, envelope, pushed)
-    verdict = {**verdict, "promotion": {"to": to, "at": verdicts.now_iso(), "pushed_digest": pushed}}
+    verdict = {**verdict, "promotion": {"to": to, "at": judging.now_iso(), "pushed_digest": pushed}}
     verdicts.write(promoted_dir / f"{variant.name}.json", verdict)
     if trusted_key is not None:
         attestations.write(promoted_dir / f"{variant.name}.intoto.json", envelope)
