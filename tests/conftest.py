@@ -25,6 +25,7 @@ import pytest
 
 from rendergate.core import verdict
 from rendergate.core import judging
+from rendergate.core.outcomes import Outcome
 from rendergate.engines.docker_engine import Engine, owner_label
 from rendergate.core.environment import suite_version
 from rendergate.engines.hostload import HostLoad
@@ -343,7 +344,7 @@ def written_verdict(variant, host: dict, image: dict | None = None, outcomes: di
     v = verdict.Verdict.start(variant, "run-1", target, {"suite_version": suite_version(), **host}, {})
     v.image = image
     for (name, check, item), runs in v.expected.items():
-        outcome = outcomes.Outcome((outcomes or {}).get(name, "passed"))
+        outcome = Outcome((outcomes or {}).get(name, "passed"))
         for run in range(runs):
             v.checks.append(verdict.CheckResult(f"suites/x.py::{check}[{variant.name}-{item}-{run}]", check, name, item,
                                                 outcome=outcome,

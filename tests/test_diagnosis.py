@@ -104,7 +104,7 @@ def test_nvenc_refused_on_the_h100_names_the_gpu_from_the_capability_table():
 
 
 def test_driver_files_baked_into_an_image_name_their_version_and_package():
-    """What rendergate.targets.baked_driver_files found in an image with Debian's nvidia-smi and
+    """What rendergate.engines.targets' baked_driver_files found in an image with Debian's nvidia-smi and
     libnvidia-ml1 installed (tests/known_bad/nvidia-userspace-from-debian)."""
     lines = (CAPTURES / "cpu-host" / "debian-nvidia535-userspace-baked.txt").read_text().splitlines()
     baked = [tuple(line.split("|", 2)) for line in lines]

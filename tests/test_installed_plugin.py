@@ -108,12 +108,13 @@ def test_a_user_repo_validates_its_own_image(installed, studio_image, engine, tm
 
 
 # A check of the studio's own, with a requirement key of its own: one file, in a folder the repo's
-# ini names (rendergate_checks), declared through rendergate.requirements as rendergate's suites are.
+# ini names (rendergate_checks), declared through rendergate.core.requirements as rendergate's suites are.
 STUDIO_CODEC_CHECK = '''\
 """The studio's encoders: each one the manifest lists is compiled into the image's ffmpeg."""
 from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.core.requirements import declare
 from rendergate.core.schema import list_of, word
+from rendergate.plugin import requires
 from studio_runbook import RUNBOOK  # a helper module beside it
 
 STUDIO_CODECS = declare("studio_codecs", list_of(word), 'a list of ffmpeg encoders, e.g. ["libx264"]',

@@ -185,7 +185,7 @@ def test_the_readme_table_of_requirements_is_the_registry():
     assert {"requirements.nvenc", "requirements.gpu_must_have", "workloads.encode"} <= keys
 
 
-DECLARE = "from rendergate.requirements import declare\nfrom rendergate.schema import boolean\n"
+DECLARE = "from rendergate.core.requirements import declare\nfrom rendergate.core.schema import boolean\n"
 UNDECLARED = 'import pytest\n\n\n@pytest.mark.requires("latexx")\ndef test_mine(target):\n    pass\n'
 
 

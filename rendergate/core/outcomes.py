@@ -61,6 +61,12 @@ _REQUIREMENT_OUTCOME = (
     (Outcome.UNSUPPORTED, Outcome.UNSUPPORTED))
 
 
+# What a requirement can come to (its checks' outcomes by the table above; passed, or none ran),
+# and what a check can: every outcome but not-validated, which is a requirement's.
+OF_A_REQUIREMENT = (Outcome.PASSED, Outcome.NOT_RUN, *dict.fromkeys(r for _, r in _REQUIREMENT_OUTCOME))
+OF_A_CHECK = tuple(o for o in Outcome if o is not Outcome.NOT_VALIDATED)
+
+
 NOT_A_PROBLEM = (Outcome.PASSED, Outcome.UNSUPPORTED)
 
 

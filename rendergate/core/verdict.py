@@ -36,7 +36,7 @@ from rendergate.core.redact import printable
 from rendergate.core.redact import bounded
 from rendergate.core.outcomes import Outcome
 from rendergate.core.selection import Selection
-from rendergate.core.judging import MESSAGE_CHARS, declared_requirements, manifest_digest, parse_time, settle
+from rendergate.core.judging import MESSAGE_CHARS, declared_requirements, expected_of, manifest_digest, parse_time, settle
 
 SCHEMA = 1
 MAX_VERDICT_BYTES = 64 * 2**20
@@ -63,6 +63,11 @@ class CheckResult:
                 "item": self.item, "outcome": Outcome(self.outcome).value, "cause": self.cause,
                 "message": bounded(self.message, MESSAGE_CHARS), "figures": self.figures}
 
+    @classmethod
+    def from_json(cls, data: dict) -> "CheckResult":
+        return cls(data["nodeid"], data["check"], data["requirement"], data["item"], Outcome(data["outcome"]),
+                   data["cause"], data["message"], dict(data["figures"]))
+
 
 @dataclass
 class Verdict:
@@ -86,6 +91,7 @@ class Verdict:
     expected: dict = field(default_factory=dict)  # (requirement, check, item) -> runs: what a complete run holds
     selection: Selection = field(default_factory=Selection)
     checks_code: str = ""  # the digest of the run's folders of checks (requirements.checks_digest)
+    promotion: dict | None = None  # where `rendergate promote` tagged the image, once it did
 
     @classmethod
     def start(cls, variant: Variant, run_id: str, target: str, host: dict, options: dict,
@@ -93,6 +99,18 @@ class Verdict:
         return cls(variant.name, run_id, target, manifest_digest(variant), declared_requirements(variant), host, options,
                    expected=requirements.expected_checks(variant), selection=selection or Selection(),
                    checks_code=requirements.checks_digest())
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Verdict":
+        """A verdict file's content (as checked() returns it) as the typed Verdict a run fills in;
+        what the file said of its own state is not kept: as_json() judges it again."""
+        return cls(data["variant"], data["run_id"], data["target"], data["manifest"], list(data["declared"]),
+                   dict(data["host"]), dict(data["options"]), image=data["image"],
+                   platform=Platform(data["platform"]) if data.get("platform") else None, complete=data["complete"],
+                   finished=data["finished"], containers_started=data["containers_started"],
+                   checks=[CheckResult.from_json(c) for c in data["checks"]], sandboxes=list(data.get("sandboxes", [])),
+                   gpu_seconds=data.get("gpu_seconds"), expected=expected_of(data), selection=Selection.of(data),
+                   checks_code=data.get("checks_code", ""), promotion=data.get("promotion"))
 
     def check(self, nodeid: str, check: str, requirement: str, item: str | None) -> CheckResult:
         """The check's entry, added when it is new."""
@@ -112,6 +130,7 @@ class Verdict:
         data |= {"platform": self.platform} if self.platform else {}
         data |= {"sandboxes": self.sandboxes} if self.sandboxes else {}
         data |= {"gpu_seconds": self.gpu_seconds} if self.gpu_seconds is not None else {}
+        data |= {"promotion": self.promotion} if self.promotion else {}
         return settle(data)
 
 
