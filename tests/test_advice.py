@@ -1,4 +1,4 @@
-"""Advice held to the image (rendergate.advice), in real containers of the dev images: where a
+"""Advice held to the image (rendergate.core.advice), in real containers of the dev images: where a
 check's line would advise installing a package, that package is installed here and one of its
 files is planted missing or changed; the check (or the real tool) runs, its diagnosis goes
 through advice.checked() as a failed check's line does (fixtures/outcomes.py), and the image

@@ -247,7 +247,7 @@ def test_the_x_servers_dri_loading_names_the_library_the_driver_needs():
 @pytest.mark.parametrize("capture", ["ldso-undefined-symbol-pangocairo-replaced.txt", "ldso-undefined-symbol-zlib-replaced.txt"])
 def test_a_library_that_lacks_a_symbol_is_the_wrong_version_named_by_its_user(capture):
     """The loader names the file that needs the symbol, not the library at fault: the line says so
-    (rendergate.advice then asks the image which library it loads is not its package's own)."""
+    (rendergate.core.advice then asks the image which library it loads is not its package's own)."""
     output = (CAPTURES / "cpu-host" / capture).read_text()
     d = classify(output, NO_GPU)
     assert d.cause is Cause.LIBRARY_WRONG_VERSION and d.missing.kind == "needs"
@@ -315,7 +315,7 @@ def test_the_fault_kind_is_part_of_the_cause(name, cause, words):
 
 
 def test_a_file_blamed_for_its_kind_is_held_to_the_image():
-    """Lines that name a package's file carry it for rendergate.advice: the library by its name,
+    """Lines that name a package's file carry it for rendergate.core.advice: the library by its name,
     any other file by its path."""
     assert classify(capture("glibc2.36-version-not-found-zlib-replaced.txt"), NO_GPU).missing.name == "libz.so.1"
     assert classify(capture("fontconfig2.14.1-fonts-conf-truncated.txt"), NO_GPU).missing.name == "/etc/fonts/fonts.conf"
@@ -335,7 +335,7 @@ def test_a_program_killed_by_sigbus_is_a_file_cut_short_under_it():
 def test_an_icd_json_that_names_a_library_not_there_is_named():
     """Real: the Vulkan loader asked for its driver messages too (VK_LOADER_DEBUG=error,warn,driver)
     names the ICD JSON before the library it could not open; the line names both, and carries the
-    JSON for rendergate.advice to tell a deleted library from a JSON that names one wrong. Never
+    JSON for rendergate.core.advice to tell a deleted library from a JSON that names one wrong. Never
     "install mesa-vulkan-drivers": it is installed (tests/test_advice.py holds the line to the image)."""
     d = classify(capture("vulkan-loader1.3.239-icd-json-names-missing-library.txt"), NO_GPU)
     assert d.message.startswith("the ICD JSON /usr/share/vulkan/icd.d/lvp_icd.x86_64.json names the Vulkan driver "

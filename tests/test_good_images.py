@@ -65,7 +65,7 @@ def test_gpu_requirement_without_gpu_fails_unless_allowed(suite):
 def test_parallel_gates_run_for_real_here(good_images, suite, variant, check, gate):
     """Parallel jobs against one on this 2-core machine, alone on it (the serial phase). A pass
     needs every paired speedup at the threshold, or their median farther above it than half
-    their range (rendergate.timing.Speedup); a gate too close to call says 'undecided', never
+    their range (rendergate.checks.timing.Speedup); a gate too close to call says 'undecided', never
     'passed' — and a good image never fails. Either way the output was validated first. (One
     noisy repeat on this shared VM is enough for 'undecided': a cold CI run saw the blender gate's
     paired speedups at 2.0x, 1.45x and 1.77x against 1.6x.)"""

@@ -1,4 +1,4 @@
-"""Builds and pulls show their progress as they happen (rendergate/progress.py): real builds of
+"""Builds and pulls show their progress as they happen (rendergate/engines/progress.py): real builds of
 tiny images through the real command, in a log (a pipe, as CI reads it) and on a terminal (a
 pseudo-terminal), and a real pull from a registry on loopback."""
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every workload validation can fail, on real outputs of the real tools in the real images,
 each with one planted defect: a truncated video, a blank render, a stitched video with a frame
 dropped or duplicated at a seam, a reference mismatch, and a "parallel" run that serialises.
-The outputs are judged by rendergate's own decoder (rendergate.media), fetched from the image."""
+The outputs are judged by rendergate's own decoder (rendergate.checks.media), fetched from the image."""
 import shutil
 from fractions import Fraction
 from pathlib import Path

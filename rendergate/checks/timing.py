@@ -1,6 +1,6 @@
 """Timing that can be trusted: warm up once, repeat, compare medians, and say when the spread
 is too wide to decide instead of passing or failing on noise, or when the host was busy with
-something else during the samples (rendergate.hostload) instead of blaming the image."""
+something else during the samples (rendergate.engines.hostload) instead of blaming the image."""
 from __future__ import annotations
 
 import statistics

@@ -1,5 +1,5 @@
-"""Producing the canonical workloads' outputs inside a target. Judging them is rendergate.media's
-job, and timing them rendergate.timing's: the suites put the three together.
+"""Producing the canonical workloads' outputs inside a target. Judging them is rendergate.checks.media's
+job, and timing them rendergate.checks.timing's: the suites put the three together.
 
 The workload sources live in fixtures/workloads/ and are copied into the target once.
 """

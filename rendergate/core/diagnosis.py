@@ -53,7 +53,7 @@ class Cause(Enum):
 @dataclass(frozen=True)
 class Missing:
     """What a diagnosis blames, for its advice to be held to the image before it is shown
-    (rendergate.advice): no line may say "install P" of a P the image has."""
+    (rendergate.core.advice): no line may say "install P" of a P the image has."""
     kind: str  # "library", "tool", "file" (a name, or an absolute path), "module" (a Python import name),
     # "needs" (a file that lacks a symbol: what it loads is suspect), "program" (one that failed, no reason
     # given), "mode" (a program that is not executable), "imported" (a Python module that lacks what is

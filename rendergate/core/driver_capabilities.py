@@ -2,7 +2,7 @@
 
 The NVIDIA container toolkit injects the driver's files by capability: `video` brings
 libnvidia-encode, `graphics` libnvoptix and GLX, `display` Xorg's driver. A container that does
-not ask for what its requirements need (each requirement declares it: rendergate.requirements)
+not ask for what its requirements need (each requirement declares it: rendergate.core.requirements)
 lacks those files; one that holds files it did not ask for relies on a toolkit that injects
 more than asked (newer ones do), which the next host's toolkit may not.
 """

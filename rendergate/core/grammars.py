@@ -94,13 +94,13 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
                 r"[^\n]*?)\.?\n\(after (?P<file>/\S+)\)"),
      lambda m, f: tex_file_cut_short(m.group("file"), m.group("why"))),
     # The same in Manim's log, which keeps TeX's line but not what it read: the file its macro names
-    # (\KV@standalone.cls@math), found by the search path TeX uses (rendergate.advice asks kpsewhich).
+    # (\KV@standalone.cls@math), found by the search path TeX uses (rendergate.core.advice asks kpsewhich).
     (re.compile(r"File ended while scanning (?:use|definition) of \\[^\n]*?(?P<file>[\w-]+\.(?:cls|sty))"),
      lambda m, f: tex_file_cut_short(m.group("file"), "File ended while scanning its definitions")),
     (re.compile(r"You do not have package (?P<pkg>\S+?) installed|File [`'](?P<pkg2>[^'`]+\.(?:cls|sty))' not found"),
      lambda m, f: blaming(Cause.LATEX_PACKAGE_MISSING, "file", m.group("pkg2") or f"{m.group('pkg')}.sty",
                           f"LaTeX package {m.group('pkg') or m.group('pkg2')} missing",
-                          # which package ships it the image knows only when it is installed (rendergate.advice)
+                          # which package ships it the image knows only when it is installed (rendergate.core.advice)
                           f"install the TeX Live package that ships it (apt-file search {m.group('pkg2') or m.group('pkg') + '.sty'} "
                           "names it)")),
     (re.compile(r"No such file or directory: '(?P<tool>latex|dvisvgm|ffmpeg|ffprobe|xelatex)'"),
@@ -145,7 +145,7 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
                           "reinstall the package of this architecture that ships it")),
     # The dynamic loader finding a library that lacks a symbol its user needs (replaced by another
     # library, or of another version): it names the user, never the library at fault
-    # (tests/data/captures/cpu-host/ldso-undefined-symbol-*.txt); rendergate.advice finds that one.
+    # (tests/data/captures/cpu-host/ldso-undefined-symbol-*.txt); rendergate.core.advice finds that one.
     (re.compile(r"(?:^|\s)(?P<file>[^\s:]+): undefined symbol: (?P<symbol>[\w@.]+)"),
      lambda m, f: blaming(Cause.LIBRARY_WRONG_VERSION, "needs", m.group("file"),
                           f"{PurePosixPath(m.group('file')).name} needs the symbol {m.group('symbol')}, which none of the "
@@ -181,7 +181,7 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
                             f"({m.group('folder')}): reinstall bpy (its wheel ships the add-on)")),
     # A Python module cut short (tests/data/captures/cpu-host/python3.11-manim-module-truncated.txt),
     # or one that lacks a name its users import from it: emptied, or of another version than they
-    # (python3.11-manim-module-emptied.txt); rendergate.advice holds the file to its wheel's RECORD.
+    # (python3.11-manim-module-emptied.txt); rendergate.core.advice holds the file to its wheel's RECORD.
     (re.compile(r'File "(?P<file>/[^"]+\.py)", line \d+\n(?:[^\n]*\n){0,3}?SyntaxError: (?P<why>[^\n]+)'),
      lambda m, f: blaming(Cause.FILE_DAMAGED, "file", m.group("file"),
                           f"the Python module {m.group('file')} does not compile ({m.group('why')}: cut short or damaged)",
@@ -213,7 +213,7 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
                           f"{m.group('file')} is not readable by the image's user (Permission denied)",
                           "make it readable (chmod a+r), or run as its owner")),
     # A module that lacks what its users take from it: shadowed by another of its name (a path
-    # entry put first), or of another version (rendergate.advice asks where it is imported from
+    # entry put first), or of another version (rendergate.core.advice asks where it is imported from
     # and what pip check says).
     (re.compile(r"AttributeError: (?:module '(?P<mod>[\w.]+)'|'(?P<cls>[\w]+)\.[\w.]+' object) has no attribute '(?P<attr>\w+)'"),
      lambda m, f: blaming(Cause.LIBRARY_WRONG_VERSION, "imported", (m.group("mod") or m.group("cls")).split(".")[0],
@@ -260,7 +260,7 @@ def diagnose(output: str, rc: int, what: str, facts: Facts) -> Diagnosis:
         return found
     if rc in (128 + SIGBUS, -SIGBUS):  # killed by SIGBUS where no shell said so
         return crashed_on_a_mapped_file(what)
-    # rendergate.advice holds the program (the first word of `what`) and what it loads to their
+    # rendergate.core.advice holds the program (the first word of `what`) and what it loads to their
     # packages: a file that is not its package's own (a stand-in, a replaced library) says why.
     program = re.match(r"[\w./+-]+", what)
     return Diagnosis(Cause.COMMAND_FAILED, f"{what} failed (exit {rc}), unknown cause: {first_error(output)}",

@@ -158,7 +158,7 @@ def mesa_driver_failed(match: re.Match, facts: Facts) -> Diagnosis:
 def vulkan_driver_failed(match: re.Match, facts: Facts) -> Diagnosis:
     """The Vulkan loader (VK_LOADER_DEBUG=error,warn,driver) naming the library of an ICD JSON it
     could not load, and the JSON it read it from: a library that is not there is the JSON's
-    word, deleted from its package or named wrong (rendergate.advice asks the image which)."""
+    word, deleted from its package or named wrong (rendergate.core.advice asks the image which)."""
     path, manifest = match.group("lib"), match.group("json")
     library = PurePosixPath(path).name
     if library in DRIVER_FILES:
@@ -237,13 +237,13 @@ def tool_refuses_option(tool: str, option: str) -> Diagnosis:
 
 def config_invalid(file: str, why: str, reader: str) -> Diagnosis:
     """A config or manifest file its reader cannot use: restored from its package where one ships
-    it (rendergate.advice finds which, and whether it changed), else corrected."""
+    it (rendergate.core.advice finds which, and whether it changed), else corrected."""
     return blaming(Cause.CONFIG_INVALID, "file", file, f"{file} does not parse ({reader}: {why})",
                    "correct it, or restore it from the package that ships it")
 
 
 def tex_file_cut_short(file: str, why: str) -> Diagnosis:
-    """A TeX file that ends before its conditionals or definitions do (rendergate.advice finds
+    """A TeX file that ends before its conditionals or definitions do (rendergate.core.advice finds
     its package, or the file TeX reads in its place)."""
     return blaming(Cause.FILE_DAMAGED, "file", file, f"the TeX file {file} ends too early ({why}: cut short)",
                    "reinstall the TeX Live package that ships it")

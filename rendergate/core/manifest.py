@@ -6,7 +6,7 @@ pulled if need be), or `--image REF` on the command line. Only a manifest that s
 is checked on the machine running the suite itself. Manifests are validated strictly, before any
 container starts: a typo in a requirement name would otherwise silently turn a check into a skip.
 The requirement and workload keys, and the thresholds workloads are gated by, are those the
-requirement registry holds (rendergate.requirements); the run settings are this module's.
+requirement registry holds (rendergate.core.requirements); the run settings are this module's.
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ DEFAULT_CAPABILITIES = ("compute", "utility")
 
 def sections() -> dict[str, dict]:
     """Each table of a manifest: key -> (validator, what a valid value looks like). The
-    requirements and workloads are the registry's (rendergate.requirements), as declared now."""
+    requirements and workloads are the registry's (rendergate.core.requirements), as declared now."""
     registry = requirements.registered().values()
     thresholds = {**{name: schema.SPEEDUP for r in registry for name in r.thresholds}, **RUN_THRESHOLDS}
     return {**{section: {r.name: (r.valid, r.expected) for r in registry if r.section == section}

@@ -1,5 +1,5 @@
 """What a valid manifest value is: small validators that the manifest's own tables and every
-requirement's declaration (rendergate.requirements) are written with. Each takes a value parsed
+requirement's declaration (rendergate.core.requirements) are written with. Each takes a value parsed
 from TOML and says whether it is one; the message saying what a valid one looks like is the
 declaration's."""
 from __future__ import annotations

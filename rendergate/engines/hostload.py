@@ -6,7 +6,7 @@ parallel image looks serial. So each timed sample also measures the CPU time the
 tree, xdist's workers and the commands they ran, through psutil) and its containers (each one's
 cgroup CPU accounting, which covers every process started in it). What is left was used by
 others; as a share of all the host's CPUs over the sample's wall time, it decides whether the
-host was quiet enough for the sample to count (rendergate.timing.Speedup).
+host was quiet enough for the sample to count (rendergate.checks.timing.Speedup).
 
 The engine's and the kernel's own work for this run (dockerd relaying a `docker exec`) counts as
 outside: measured here at about 1% of two CPUs during a Manim render, far below the limit.

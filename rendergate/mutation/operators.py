@@ -53,7 +53,7 @@ class Fault(str, Enum):
     MISCONFIGURED = "misconfigured"
 
 
-# The fault kind each cause names (rendergate.diagnosis.Cause, by value); a cause not listed names
+# The fault kind each cause names (rendergate.core.diagnosis.Cause, by value); a cause not listed names
 # none of them (a GPU, a driver, a host, a timing): a line with it never root-causes a planted defect.
 FAULT_OF_CAUSE = {
     "tool-missing": Fault.MISSING, "system-library-missing": Fault.MISSING, "data-files-missing": Fault.MISSING,

@@ -52,7 +52,7 @@ def pytest_generate_tests(metafunc):
     name = marker.args[0] if marker else None
     if name and requirements.get(name) is None:  # a module outside the folders of checks: said as it is collected
         raise pytest.Collector.CollectError(f"{metafunc.definition.nodeid}: requires({name!r}): no such requirement "
-                                            "is declared (declare it with rendergate.requirements.declare, in a "
+                                            "is declared (declare it with rendergate.core.requirements.declare, in a "
                                             "module of --checks)")
     per_item = "requirement" in metafunc.fixturenames
     params = []

@@ -1,6 +1,6 @@
 """Which installed Python distributions own a module or a file (their dist-info's top_level.txt and
 RECORD), and which of the files their RECORD names the image lacks: what advice about a Python
-module or a wheel-bundled library is held to (rendergate/advice.py); for a file, also which of
+module or a wheel-bundled library is held to (rendergate/core/advice.py); for a file, also which of
 them differ from RECORD's checksum. Standard library only, any Python 3 an image may have; prints
 {"owners": [{"dist": ..., "missing": [...], "damaged": [...]}]}."""
 import base64

@@ -14,5 +14,5 @@ for case in plain must-have; do
   python3 -m rendergate --images-dir=/tmp/v-$case --reports-dir=$R gate host > $OUT/gate-$case.txt 2>&1; echo "gate rc=$?" >> $OUT/gate-$case.txt
   cat $OUT/gate-$case.txt
 done
-python3 -c "from rendergate.environment import describe_host; import json; print(json.dumps(describe_host(), indent=1))" > $OUT/describe-host.json
+python3 -c "from rendergate.core.environment import describe_host; import json; print(json.dumps(describe_host(), indent=1))" > $OUT/describe-host.json
 cat $OUT/describe-host.json
