@@ -16,12 +16,12 @@ from html import escape
 from PIL import Image
 
 from rendergate.core import requirements
-from rendergate.mutation.judging import Finding
-from rendergate.mutation.run import Mutation
-from rendergate.core.platforms import Platform
 from rendergate.core.comparison import gpu_seconds, platform_differences
 from rendergate.core.judging import judge, state_of, summary
 from rendergate.core.outcomes import NOT_COUNTED, Outcome, State
+from rendergate.core.platforms import Platform
+from rendergate.mutation.judging import Finding
+from rendergate.mutation.run import Mutation
 
 CSS = """
 .rg-matrix { border-collapse: collapse; margin: 8px 0 16px; font: 13px sans-serif; }

@@ -10,8 +10,8 @@ from rendergate.core.driver_capabilities import file_serving
 from rendergate.core.evidence import gpu_not_used
 from rendergate.core.parsers import parse_cycles_devices
 from rendergate.core.requirements import OPTIX, declare
-from rendergate.plugin import requires
 from rendergate.core.schema import list_of, one_of
+from rendergate.plugin import requires
 
 DEVICE_TYPES = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
 CYCLES_DEVICES = declare(

@@ -6,8 +6,8 @@ image must not carry the driver's files itself (decided without a GPU)."""
 import pytest
 
 from rendergate.core.diagnosis import Cause, CheckFailed
-from rendergate.core.known_causes import asked_files_missing, bundled_driver_wrong, driver_baked_in
 from rendergate.core.driver_capabilities import DRIVER_FILES, mismatches, uncovered
+from rendergate.core.known_causes import asked_files_missing, bundled_driver_wrong, driver_baked_in
 from rendergate.core.parsers import parse_driver_version
 
 pytestmark = [pytest.mark.requires("gpu"), pytest.mark.container_only]

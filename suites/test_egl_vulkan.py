@@ -2,13 +2,13 @@
 they fall back to Mesa's software rasteriser in silence, so the vendor is checked by device."""
 import pytest
 
+from rendergate.checks.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, VULKAN_LOADER, library_problems, require_vendor
 from rendergate.core.diagnosis import CheckFailed
 from rendergate.core.grammars import diagnose
-from rendergate.checks.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, VULKAN_LOADER, library_problems, require_vendor
 from rendergate.core.parsers import parse_eglinfo, parse_vulkaninfo_summary
 from rendergate.core.requirements import declare
-from rendergate.plugin import requires
 from rendergate.core.schema import boolean, word
+from rendergate.plugin import requires
 
 EGL = declare("egl", boolean, "true or false: EGL initialises headless (device or surfaceless platform), any device",
               "EGL initialises headless (device or surfaceless platform), any device")

@@ -3,12 +3,12 @@ layer, a bad COPY over a package's file, a library replaced by another), whether
 workload happens to read them tonight. Documentation an image leaves out is no fault."""
 import pytest
 
-from rendergate.core.packages import DOCUMENTATION
 from rendergate.core.diagnosis import CheckFailed
 from rendergate.core.known_causes import not_their_own
+from rendergate.core.packages import DOCUMENTATION
 from rendergate.core.requirements import declare
-from rendergate.plugin import requires
 from rendergate.core.schema import boolean
+from rendergate.plugin import requires
 
 FILES_INTACT = declare("files_intact", boolean, "true or false",
                        "every file of the image's Debian packages and Python distributions is its package's own "

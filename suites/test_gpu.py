@@ -4,8 +4,8 @@ import pytest
 from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.core.parsers import parse_nvidia_smi_xml, parse_nvml_probe
 from rendergate.core.requirements import declare
-from rendergate.plugin import requires
 from rendergate.core.schema import boolean
+from rendergate.plugin import requires
 
 GPU = declare("gpu", boolean, "true or false", "NVIDIA devices are visible; nvidia-smi and NVML agree on them",
               capabilities={"utility", "compute"})

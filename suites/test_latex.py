@@ -2,8 +2,8 @@
 
 from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.core.requirements import declare
-from rendergate.plugin import requires
 from rendergate.core.schema import boolean
+from rendergate.plugin import requires
 
 LATEX = declare("latex", boolean, "true or false", "LaTeX renders a Manim MathTex")
 pytestmark = requires(LATEX)

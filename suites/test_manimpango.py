@@ -2,8 +2,8 @@
 
 from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.core.requirements import declare
-from rendergate.plugin import requires
 from rendergate.core.schema import boolean
+from rendergate.plugin import requires
 
 MANIMPANGO = declare("manimpango", boolean, "true or false", "ManimPango is built and renders text")
 pytestmark = requires(MANIMPANGO)

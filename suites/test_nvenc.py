@@ -7,15 +7,15 @@ from fractions import Fraction
 
 import pytest
 
-from rendergate.core.diagnosis import Cause, CheckFailed
-from rendergate.core.grammars import diagnose, SESSION_REFUSED
-from rendergate.core.known_causes import encoder_not_compiled
 from rendergate.checks.media import judge_video, require_video
+from rendergate.checks.workloads import encoder_codec
+from rendergate.core.diagnosis import Cause, CheckFailed
+from rendergate.core.grammars import SESSION_REFUSED, diagnose
+from rendergate.core.known_causes import encoder_not_compiled
 from rendergate.core.parsers import parse_ffmpeg_encoders
 from rendergate.core.requirements import NVENC, declare
-from rendergate.plugin import requires
 from rendergate.core.schema import list_of, word
-from rendergate.checks.workloads import encoder_codec
+from rendergate.plugin import requires
 
 NVENC_ENCODERS = declare("nvenc", list_of(word), 'a list of ffmpeg encoder names, e.g. ["h264_nvenc"]',
                          "each ffmpeg NVENC encoder is compiled in and really encodes on the GPU",

@@ -4,12 +4,12 @@ the kernel log, where readable), and, where `dcgmi` is installed, a level-1 DCGM
 passes (its JSON is kept). One check, on the variants that declare `host_ready` (the host)."""
 import json
 
+from rendergate.checks.readiness import dcgm_failures, driver_missing, kernel_xids
 from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.core.gpuinfo import gpus_from_probe
-from rendergate.checks.readiness import dcgm_failures, driver_missing, kernel_xids
 from rendergate.core.requirements import declare
-from rendergate.plugin import requires
 from rendergate.core.schema import boolean
+from rendergate.plugin import requires
 
 HOST_READY = declare("host_ready", boolean,
                      "true or false: the host's driver, devices, persistence mode, Xid errors, DCGM diagnostic",

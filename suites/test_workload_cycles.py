@@ -4,11 +4,11 @@ the variant requires, where it must agree with the CPU picture and beat it by th
 import pytest
 
 from rendergate.checks.media import load_image, load_reference, require_not_blank
-from rendergate.core.requirements import declare
-from rendergate.plugin import requires
-from rendergate.core.schema import SIZE, integer, size, table
 from rendergate.checks.timing import Speedup
 from rendergate.checks.workloads import cycles_reference, render_frames
+from rendergate.core.requirements import declare
+from rendergate.core.schema import SIZE, integer, size, table
+from rendergate.plugin import requires
 
 CYCLES_FRAME = declare(
     "workloads.cycles_frame", table({"size": size, "samples": integer(1, 4096)}),

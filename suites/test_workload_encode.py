@@ -6,11 +6,11 @@ from fractions import Fraction
 import pytest
 
 from rendergate.checks.media import judge_video, require_video
-from rendergate.core.requirements import NVENC, declare
-from rendergate.plugin import requires
-from rendergate.core.schema import SIZE, integer, size, table
 from rendergate.checks.timing import Speedup
 from rendergate.checks.workloads import encode, encoder_codec, make_source
+from rendergate.core.requirements import NVENC, declare
+from rendergate.core.schema import SIZE, integer, size, table
+from rendergate.plugin import requires
 
 ENCODE = declare(
     "workloads.encode", table({"size": size, "frames": integer(1, 10000)}),

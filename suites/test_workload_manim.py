@@ -10,7 +10,6 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from rendergate.core.assets import WORKLOADS
 from rendergate.checks.media import (
     decode_video,
     judge_video,
@@ -20,11 +19,12 @@ from rendergate.checks.media import (
     require_seams,
     require_video,
 )
-from rendergate.core.requirements import declare
-from rendergate.plugin import requires
-from rendergate.core.schema import boolean, table
 from rendergate.checks.timing import Speedup
 from rendergate.checks.workloads import MANIM_QUALITIES, manim_reference, render_manim, render_manim_parts_parallel
+from rendergate.core.assets import WORKLOADS
+from rendergate.core.requirements import declare
+from rendergate.core.schema import boolean, table
+from rendergate.plugin import requires
 
 _QUALITY = lambda v: isinstance(v, str) and v in MANIM_QUALITIES  # noqa: E731
 MANIM_SCENE = declare(

@@ -10,14 +10,14 @@ times faster than one.
 """
 import pytest
 
-from rendergate.core.diagnosis import CheckFailed
-from rendergate.core.known_causes import tool_missing
 from rendergate.checks.media import decode_video, encode_frames, load_image, require_seams, require_video
-from rendergate.core.requirements import declare
-from rendergate.plugin import requires
-from rendergate.core.schema import SIZE, integer, one_of, size, table
 from rendergate.checks.timing import Speedup
 from rendergate.checks.workloads import STITCH_FPS, chunks, render_frames, render_frames_parallel, stitch
+from rendergate.core.diagnosis import CheckFailed
+from rendergate.core.known_causes import tool_missing
+from rendergate.core.requirements import declare
+from rendergate.core.schema import SIZE, integer, one_of, size, table
+from rendergate.plugin import requires
 
 # Where the frames are stitched: by the image's own ffmpeg, or by rendergate on its side.
 COMBINE = ("image", "rendergate")

@@ -6,14 +6,14 @@ string tells, so a software renderer fails the hardware requirement.
 """
 import pytest
 
+from rendergate.checks.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, library_problems, require_vendor
+from rendergate.checks.xorg import start_x
 from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.core.grammars import diagnose
-from rendergate.checks.graphics import LOADER_DEBUG, VENDOR_LIBRARIES, library_problems, require_vendor
 from rendergate.core.parsers import glx_device, parse_glxinfo
 from rendergate.core.requirements import declare
-from rendergate.plugin import requires
 from rendergate.core.schema import boolean, word
-from rendergate.checks.xorg import start_x
+from rendergate.plugin import requires
 
 XORG = declare("xorg", boolean, "true or false", "Xorg starts in the target and serves GLX")
 GLX_RENDERER = declare("glx_renderer", word, 'the GL vendor the renderer must come from, e.g. "nvidia"',

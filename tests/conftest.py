@@ -23,14 +23,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from rendergate.core import verdict
-from rendergate.core import judging
-from rendergate.core.outcomes import Outcome
-from rendergate.engines.docker_engine import Engine, owner_label
+from rendergate.core import judging, verdict
 from rendergate.core.environment import suite_version
-from rendergate.engines.hostload import HostLoad
 from rendergate.core.manifest import load_variant, load_variants
+from rendergate.core.outcomes import Outcome
 from rendergate.engines.docker import DockerTarget
+from rendergate.engines.docker_engine import Engine, owner_label
+from rendergate.engines.hostload import HostLoad
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN_BAD = ROOT / "tests" / "known_bad"

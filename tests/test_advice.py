@@ -14,17 +14,16 @@ from contextlib import contextmanager
 
 import pytest
 
+from conftest import ROOT, built_images
+from rendergate.checks.xorg import start_x
 from rendergate.core.advice import checked
 from rendergate.core.diagnosis import CheckFailed, Diagnosis
 from rendergate.core.grammars import diagnose
-from rendergate.engines.docker_engine import EngineError, owner_label
 from rendergate.core.manifest import load_variant
-from rendergate.mutation.judging import advised_installs
 from rendergate.engines.docker import DockerTarget
-from rendergate.checks.xorg import start_x
+from rendergate.engines.docker_engine import EngineError, owner_label
+from rendergate.mutation.judging import advised_installs
 from suites.test_egl_vulkan import egl_devices, vulkan_devices
-
-from conftest import ROOT, built_images
 
 LIB = "/usr/lib/x86_64-linux-gnu"
 LVP_JSON = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from conftest import ROOT, rendergate_cli, written_verdict
-from rendergate.release import attestation
 from rendergate.core.manifest import load_variant
+from rendergate.release import attestation
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from rendergate.checks.graphics import vendor_failure
 from rendergate.core.diagnosis import Cause, Facts, first_error
 from rendergate.core.grammars import classify, diagnose
 from rendergate.core.known_causes import bundled_driver_wrong, driver_baked_in
-from rendergate.checks.graphics import vendor_failure
 from rendergate.core.parsers import glx_device, parse_driver_version, parse_eglinfo, parse_glxinfo, parse_vulkaninfo_summary
 
 CAPTURES = Path(__file__).parent / "data" / "captures"

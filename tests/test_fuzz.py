@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, at_most, written_verdict
-from rendergate.core import verdict as verdicts
-from rendergate.core import judging
 from rendergate.__main__ import main as rendergate_main
+from rendergate.core import judging
+from rendergate.core import verdict as verdicts
 from rendergate.core.driver_capabilities import needed
 from rendergate.core.environment import suite_version
 from rendergate.core.manifest import RUN, TOP_LEVEL, ManifestError, load_variant, sections

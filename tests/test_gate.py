@@ -15,8 +15,21 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conftest import (CLI_TIMEOUT, ROOT, SMALL_REPO, SMALL_RUN_TIMEOUT, TIMED_SUITE_TIMEOUT, loopback_registry, make,
-                      once_per_run, rendergate_cli, run_suite, skip_when_host_busy, used_by_others, written_verdict)
+from conftest import (
+    CLI_TIMEOUT,
+    ROOT,
+    SMALL_REPO,
+    SMALL_RUN_TIMEOUT,
+    TIMED_SUITE_TIMEOUT,
+    loopback_registry,
+    make,
+    once_per_run,
+    rendergate_cli,
+    run_suite,
+    skip_when_host_busy,
+    used_by_others,
+    written_verdict,
+)
 from rendergate.core.manifest import load_variant
 
 GATE_VARIANTS = ROOT / "tests" / "gate_variants"

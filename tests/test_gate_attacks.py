@@ -17,14 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (CLI_TIMEOUT, ROOT, SMALL_REPO, SMALL_RUN_TIMEOUT, bounded, rendergate_cli, run_suite,
-                      written_verdict)
-from rendergate.release import attestation
-from rendergate.core import verdict
-from rendergate.core import outcomes
-from rendergate.core import judging
+from conftest import CLI_TIMEOUT, ROOT, SMALL_REPO, SMALL_RUN_TIMEOUT, bounded, rendergate_cli, run_suite, written_verdict
+from rendergate.core import judging, outcomes, verdict
 from rendergate.core.environment import suite_version
 from rendergate.core.manifest import load_variant
+from rendergate.release import attestation
 
 GATE_VARIANTS = ROOT / "tests" / "gate_variants"
 SMALL = (f"--images-dir={SMALL_REPO / 'images'}", f"--checks={SMALL_REPO / 'checks'}")

@@ -10,14 +10,14 @@ import tomllib
 import pytest
 
 from conftest import ROOT, rendergate_cli
+from rendergate.checks.readiness import kernel_xids
 from rendergate.core.assets import CAPABILITY_TABLE as TABLE
 from rendergate.core.driver_capabilities import DRIVER_FILES, mismatches
-from rendergate.engines.docker_engine import owner_label
 from rendergate.core.gpuinfo import gpus_from_probe, lookup, nvenc_lacking, optix_lacking
 from rendergate.core.host_gpus import host_gpu_names
 from rendergate.core.manifest import load_variant
-from rendergate.checks.readiness import kernel_xids
 from rendergate.engines.docker import DockerTarget
+from rendergate.engines.docker_engine import owner_label
 
 H100 = ROOT / "tests" / "data" / "captures" / "h100-2026-11-23"
 

@@ -11,8 +11,19 @@ import time
 
 import pytest
 
-from conftest import (BASE_IMAGE, CLI_TIMEOUT, ROOT, SMALL_REPO, SMALL_RUN_TIMEOUT, SUITE_TIMEOUT, bounded, loopback_registry,
-                      require_tool, run_in_user_repo, user_repo)
+from conftest import (
+    BASE_IMAGE,
+    CLI_TIMEOUT,
+    ROOT,
+    SMALL_REPO,
+    SMALL_RUN_TIMEOUT,
+    SUITE_TIMEOUT,
+    bounded,
+    loopback_registry,
+    require_tool,
+    run_in_user_repo,
+    user_repo,
+)
 
 STUDIO_IMAGE = "rendergate-studio/render:1.0"
 STUDIO_MANIFEST = f"""\

@@ -14,10 +14,10 @@ import time
 import pytest
 
 from conftest import BASE_IMAGE, CLI_TIMEOUT, INTERRUPTED_RUN_TIMEOUT, ROOT, TIMED_SUITE_TIMEOUT, at_most, end_tree, rendergate_cli
-from rendergate.engines.docker_engine import Engine
 from rendergate.core.manifest import load_variant
-from rendergate.mutation.judging import advised_installs, Finding, installed_of, judge_mutant
-from rendergate.mutation.operators import Kind, Mutant, REFUSALS, refusing_wrapper, UsedFile
+from rendergate.engines.docker_engine import Engine
+from rendergate.mutation.judging import Finding, advised_installs, installed_of, judge_mutant
+from rendergate.mutation.operators import REFUSALS, Kind, Mutant, UsedFile, refusing_wrapper
 from rendergate.mutation.planning import plan
 from rendergate.mutation.run import Suite
 from rendergate.mutation.trace import FileTrace, image_attrs, image_layers, not_mutated_because

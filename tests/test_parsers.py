@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+from rendergate.checks.xorg import xorg_bus_id
 from rendergate.core.parsers import (
     parse_cycles_devices,
     parse_eglinfo,
@@ -13,7 +14,6 @@ from rendergate.core.parsers import (
     parse_probe_output,
     parse_vulkaninfo_summary,
 )
-from rendergate.checks.xorg import xorg_bus_id
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
 H100 = CAPTURES / "h100-2026-11-23"

@@ -12,16 +12,16 @@ import modal
 import pytest
 
 from conftest import ROOT, rendergate_cli, run_suite
+from rendergate.checks.graphics import require_vendor
+from rendergate.checks.speed_gate import regression
 from rendergate.core.diagnosis import Cause, CheckFailed, Facts
+from rendergate.core.driver_capabilities import asked
 from rendergate.core.grammars import classify
 from rendergate.core.known_causes import driver_file_missing
-from rendergate.core.driver_capabilities import asked
-from rendergate.checks.graphics import require_vendor
 from rendergate.core.manifest import load_variant
-from rendergate.engines.modal import plan
 from rendergate.core.parsers import parse_vulkaninfo_summary
 from rendergate.core.platforms import Platform, platform_of
-from rendergate.checks.speed_gate import regression
+from rendergate.engines.modal import plan
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
 CUINIT_REFUSED = (CAPTURES / "public" / "gvisor-nvproxy-cuinit-refused.txt").read_text()

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from conftest import BASE_IMAGE, ROOT, SUITE_TIMEOUT, bounded, read_verdicts, rendergate_cli
-from rendergate.pages import HOST_ROWS, LABELS, SUMMARY_LINES
 from rendergate.core.outcomes import State
+from rendergate.pages import HOST_ROWS, LABELS, SUMMARY_LINES
 
 PASS_COLOUR = (0xC8, 0xF0, 0xC8)  # rendergate.pages.CSS's .rg-passed
 

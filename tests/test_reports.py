@@ -15,8 +15,20 @@ from pathlib import Path
 import docker
 from PIL import Image
 
-from conftest import (BASE_IMAGE, CLI_TIMEOUT, INTERRUPTED_RUN_TIMEOUT, ROOT, SUITE_TIMEOUT, WITH_SIGINT, bounded, end_tree,
-                      process_tree, read_verdicts, rendergate_cli, require_tool)
+from conftest import (
+    BASE_IMAGE,
+    CLI_TIMEOUT,
+    INTERRUPTED_RUN_TIMEOUT,
+    ROOT,
+    SUITE_TIMEOUT,
+    WITH_SIGINT,
+    bounded,
+    end_tree,
+    process_tree,
+    read_verdicts,
+    rendergate_cli,
+    require_tool,
+)
 from rendergate.engines.docker_engine import LABEL_OWNER
 
 HOST_SECRET = "hs-5b0c9e7d2a41f6"  # a value of a secret-named variable in the environment of the run

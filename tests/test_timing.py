@@ -8,9 +8,9 @@ import psutil
 import pytest
 
 from conftest import BASE_IMAGE, busy_loop
+from rendergate.checks.timing import Series, Speedup
 from rendergate.engines.docker_engine import LABEL_RUN
 from rendergate.engines.hostload import MAX_OUTSIDE_SHARE, HostLoad, containers_seconds
-from rendergate.checks.timing import Series, Speedup
 
 
 def verdict(base, cand, threshold=1.6):

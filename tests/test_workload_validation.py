@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import TIMED_SUITE_TIMEOUT, skip_when_host_busy, used_by_others
-from rendergate.core.diagnosis import CheckFailed
 from rendergate.checks.media import judge_video, load_image, load_reference, require_match, require_not_blank, require_seams, require_video
 from rendergate.checks.workloads import chunks, cycles_reference, render_frames, render_frames_parallel, stitch
+from rendergate.core.diagnosis import CheckFailed
 
 ROOT = Path(__file__).resolve().parents[1]
 # 96x54 frames at 2 samples are mostly noise, which x264 smooths: 4.6 of 255 off was measured;

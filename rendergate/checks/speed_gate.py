@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rendergate.core.diagnosis import Cause
-from rendergate.core.platforms import Platform
 from rendergate.checks.timing import Speedup
+from rendergate.core.diagnosis import Cause
 from rendergate.core.outcomes import Outcome
+from rendergate.core.platforms import Platform
 
 
 @dataclass(frozen=True)

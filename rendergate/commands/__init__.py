@@ -32,8 +32,7 @@ import os
 import sys
 from pathlib import Path
 
-from rendergate.commands import (build, gate, init, merge, mutate, obtain, promote, references, requirements,
-                                 verify)
+from rendergate.commands import build, gate, init, merge, mutate, obtain, promote, references, requirements, verify
 from rendergate.commands.common import say
 from rendergate.core.manifest import ManifestError
 from rendergate.core.requirements import RegistryError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rendergate.commands.common import say, verdict_path, variants
+from rendergate.commands.common import say, variants, verdict_path
 from rendergate.core.manifest import ManifestError
 from rendergate.engines.docker_engine import Engine
 from rendergate.release import attestation as attestations

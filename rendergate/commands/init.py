@@ -11,8 +11,8 @@ the image is built for (NVENC encoders, CUDA/OptiX backends, NVIDIA_* variables)
 from __future__ import annotations
 
 import json
-import sys
 import re
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +20,11 @@ from pathlib import Path
 from rendergate.core import requirements
 from rendergate.core.diagnosis import CheckFailed
 from rendergate.core.driver_capabilities import needed
-from rendergate.engines.docker_engine import Engine, EngineError, owner_label
 from rendergate.core.manifest import VARIANT_NAME, ManifestError, Variant, load_variant
 from rendergate.core.parsers import parse_ffmpeg_encoders
-from rendergate.engines.progress import BuildProgress, EngineProgress
 from rendergate.engines.docker import DockerTarget
+from rendergate.engines.docker_engine import Engine, EngineError, owner_label
+from rendergate.engines.progress import BuildProgress, EngineProgress
 
 TOOLS = ("ffmpeg", "Xorg", "glxinfo", "x11vnc", "eglinfo", "vulkaninfo", "latex", "dvisvgm", "kpsewhich")
 # Where images keep Pythons besides PATH: venvs under /opt, /venv, /app, the user's home.

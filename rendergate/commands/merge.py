@@ -5,9 +5,8 @@ import json
 from pathlib import Path
 
 from rendergate.commands.common import say
+from rendergate.core import comparison, judging
 from rendergate.core import verdict as verdicts
-from rendergate.core import judging
-from rendergate.core import comparison
 from rendergate.core.jsonfile import write_whole
 from rendergate.core.platforms import Platform
 from rendergate.pages import merged_html

@@ -12,14 +12,14 @@ import os
 import sys
 from pathlib import Path
 
+from rendergate.checks.media import LAST, judge_video, to_png
+from rendergate.checks.workloads import cycles_reference, manim_reference, render_frames, render_manim
 from rendergate.commands.common import builder, variants
 from rendergate.core.assets import REFERENCES
-from rendergate.engines.progress import BuildProgress
-from rendergate.engines.docker_engine import Engine, owner_label
 from rendergate.core.manifest import Variant
-from rendergate.checks.media import LAST, judge_video, to_png
 from rendergate.engines.docker import DockerTarget
-from rendergate.checks.workloads import cycles_reference, manim_reference, render_frames, render_manim
+from rendergate.engines.docker_engine import Engine, owner_label
+from rendergate.engines.progress import BuildProgress
 
 
 def make_references(engine: Engine, variants: dict[str, Variant], image_of, log_dir: Path) -> list[Path]:

@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 from rendergate.commands.common import say
-from rendergate.core import verdict as verdicts
 from rendergate.core import judging
+from rendergate.core import verdict as verdicts
 from rendergate.release import attestation as attestations
 
 

@@ -21,7 +21,20 @@ from pathlib import PurePosixPath
 from rendergate.core.diagnosis import Cause, Diagnosis, Missing
 from rendergate.core.driver_capabilities import is_driver_file
 from rendergate.core.known_causes import CONFIG_FILE
-from rendergate.core.packages import DOCUMENTATION, Packaged, escaped, pattern_of, distributions, installed, listed, loaded, packaged, packaged_file, resolved, wheel_of
+from rendergate.core.packages import (
+    DOCUMENTATION,
+    Packaged,
+    distributions,
+    escaped,
+    installed,
+    listed,
+    loaded,
+    packaged,
+    packaged_file,
+    pattern_of,
+    resolved,
+    wheel_of,
+)
 
 # Where an import name is not its distribution's name and the image cannot say (not installed):
 # the usual ones of render images.

@@ -13,11 +13,10 @@ import socket
 import subprocess
 import tomllib
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-
-from dataclasses import replace
 
 from rendergate.core.gpuinfo import GpuInfo, lookup, nominal
 from rendergate.core.host_gpus import host_gpus, host_nvml

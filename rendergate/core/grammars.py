@@ -8,10 +8,27 @@ import re
 from pathlib import PurePosixPath
 from signal import SIGBUS
 
-from rendergate.core.diagnosis import blaming, Cause, Diagnosis, Facts, first_error, Missing
+from rendergate.core.diagnosis import Cause, Diagnosis, Facts, Missing, blaming, first_error
 from rendergate.core.driver_capabilities import DRIVER_LIBRARY, file_serving, is_driver_file
-from rendergate.core.known_causes import cannot_load, config_invalid, crashed_on_a_mapped_file, DAMAGED, damaged_file, driver_file_missing, encoder_not_compiled, mesa_driver_failed, no_graphics_driver, nvenc_refused, nvidia_file_missing, os_call_refused, tex_file_cut_short, tex_format, tool_missing, tool_refuses_option, vulkan_driver_failed
-
+from rendergate.core.known_causes import (
+    DAMAGED,
+    cannot_load,
+    config_invalid,
+    crashed_on_a_mapped_file,
+    damaged_file,
+    driver_file_missing,
+    encoder_not_compiled,
+    mesa_driver_failed,
+    no_graphics_driver,
+    nvenc_refused,
+    nvidia_file_missing,
+    os_call_refused,
+    tex_file_cut_short,
+    tex_format,
+    tool_missing,
+    tool_refuses_option,
+    vulkan_driver_failed,
+)
 
 # Ordered: the first pattern that matches the output wins.
 # How a driver refuses an NVENC session over the cap: error 21 on recent drivers, 10 on older

@@ -12,12 +12,19 @@ from datetime import datetime, timedelta, timezone
 from rendergate.core import requirements
 from rendergate.core.environment import described_gpus
 from rendergate.core.manifest import Variant
-from rendergate.core.redact import printable
-from rendergate.core.outcomes import (DID_NOT_RUN, FAULTS, FIX_THE_IMAGE, NOT_A_PROBLEM, NOT_VALIDATED_BECAUSE, UNSUPPORTED_REFUSED,
-                                      _REQUIREMENT_OUTCOME, Outcome, State)
+from rendergate.core.outcomes import (
+    _REQUIREMENT_OUTCOME,
+    DID_NOT_RUN,
+    FAULTS,
+    FIX_THE_IMAGE,
+    NOT_A_PROBLEM,
+    NOT_VALIDATED_BECAUSE,
+    UNSUPPORTED_REFUSED,
+    Outcome,
+    State,
+)
+from rendergate.core.redact import bounded, printable
 from rendergate.core.selection import Selection
-from rendergate.core.redact import bounded
-
 
 # Bounds on what a run writes, well inside the schema's, so that no run can write a verdict its own
 # schema refuses (a check printing a megabyte, a thousand failures under one requirement).

@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-from rendergate.core.diagnosis import blaming, Cause, Diagnosis, Facts
+from rendergate.core.diagnosis import Cause, Diagnosis, Facts, blaming
 from rendergate.core.driver_capabilities import DRIVER_FILES, is_driver_file
 from rendergate.core.gpuinfo import lookup, no_nvenc_engine
 from rendergate.core.platforms import Platform
-
 
 # What to do when gVisor is the cause: Modal's other runtime, or a gVisor that allows more.
 GVISOR_WAY_OUT = ("run it with --runtime vm (Modal: Sandbox runtime='vm'), or on a gVisor whose nvproxy allows "

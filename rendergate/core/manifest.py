@@ -17,9 +17,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rendergate.core import requirements
-
-from rendergate.core import schema
+from rendergate.core import requirements, schema
 from rendergate.core.driver_capabilities import DRIVER_CAPABILITIES
 
 

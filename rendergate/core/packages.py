@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from rendergate.core.parsers import parse_probe_output
 
-
 # What images leave out of their packages (rm -rf /usr/share/doc/*, dpkg's path-exclude: images/*/Dockerfile),
 # which no program needs.
 DOCUMENTATION = re.compile(r"/usr/share/(?:doc|man|info|locale|lintian|doc-base|bug)(?:/|$)")

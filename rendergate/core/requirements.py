@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from rendergate.core import schema
 from rendergate.core.gpuinfo import GpuInfo, nvenc_lacking, optix_lacking
 

@@ -7,23 +7,23 @@ import shlex
 import sys
 import tarfile
 import time
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 
 import docker.errors
 import testinfra
 
 from rendergate.core.advice import checked
 from rendergate.core.diagnosis import Cause, CheckFailed, Facts, last_line
-from rendergate.core.grammars import diagnose
 from rendergate.core.gpuinfo import GpuInfo
+from rendergate.core.grammars import diagnose
 from rendergate.core.host_gpus import host_gpu_names, host_gpus
 from rendergate.core.manifest import Variant
 from rendergate.engines.docker_engine import Engine, EngineError
+from rendergate.engines.docker_shell import RootShell, shell_fault
 from rendergate.engines.hostload import HostLoad, containers_seconds
 from rendergate.engines.kind import Cell, Launch, SetupError
 from rendergate.engines.progress import BuildProgress
-from rendergate.engines.docker_shell import RootShell, shell_fault
 from rendergate.engines.targets import Target, worker_count, worker_folder, worker_slot
 from rendergate.release.promotion import obtain
 

@@ -21,8 +21,8 @@ from docker.utils import parse_repository_tag
 
 from rendergate.core.diagnosis import Cause, last_line
 from rendergate.core.manifest import Variant
-from rendergate.engines.progress import EngineProgress
 from rendergate.core.redact import redact
+from rendergate.engines.progress import EngineProgress
 
 LABEL_RUN = "rendergate.run"
 LABEL_VARIANT = "rendergate.variant"

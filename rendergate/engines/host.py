@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 
 import testinfra
 

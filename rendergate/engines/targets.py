@@ -17,12 +17,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-
 from rendergate.core.assets import PROBES
 from rendergate.core.diagnosis import Cause, CheckFailed, Diagnosis, Facts
+from rendergate.core.driver_capabilities import asked
 from rendergate.core.grammars import diagnose
 from rendergate.core.known_causes import driver_file_missing, tool_missing
-from rendergate.core.driver_capabilities import asked
 from rendergate.core.manifest import Variant
 from rendergate.core.parsers import parse_nvidia_smi_csv, parse_probe_output
 from rendergate.core.platforms import platform_of

@@ -8,10 +8,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-
 from rendergate.core import outcomes
 from rendergate.mutation.operators import FAULT_OF_CAUSE, Mutant
-
 
 
 class Finding(str, Enum):

@@ -11,10 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import PurePosixPath
 
-
 from rendergate.core.known_causes import CONFIG_FILE
-
-
 
 # A value of a configuration that names a file or a folder: an absolute path, or a file name of the
 # kinds configurations name (a library, a JSON manifest, a font, a TeX file).

@@ -6,9 +6,7 @@ import random
 from dataclasses import replace
 from pathlib import PurePosixPath
 
-
-from rendergate.mutation.operators import Kind, Mutant, REAL, UsedFile, _named_values, refusing_wrapper
-
+from rendergate.mutation.operators import REAL, Kind, Mutant, UsedFile, _named_values, refusing_wrapper
 
 
 def plan(used: list[UsedFile], count: int, seed: int) -> list[Mutant]:

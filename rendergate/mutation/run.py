@@ -13,17 +13,15 @@ from pathlib import Path
 
 import docker
 
+from rendergate.core import judging, outcomes
 from rendergate.core import verdict as verdicts
-from rendergate.core import outcomes
-from rendergate.core import judging
 from rendergate.core.assets import SUITES
-from rendergate.engines.docker_engine import Engine
 from rendergate.core.manifest import Variant
+from rendergate.engines.docker_engine import Engine
 from rendergate.mutation.judging import Failure, Finding, MutantResult, failed_checks, installed_of, judge_mutant
 from rendergate.mutation.operators import Mutant
 from rendergate.mutation.planning import plan
 from rendergate.mutation.trace import FileTrace, MutationError, image_attrs, image_layers, not_mutated_because
-
 
 RUN_TIMEOUT = 1800  # one variant suite on one mutant, at most (seconds)
 

@@ -14,7 +14,6 @@ from rendergate.core.known_causes import CONFIG_FILE
 from rendergate.engines.docker_engine import Engine
 from rendergate.mutation.operators import UsedFile
 
-
 # What the run does not mutate, and why: a file the image regenerates when it is missing or bad
 # is no defect, and a file every program needs only says that nothing runs.
 NOT_MUTATED = (

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from rendergate.core.assets import SUITES
 from rendergate.core import requirements
+from rendergate.core.assets import SUITES
 from rendergate.core.requirements import Check, RegistryError, Requirement
 
 

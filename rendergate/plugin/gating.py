@@ -10,13 +10,12 @@ import pytest
 from rendergate.core import requirements
 from rendergate.core.advice import checked
 from rendergate.core.diagnosis import Cause, CheckFailed
+from rendergate.core.outcomes import Outcome
 from rendergate.core.redact import printable, redact
 from rendergate.core.runstate import RunState
-from rendergate.core.outcomes import Outcome
 from rendergate.engines.kinds import KINDS
 from rendergate.plugin.notes import attach, notes_of
 from rendergate.plugin.run import RUN_KEY
-
 
 NO_GPU_SKIP = "cannot validate: no NVIDIA GPU on this host (--allow-no-gpu)"
 

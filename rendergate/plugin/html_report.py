@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from rendergate.core.outcomes import NOT_COUNTED
+from rendergate.core.redact import redact
 from rendergate.pages import (
     CSS,
     HOST_ROWS,
@@ -27,9 +29,6 @@ from rendergate.pages import (
     summary_html,
     thumbnail,
 )
-from rendergate.core.redact import redact
-from rendergate.core.outcomes import NOT_COUNTED
-
 from rendergate.plugin.notes import CheckNotes, notes_in, notes_of
 from rendergate.plugin.run import RUN_KEY
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 
-
 from rendergate.core.manifest import positive
 from rendergate.engines.kinds import KINDS, image_targets
-
 
 # --runtime: the sandbox containers run in. gVisor is what Modal runs containers under by default;
 # with the docker target it is Debian's runsc, registered by scripts/ensure-gvisor.

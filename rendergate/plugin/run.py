@@ -12,17 +12,16 @@ from pathlib import Path
 import pytest
 
 from rendergate.core import verdict
+from rendergate.core.assets import SUITES
 from rendergate.core.environment import describe_host
 from rendergate.core.manifest import ManifestError, Variant, load_variants
 from rendergate.core.redact import remember_secrets
 from rendergate.core.requirements import RegistryError
-from rendergate.plugin import check_modules
 from rendergate.core.runstate import RunState, interrupt_on_sigterm
 from rendergate.engines.docker_engine import owner_label
 from rendergate.engines.kind import Cell, Launch, SetupError
 from rendergate.engines.kinds import KINDS, cells
-from rendergate.core.assets import SUITES
-
+from rendergate.plugin import check_modules
 
 RUN_KEY = pytest.StashKey["RunConfig"]()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from rendergate.core.assets import SUITES
 from rendergate.core.redact import redact
 from rendergate.core.selection import Selection

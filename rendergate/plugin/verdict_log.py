@@ -13,18 +13,18 @@ from pathlib import Path
 import pytest
 
 from rendergate.core.assets import SUITES
-from rendergate.core.redact import printable, redact
-from rendergate.core.runstate import RunState
 from rendergate.core.comparison import gpu_seconds
 from rendergate.core.judging import now_iso
 from rendergate.core.outcomes import FAULTS, Outcome, State
+from rendergate.core.redact import printable, redact
+from rendergate.core.runstate import RunState
 from rendergate.core.selection import Selection
 from rendergate.core.verdict import CheckResult, Verdict, write
 from rendergate.engines.kinds import KINDS
+from rendergate.plugin import pytest_internals
+from rendergate.plugin.collection import COLLECTED, COLLECTED_KEY
 from rendergate.plugin.notes import notes_in
 from rendergate.plugin.run import RUN_KEY
-from rendergate.plugin.collection import COLLECTED, COLLECTED_KEY
-from rendergate.plugin import pytest_internals
 from rendergate.plugin.selection import selection
 
 

@@ -13,7 +13,6 @@ from manim import MathTex, config  # noqa: E402
 from manim.utils.tex_file_writing import make_tex_compilation_command  # noqa: E402
 
 
-
 def tex_errors(log: str) -> str:
     """The "!" lines of a TeX log, each with the file TeX had opened or closed last before it (its
     log wraps lines at 79 characters and shows "(file" on opening, ")" on closing): where an error

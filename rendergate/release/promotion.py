@@ -13,15 +13,14 @@ from pathlib import Path
 
 import docker.errors
 
-from rendergate.release import attestation as attestations
+from rendergate.core import judging, outcomes
 from rendergate.core import verdict as verdicts
-from rendergate.core import outcomes
-from rendergate.core import judging
-from rendergate.engines.docker_engine import Engine, EngineError
 from rendergate.core.environment import suite_version
 from rendergate.core.manifest import Variant
+from rendergate.engines.docker_engine import Engine, EngineError
 from rendergate.engines.modal import build_digest
 from rendergate.engines.progress import EngineProgress
+from rendergate.release import attestation as attestations
 
 
 class Refused(Exception):

@@ -3,8 +3,8 @@ each program the manifest names is on the image's PATH. It lets the gate and pro
 real on an image of a few MB."""
 from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.core.requirements import declare
-from rendergate.plugin import requires
 from rendergate.core.schema import list_of, word
+from rendergate.plugin import requires
 
 TOOLS = declare("tools", list_of(word), 'a list of programs, e.g. ["sh"]', "each program named is on the image's PATH")
 pytestmark = requires(TOOLS)

@@ -5,8 +5,8 @@ tests/test_gate_attacks.py trims one run of each and the gate must say which did
 import pytest
 
 from rendergate.core.requirements import declare
-from rendergate.plugin import requires
 from rendergate.core.schema import list_of, word
+from rendergate.plugin import requires
 
 SHAPES = declare("shapes", list_of(word), 'a list of words, e.g. ["a"]', "each shape of check runs, every run of it")
 pytestmark = requires(SHAPES)
