@@ -17,9 +17,10 @@ from PIL import Image
 
 from rendergate.core import requirements
 from rendergate.core.comparison import gpu_seconds, platform_differences
-from rendergate.core.judging import judge, state_of, summary
+from rendergate.core.judging import judge, judged_checks, requirement_outcomes, state_of, summary
 from rendergate.core.outcomes import NOT_COUNTED, Outcome, State
 from rendergate.core.platforms import Platform
+from rendergate.core.verdict import Verdict
 from rendergate.mutation.judging import Finding
 from rendergate.mutation.run import Mutation
 
@@ -57,53 +58,58 @@ THUMBNAIL_WIDTH = 480
 SUMMARY_LINES = 5
 
 
-def column_label(verdict: dict) -> str:
+def column_label(verdict: Verdict) -> str:
     """The variant, the image checked (when it ran in one), the GPU type, and gVisor if it ran under it."""
-    platform = " \u00b7 gVisor" if verdict.get("platform") == Platform.GVISOR else ""
-    image = f" ({verdict['image']['ref']})" if verdict.get("image") else ""
-    return f"{verdict['variant']}{image} \u00b7 {verdict['host'].get('gpu_type', '?')}{platform}"
+    platform = " \u00b7 gVisor" if verdict.platform == Platform.GVISOR else ""
+    image = f" ({verdict.image['ref']})" if verdict.image else ""
+    return f"{verdict.variant}{image} \u00b7 {verdict.host.get('gpu_type', '?')}{platform}"
 
 
-def verdict_state(verdict: dict) -> State:
+def _order(verdict: Verdict) -> tuple[str, str, str]:
+    return verdict.variant, verdict.host.get("gpu_type", ""), verdict.platform or ""
+
+
+def verdict_state(verdict: Verdict) -> State:
     """Judged again from the verdict's checks (whatever state it says it has)."""
     return state_of(judge(verdict))
 
 
-def _rows(verdicts: list[dict]) -> list[tuple[str, str | None, str | None]]:
+def _rows(verdicts: list[Verdict]) -> list[tuple[str, str | None, str | None]]:
     """(requirement, check, item) rows in manifest order; a declared requirement no check of
     which ran still gets a row, so that it shows as not run."""
     order: dict[str, int] = {}
     for v in verdicts:
-        for name in v["declared"]:
+        for name in v.declared:
             order.setdefault(name, len(order))
-    rows = {(c["requirement"], c["check"], c["item"]) for v in verdicts for c in v["checks"] if c["outcome"] not in NOT_COUNTED}
-    rows |= {(name, None, None) for v in verdicts for name, r in v["requirements"].items() if r["outcome"] == Outcome.NOT_RUN}
+    rows = {(c.requirement, c.check, c.item) for v in verdicts for c in v.checks if c.outcome not in NOT_COUNTED}
+    rows |= {(name, None, None) for v in verdicts
+             for name, r in requirement_outcomes(judged_checks(v), v.declared).items() if r["outcome"] == Outcome.NOT_RUN}
     return sorted(rows, key=lambda r: (order.get(r[0], len(order)), r[0], r[1] or "", r[2] or ""))
 
 
-def _cell(verdict: dict, checks: dict, row, link: bool) -> str:
+def _cell(verdict: Verdict, checks: dict, row, link: bool) -> str:
     requirement, check, item = row
-    if requirement not in verdict["declared"]:
-        return (f'<td class="rg-cell rg-not-declared" title="{escape(verdict["variant"])} does not declare '
+    if requirement not in verdict.declared:
+        return (f'<td class="rg-cell rg-not-declared" title="{escape(verdict.variant)} does not declare '
                 f'{escape(requirement)}">{LABELS[Outcome.NOT_DECLARED]}</td>')
     entry = checks.get(row)
     if entry is None:
         return f'<td class="rg-cell rg-not-run" title="no check of {escape(requirement)} ran">{LABELS[Outcome.NOT_RUN]}</td>'
-    outcome = entry["outcome"]
-    label = LABELS.get(outcome, outcome) + (f" [{entry['cause']}]" if entry.get("cause") else "")
-    title = escape(entry["message"] or outcome)
-    text = f'<a href="#{escape(entry["anchor"])}">{escape(label)}</a>' if link else escape(label)
+    outcome = entry.outcome
+    label = LABELS.get(outcome, outcome) + (f" [{entry.cause}]" if entry.cause else "")
+    title = escape(entry.message or outcome)
+    text = f'<a href="#{escape(entry.nodeid)}">{escape(label)}</a>' if link else escape(label)
     return f'<td class="rg-cell rg-{escape(outcome)}" title="{title}">{text}</td>'
 
 
-def matrix_html(verdicts: list[dict], link: bool = False) -> str:
+def matrix_html(verdicts: list[Verdict], link: bool = False) -> str:
     """Checks (grouped by requirement) x verdict columns; each cell's diagnosis or reason shows on
     hover, and with `link` a click jumps to the check's entry in the same report."""
-    verdicts = sorted(verdicts, key=lambda v: (v["variant"], v["host"].get("gpu_type", ""), v.get("platform", "")))
+    verdicts = sorted(verdicts, key=_order)
     head = "".join(f"<th>{escape(column_label(v))}</th>" for v in verdicts)
     states = "".join(f'<td class="rg-cell rg-{s.value}" title="{escape(s.meaning)}">{s.label}</td>'
                      for s in map(verdict_state, verdicts))
-    by_row = [{(c["requirement"], c["check"], c["item"]): c for c in v["checks"]} for v in verdicts]
+    by_row = [{(c.requirement, c.check, c.item): c for c in v.checks} for v in verdicts]
     body = []
     for row in _rows(verdicts):
         requirement, check, item = row
@@ -116,12 +122,12 @@ def matrix_html(verdicts: list[dict], link: bool = False) -> str:
             f'<tr><th colspan="2">verdict</th>{states}</tr></thead><tbody>{"".join(body)}</tbody></table>')
 
 
-def banner_html(state: str, verdicts: list[dict]) -> str:
+def banner_html(state: str, verdicts: list[Verdict]) -> str:
     """What kind of run this report is from: still running (or killed), interrupted, complete;
     and for a complete one, how many variants are in each verdict state."""
     by_state: dict[State, list[str]] = {}
     for v in verdicts:
-        by_state.setdefault(verdict_state(v), []).append(v["variant"])
+        by_state.setdefault(verdict_state(v), []).append(v.variant)
     if state == "complete":
         text = "Complete run: " + ("; ".join(f"{s.label} {', '.join(by_state[s])}" for s in State if s in by_state)
                                    or "no variant")
@@ -134,18 +140,18 @@ def banner_html(state: str, verdicts: list[dict]) -> str:
     return f'<div class="rg-banner {css}" id="rg-banner">{escape(text)}</div>'
 
 
-def summary_html(verdicts: list[dict]) -> str:
+def summary_html(verdicts: list[Verdict]) -> str:
     """What to do, per variant, before any detail: its verdict state, then at most a few lines:
     its failures with their causes, then what was not validated, grouped by why; and the Modal
     GPU-seconds a matrix used."""
     blocks = []
-    for v in sorted(verdicts, key=lambda v: (v["variant"], v["host"].get("gpu_type", ""), v.get("platform", ""))):
+    for v in sorted(verdicts, key=_order):
         problems = judge(v)
         state, lines = state_of(problems), summary(problems)
         shown = lines[:SUMMARY_LINES] + ([f"and {len(lines) - SUMMARY_LINES} more: see the matrix"]
                                          if len(lines) > SUMMARY_LINES else [])
         items = "".join(f"<li>{escape(line)}</li>" for line in shown)
-        blocks.append(f'<div class="rg-verdict rg-{state.value}" data-variant="{escape(v["variant"])}" '
+        blocks.append(f'<div class="rg-verdict rg-{state.value}" data-variant="{escape(v.variant)}" '
                       f'data-state="{state.value}"><b>{escape(column_label(v))}: {state.label}</b>: '
                       f'{escape(state.meaning)}{f"<ul>{items}</ul>" if items else ""}</div>')
     used = gpu_seconds(verdicts)
@@ -213,8 +219,8 @@ def environment_html(hosts: list[dict]) -> str:
     return f'<table class="rg-env"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
-def figures_html(verdicts: list[dict]) -> str:
-    rows = [(column_label(v), c["check"], name, f) for v in verdicts for c in v["checks"] for name, f in c["figures"].items()]
+def figures_html(verdicts: list[Verdict]) -> str:
+    rows = [(column_label(v), c.check, name, f) for v in verdicts for c in v.checks for name, f in c.figures.items()]
     if not rows:
         return ""
     body = "".join(f"<tr><td>{escape(col)}</td><td>{escape(check)}</td><td>{escape(name)}</td>"
@@ -224,16 +230,16 @@ def figures_html(verdicts: list[dict]) -> str:
             f'<th>speedup (median)</th><th>threshold</th><th>verdict</th></tr></thead><tbody>{body}</tbody></table>')
 
 
-def platform_html(verdicts: list[dict]) -> str:
+def platform_html(verdicts: list[Verdict]) -> str:
     lines = platform_differences(verdicts)
     if not lines:
         return "<p>none: no check fails under gVisor that passes natively with the same image</p>"
     return '<ul class="rg-problems" id="rg-platform">' + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>"
 
 
-def merged_html(verdicts: list[dict]) -> str:
+def merged_html(verdicts: list[Verdict]) -> str:
     """One self-contained page: variant x GPU type x check, from verdicts of several hosts."""
-    hosts = list({(v["host"].get("host"), v["host"].get("gpu_type"), v["host"].get("sandbox_runtime")): v["host"]
+    hosts = list({(v.host.get("host"), v.host.get("gpu_type"), v.host.get("sandbox_runtime")): v.host
                   for v in verdicts}.values())
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     states = [s.label for s in State if s in {verdict_state(v) for v in verdicts}]

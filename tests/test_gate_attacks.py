@@ -238,7 +238,7 @@ IMAGE = {"ref": "rendergate/manim:dev", "digest": "sha256:" + "a" * 64, "repo_di
 
 
 def _problems(v: dict, variant=MANIM) -> list[str]:
-    return judging.summary(judging.gate_problems(v, variant, IMAGE["digest"], suite_version()))
+    return judging.summary(judging.gate_problems(verdict.Verdict.from_json(v), variant, IMAGE["digest"], suite_version()))
 
 
 @pytest.mark.parametrize("host, unsupported, must_have, words", [
@@ -441,7 +441,7 @@ def test_merge_judges_each_verdict_again(tmp_path, good_images, engine):
     """A FAILED verdict relabelled passed is FAILED in merged.json as in merged.html."""
     v = _manim_verdict(good_images, engine)
     next(c for c in v["checks"] if c["requirement"] == "latex").update(outcome="failed", message="broke [command-failed]")
-    v = judging.settle(v)
+    v = verdict.Verdict.from_json(v).as_json()
     v.update(state="passed", problems=[], summary=[])
     path = _verdict_file(tmp_path, v)
     done = _gate(tmp_path, "merge", str(path), f"--out={tmp_path / 'merged.html'}")
@@ -463,7 +463,7 @@ def test_the_verdict_signed_is_the_verdict_judged(tmp_path, good_images, engine,
 
     def read_then_replace(p):
         data = read(p)
-        path.write_text(json.dumps(judging.settle(failed)))  # replaced the moment it was read
+        path.write_text(json.dumps(verdict.Verdict.from_json(failed).as_json()))  # replaced the moment it was read
         return data
 
     monkeypatch.setattr(promotion.verdicts, "load", read_then_replace)
@@ -471,4 +471,4 @@ def test_the_verdict_signed_is_the_verdict_judged(tmp_path, good_images, engine,
     assert __main__.main([f"--reports-dir={tmp_path}", "gate", "manim", f"--sign-key={private}"]) == 0
     envelope = attestation.read(tmp_path / "attestations" / "manim.intoto.json")
     statement = attestation.verify(envelope, attestation.public_key(public), good["image"]["digest"], "here")
-    assert judging.judge(statement["predicate"]) == [] and statement["predicate"]["checks"] == good["checks"]
+    assert judging.judge(verdict.checked(statement["predicate"], "signed")) == [] and statement["predicate"]["checks"] == good["checks"]

@@ -10,11 +10,15 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
 from conftest import BASE_IMAGE, CLI_TIMEOUT, INTERRUPTED_RUN_TIMEOUT, ROOT, TIMED_SUITE_TIMEOUT, at_most, end_tree, rendergate_cli
+from rendergate.core.judging import judge, state_of
 from rendergate.core.manifest import load_variant
+from rendergate.core.outcomes import Outcome, State
+from rendergate.core.verdict import CheckResult, Verdict
 from rendergate.engines.docker_engine import Engine
 from rendergate.mutation.judging import Finding, advised_installs, installed_of, judge_mutant
 from rendergate.mutation.operators import REFUSALS, Kind, Mutant, UsedFile, refusing_wrapper
@@ -149,17 +153,21 @@ def test_caches_and_the_c_library_are_not_mutated():
 
 def check(name, outcome, message="", cause=None, image="mutant"):
     """A verdict's check entry; its test id names the image, as the suites' ids do."""
-    return {"nodeid": f"suites/x.py::{name}[v@{image}]", "check": name, "item": None, "outcome": outcome,
-            "message": message, "cause": cause}
+    return CheckResult(f"suites/x.py::{name}[v@{image}]", name, "", None, Outcome(outcome), cause, message)
+
+
+def holding(*checks) -> Verdict:
+    """A verdict of these checks (all that judging a mutant reads)."""
+    return Verdict("v", "run-1", "docker", "sha256:x", [], {}, {}, checks=list(checks))
 
 
 def test_a_mutant_is_judged_by_what_newly_failed_and_whether_its_line_names_it():
     library = Mutant("m01", Kind.DELETE, "usr/lib/x86_64-linux-gnu/libpango-1.0.so.0.5000.12", "libpango-1.0-0")
-    baseline = {"checks": [check("gpu", "failed", "cannot validate: no NVIDIA GPU", image="good"), check("text", "passed", image="good"),
-                           check("tex", "passed", image="good"), check("speed", "passed", image="good")]}
+    baseline = holding(check("gpu", "failed", "cannot validate: no NVIDIA GPU", image="good"), check("text", "passed", image="good"),
+                       check("tex", "passed", image="good"), check("speed", "passed", image="good"))
 
     def finding(*checks, mutant=library):
-        return judge_mutant(mutant, baseline, {"checks": [check("gpu", "failed", "cannot validate: no NVIDIA GPU"), *checks]},
+        return judge_mutant(mutant, baseline, holding(check("gpu", "failed", "cannot validate: no NVIDIA GPU"), *checks),
                             installed={"libpango-1-0-0", "pycairo"})[0]
 
     assert finding(check("text", "passed")) is Finding.UNDETECTED  # a check failing on the good image detects nothing
@@ -204,8 +212,8 @@ def test_an_image_that_cannot_start_is_judged_from_its_complete_failed_verdict(k
     image = known_bad_image("no-shell")
     suite = Suite(ROOT / "images", load_variant(ROOT / "images" / "xorg-glx"), True, BASE_IMAGE)
     verdict = suite.run(image, Engine().client.images.get(image).id, tmp_path / "run")
-    assert verdict is not None and verdict["state"] == "failed", (tmp_path / "run" / "pytest.log").read_text()
-    baseline = {"checks": [{**c, "outcome": "passed"} for c in verdict["checks"]]}
+    assert verdict is not None and state_of(judge(verdict)) is State.FAILED, (tmp_path / "run" / "pytest.log").read_text()
+    baseline = holding(*(replace(c, outcome=Outcome.PASSED) for c in verdict.checks))
     shell = Mutant("m01", Kind.DELETE, "usr/bin/dash", "dash", aliases=("sh",))
     finding, failures = judge_mutant(shell, baseline, verdict, {"dash"})
     assert finding is Finding.ROOT_CAUSED, failures

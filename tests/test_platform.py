@@ -21,6 +21,7 @@ from rendergate.core.known_causes import driver_file_missing
 from rendergate.core.manifest import load_variant
 from rendergate.core.parsers import parse_vulkaninfo_summary
 from rendergate.core.platforms import Platform, platform_of
+from rendergate.core.verdict import CheckResult, Verdict
 from rendergate.engines.modal import plan
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
@@ -89,8 +90,9 @@ def test_modal_sandbox_runtime_is_passed_through():
 
 
 def test_speedups_compare_only_on_the_same_platform():
-    promoted = {"host": {"gpu_type": "none"}, "platform": Platform.NATIVE, "promotion": {"to": "reg/manim:1"},
-                "checks": [{"check": "test_parallel", "figures": {"2 jobs vs 1": {"speedup": 1.8}}}]}
+    promoted = Verdict("manim", "run-1", "docker", "sha256:x", [], {"gpu_type": "none"}, {}, platform=Platform.NATIVE,
+                       promotion={"to": "reg/manim:1"}, checks=[CheckResult("suites/x.py::test_parallel", "test_parallel",
+                                                                            "workloads.parallel_frames", figures={"2 jobs vs 1": {"speedup": 1.8}})])
     assert regression(promoted, "none", Platform.NATIVE, "test_parallel", "2 jobs vs 1", 0.74, 0.2)
     assert regression(promoted, "none", Platform.GVISOR, "test_parallel", "2 jobs vs 1", 0.74, 0.2) is None
 

@@ -9,6 +9,7 @@ from rendergate.checks.timing import Speedup
 from rendergate.core.diagnosis import Cause
 from rendergate.core.outcomes import Outcome
 from rendergate.core.platforms import Platform
+from rendergate.core.verdict import Verdict
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Decision:
     cause: Cause | None = None
 
 
-def decide(name: str, speedup: Speedup, previous: dict | None = None, gpu_type: str = "", platform: str = "",
+def decide(name: str, speedup: Speedup, previous: Verdict | None = None, gpu_type: str = "", platform: str = "",
            check: str = "", allowed: float | None = None) -> Decision:
     """Below the threshold fails; noise straddling it is undecided; a sample during which other
     processes used more than the allowed share of the host is host-busy; a pass that fell further
@@ -40,22 +41,22 @@ def decide(name: str, speedup: Speedup, previous: dict | None = None, gpu_type: 
     return Decision(Outcome.FAILED, worse, Cause.REGRESSED) if worse else Decision(Outcome.PASSED)
 
 
-def regression(previous: dict | None, gpu_type: str, platform: str, check: str, figure: str, speedup: float,
+def regression(previous: Verdict | None, gpu_type: str, platform: str, check: str, figure: str, speedup: float,
                allowed: float) -> str | None:
     """A line saying how much `figure` of `check` regressed against the last promoted verdict,
     when that is more than `allowed` (a fraction); None when it did not, or nothing compares.
     Figures compare only between runs on the same GPU type and platform (gVisor slows parallel
     work: the manim 2-part speedup measured 0.74x under runsc here, about 0.85x under runc)."""
-    if not previous or previous["host"].get("gpu_type") != gpu_type or previous.get("platform", Platform.NATIVE) != platform:
+    if not previous or previous.host.get("gpu_type") != gpu_type or (previous.platform or Platform.NATIVE) != platform:
         return None
-    for c in previous["checks"]:
-        old = c["check"] == check and c["figures"].get(figure, {}).get("speedup")
+    for c in previous.checks:
+        old = c.check == check and c.figures.get(figure, {}).get("speedup")
         if old:
             loss = 1 - speedup / old
             if loss > allowed:
-                promoted = previous.get("promotion", {})
+                promoted = previous.promotion or {}
                 return (f"{figure}: speedup {speedup:.2f}x, {loss:.0%} below {old:.2f}x of the last promoted image "
-                        f"({promoted.get('to', (previous.get('image') or {}).get('ref'))}, "
-                        f"{(previous.get('finished') or '')[:10]}); at most {allowed:.0%} allowed")
+                        f"({promoted.get('to', (previous.image or {}).get('ref'))}, "
+                        f"{(previous.finished or '')[:10]}); at most {allowed:.0%} allowed")
             return None
     return None

@@ -45,6 +45,6 @@ def run(args) -> int:
     say(line)
     if signer:
         path = Path(args.reports_dir) / "attestations" / f"{args.variant}.intoto.json"
-        attestations.write(path, attestations.attest(judged, [(image, digest)], signer))
+        attestations.write(path, attestations.attest(judged.as_json(), [(image, digest)], signer))
         say(f"attestation about {image} ({digest}) signed by key {signer.public_key.keyid[:16]}: {path}")
     return 0

@@ -30,8 +30,8 @@ def run(args) -> int:
             files.append(path)
     loaded, seen = [], {}
     for f in files:
-        v = judging.settle(verdicts.load(f))  # judged again: never the state a verdict says of itself
-        key = (v["variant"], v["host"].get("gpu_type"), v.get("platform", Platform.NATIVE))
+        v = verdicts.load(f)  # judged again: never the state a verdict says of itself
+        key = (v.variant, v.host.get("gpu_type"), v.platform or Platform.NATIVE)
         if key in seen:
             raise verdicts.VerdictError(f"{f} and {seen[key]} are both about {key[0]} on {key[1]} ({key[2]}): "
                                         "merge one verdict per GPU type and platform")
@@ -42,7 +42,7 @@ def run(args) -> int:
         raise verdicts.VerdictError(f"--out {out}: name an .html file to write (its .json goes beside it)")
     try:
         write_whole(out, merged_html(loaded))
-        write_whole(out.with_suffix(".json"), json.dumps({"merged": judging.now_iso(), "verdicts": loaded}, indent=1))
+        write_whole(out.with_suffix(".json"), json.dumps({"merged": judging.now_iso(), "verdicts": [v.as_json() for v in loaded]}, indent=1))
     except OSError as e:
         raise verdicts.VerdictError(f"--out {out}: cannot be written ({e.strerror})") from None
     say(f"merged {len(loaded)} verdicts from {len(files)} files into {out} and {out.with_suffix('.json')}")

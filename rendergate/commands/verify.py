@@ -30,6 +30,6 @@ def run(args) -> int:
         say("\n".join([f"VERIFY REFUSED {args.image}: its signed verdict is {judging.state_of(problems).said}",
                         *(f"  - {line}" for line in judging.summary(problems))]), sys.stderr)
         return 1
-    say(f"VERIFIED {args.image}: signed rendergate verdict of {verdict['variant']} (run {verdict['run_id']}, "
-         f"{verdict['finished']}, on {verdict['host']['gpu_type']}) in {where}")
+    say(f"VERIFIED {args.image}: signed rendergate verdict of {verdict.variant} (run {verdict.run_id}, "
+        f"{verdict.finished}, on {verdict.host['gpu_type']}) in {where}")
     return 0

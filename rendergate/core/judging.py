@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from rendergate.core import requirements
 from rendergate.core.environment import described_gpus
@@ -24,7 +25,9 @@ from rendergate.core.outcomes import (
     State,
 )
 from rendergate.core.redact import bounded, printable
-from rendergate.core.selection import Selection
+
+if TYPE_CHECKING:  # the verdict's module judges with this one
+    from rendergate.core.verdict import CheckResult, Verdict
 
 # Bounds on what a run writes, well inside the schema's, so that no run can write a verdict its own
 # schema refuses (a check printing a megabyte, a thousand failures under one requirement).
@@ -100,60 +103,56 @@ def declared_requirements(variant: Variant) -> list[str]:
     return [key for key in variant.declared_keys() if key not in qualifiers]
 
 
-def requirement_outcomes(checks: list[dict], declared: list[str]) -> dict[str, dict]:
+def requirement_outcomes(checks: list[CheckResult], declared: list[str]) -> dict[str, dict]:
     """Each declared requirement's outcome, from the outcomes of the checks of it that ran."""
     found = {}
     for name in declared:
-        ran = [c for c in checks if c["requirement"] == name and c["outcome"] not in DID_NOT_RUN]
-        outcomes = {c["outcome"] for c in ran}
+        ran = [c for c in checks if c.requirement == name and c.outcome not in DID_NOT_RUN]
+        outcomes = {c.outcome for c in ran}
         outcome = next((req for check, req in _REQUIREMENT_OUTCOME if check in outcomes),
                        Outcome.PASSED if ran else Outcome.NOT_RUN)
         found[name] = {"outcome": outcome.value, "checks": len(ran)}
     return found
 
 
-def settle(verdict: dict) -> dict:
-    """The verdict with its requirement outcomes, problems, state and summary judged from its checks."""
+def judgement(verdict: Verdict) -> dict:
+    """What a verdict file says of itself, judged from its checks: each requirement's outcome, the
+    problems, the state and the summary."""
     problems = judge(verdict)
-    return {**verdict, "requirements": requirement_outcomes(judged_checks(verdict), verdict["declared"]),
+    return {"requirements": requirement_outcomes(judged_checks(verdict), verdict.declared),
             "problems": [bounded(p.line(), DETAIL_CHARS * 2) for p in problems], "state": state_of(problems).value,
             "summary": summary(problems)}
 
 
-def unsupported_refused(check: dict, host: dict, must_have: list[str]) -> str | None:
+def unsupported_refused(check: CheckResult, host: dict, must_have: list[str]) -> str | None:
     """Why a check's "not supported by this GPU" is not accepted, or None when it is: only for a
     requirement whose GPU feature (NVENC, OptiX) the verdict's GPUs lack by the capability table,
     and that the manifest does not list in gpu_must_have."""
-    requirement = requirements.get(check["requirement"])
+    requirement = requirements.get(check.requirement)
     feature = requirement.gpu_feature if requirement else None
     if feature is None:
-        return f"'{check['requirement'] or check['check']}' names no GPU feature a GPU may lack"
+        return f"'{check.requirement or check.check}' names no GPU feature a GPU may lack"
     if feature.name in must_have:
         return f"the manifest must have {feature.name} on every host (requirements.gpu_must_have)"
     gpus = described_gpus(host)
-    able = [g.name for g in gpus if not feature.lacking(g, check["item"])]
+    able = [g.name for g in gpus if not feature.lacking(g, check.item)]
     if not gpus or able:
         return (f"{', '.join(able)} {'has' if len(able) == 1 else 'have'} {feature.name} by the capability table" if able
                 else f"the verdict names no GPU that lacks {feature.name}")
     return None
 
 
-def judged_checks(verdict: dict, must_have: list[str] | None = None) -> list[dict]:
+def judged_checks(verdict: Verdict, must_have: list[str] | None = None) -> list[CheckResult]:
     """The verdict's checks as the judge counts them: a "not supported by this GPU" it does not
     accept stands as UNSUPPORTED_REFUSED, with why."""
     judged = []
-    for c in verdict["checks"]:
-        why = unsupported_refused(c, verdict["host"], must_have or []) if c["outcome"] == Outcome.UNSUPPORTED else None
-        judged.append({**c, "outcome": UNSUPPORTED_REFUSED, "message": f"{c['message']} (not accepted: {why})"} if why else c)
+    for c in verdict.checks:
+        why = unsupported_refused(c, verdict.host, must_have or []) if c.outcome == Outcome.UNSUPPORTED else None
+        judged.append(replace(c, outcome=UNSUPPORTED_REFUSED, message=f"{c.message} (not accepted: {why})") if why else c)
     return judged
 
 
-def expected_of(verdict: dict) -> dict[tuple[str, str, str | None], int]:
-    """The (requirement, check, item) runs the verdict's run expected of itself, when it started."""
-    return {(e["requirement"], e["check"], e["item"]): e["runs"] for e in verdict.get("expected", [])}
-
-
-def judge(verdict: dict, declared: list[str] | None = None,
+def judge(verdict: Verdict, declared: list[str] | None = None,
           expected: dict[tuple[str, str, str | None], int] | None = None, must_have: list[str] | None = None) -> list[Problem]:
     """Why this verdict does not pass; empty when every declared requirement passed on a run that
     finished and held every check the manifest implies. `declared` and `expected` (default: what
@@ -161,25 +160,25 @@ def judge(verdict: dict, declared: list[str] | None = None,
     manifest; `must_have` its requirements.gpu_must_have. A requirement with a failed check is
     FAILED; one whose checks could not prove it (no GPU, busy host, undecided timing, a check that
     did not run) is NOT VALIDATED, once per reason."""
-    declared = verdict["declared"] if declared is None else declared
-    expected = expected_of(verdict) if expected is None else expected
-    selection = Selection.of(verdict)
+    declared = verdict.declared if declared is None else declared
+    expected = verdict.expected if expected is None else expected
+    selection = verdict.selection
     checks = judged_checks(verdict, must_have)
-    problems = [] if verdict["complete"] else [not_validated("the run", "partial", checks=0)]
-    if verdict["complete"] and not verdict["finished"]:
+    problems = [] if verdict.complete else [not_validated("the run", "partial", checks=0)]
+    if verdict.complete and not verdict.finished:
         problems.append(_stale("the verdict says it is complete but names no time it finished", "run it again"))
     problems += [not_validated(printable(error.split(": ", 1)[0]), "uncollected", printable(f"{error}: its checks did not run"),
                                 checks=0) for error in selection.collection_errors]
     if not declared:
-        problems.append(not_validated(verdict["variant"], "nothing-declared", checks=0))
+        problems.append(not_validated(verdict.variant, "nothing-declared", checks=0))
     missing = _missing(checks, expected)
     trims = selection.trims() + ([f"only {', '.join(selection.named)}"] if selection.named else [])
     if trims and not missing:  # what the manifest implies all ran, but a trimmed run is never the evidence
         problems.append(not_validated("the run", "trimmed", f"it was trimmed with {'; '.join(trims)}", checks=0))
     for name, req in requirement_outcomes(checks, declared).items():
-        mine = [c for c in checks if c["requirement"] == name and c["outcome"] not in DID_NOT_RUN]
+        mine = [c for c in checks if c.requirement == name and c.outcome not in DID_NOT_RUN]
         if req["outcome"] == Outcome.FAILED:
-            failing = [c for c in mine if c["outcome"] in FAULTS]
+            failing = [c for c in mine if c.outcome in FAULTS]
             problems.append(Problem(State.FAILED, name, "failed", FIX_THE_IMAGE, _details(failing), len(failing)))
             continue
         if missing.get(name):
@@ -187,30 +186,30 @@ def judge(verdict: dict, declared: list[str] | None = None,
             runs = sum(n for _, n in absent)
             problems.append(not_validated(name, "missing", bounded(
                 f"{', '.join(_named(check, item) for (check, item), _ in absent)} did not run "
-                f"({selection.why_missing(verdict['complete'])})", DETAIL_CHARS), checks=runs))
+                f"({selection.why_missing(verdict.complete)})", DETAIL_CHARS), checks=runs))
         elif not mine:
             problems.append(not_validated(name, Outcome.NOT_RUN, checks=0))
         if req["outcome"] in NOT_A_PROBLEM:
             continue
         for why in NOT_VALIDATED_BECAUSE:
-            unproven = [c for c in mine if c["outcome"] == why]
+            unproven = [c for c in mine if c.outcome == why]
             if unproven:
                 problems.append(not_validated(name, why, _details(unproven), len(unproven)))
     for c in checks:  # checks no requirement names (a user's own check, say) must pass too
-        if c["requirement"] not in declared and c["outcome"] in FAULTS:
-            problems.append(Problem(State.FAILED, c["check"], "failed", FIX_THE_IMAGE,
-                                    bounded(printable(c["message"]), MESSAGE_CHARS)))
+        if c.requirement not in declared and c.outcome in FAULTS:
+            problems.append(Problem(State.FAILED, c.check, "failed", FIX_THE_IMAGE,
+                                    bounded(printable(c.message), MESSAGE_CHARS)))
     return problems
 
 
-def _missing(checks: list[dict], expected: dict) -> dict[str, list[tuple[tuple[str, str | None], int]]]:
+def _missing(checks: list[CheckResult], expected: dict) -> dict[str, list[tuple[tuple[str, str | None], int]]]:
     """By requirement, the expected (check, item) runs that are not among the checks that ran
     (each run is a node id of its own): with how many runs are missing."""
     ran: dict[tuple[str, str, str | None], set[str]] = {}
     for c in checks:
-        if c["outcome"] not in DID_NOT_RUN:
-            for item in {c["item"], None}:  # a check expected with no item is also run per item (through a fixture)
-                ran.setdefault((c["requirement"], c["check"], item), set()).add(c["nodeid"])
+        if c.outcome not in DID_NOT_RUN:
+            for item in {c.item, None}:  # a check expected with no item is also run per item (through a fixture)
+                ran.setdefault((c.requirement, c.check, item), set()).add(c.nodeid)
     missing: dict[str, list] = {}
     for (requirement, check, item), runs in sorted(expected.items(), key=lambda e: (e[0][0], e[0][1], e[0][2] or "")):
         absent = runs - len(ran.get((requirement, check, item), ()))
@@ -223,35 +222,35 @@ def _named(check: str, item: str | None) -> str:
     return printable(check + (f"[{item}]" if item else ""))
 
 
-def _details(checks: list[dict]) -> str:
+def _details(checks: list[CheckResult]) -> str:
     """The checks' lines, each message once: "check_a, check_b[x]: the message"."""
     by_message: dict[str, list[str]] = {}
     for c in checks:
-        message = bounded(printable(c["message"]), MESSAGE_CHARS) or f"{c['outcome']}, with no message"
-        by_message.setdefault(message, []).append(_named(c["check"], c["item"]))
+        message = bounded(printable(c.message), MESSAGE_CHARS) or f"{c.outcome}, with no message"
+        by_message.setdefault(message, []).append(_named(c.check, c.item))
     return bounded("; ".join(f"{', '.join(names)}: {message}" for message, names in by_message.items()), DETAIL_CHARS)
 
 
-def image_mismatch(verdict: dict, image_digest: str) -> str | None:
+def image_mismatch(verdict: Verdict, image_digest: str) -> str | None:
     """Why the verdict is not about the image with this digest, or None when it is."""
-    tested = (verdict.get("image") or {}).get("digest")
+    tested = (verdict.image or {}).get("digest")
     if tested == image_digest:
         return None
     return f"mismatched: the verdict is about image {tested or 'none'}, the candidate is {image_digest}"
 
 
-def gate_problems(verdict: dict, variant: Variant, image_digest: str | None, suite_version: str,
+def gate_problems(verdict: Verdict, variant: Variant, image_digest: str | None, suite_version: str,
                   gpu_type: str | None = None, now: datetime | None = None) -> list[Problem]:
     """Why `verdict` does not prove `variant` (its current manifest) for the image with
     `image_digest` (None: no image, the host) on this rendergate; on `gpu_type` for a matrix cell.
     What must have run is re-derived: the requirements the manifest declares and every check they
     imply (requirements.expected_checks), besides whatever the verdict says its run expected."""
-    if verdict["variant"] != variant.name:
-        return [_stale(f"it is about variant {verdict['variant']}, not {variant.name}", "run the gate on this variant")]
-    if gpu_type and verdict["host"]["gpu_type"] != gpu_type:
-        return [_stale(f"it is about {verdict['host']['gpu_type']}, not the cell's GPU type {gpu_type}",
+    if verdict.variant != variant.name:
+        return [_stale(f"it is about variant {verdict.variant}, not {variant.name}", "run the gate on this variant")]
+    if gpu_type and verdict.host["gpu_type"] != gpu_type:
+        return [_stale(f"it is about {verdict.host['gpu_type']}, not the cell's GPU type {gpu_type}",
                        "run the matrix again")]
-    expected = {**expected_of(verdict)}
+    expected = {**verdict.expected}
     for key, runs in requirements.expected_checks(variant).items():
         expected[key] = max(runs, expected.get(key, 0))
     problems = judge(verdict, declared_requirements(variant), expected, variant.requirements.get("gpu_must_have", []))
@@ -259,17 +258,17 @@ def gate_problems(verdict: dict, variant: Variant, image_digest: str | None, sui
         mismatch = image_mismatch(verdict, image_digest)
         if mismatch:
             problems.append(_stale(mismatch, "run the gate on this image"))
-    if verdict["manifest"] != manifest_digest(variant):
+    if verdict.manifest != manifest_digest(variant):
         problems.append(_stale(f"stale: {variant.manifest} changed since the verdict", "run the gate again"))
-    if verdict.get("checks_code") != requirements.checks_digest():
+    if verdict.checks_code != requirements.checks_digest():
         problems.append(_stale("stale: the run's folders of checks are not the ones given here (their code changed "
                                "since, or the run had other --checks)", "run the gate again, with the run's --checks"))
-    if verdict["host"]["suite_version"] != suite_version:
-        problems.append(_stale(f"stale: the verdict was made by rendergate {verdict['host']['suite_version']}, "
+    if verdict.host["suite_version"] != suite_version:
+        problems.append(_stale(f"stale: the verdict was made by rendergate {verdict.host['suite_version']}, "
                                f"this is {suite_version}", "run the gate again"))
-    finished = parse_time(verdict["finished"]) if verdict["finished"] else None
+    finished = parse_time(verdict.finished) if verdict.finished else None
     if finished and finished > (now or datetime.now(timezone.utc)) + CLOCK_SKEW:
-        problems.append(_stale(f"it says it finished at {verdict['finished']}, in the future (a clock that is wrong, "
+        problems.append(_stale(f"it says it finished at {verdict.finished}, in the future (a clock that is wrong, "
                                "or an edited verdict)", "run the gate again"))
     return problems
 
@@ -279,18 +278,18 @@ def _stale(reason: str, action: str) -> Problem:
     return Problem(State.NOT_VALIDATED, "the verdict", reason, action, checks=0)
 
 
-def promotion_problems(verdict: dict, variant: Variant, image_digest: str, suite_version: str, max_age: timedelta,
+def promotion_problems(verdict: Verdict, variant: Variant, image_digest: str, suite_version: str, max_age: timedelta,
                        now: datetime | None = None) -> list[Problem]:
     """Why `verdict` does not allow promoting the image with `image_digest` as `variant`: the
     gate's reasons, and a verdict with no finish time or older than `max_age`."""
     now = now or datetime.now(timezone.utc)
     problems = gate_problems(verdict, variant, image_digest, suite_version, now=now)
-    if verdict["variant"] != variant.name:
+    if verdict.variant != variant.name:
         return problems
-    if not verdict["finished"]:
+    if not verdict.finished:
         problems.append(_stale("it names no time it finished: its age is unknown", "run the gate again"))
         return problems
-    age = now - parse_time(verdict["finished"])
+    age = now - parse_time(verdict.finished)
     if age > max_age:
         problems.append(_stale(f"stale: the verdict is {_span(age)} old, more than the {_span(max_age)} allowed",
                                "run the gate again"))

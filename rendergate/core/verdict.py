@@ -6,17 +6,10 @@ and rewritten as results arrive, so a run that is killed still leaves a partial 
 fills in a typed Verdict, check by check (CheckResult, with an Outcome); its as_json() is the
 file, of schema SCHEMA; a file of another schema is refused in one line saying so.
 
-judge() is the one place that decides a verdict's State: PASSED when every declared requirement
-passed on this run, every check run it implies there (requirements.expected_checks, and what
-pytest collected); FAILED when a check found a fault; NOT VALIDATED when nothing failed but
-something declared could not be proven here (a check skipped for lack of a GPU, a timing
-undecided or taken on a busy host, a check that did not run, a run trimmed with -k or the like,
-a run that did not finish).
-Only PASSED passes. gate_problems() judges a verdict handed to the gate: against the
-variant's *current* manifest (what it declares now must have passed, whatever the verdict says it
-declared), about this variant, this very image, this manifest and this rendergate;
-promotion_problems() adds that it is recent. load() validates a verdict against its schema
-(data/verdict.schema.json) before anything reads it.
+Every reader (the gate, promotion, verify, merge, the pages, mutation testing) reads a file back
+as the same typed Verdict (load(), checked(): validated against data/verdict.schema.json first),
+and judges it again from its checks (rendergate.core.judging): never the state a file says of
+itself.
 """
 from __future__ import annotations
 
@@ -30,7 +23,7 @@ import jsonschema
 from rendergate.core import requirements
 from rendergate.core.assets import VERDICT_SCHEMA
 from rendergate.core.jsonfile import Unusable, depth_within, parse, read_regular, write_whole
-from rendergate.core.judging import MESSAGE_CHARS, declared_requirements, expected_of, manifest_digest, parse_time, settle
+from rendergate.core.judging import MESSAGE_CHARS, declared_requirements, judgement, manifest_digest, parse_time
 from rendergate.core.manifest import Variant
 from rendergate.core.outcomes import Outcome
 from rendergate.core.platforms import Platform
@@ -101,14 +94,15 @@ class Verdict:
 
     @classmethod
     def from_json(cls, data: dict) -> "Verdict":
-        """A verdict file's content (as checked() returns it) as the typed Verdict a run fills in;
+        """A verdict file's content, once valid by its schema, as the typed Verdict a run fills in;
         what the file said of its own state is not kept: as_json() judges it again."""
         return cls(data["variant"], data["run_id"], data["target"], data["manifest"], list(data["declared"]),
                    dict(data["host"]), dict(data["options"]), image=data["image"],
                    platform=Platform(data["platform"]) if data.get("platform") else None, complete=data["complete"],
                    finished=data["finished"], containers_started=data["containers_started"],
                    checks=[CheckResult.from_json(c) for c in data["checks"]], sandboxes=list(data.get("sandboxes", [])),
-                   gpu_seconds=data.get("gpu_seconds"), expected=expected_of(data), selection=Selection.of(data),
+                   gpu_seconds=data.get("gpu_seconds"), selection=Selection.of(data),
+                   expected={(e["requirement"], e["check"], e["item"]): e["runs"] for e in data.get("expected", [])},
                    checks_code=data.get("checks_code", ""), promotion=data.get("promotion"))
 
     def check(self, nodeid: str, check: str, requirement: str, item: str | None) -> CheckResult:
@@ -130,7 +124,7 @@ class Verdict:
         data |= {"sandboxes": self.sandboxes} if self.sandboxes else {}
         data |= {"gpu_seconds": self.gpu_seconds} if self.gpu_seconds is not None else {}
         data |= {"promotion": self.promotion} if self.promotion else {}
-        return settle(data)
+        return data | judgement(self)
 
 
 def write(path: Path, verdict: dict) -> None:
@@ -143,8 +137,9 @@ def _validator():
     return jsonschema.Draft202012Validator(json.loads(VERDICT_SCHEMA.read_text()))
 
 
-def load(path: Path) -> dict:
-    """A verdict file, validated against its schema; VerdictError, one line naming the file, otherwise."""
+def load(path: Path) -> Verdict:
+    """A verdict file, validated against its schema, as the typed Verdict; VerdictError, one line
+    naming the file, otherwise."""
     try:
         data = read_regular(path, MAX_VERDICT_BYTES)
     except FileNotFoundError:
@@ -154,7 +149,7 @@ def load(path: Path) -> dict:
     return parsed(data, str(path))
 
 
-def parsed(data: bytes | str, where: str) -> dict:
+def parsed(data: bytes | str, where: str) -> Verdict:
     """The verdict these bytes hold, strictly parsed and validated; VerdictError naming `where` otherwise."""
     try:
         document = parse(data)
@@ -163,8 +158,8 @@ def parsed(data: bytes | str, where: str) -> dict:
     return checked(document, where)
 
 
-def checked(data, where: str) -> dict:
-    """`data` once it is a verdict by its schema, its times real; VerdictError naming `where` otherwise."""
+def checked(data, where: str) -> Verdict:
+    """`data` as a Verdict once it is one by its schema, its times real; VerdictError naming `where` otherwise."""
     if isinstance(data, dict) and type(data.get("schema")) is int and data["schema"] != SCHEMA:
         raise VerdictError(f"{where}: a verdict of schema {data['schema']}, written by another rendergate: this one "
                            f"reads schema {SCHEMA} (run the suites again with it)")
@@ -186,6 +181,6 @@ def checked(data, where: str) -> dict:
                 parse_time(text)
         except ValueError as e:
             raise VerdictError(f"{where}: not a valid rendergate verdict: at {at}: {printable(text[:64])}: {e}") from None
-    return data
+    return Verdict.from_json(data)
 
 

@@ -9,6 +9,7 @@ from enum import Enum
 from pathlib import Path
 
 from rendergate.core import outcomes
+from rendergate.core.verdict import CheckResult, Verdict
 from rendergate.mutation.operators import FAULT_OF_CAUSE, Mutant
 
 
@@ -44,21 +45,21 @@ class MutantResult:
     seconds: float = 0.0
 
 
-def failed_checks(verdict: dict) -> list[dict]:
-    return [c for c in verdict["checks"] if c["outcome"] in outcomes.FAULTS]
+def failed_checks(verdict: Verdict) -> list[CheckResult]:
+    return [c for c in verdict.checks if c.outcome in outcomes.FAULTS]
 
 
-def _key(check: dict) -> tuple[str, str | None]:
+def _key(check: CheckResult) -> tuple[str, str | None]:
     """A check the same on every image (its test id names the image)."""
-    return check["check"], check.get("item")
+    return check.check, check.item
 
 
-def newly_wrong(baseline: dict, verdict: dict) -> list[dict]:
+def newly_wrong(baseline: Verdict, verdict: Verdict) -> list[CheckResult]:
     """The checks that did not fail on the good image and do here: failed, or no longer passing
     (skipped, not validated) where they passed."""
-    before = {_key(c): c["outcome"] for c in baseline["checks"]}
-    return [c for c in verdict["checks"] if before.get(_key(c), outcomes.Outcome.FAILED) not in outcomes.FAULTS
-            and (c["outcome"] in outcomes.FAULTS or (before[_key(c)] == outcomes.Outcome.PASSED and c["outcome"] not in STILL_FINE))]
+    before = {_key(c): c.outcome for c in baseline.checks}
+    return [c for c in verdict.checks if before.get(_key(c), outcomes.Outcome.FAILED) not in outcomes.FAULTS
+            and (c.outcome in outcomes.FAULTS or (before[_key(c)] == outcomes.Outcome.PASSED and c.outcome not in STILL_FINE))]
 
 
 # Causes that claim nothing about what is at fault: an unknown cause (its first error quoted), a
@@ -108,16 +109,16 @@ def installed_of(layers: list[Path]) -> set[str]:
     return names
 
 
-def judge_mutant(mutant: Mutant, baseline: dict, verdict: dict, installed: set[str]) -> tuple[Finding, list[Failure]]:
+def judge_mutant(mutant: Mutant, baseline: Verdict, verdict: Verdict, installed: set[str]) -> tuple[Finding, list[Failure]]:
     """Detected when a check that did not fail on the good image fails here. Then, strictly: a line
     that advises installing what the image has is wrong advice; a line that names another cause
     misleads (another cause); a line that names the mutant and the right kind of fault root-causes
     it; one that names it as another kind of fault is the wrong kind; else the cause is unknown."""
     failures = []
     for c in newly_wrong(baseline, verdict):
-        line = c.get("message") or f"({c['outcome']})"
-        fault = FAULT_OF_CAUSE.get(c.get("cause"))
-        failures.append(Failure(c["check"] + (f"[{c['item']}]" if c.get("item") else ""), c.get("cause"), line,
+        line = c.message or f"({c.outcome})"
+        fault = FAULT_OF_CAUSE.get(c.cause)
+        failures.append(Failure(c.check + (f"[{c.item}]" if c.item else ""), c.cause, line,
                                 mutant.named_in(line), fault.value if fault else None,
                                 [w for w in advised_installs(line) if _normal(w) in installed]))
     if not failures:

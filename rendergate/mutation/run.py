@@ -17,6 +17,7 @@ from rendergate.core import judging, outcomes
 from rendergate.core import verdict as verdicts
 from rendergate.core.assets import SUITES
 from rendergate.core.manifest import Variant
+from rendergate.core.verdict import Verdict
 from rendergate.engines.docker_engine import Engine
 from rendergate.mutation.judging import Failure, Finding, MutantResult, failed_checks, installed_of, judge_mutant
 from rendergate.mutation.operators import Mutant
@@ -37,7 +38,7 @@ class Suite:
     allow_no_gpu: bool
     base_image: str | None
 
-    def run(self, image: str, image_id: str, reports_dir: Path, *options: str) -> dict | None:
+    def run(self, image: str, image_id: str, reports_dir: Path, *options: str) -> Verdict | None:
         """The verdict of one full run of the variant's suites on `image` (None: no complete
         verdict about that very image came); `options`: more of pytest's."""
         shutil.rmtree(reports_dir, ignore_errors=True)  # never an earlier run's verdict
@@ -62,7 +63,7 @@ class Suite:
             verdict = verdicts.load(reports_dir / "verdicts" / f"{self.variant.name}.json")
         except verdicts.VerdictError:
             return None
-        return verdict if verdict["complete"] and (verdict.get("image") or {}).get("digest") == image_id else None
+        return verdict if verdict.complete and (verdict.image or {}).get("digest") == image_id else None
 
 
 def _end(process: subprocess.Popen) -> None:
@@ -150,9 +151,9 @@ def mutate(engine: Engine, suite: Suite, image: str, count: int, seed: int, work
                 candidates.append(f)
         mutation.used_files, mutation.mutable_files = len(used), len(candidates)
         mutation.components = len({f.component for f in candidates})
-        mutation.baseline_state = baseline["state"]
-        mutation.baseline_failures = sorted(c["check"] for c in failed_checks(baseline))
-        say(f"the good image: {outcomes.State(baseline['state']).label} in {time.monotonic() - started:.0f} s; the checks "
+        mutation.baseline_state = judging.state_of(judging.judge(baseline)).value
+        mutation.baseline_failures = sorted(c.check for c in failed_checks(baseline))
+        say(f"the good image: {outcomes.State(mutation.baseline_state).label} in {time.monotonic() - started:.0f} s; the checks "
             f"used {len(used)} of its files, {len(candidates)} of them (in {mutation.components} components) mutable"
             + "".join(f"; {n} not mutated: {why}" for why, n in mutation.not_mutated.items()))
         if mutation.baseline_failures:
@@ -176,7 +177,7 @@ def mutate(engine: Engine, suite: Suite, image: str, count: int, seed: int, work
     return mutation
 
 
-def _try(engine: Engine, suite: Suite, mutant: Mutant, info: dict, tag: str, work: Path, baseline: dict,
+def _try(engine: Engine, suite: Suite, mutant: Mutant, info: dict, tag: str, work: Path, baseline: Verdict,
          installed: set[str]) -> MutantResult:
     started = time.monotonic()
 

@@ -130,6 +130,6 @@ class HtmlReport:
     def _update(self, state: str) -> None:
         if self.summary is None:
             return
-        verdicts = self.outcomes.documents()
+        verdicts = list(self.outcomes.verdicts.values())
         self.summary["prefix"][:] = [f"<style>{CSS}</style>", banner_html(state, verdicts),
                                      summary_html(verdicts), matrix_html(verdicts, link=True)]

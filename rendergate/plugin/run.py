@@ -18,6 +18,7 @@ from rendergate.core.manifest import ManifestError, Variant, load_variants
 from rendergate.core.redact import remember_secrets
 from rendergate.core.requirements import RegistryError
 from rendergate.core.runstate import RunState, interrupt_on_sigterm
+from rendergate.core.verdict import Verdict
 from rendergate.engines.docker_engine import owner_label
 from rendergate.engines.kind import Cell, Launch, SetupError
 from rendergate.engines.kinds import KINDS, cells
@@ -53,7 +54,7 @@ class RunConfig:
         """Where the cell's checks run, as its verdict states it."""
         return KINDS[cell.kind].describe(cell, self.host, self.launch.runtime)
 
-    def promoted(self, variant: Variant) -> dict | None:
+    def promoted(self, variant: Variant) -> Verdict | None:
         """The verdict of the variant's last promoted image, if one was kept."""
         path = self.promoted_dir / f"{variant.name}.json" if self.promoted_dir else None
         return verdict.load(path) if path and path.is_file() else None

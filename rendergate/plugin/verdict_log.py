@@ -204,10 +204,6 @@ class OutcomeLog:
             return {}
         return running if running.get("nodeid") == report.nodeid else {}
 
-    def documents(self) -> list[dict]:
-        """The verdicts as their files hold them (judged when each was last written)."""
-        return list(self.written.values())
-
     def _say_workload(self, report, entry: CheckResult) -> None:
         """A workload takes minutes, and xdist's workers print nothing: once it is set up (it
         applies to the variant), say what it renders (its docstring's first line); then how it ended."""
@@ -266,7 +262,7 @@ class OutcomeLog:
                                   f"({self.run.reports_dir / 'verdicts' / (name + '.json')})", **{colour: True})
             for line in verdict["summary"]:
                 terminalreporter.line(f"  {printable(line)}")
-        used = gpu_seconds(self.documents())
+        used = gpu_seconds(list(self.verdicts.values()))
         if used:
             terminalreporter.line("Modal GPU-seconds: " + ", ".join(f"{gpu} {s} s" for gpu, s in used.items()))
         if not self.complete:

@@ -17,6 +17,7 @@ from rendergate.core import judging, outcomes
 from rendergate.core import verdict as verdicts
 from rendergate.core.environment import suite_version
 from rendergate.core.manifest import Variant
+from rendergate.core.verdict import Verdict
 from rendergate.engines.docker_engine import Engine, EngineError
 from rendergate.engines.modal import build_digest
 from rendergate.engines.progress import EngineProgress
@@ -41,19 +42,19 @@ def obtain(engine: Engine, variant: Variant, ref: str, build, progress: EnginePr
     return "pulled"
 
 
-def gate(verdict_path: Path, variant: Variant, digest: str | None, gpu_type: str | None = None) -> tuple[str, dict]:
+def gate(verdict_path: Path, variant: Variant, digest: str | None, gpu_type: str | None = None) -> tuple[str, Verdict]:
     """The verdict's one-line pass and the verdict as read, once (what a signature then covers is
     what was judged), or Refused with every reason: it is judged against the variant's current
     manifest, image `digest` (None: the host) and this rendergate."""
     verdict = verdicts.load(verdict_path)
     problems = judging.gate_problems(verdict, variant, digest, suite_version(), gpu_type)
-    what = f"{variant.name}" + (f" ({digest})" if digest else "") + f" on {verdict['host']['gpu_type']}"
+    what = f"{variant.name}" + (f" ({digest})" if digest else "") + f" on {verdict.host['gpu_type']}"
     if problems:
         raise Refused(f"GATE REFUSED {what}: {judging.state_of(problems).said} ({verdict_path})", judging.summary(problems))
     declared = judging.declared_requirements(variant)
-    ran = sum(1 for c in verdict["checks"] if c["requirement"] in declared and c["outcome"] not in outcomes.DID_NOT_RUN)
+    ran = sum(1 for c in verdict.checks if c.requirement in declared and c.outcome not in outcomes.DID_NOT_RUN)
     return (f"GATE PASSED {what}: {len(declared)} declared requirement{'s' * (len(declared) != 1)}, all {ran} checks "
-            f"{'it implies' if len(declared) == 1 else 'they imply'} passed (run {verdict['run_id']})"), verdict
+            f"{'it implies' if len(declared) == 1 else 'they imply'} passed (run {verdict.run_id})"), verdict
 
 
 def gate_matrix(verdicts_dir: Path, variant: Variant, gpu_types: list[str]) -> str:
@@ -121,10 +122,10 @@ def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: P
     pushed = _push(engine, repository, tag) if _names_registry(repository) else None
     attested = None
     if pushed and trusted_key is not None:
-        envelope = attestations.attest(verdict, [(to, pushed), (to, digest)], signer)
+        envelope = attestations.attest(verdict.as_json(), [(to, pushed), (to, digest)], signer)
         attested = attestations.push(to, envelope, pushed)
-    verdict = {**verdict, "promotion": {"to": to, "at": judging.now_iso(), "pushed_digest": pushed}}
-    verdicts.write(promoted_dir / f"{variant.name}.json", verdict)
+    verdict.promotion = {"to": to, "at": judging.now_iso(), "pushed_digest": pushed}
+    verdicts.write(promoted_dir / f"{variant.name}.json", verdict.as_json())
     if trusted_key is not None:
         attestations.write(promoted_dir / f"{variant.name}.intoto.json", envelope)
     return Promotion(ref, to, digest, pushed, attested)
