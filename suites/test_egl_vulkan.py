@@ -43,12 +43,15 @@ def vulkan_devices(target):
 
 @requires(EGL)
 def test_egl_initialises_headless(target):
+    """A headless EGL display initialises (the device or surfaceless platform): what a renderer
+    without an X server asks first."""
     egl_devices(target)
 
 
 @requires(EGL_RENDERER)
 @pytest.mark.needs_gpu
 def test_egl_renderer(target, requirement):
+    """Some EGL device is the vendor's: never only Mesa's llvmpipe, which answers just as well."""
     require_vendor(target, egl_devices(target), "EGL", requirement)
 
 
@@ -60,4 +63,5 @@ def test_vulkan_lists_a_device(target):
 @requires(VULKAN_DEVICE)
 @pytest.mark.needs_gpu
 def test_vulkan_device(target, requirement):
+    """Vulkan lists a physical device of the vendor (a CPU device such as lavapipe is not one)."""
     require_vendor(target, vulkan_devices(target), "Vulkan", requirement)

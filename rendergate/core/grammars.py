@@ -30,6 +30,15 @@ from rendergate.core.known_causes import (
     vulkan_driver_failed,
 )
 
+def blame(pattern: str, cause: Cause, kind: str, name: str, said: str, advice: str):
+    """A grammar that blames one thing: the pattern, and the diagnosis its match makes; `name`,
+    `said` and `advice` are templates of the match's named groups ("{file} missing")."""
+    def build(match: re.Match, facts: Facts) -> Diagnosis:
+        groups = {key: value or "" for key, value in match.groupdict().items()}
+        return blaming(cause, kind, name.format(**groups), said.format(**groups), advice.format(**groups))
+    return re.compile(pattern), build
+
+
 # Ordered: the first pattern that matches the output wins.
 # How a driver refuses an NVENC session over the cap: error 21 on recent drivers, 10 on older
 # ones (tests/data/captures/public/, sources in its README).
@@ -182,15 +191,11 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     (re.compile(r"eglinfo: eglInitialize failed"), no_graphics_driver("EGL", file_serving("EGL"), "libegl-mesa0 of Mesa 22 or later")),
     (re.compile(r"Failed to load module \"nvidia\""),
      lambda m, f: driver_file_missing(file_serving("Xorg"), f)),
-    (re.compile(r"Failed to load module \"(?P<mod>\w+)\""),
-     lambda m, f: blaming(Cause.SYSTEM_LIBRARY_MISSING, "library", f"{m.group('mod')}_drv.so",
-                          f"Xorg module {m.group('mod')} missing in the image",
-                          f"install its package (driver {m.group('mod')}: xserver-xorg-video-{m.group('mod')})")),
+    blame(r"Failed to load module \"(?P<mod>\w+)\"", Cause.SYSTEM_LIBRARY_MISSING, "library", "{mod}_drv.so",
+          "Xorg module {mod} missing in the image", "install its package (driver {mod}: xserver-xorg-video-{mod})"),
     # Xorg without the keyboard descriptions it compiles its keymap from (xkb-data).
-    (re.compile(r"XKB: Couldn't open rules file (?P<file>\S+)"),
-     lambda m, f: blaming(Cause.DATA_FILES_MISSING, "file", m.group("file"),
-                          f"Xorg's keyboard data missing in the image ({m.group('file')}: no XKB rules)",
-                          "install xkb-data (xkeyboard-config)")),
+    blame(r"XKB: Couldn't open rules file (?P<file>\S+)", Cause.DATA_FILES_MISSING, "file", "{file}",
+          "Xorg's keyboard data missing in the image ({file}: no XKB rules)", "install xkb-data (xkeyboard-config)"),
     # bpy without its Cycles add-on (rendergate/probes/cycles_devices.py says which folder).
     (re.compile(r"the Cycles add-on is not loaded in bpy: (?P<folder>\S+) (?P<state>is missing|is there but did not load)"),
      lambda m, f: Diagnosis(Cause.PYTHON_MODULE_MISSING,
@@ -199,15 +204,12 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     # A Python module cut short (tests/data/captures/cpu-host/python3.11-manim-module-truncated.txt),
     # or one that lacks a name its users import from it: emptied, or of another version than they
     # (python3.11-manim-module-emptied.txt); rendergate.core.advice holds the file to its wheel's RECORD.
-    (re.compile(r'File "(?P<file>/[^"]+\.py)", line \d+\n(?:[^\n]*\n){0,3}?SyntaxError: (?P<why>[^\n]+)'),
-     lambda m, f: blaming(Cause.FILE_DAMAGED, "file", m.group("file"),
-                          f"the Python module {m.group('file')} does not compile ({m.group('why')}: cut short or damaged)",
-                          "reinstall the distribution that ships it")),
-    (re.compile(r"ImportError: cannot import name '(?P<name>\w+)' from '(?P<module>[\w.]+)' \((?P<file>/[^)]+)\)"),
-     lambda m, f: blaming(Cause.LIBRARY_WRONG_VERSION, "file", m.group("file"),
-                          f"the Python module {m.group('module')} ({m.group('file')}) lacks {m.group('name')}, which its "
-                          "users import (damaged, or of another version than they)",
-                          "reinstall the distributions of both at versions that match")),
+    blame(r'File "(?P<file>/[^"]+\.py)", line \d+\n(?:[^\n]*\n){0,3}?SyntaxError: (?P<why>[^\n]+)', Cause.FILE_DAMAGED, "file", "{file}",
+          "the Python module {file} does not compile ({why}: cut short or damaged)", "reinstall the distribution that ships it"),
+    blame(r"ImportError: cannot import name '(?P<name>\w+)' from '(?P<module>[\w.]+)' \((?P<file>/[^)]+)\)",
+          Cause.LIBRARY_WRONG_VERSION, "file", "{file}",
+          "the Python module {module} ({file}) lacks {name}, which its users import (damaged, or of another version than they)",
+          "reinstall the distributions of both at versions that match"),
     # Config files that do not parse, in their readers' words (tests/data/captures/cpu-host/:
     # fontconfig2.14.1-fonts-conf-truncated.txt, xorg1.21-conf-d-unknown-keyword.txt,
     # vulkan-loader1.3.239-icd-json-truncated.txt, manim0.22-default-cfg-truncated.txt).
@@ -225,10 +227,8 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
      lambda m, f: config_invalid(m.group("file"), m.group("why") + (f", line {m.group('line')}" if m.group("line") else ""),
                                  "Python's configparser")),
     # A file the check's user may not read (a mode or owner left by the image's build).
-    (re.compile(r"PermissionError: \[Errno 13\] Permission denied: '(?P<file>/[^']+)'"),
-     lambda m, f: blaming(Cause.FILE_DAMAGED, "file", m.group("file"),
-                          f"{m.group('file')} is not readable by the image's user (Permission denied)",
-                          "make it readable (chmod a+r), or run as its owner")),
+    blame(r"PermissionError: \[Errno 13\] Permission denied: '(?P<file>/[^']+)'", Cause.FILE_DAMAGED, "file", "{file}",
+          "{file} is not readable by the image's user (Permission denied)", "make it readable (chmod a+r), or run as its owner"),
     # A module that lacks what its users take from it: shadowed by another of its name (a path
     # entry put first), or of another version (rendergate.core.advice asks where it is imported from
     # and what pip check says).
@@ -236,25 +236,19 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
      lambda m, f: blaming(Cause.LIBRARY_WRONG_VERSION, "imported", (m.group("mod") or m.group("cls")).split(".")[0],
                           f"the Python module {(m.group('mod') or m.group('cls')).split('.')[0]} lacks {m.group('attr')}, "
                           "which its users take from it", "install versions that match (pip check names them)")),
-    (re.compile(r"ModuleNotFoundError: No module named '(?P<mod>[\w.]+)'"),
-     lambda m, f: blaming(Cause.PYTHON_MODULE_MISSING, "module", m.group("mod"),
-                          f"Python module {m.group('mod')} missing in the image", "pip install it")),
+    blame(r"ModuleNotFoundError: No module named '(?P<mod>[\w.]+)'", Cause.PYTHON_MODULE_MISSING, "module", "{mod}",
+          "Python module {mod} missing in the image", "pip install it"),
     # A wrapper script whose program is gone (Debian's /usr/bin/Xorg runs /usr/lib/xorg/Xorg).
-    (re.compile(r"(?P<script>/\S+): \d+: exec: (?P<tool>/\S+): not found"),
-     lambda m, f: blaming(Cause.TOOL_MISSING, "file", m.group("tool"),
-                          f"{m.group('tool')} not found in the target (the {m.group('script')} wrapper runs it)",
-                          "reinstall the package that ships it")),
+    blame(r"(?P<script>/\S+): \d+: exec: (?P<tool>/\S+): not found", Cause.TOOL_MISSING, "file", "{tool}",
+          "{tool} not found in the target (the {script} wrapper runs it)", "reinstall the package that ships it"),
     # A program killed by SIGBUS, in a shell's words: a file it maps (a library, a cache) cut short
     # or rewritten in place while it ran (tests/data/captures/cpu-host/dash0.5.12-ffmpeg5.1-sigbus-libx264-truncated.txt).
     (re.compile(r"(?:^|\n)Bus error(?: \(core dumped\))?[ \t]*(?:\n|$)"), lambda m, f: crashed_on_a_mapped_file()),
     # A program that lost its execute bit, in a shell's words.
-    (re.compile(r"(?:^|\n)(?:/bin/sh: \d+: |sh: \d+: )(?P<file>[^:\s]+): (?P<why>Permission denied)"),
-     lambda m, f: blaming(Cause.FILE_DAMAGED, "mode", m.group("file"),
-                          f"{m.group('file')} is not executable in the image (Permission denied)",
-                          "restore its mode (chmod +x) or reinstall the package that ships it")),
-    (re.compile(r"(?P<lib>[\w.+-]+\.so[\w.]*): cannot open shared object file"),
-     lambda m, f: blaming(Cause.SYSTEM_LIBRARY_MISSING, "library", m.group("lib"),
-                          f"system library {m.group('lib')} missing in the image", "install the package that ships it")),
+    blame(r"(?:^|\n)(?:/bin/sh: \d+: |sh: \d+: )(?P<file>[^:\s]+): (?P<why>Permission denied)", Cause.FILE_DAMAGED, "mode", "{file}",
+          "{file} is not executable in the image (Permission denied)", "restore its mode (chmod +x) or reinstall the package that ships it"),
+    blame(r"(?P<lib>[\w.+-]+\.so[\w.]*): cannot open shared object file", Cause.SYSTEM_LIBRARY_MISSING, "library", "{lib}",
+          "system library {lib} missing in the image", "install the package that ships it"),
     (re.compile(r"(?:^|\n)(?:/bin/sh: \d+: |sh: \d+: |timeout: failed to run command ')(?P<tool>[^:' ]+)'?: (?:not found|No such file or directory)"),
      lambda m, f: tool_missing(m.group("tool"), f)),
 ]

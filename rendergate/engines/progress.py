@@ -207,20 +207,17 @@ class BuildProgress(EngineProgress):
                 job.said_at = now
 
     def build_finished(self, name: str, tag: str, size_bytes: int) -> None:
-        now = time.monotonic()
         with self._lock:
-            job = self._end(("build", name))
+            _, took = self._ended(("build", name))
             self._builds_done += 1
-            self._last_finished = now
-            took = duration(now - job.started) if job else "?"
+            self._last_finished = time.monotonic()
             self._say(f"built {tag} in {took} ({size_bytes / 1e9:.2f} GB)")
 
     def build_failed(self, name: str) -> None:
-        now = time.monotonic()
         with self._lock:
-            job = self._end(("build", name))
+            job, took = self._ended(("build", name))
             if isinstance(job, _Build):
-                self._say(f"{name}: build failed at {job.step or 'the start'} after {duration(now - job.started)}")
+                self._say(f"{name}: build failed at {job.step or 'the start'} after {took}")
 
     def pull_started(self, ref: str) -> None:
         now = time.monotonic()
@@ -241,18 +238,14 @@ class BuildProgress(EngineProgress):
                 job.said_at = now
 
     def pull_finished(self, ref: str, size_bytes: int) -> None:
-        now = time.monotonic()
         with self._lock:
-            job = self._end(("pull", ref))
-            took = duration(now - job.started) if job else "?"
-            self._say(f"pulled {ref} in {took} ({size_bytes / 1e9:.2f} GB)")
+            self._say(f"pulled {ref} in {self._ended(('pull', ref))[1]} ({size_bytes / 1e9:.2f} GB)")
 
     def pull_failed(self, ref: str) -> None:
-        now = time.monotonic()
         with self._lock:
-            job = self._end(("pull", ref))
+            job, took = self._ended(("pull", ref))
             if job:
-                self._say(f"pulling {ref} failed after {duration(now - job.started)}")
+                self._say(f"pulling {ref} failed after {took}")
 
     def _begin(self, key: tuple[str, str], job: _Job, first_line: str) -> None:
         if self._live:
@@ -261,12 +254,13 @@ class BuildProgress(EngineProgress):
             self._say(first_line)
         self._jobs[key] = job
 
-    def _end(self, key: tuple[str, str]) -> _Job | None:
+    def _ended(self, key: tuple[str, str]) -> tuple[_Job | None, str]:
+        """The job of `key`, ended now (its live line removed), and how long it took ("?": never begun)."""
         job = self._jobs.pop(key, None)
         if self._live and job and job.task is not None:
             self._live.remove_task(job.task)
             self._live.refresh()  # its line is gone before anything is printed above the live lines
-        return job
+        return job, duration(time.monotonic() - job.started) if job else "?"
 
     def _say(self, line: str) -> None:
         """One line, above the live lines on a terminal; Text, so that nothing in it is read as markup."""

@@ -12,45 +12,47 @@ from rendergate.engines.kinds import KINDS, image_targets
 RUNTIMES = tuple(dict.fromkeys(r for kind in KINDS.values() for r in kind.runtimes))
 
 
+def _options() -> list[tuple[str, dict, str]]:
+    """The plugin's own options, each as (flag, what argparse is told of it, its help)."""
+    return [
+        ("--variant", dict(action="append", default=[], metavar="NAME"),
+         "variant to validate (a folder of --images-dir); repeatable; default: all"),
+        ("--target", dict(choices=image_targets(), default="docker"),
+         "where a variant's image runs: docker (a container of the image in the local engine) or modal (a Modal "
+         "Sandbox per GPU type of --gpu); a variant whose manifest says `host = true` is this machine itself, checked in place"),
+        ("--runtime", dict(choices=RUNTIMES, default="default"),
+         "sandbox runtime of the containers: default (the engine's, runc; Modal's, gVisor today), gvisor (docker: the "
+         "engine's runsc runtime), or vm (modal only): run a variant under both to tell a platform failure from an image failure"),
+        ("--image", dict(metavar="REF"), "check this image (pulled if it is not local) against the manifest of the one "
+         "--variant, instead of its Dockerfile's build or its manifest's `image`"),
+        ("--allow-no-gpu", dict(action="store_true"),
+         "on a host with no NVIDIA GPU, skip GPU checks (counted apart) instead of failing them"),
+        ("--checks", dict(action="append", default=[], metavar="DIR"),
+         "a folder of your own checks (test_*.py modules declaring their requirements with "
+         "rendergate.core.requirements.declare), collected beside rendergate's suites; repeatable; default: the ini "
+         "option rendergate_checks"),
+        ("--images-dir", dict(metavar="DIR"), "folder of variants, one folder each with a manifest.toml (default: the ini "
+         "option rendergate_images, else images/ at the root)"),
+        ("--base-image", dict(metavar="REF"), "BASE_IMAGE build argument (default: each Dockerfile's own, an NVIDIA CUDA image)"),
+        ("--extra-ca", dict(metavar="PEM", default=os.environ.get("RENDERGATE_EXTRA_CA") or None),
+         "extra CA bundle trusted inside builds (TLS-intercepting proxies); env RENDERGATE_EXTRA_CA"),
+        ("--check-timeout", dict(type=positive(float), default=180, metavar="SECONDS"),
+         "a command in a target running longer is killed and its check fails (default 180)"),
+        ("--tier", dict(choices=("smoke", "full"), default="smoke"),
+         "size of the render workloads: smoke (CI, minutes) or full (production sizes)"),
+        ("--reports-dir", dict(metavar="DIR"), "where verdicts/, artifacts/ and logs/ go (default: reports/ at the root)"),
+        ("--promoted", dict(metavar="DIR"), "folder of the last promoted verdicts (`make promote` keeps them): timed "
+         "workloads that regressed against them beyond thresholds.max_regression fail"),
+    ]
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("rendergate", "rendergate: validate GPU render images")
-    group.addoption("--variant", action="append", default=[], metavar="NAME",
-                    help="variant to validate (a folder of --images-dir); repeatable; default: all")
-    group.addoption("--target", choices=image_targets(), default="docker",
-                    help="where a variant's image runs: docker (a container of the image in the local engine) or "
-                         "modal (a Modal Sandbox per GPU type of --gpu); a variant whose manifest says "
-                         "`host = true` is this machine itself, checked in place")
+    for flag, settings, text in _options():
+        group.addoption(flag, help=text, **settings)
     for kind in KINDS.values():  # each kind's own options (rendergate.engines.kind.Option)
         for option in kind.options:
             group.addoption(option.flag, default=option.default, metavar=option.metavar,
                             help=f"with --target {kind.name}: {option.help}", **({"type": option.type} if option.type else {}))
-    group.addoption("--runtime", choices=RUNTIMES, default="default",
-                    help="sandbox runtime of the containers: default (the engine's, runc; Modal's, gVisor today), "
-                         "gvisor (docker: the engine's runsc runtime), or vm (modal only): run a variant under "
-                         "both to tell a platform failure from an image failure")
-    group.addoption("--image", metavar="REF",
-                    help="check this image (pulled if it is not local) against the manifest of the one --variant, "
-                         "instead of its Dockerfile's build or its manifest's `image`")
-    group.addoption("--allow-no-gpu", action="store_true",
-                    help="on a host with no NVIDIA GPU, skip GPU checks (counted apart) instead of failing them")
-    group.addoption("--checks", action="append", default=[], metavar="DIR",
-                    help="a folder of your own checks (test_*.py modules declaring their requirements with "
-                         "rendergate.core.requirements.declare), collected beside rendergate's suites; repeatable; "
-                         "default: the ini option rendergate_checks")
-    group.addoption("--images-dir", metavar="DIR",
-                    help="folder of variants, one folder each with a manifest.toml (default: the ini option "
-                         "rendergate_images, else images/ at the root)")
-    group.addoption("--base-image", metavar="REF",
-                    help="BASE_IMAGE build argument (default: each Dockerfile's own, an NVIDIA CUDA image)")
-    group.addoption("--extra-ca", metavar="PEM", default=os.environ.get("RENDERGATE_EXTRA_CA") or None,
-                    help="extra CA bundle trusted inside builds (TLS-intercepting proxies); env RENDERGATE_EXTRA_CA")
-    group.addoption("--check-timeout", type=positive(float), default=180, metavar="SECONDS",
-                    help="a command in a target running longer is killed and its check fails (default 180)")
-    group.addoption("--tier", choices=("smoke", "full"), default="smoke",
-                    help="size of the render workloads: smoke (CI, minutes) or full (production sizes)")
-    group.addoption("--reports-dir", metavar="DIR", help="where verdicts/, artifacts/ and logs/ go (default: reports/ at the root)")
-    group.addoption("--promoted", metavar="DIR",
-                    help="folder of the last promoted verdicts (`make promote` keeps them): timed workloads that "
-                         "regressed against them beyond thresholds.max_regression fail")
     parser.addini("rendergate_images", "folder of rendergate variants (default: images/ at the root)")
     parser.addini("rendergate_checks", "folders of your own checks, relative to the root (see --checks)", type="paths")
