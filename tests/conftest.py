@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from rendergate.core import judging, verdict
+from rendergate.core import times, verdict
 from rendergate.core.environment import suite_version
 from rendergate.core.manifest import load_variant, load_variants
 from rendergate.core.outcomes import Outcome
@@ -348,7 +348,7 @@ def written_verdict(variant, host: dict, image: dict | None = None, outcomes: di
             v.checks.append(verdict.CheckResult(f"suites/x.py::{check}[{variant.name}-{item}-{run}]", check, name, item,
                                                 outcome=outcome,
                                                 message="" if outcome == "passed" else f"{name} broke [command-failed]"))
-    v.complete, v.finished = True, judging.now_iso()
+    v.complete, v.finished = True, times.now_iso()
     return v.as_json()
 
 

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from rendergate.commands.common import say
-from rendergate.core import comparison, judging
+from rendergate.core import comparison, times
 from rendergate.core import verdict as verdicts
 from rendergate.core.jsonfile import write_whole
 from rendergate.core.platforms import Platform
@@ -42,7 +42,7 @@ def run(args) -> int:
         raise verdicts.VerdictError(f"--out {out}: name an .html file to write (its .json goes beside it)")
     try:
         write_whole(out, merged_html(loaded))
-        write_whole(out.with_suffix(".json"), json.dumps({"merged": judging.now_iso(), "verdicts": [v.as_json() for v in loaded]}, indent=1))
+        write_whole(out.with_suffix(".json"), json.dumps({"merged": times.now_iso(), "verdicts": [v.as_json() for v in loaded]}, indent=1))
     except OSError as e:
         raise verdicts.VerdictError(f"--out {out}: cannot be written ({e.strerror})") from None
     say(f"merged {len(loaded)} verdicts from {len(files)} files into {out} and {out.with_suffix('.json')}")

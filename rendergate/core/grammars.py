@@ -30,6 +30,7 @@ from rendergate.core.known_causes import (
     vulkan_driver_failed,
 )
 
+
 def blame(pattern: str, cause: Cause, kind: str, name: str, said: str, advice: str):
     """A grammar that blames one thing: the pattern, and the diagnosis its match makes; `name`,
     `said` and `advice` are templates of the match's named groups ("{file} missing")."""

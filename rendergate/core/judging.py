@@ -5,7 +5,6 @@ PASSED only when every declared requirement passed on a complete, untrimmed run.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from rendergate.core.outcomes import (
     State,
 )
 from rendergate.core.redact import bounded, printable
+from rendergate.core.times import parse_time, span
 
 if TYPE_CHECKING:  # the verdict's module judges with this one
     from rendergate.core.verdict import CheckResult, Verdict
@@ -291,35 +291,8 @@ def promotion_problems(verdict: Verdict, variant: Variant, image_digest: str, su
         return problems
     age = now - parse_time(verdict.finished)
     if age > max_age:
-        problems.append(_stale(f"stale: the verdict is {_span(age)} old, more than the {_span(max_age)} allowed",
+        problems.append(_stale(f"stale: the verdict is {span(age)} old, more than the {span(max_age)} allowed",
                                "run the gate again"))
     return problems
 
 
-_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})")
-
-
-def parse_time(text: str) -> datetime:
-    """An RFC 3339 time with its zone ("2026-12-05T09:00:00+00:00", "...Z"); ValueError, saying
-    why, for anything else: no zone, an impossible date or hour, an offset beyond ±23:59."""
-    if not isinstance(text, str) or not _TIME.fullmatch(text):
-        raise ValueError("not an RFC 3339 time with a zone, such as 2026-12-05T09:00:00+00:00")
-    zone = text[-6:]
-    if zone[0] in "+-" and (int(zone[1:3]) > 23 or int(zone[4:6]) > 59):
-        raise ValueError(f"the offset {zone} is beyond ±23:59")
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise ValueError(f"not a real time ({e})") from None
-
-
-def _span(delta: timedelta) -> str:
-    seconds = delta.total_seconds()
-    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.3g} {unit}"
-    return f"{seconds:.3g} s"
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

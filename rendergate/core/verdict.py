@@ -23,12 +23,13 @@ import jsonschema
 from rendergate.core import requirements
 from rendergate.core.assets import VERDICT_SCHEMA
 from rendergate.core.jsonfile import Unusable, depth_within, parse, read_regular, write_whole
-from rendergate.core.judging import MESSAGE_CHARS, declared_requirements, judgement, manifest_digest, parse_time
+from rendergate.core.judging import MESSAGE_CHARS, declared_requirements, judgement, manifest_digest
 from rendergate.core.manifest import Variant
 from rendergate.core.outcomes import Outcome
 from rendergate.core.platforms import Platform
 from rendergate.core.redact import bounded, printable
 from rendergate.core.selection import Selection
+from rendergate.core.times import parse_time
 
 SCHEMA = 1
 MAX_VERDICT_BYTES = 64 * 2**20

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import docker
 
-from rendergate.core import judging, outcomes
+from rendergate.core import judging, outcomes, times
 from rendergate.core import verdict as verdicts
 from rendergate.core.assets import SUITES
 from rendergate.core.manifest import Variant
@@ -93,7 +93,7 @@ class Mutation:
     baseline_failures: list[str] = field(default_factory=list)
     results: list[MutantResult] = field(default_factory=list)
     complete: bool = False
-    started: str = field(default_factory=judging.now_iso)
+    started: str = field(default_factory=times.now_iso)
     finished: str | None = None
 
     def scores(self) -> dict:
@@ -172,7 +172,7 @@ def mutate(engine: Engine, suite: Suite, image: str, count: int, seed: int, work
         mutation.complete = True
     finally:
         _remove(engine, f"{repository}:good")
-        mutation.finished = judging.now_iso()
+        mutation.finished = times.now_iso()
         save(mutation)
     return mutation
 

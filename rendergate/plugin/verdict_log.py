@@ -14,11 +14,11 @@ import pytest
 
 from rendergate.core.assets import SUITES
 from rendergate.core.comparison import gpu_seconds
-from rendergate.core.judging import now_iso
 from rendergate.core.outcomes import FAULTS, Outcome, State
 from rendergate.core.redact import printable, redact
 from rendergate.core.runstate import RunState
 from rendergate.core.selection import Selection
+from rendergate.core.times import now_iso
 from rendergate.core.verdict import CheckResult, Verdict, write
 from rendergate.engines.kinds import KINDS
 from rendergate.plugin import pytest_internals

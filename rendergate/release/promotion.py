@@ -13,7 +13,7 @@ from pathlib import Path
 
 import docker.errors
 
-from rendergate.core import judging, outcomes
+from rendergate.core import judging, outcomes, times
 from rendergate.core import verdict as verdicts
 from rendergate.core.environment import suite_version
 from rendergate.core.manifest import Variant
@@ -124,7 +124,7 @@ def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: P
     if pushed and trusted_key is not None:
         envelope = attestations.attest(verdict.as_json(), [(to, pushed), (to, digest)], signer)
         attested = attestations.push(to, envelope, pushed)
-    verdict.promotion = {"to": to, "at": judging.now_iso(), "pushed_digest": pushed}
+    verdict.promotion = {"to": to, "at": times.now_iso(), "pushed_digest": pushed}
     verdicts.write(promoted_dir / f"{variant.name}.json", verdict.as_json())
     if trusted_key is not None:
         attestations.write(promoted_dir / f"{variant.name}.intoto.json", envelope)
