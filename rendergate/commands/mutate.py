@@ -14,7 +14,7 @@ from rendergate.engines.progress import BuildProgress
 from rendergate.mutation.run import Mutation, Suite, mutate
 from rendergate.mutation.trace import MutationError
 from rendergate.pages import mutation_html
-from rendergate.release.promotion import obtain
+from rendergate.engines.docker_engine import obtain
 
 
 def add(sub) -> None:

@@ -6,7 +6,7 @@ import sys
 from rendergate.commands.common import builder, variants
 from rendergate.engines.docker_engine import Engine
 from rendergate.engines.progress import BuildProgress
-from rendergate.release.promotion import obtain
+from rendergate.engines.docker_engine import obtain
 
 
 def add(sub) -> None:

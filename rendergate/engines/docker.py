@@ -25,7 +25,7 @@ from rendergate.engines.hostload import HostLoad, containers_seconds
 from rendergate.engines.kind import Cell, Launch, SetupError
 from rendergate.engines.progress import BuildProgress
 from rendergate.engines.targets import Target, worker_count, worker_folder, worker_slot
-from rendergate.release.promotion import obtain
+from rendergate.engines.docker_engine import obtain
 
 
 def _image_info(ref: str, image) -> dict:
@@ -182,7 +182,7 @@ class DockerKind:
                              "run scripts/ensure-gvisor (installs Debian's runsc and registers it)")
 
     def obtain(self, cells: list[Cell], launch: Launch, failed) -> None:
-        """Each cell's image here before any worker starts (promotion.obtain: built from its
+        """Each cell's image here before any worker starts (docker_engine.obtain: built from its
         Dockerfile, or pulled with the engine's stored credentials), the progress shown as it goes.
         A build that fails is handed to `failed(cell, line)`: each of its checks then fails with
         that line; an image that cannot be pulled leaves nothing to validate (SetupError)."""

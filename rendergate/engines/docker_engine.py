@@ -246,3 +246,14 @@ class Engine:
                 self.remove(container["id"])
                 removed.append(container["name"])
         return removed
+
+
+def obtain(engine: Engine, variant: Variant, ref: str, build, progress: EngineProgress | None = None) -> str:
+    """Make `ref` present locally: as it is, built (the variant's own tag) or pulled. Returns how."""
+    if variant.built_here(ref):
+        build(variant)
+        return "built"
+    if engine.image_exists(ref):
+        return "found locally"
+    engine.pull(ref, progress=progress)
+    return "pulled"

@@ -20,7 +20,6 @@ from rendergate.core.manifest import Variant
 from rendergate.core.verdict import Verdict
 from rendergate.engines.docker_engine import Engine, EngineError
 from rendergate.engines.modal import build_digest
-from rendergate.engines.progress import EngineProgress
 from rendergate.release import attestation as attestations
 
 
@@ -29,17 +28,6 @@ class Refused(Exception):
 
     def __init__(self, headline: str, problems: list[str]):
         super().__init__("\n".join([headline, *(f"  - {p}" for p in problems)]))
-
-
-def obtain(engine: Engine, variant: Variant, ref: str, build, progress: EngineProgress | None = None) -> str:
-    """Make `ref` present locally: as it is, built (the variant's own tag) or pulled. Returns how."""
-    if variant.built_here(ref):
-        build(variant)
-        return "built"
-    if engine.image_exists(ref):
-        return "found locally"
-    engine.pull(ref, progress=progress)
-    return "pulled"
 
 
 def gate(verdict_path: Path, variant: Variant, digest: str | None, gpu_type: str | None = None) -> tuple[str, Verdict]:
