@@ -111,3 +111,31 @@ def test_a_target_kind_is_one_module_and_one_line_in_the_table(tmp_path):
     assert verdict["target"] == "throwaway", done.stdout
     ran = {c["check"]: c for c in verdict["checks"]}
     assert ran["test_tool_on_path"]["outcome"] == "passed" and "small@throwaway-here-sh" in ran["test_tool_on_path"]["nodeid"]
+
+
+OLD_STYLE_CHECK = '''\
+from rendergate.diagnosis import Cause
+from rendergate.requirements import declare
+from rendergate.schema import boolean
+
+OLD_STYLE = declare("old_style", boolean, "true or false", "a check module as rendergate 0.2 wrote them")
+pytestmark = OLD_STYLE.mark
+
+
+def test_old_style(target):
+    assert Cause.TOOL_MISSING
+'''
+
+
+def test_a_check_module_written_for_0_2_still_loads_and_is_told_where_things_went(tmp_path):
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "checks" / "test_old.py").write_text(OLD_STYLE_CHECK)
+    loaded = subprocess.run([sys.executable, "-W", "always::DeprecationWarning", "-c", textwrap.dedent(f"""
+        from rendergate.core import requirements
+        from rendergate.plugin import check_modules
+        check_modules.load([{str(tmp_path / 'checks')!r}])
+        print(requirements.get("old_style").proves)""")], capture_output=True, text=True, timeout=60)
+    assert loaded.returncode == 0 and "a check module as rendergate 0.2 wrote them" in loaded.stdout, loaded.stderr
+    for said in ("rendergate.requirements is now rendergate.core.requirements", "rendergate.schema is now rendergate.core.schema",
+                 "rendergate.diagnosis is now rendergate.core.diagnosis", "mark checks with rendergate.plugin.requires"):
+        assert said in loaded.stderr, loaded.stderr

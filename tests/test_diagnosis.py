@@ -163,6 +163,16 @@ def test_a_driver_of_nvidia_is_never_blamed_on_mesa():
     assert diagnose(icd, 1, "vulkaninfo", H100).cause in (Cause.DRIVER_CAPABILITY_MISSING, Cause.HOST_MISCONFIGURED)
 
 
+def test_the_cuda_runtime_is_the_images_own_and_only_the_tables_names_are_the_drivers():
+    """libcudart (the CUDA runtime an image ships) is no file of the driver: missing, it is the
+    image's library; a driver library of another soname than the table's is no crash either."""
+    for line, cause in (("libcudart.so.12: cannot open shared object file: No such file or directory", Cause.SYSTEM_LIBRARY_MISSING),
+                        ("libnvidia-ml.so.2: cannot open shared object file: No such file or directory", Cause.SYSTEM_LIBRARY_MISSING),
+                        ("libcuda.so.1: cannot open shared object file: No such file or directory", Cause.DRIVER_CAPABILITY_MISSING),
+                        ("[h264_nvenc @ 0x55] Cannot load libnvidia-encode.so.1", Cause.DRIVER_CAPABILITY_MISSING)):
+        assert diagnose(line, 127, "render", H100).cause is cause, line
+
+
 def test_a_damaged_file_is_named_as_damaged_not_missing():
     """The dynamic loader on a truncated glvnd vendor library (real, `tests/known_bad/glx-vendor-library-truncated`)."""
     d = diagnose((CAPTURES / "cpu-host" / "ldso-list-libGLX-truncated.txt").read_text(), 0, "glxinfo -B", NO_GPU)

@@ -21,7 +21,7 @@ from rendergate.core.driver_capabilities import needed
 from rendergate.core.environment import suite_version
 from rendergate.core.manifest import RUN, TOP_LEVEL, ManifestError, load_variant, sections
 from rendergate.engines.modal import plan
-from rendergate.release.promotion import gate, Refused
+from rendergate.release.promotion import Refused, gate
 
 CASES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                          HealthCheck.too_slow])

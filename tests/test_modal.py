@@ -15,7 +15,7 @@ from conftest import CLI_TIMEOUT, ROOT, bounded, make, written_verdict
 from rendergate.core import verdict
 from rendergate.core.manifest import load_variant, load_variants
 from rendergate.engines.modal import build_digest, image, plan
-from rendergate.release.promotion import gate_matrix, Refused
+from rendergate.release.promotion import Refused, gate_matrix
 
 FAKE_TOKENS = {"MODAL_TOKEN_ID": "ak-Zx81Qm2Lp4Rt6Vb9Nc3Kd", "MODAL_TOKEN_SECRET": "as-Hq5Wm8Tn2Lp7Xc4Vb1Zr"}
 

@@ -9,12 +9,11 @@ from pathlib import Path
 from rendergate.core.jsonfile import write_whole
 from rendergate.core.manifest import ManifestError, load_variants, positive
 from rendergate.core.runstate import interrupt_on_sigterm
-from rendergate.engines.docker_engine import Engine
+from rendergate.engines.docker_engine import Engine, obtain
 from rendergate.engines.progress import BuildProgress
 from rendergate.mutation.run import Mutation, Suite, mutate
 from rendergate.mutation.trace import MutationError
 from rendergate.pages import mutation_html
-from rendergate.engines.docker_engine import obtain
 
 
 def add(sub) -> None:

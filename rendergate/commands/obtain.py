@@ -4,9 +4,8 @@ from __future__ import annotations
 import sys
 
 from rendergate.commands.common import builder, variants
-from rendergate.engines.docker_engine import Engine
+from rendergate.engines.docker_engine import Engine, obtain
 from rendergate.engines.progress import BuildProgress
-from rendergate.engines.docker_engine import obtain
 
 
 def add(sub) -> None:

@@ -30,12 +30,18 @@ _FILES = (
 )
 DRIVER_FILES = {name: capability for name, capability, _ in _FILES}
 _SERVING = {serves: name for name, _, serves in _FILES if serves}
-# The driver's libraries as a loader or a tool names them (libcuda.so.1), for the grammars of outputs.
-DRIVER_LIBRARY = "|".join(re.escape(name) for name in DRIVER_FILES if name.startswith("lib") and ".so." in name)
 # The stems of every library of the driver, those the table names and the rest the toolkit injects
-# with them (libnvidia-glcore, libnvidia-tls, ...): libnvidia-*, and the table's own.
-_DRIVER_STEMS = re.compile("|".join(sorted({"libnvidia-", *(re.escape(name.split(".so")[0]) for name in DRIVER_FILES
+# with them (libnvidia-glcore, libnvidia-tls, ...): libnvidia-*, and the table's own up to ".so"
+# (libcuda., never libcudart: the CUDA runtime is the image's own).
+_DRIVER_STEMS = re.compile("|".join(sorted({"libnvidia-", *(re.escape(name.split(".so")[0] + ".") for name in DRIVER_FILES
                                                             if name.startswith("lib"))})))
+
+
+def driver_library(*capabilities: str) -> str:
+    """A pattern of the driver's libraries the table names, as a loader or a tool names them
+    (libcuda.so.1): those of `capabilities`, or every one."""
+    return "|".join(re.escape(name) for name, capability in DRIVER_FILES.items()
+                    if name.startswith("lib") and ".so." in name and capability in (capabilities or DRIVER_CAPABILITIES))
 
 
 def is_driver_file(name: str) -> bool:

@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 from signal import SIGBUS
 
 from rendergate.core.diagnosis import Cause, Diagnosis, Facts, Missing, blaming, first_error
-from rendergate.core.driver_capabilities import DRIVER_LIBRARY, file_serving, is_driver_file
+from rendergate.core.driver_capabilities import driver_library, file_serving, is_driver_file
 from rendergate.core.known_causes import (
     DAMAGED,
     cannot_load,
@@ -50,9 +50,10 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     # gVisor's nvproxy refusing a driver call it does not proxy: cuInit fails with this, where the
     # same image under runc works (gVisor issue 9452, tests/data/captures/public/).
     (re.compile(r"(?:cu\w+\(\S*\) failed -> )?CUDA_ERROR_OPERATING_SYSTEM[^\n]*"), os_call_refused),
-    (re.compile(rf"(?:Cannot load|Could not load) (?P<lib>{DRIVER_LIBRARY})"),
+    # ffmpeg's words for a library of the driver it loads itself (NVENC's, NVDEC's, CUDA's, NVML's).
+    (re.compile(rf"(?:Cannot load|Could not load) (?P<lib>{driver_library('utility', 'compute', 'video')})"),
      lambda m, f: driver_file_missing(m.group("lib"), f)),
-    (re.compile(rf"(?P<lib>{DRIVER_LIBRARY}): cannot open shared object file"),
+    (re.compile(rf"(?P<lib>{driver_library()}): cannot open shared object file"),
      lambda m, f: driver_file_missing(m.group("lib"), f)),
     # The NVIDIA libraries a container loads and the host's kernel module disagree: nvidia-smi's
     # words (tests/data/captures/public/), pynvml's error of the same NVML return code.

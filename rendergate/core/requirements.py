@@ -20,6 +20,7 @@ import hashlib
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,14 @@ class Requirement:
     def name(self) -> str:
         """The key within its section: "encode" for workloads.encode."""
         return self.key.removeprefix("workloads.")
+
+    @property
+    def mark(self):
+        """The mark as rendergate 0.2 made it; rendergate.plugin.requires(requirement) makes it now."""
+        warnings.warn("Requirement.mark: mark checks with rendergate.plugin.requires(requirement)", DeprecationWarning,
+                      stacklevel=2)
+        from rendergate.plugin import requires  # the plugin's: imported only for a check module that asks
+        return requires(self)
 
     @property
     def manifest_key(self) -> str:

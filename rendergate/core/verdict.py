@@ -35,6 +35,12 @@ SCHEMA = 1
 MAX_VERDICT_BYTES = 64 * 2**20
 
 
+# What a verdict file holds that the Verdict reads or as_json() writes (the last four judged).
+_WRITTEN = {"schema", "variant", "run_id", "target", "image", "manifest", "declared", "host", "options", "complete",
+            "finished", "containers_started", "checks", "expected", "selection", "checks_code", "platform", "sandboxes",
+            "gpu_seconds", "promotion", "requirements", "problems", "state", "summary"}
+
+
 class VerdictError(Exception):
     """A verdict file that cannot be used; the message names the file."""
 
@@ -83,8 +89,9 @@ class Verdict:
     gpu_seconds: int | None = None
     expected: dict = field(default_factory=dict)  # (requirement, check, item) -> runs: what a complete run holds
     selection: Selection = field(default_factory=Selection)
-    checks_code: str = ""  # the digest of the run's folders of checks (requirements.checks_digest)
+    checks_code: str | None = None  # the digest of the run's folders of checks (requirements.checks_digest)
     promotion: dict | None = None  # where `rendergate promote` tagged the image, once it did
+    unread: dict = field(default_factory=dict)  # what a file held that this rendergate does not read, kept as it was
 
     @classmethod
     def start(cls, variant: Variant, run_id: str, target: str, host: dict, options: dict,
@@ -104,7 +111,8 @@ class Verdict:
                    checks=[CheckResult.from_json(c) for c in data["checks"]], sandboxes=list(data.get("sandboxes", [])),
                    gpu_seconds=data.get("gpu_seconds"), selection=Selection.of(data),
                    expected={(e["requirement"], e["check"], e["item"]): e["runs"] for e in data.get("expected", [])},
-                   checks_code=data.get("checks_code", ""), promotion=data.get("promotion"))
+                   checks_code=data.get("checks_code"), promotion=data.get("promotion"),
+                   unread={key: value for key, value in data.items() if key not in _WRITTEN})
 
     def check(self, nodeid: str, check: str, requirement: str, item: str | None) -> CheckResult:
         """The check's entry, added when it is new."""
@@ -120,12 +128,14 @@ class Verdict:
                 "options": self.options, "complete": self.complete, "finished": self.finished,
                 "containers_started": self.containers_started, "checks": [c.as_json() for c in self.checks],
                 "expected": [{"requirement": r, "check": c, "item": i, "runs": n} for (r, c, i), n in self.expected.items()],
-                "selection": self.selection.as_json(), "checks_code": self.checks_code}
+                "selection": self.selection.as_json()}
+        data |= {"checks_code": self.checks_code} if self.checks_code is not None else {}
         data |= {"platform": self.platform} if self.platform else {}
         data |= {"sandboxes": self.sandboxes} if self.sandboxes else {}
         data |= {"gpu_seconds": self.gpu_seconds} if self.gpu_seconds is not None else {}
         data |= {"promotion": self.promotion} if self.promotion else {}
-        return data | judgement(self)
+        data = {**self.unread, **data}
+        return data | judgement(Verdict.from_json(data))  # judged as the file holds it (its values bounded)
 
 
 def write(path: Path, verdict: dict) -> None:

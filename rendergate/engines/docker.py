@@ -19,13 +19,12 @@ from rendergate.core.gpuinfo import GpuInfo
 from rendergate.core.grammars import diagnose
 from rendergate.core.host_gpus import host_gpu_names, host_gpus
 from rendergate.core.manifest import Variant
-from rendergate.engines.docker_engine import Engine, EngineError
+from rendergate.engines.docker_engine import Engine, EngineError, obtain
 from rendergate.engines.docker_shell import RootShell, shell_fault
 from rendergate.engines.hostload import HostLoad, containers_seconds
 from rendergate.engines.kind import Cell, Launch, SetupError
 from rendergate.engines.progress import BuildProgress
 from rendergate.engines.targets import Target, worker_count, worker_folder, worker_slot
-from rendergate.engines.docker_engine import obtain
 
 
 def _image_info(ref: str, image) -> dict:

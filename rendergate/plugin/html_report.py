@@ -19,6 +19,7 @@ import pytest
 
 from rendergate.core.outcomes import NOT_COUNTED
 from rendergate.core.redact import redact
+from rendergate.core.verdict import Verdict
 from rendergate.pages import (
     CSS,
     HOST_ROWS,
@@ -130,6 +131,6 @@ class HtmlReport:
     def _update(self, state: str) -> None:
         if self.summary is None:
             return
-        verdicts = list(self.outcomes.verdicts.values())
+        verdicts = [Verdict.from_json(v) for v in self.outcomes.written.values()]  # as their files hold them
         self.summary["prefix"][:] = [f"<style>{CSS}</style>", banner_html(state, verdicts),
                                      summary_html(verdicts), matrix_html(verdicts, link=True)]

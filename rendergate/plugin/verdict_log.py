@@ -262,7 +262,7 @@ class OutcomeLog:
                                   f"({self.run.reports_dir / 'verdicts' / (name + '.json')})", **{colour: True})
             for line in verdict["summary"]:
                 terminalreporter.line(f"  {printable(line)}")
-        used = gpu_seconds(list(self.verdicts.values()))
+        used = gpu_seconds([Verdict.from_json(v) for v in self.written.values()])
         if used:
             terminalreporter.line("Modal GPU-seconds: " + ", ".join(f"{gpu} {s} s" for gpu, s in used.items()))
         if not self.complete:
