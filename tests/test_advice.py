@@ -1,7 +1,7 @@
 """Advice held to the image (rendergate.core.advice), in real containers of the dev images: where a
 check's line would advise installing a package, that package is installed here and one of its
 files is planted missing or changed; the check (or the real tool) runs, its diagnosis goes
-through advice.checked() as a failed check's line does (fixtures/outcomes.py), and the image
+through advice.checked() as a failed check's line does (rendergate.plugin.gating), and the image
 itself (dpkg, its Python's metadata) is asked: the line never advises installing what the image
 has, and it names the package to reinstall."""
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Why a check failed, in one line a person can act on.
 
 The causes form a closed set defined here once; every failure the suites report carries one of
-them. `classify` turns the output of a failed command into a Diagnosis, using what is known
-about the target (are NVIDIA devices visible, which GPU model) to tell an image fault from a
-missing driver capability or a GPU that lacks the engine.
+them, with what it blames (Missing), for the advice to be held to the image. Reading a failed
+command's output into a Diagnosis is rendergate.core.grammars' (classify, diagnose); the
+diagnosis of each known cause is built in rendergate.core.known_causes.
 """
 from __future__ import annotations
 

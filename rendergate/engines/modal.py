@@ -1,5 +1,5 @@
-"""The modal target: a variant on Modal's GPUs, behind the same run() / put() / fetch() as the
-local and docker targets. Modal is the distributed engine: the variant's image is built there
+"""The modal kind of target: a variant on Modal's GPUs, behind the same run() / put() / fetch() as
+the local and docker targets. Modal is the distributed engine: the variant's image is built there
 from the same Dockerfile (build args passed through), and one Sandbox per (variant, GPU type)
 runs the checks; the matrix is fanned out by pytest-xdist, not by a scheduler of ours.
 

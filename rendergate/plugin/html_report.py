@@ -2,7 +2,7 @@
 CUDA, toolkit, images and their digests, suite version); at the top the state banner, what to do
 per variant (its verdict state, failures, what was not validated and why), then the variant x
 check matrix; and each check's evidence (thumbnails of kept pictures, videos that play
-in the page, speedup charts). The commands a check ran are its log (fixtures/outcomes.py).
+in the page, speedup charts). The commands a check ran are its log (rendergate.plugin.gating).
 
 The report is regenerated after every check (pytest-html's `generate_report_on_test`), with the
 banner saying PARTIAL until the run has finished: a run that is killed still leaves a report.

@@ -1,6 +1,6 @@
-"""The run: its configuration (read once from the options, handed to xdist's workers), the
-process that owns it and releases its targets however it ends, and the pool of targets its
-checks use (one per cell, shared by every worker)."""
+"""The run: whether it validates at all (and what it collects besides what it was given), its
+configuration (read once from the options, handed to xdist's workers), and the process that
+owns it and releases its targets however it ends."""
 from __future__ import annotations
 
 import atexit

@@ -47,7 +47,7 @@ def gate(verdict_path: Path, variant: Variant, digest: str | None, gpu_type: str
 
 def gate_matrix(verdicts_dir: Path, variant: Variant, gpu_types: list[str]) -> str:
     """A GPU matrix passes only when the verdict of every (variant, GPU type) cell does, each about
-    the image Modal built from the variant's folder as it is now (modal_target.build_digest): one
+    the image Modal built from the variant's folder as it is now (engines.modal.build_digest): one
     line per cell, or Refused naming each cell that did not pass (or was never reached)."""
     if not gpu_types:
         raise Refused(f"GATE REFUSED {variant.name}: no GPU types given (--gpu T4,L4,...): nothing to judge", [])
