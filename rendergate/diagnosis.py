@@ -574,14 +574,15 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     # or rewritten in place while it ran (tests/data/captures/cpu-host/dash0.5.12-ffmpeg5.1-sigbus-libx264-truncated.txt).
     (re.compile(r"(?:^|\n)Bus error(?: \(core dumped\))?[ \t]*(?:\n|$)"), lambda m, f: crashed_on_a_mapped_file()),
     # A program that lost its execute bit, in a shell's words.
-    (re.compile(r"(?:^|\n)(?:/bin/sh: \d+: |sh: \d+: )(?P<file>[^:\s]+): (?P<why>Permission denied)"),
+    # (Two jobs of one shell may write one line between them: the prefix then comes twice.)
+    (re.compile(r"(?:^|\n)(?:(?:/bin/)?sh: \d+: )+(?P<file>[^:\s]+): (?P<why>Permission denied)"),
      lambda m, f: blaming(Cause.FILE_DAMAGED, "mode", m.group("file"),
                           f"{m.group('file')} is not executable in the image (Permission denied)",
                           "restore its mode (chmod +x) or reinstall the package that ships it")),
     (re.compile(r"(?P<lib>[\w.+-]+\.so[\w.]*): cannot open shared object file"),
      lambda m, f: blaming(Cause.SYSTEM_LIBRARY_MISSING, "library", m.group("lib"),
                           f"system library {m.group('lib')} missing in the image", "install the package that ships it")),
-    (re.compile(r"(?:^|\n)(?:/bin/sh: \d+: |sh: \d+: |timeout: failed to run command ')(?P<tool>[^:' ]+)'?: (?:not found|No such file or directory)"),
+    (re.compile(r"(?:^|\n)(?:(?:(?:/bin/)?sh: \d+: )+|timeout: failed to run command ')(?P<tool>[^:' ]+)'?: (?:not found|No such file or directory)"),
      lambda m, f: tool_missing(m.group("tool"), f)),
 ]
 

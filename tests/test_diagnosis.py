@@ -170,6 +170,12 @@ def test_a_damaged_file_is_named_as_damaged_not_missing():
     assert egl.cause is Cause.SYSTEM_LIBRARY_MISSING and "libxcb-sync.so.1 missing in the image (needed by libEGL_mesa" in egl.message
     d = diagnose("/bin/sh: 1: xdpyinfo: Permission denied\n", 126, "Xorg", NO_GPU)
     assert d.cause is Cause.FILE_DAMAGED and d.message.startswith("xdpyinfo is not executable in the image")
+    # Two background jobs of one shell whose words interleave on one line (real: blender's parallel
+    # render with nproc made non-executable, a `make mutate` mutant): the program is still named.
+    d = diagnose(capture("dash0.5.12-two-jobs-permission-denied-interleaved.txt"), 1,
+                 "the parallel Cycles render (2 Pythons with bpy)", NO_GPU)
+    assert d.cause is Cause.FILE_DAMAGED and d.message.startswith("nproc is not executable in the image"), d.message
+    assert (d.missing.kind, d.missing.name) == ("mode", "nproc")
 
 
 def test_the_kernel_modules_api_mismatch_names_both_versions():
