@@ -375,3 +375,26 @@ def test_a_driver_library_that_misses_a_symbol_sends_the_image_to_what_it_loads(
     assert d.cause is Cause.LIBRARY_WRONG_VERSION, d.line()
     assert "libstdc++.so.6 needs a symbol none of the libraries it loads provides (undefined symbol: fegetround" in d.message
     assert (d.missing.kind, d.missing.name) == ("needs", "/lib/x86_64-linux-gnu/libstdc++.so.6")
+
+
+@pytest.mark.parametrize("name, what, words, kind, blamed", [
+    ("xorg1.21-glx-module-replaced.txt", "glxinfo -B", "Xorg's module glx (libglx.so) is not that module", "file", "libglx.so"),
+    ("mesa22-eglinfo-debug-swrast-driver-replaced.txt", "eglinfo",
+     "Mesa's driver /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so exports none of its own entry points", "file",
+     "/usr/lib/x86_64-linux-gnu/dri/swrast_dri.so"),
+    ("vulkan-loader1.3.239-icd-library-replaced.txt", "vulkaninfo --summary",
+     "the Vulkan driver /usr/lib/x86_64-linux-gnu/libvulkan_lvp.so exports no Vulkan entry point", "file",
+     "/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so"),
+    ("python3.11-extension-module-replaced.txt", "python mathtex.py", "the Python extension module cmanimpango is not that module",
+     "library", "cmanimpango"),
+    ("python3.11-subprocess-program-not-executable.txt", "python mathtex.py", "dvisvgm is not executable in the image", "mode",
+     "dvisvgm"),
+    ("dash0.5.12-xorg-wrapper-exec-permission-denied.txt", "Xorg with the dummy driver",
+     "/usr/lib/xorg/Xorg is not executable in the image (the /usr/bin/Xorg wrapper runs it)", "mode", "/usr/lib/xorg/Xorg"),
+])
+def test_a_file_that_is_there_but_not_itself_is_damaged_not_missing(name, what, words, kind, blamed):
+    """Files replaced by another library, or that lost their execute bit, in their users' words
+    (real: the mutants of an attack on the diagnoses, issue 24): the file is named, and damaged."""
+    d = diagnose(capture(name), 1, what, NO_GPU)
+    assert d.cause is Cause.FILE_DAMAGED and d.message.startswith(words), d.message
+    assert (d.missing.kind, d.missing.name) == (kind, blamed)

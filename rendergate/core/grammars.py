@@ -140,6 +140,11 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
                                m.group("why"), "the Xorg package that ships it", f)),
     # GLX: a client that finds no GLX visual says so whatever is missing; the server's log tells
     # which (the checks add its (EE) lines): the extension itself, or the renderer it loads.
+    # A module file that is not that module (replaced by another library): Xorg finds no <name>ModuleData
+    # in it (tests/data/captures/cpu-host/xorg1.21-glx-module-replaced.txt).
+    blame(r"LoadModule: Module (?P<mod>\w+) does not have a (?P=mod)ModuleData data object", Cause.FILE_DAMAGED, "file",
+          "lib{mod}.so", "Xorg's module {mod} (lib{mod}.so) is not that module: it has no {mod}ModuleData (replaced or damaged)",
+          "reinstall the package that ships it"),
     (re.compile(r"extension \"GLX\" missing|Failed to load module \"glx\""),
      lambda m, f: Diagnosis(Cause.X_EXTENSION_MISSING,
                             f"the X server has no GLX extension ({m.group(0)}): Xorg's libglx.so (xserver-xorg-core) "
@@ -151,10 +156,22 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     # Mesa's loader, asked to say why (the checks set EGL_LOG_LEVEL=debug, LIBGL_DEBUG=verbose): its
     # first failure names the driver and the loader's reason ($ORIGIN lines are its search path).
     # NVIDIA's DRM names are not Mesa's to ship: a GPU host's own trouble, said by the rules below.
+    # A DRI driver file that is not Mesa's driver (replaced by another library): it exports none of its
+    # own entry points (mesa22-eglinfo-debug-swrast-driver-replaced.txt), whatever it loads.
+    blame(r"MESA-LOADER: driver (?:does not expose \w+\(\): |exports no extensions \()(?P<file>/[^:\s]+_dri\.so)",
+          Cause.FILE_DAMAGED, "file", "{file}",
+          "Mesa's driver {file} exports none of its own entry points: it is not that driver (replaced or damaged)",
+          "reinstall the package that ships it"),
     (re.compile(r"MESA-LOADER: failed to open (?P<driver>/[^:\s]*/(?!nvidia)[^/:\s]+_dri\.so): (?P<why>[^\n]+)"),
      mesa_driver_failed),
     # The Vulkan loader's failure, after the ICD JSON it read where its "driver" messages are asked
     # for (tests/data/captures/cpu-host/vulkan-loader1.3.239-icd-json-names-missing-library.txt).
+    # An ICD library that is not a Vulkan driver (replaced by another library): the loader finds no
+    # vk_icdGetInstanceProcAddr in it (vulkan-loader1.3.239-icd-library-replaced.txt).
+    blame(r"Attempt to retrieve either 'vkGetInstanceProcAddr' or 'vk_icdGetInstanceProcAddr' from ICD (?P<file>/\S+) failed",
+          Cause.FILE_DAMAGED, "file", "{file}",
+          "the Vulkan driver {file} exports no Vulkan entry point (vk_icdGetInstanceProcAddr): it is not that driver (replaced or damaged)",
+          "reinstall the package that ships it"),
     (re.compile(r"(?:Found ICD manifest file (?P<json>\S+?), version[^\n]*\n(?:[^\n]*Searching for ICD drivers[^\n]*\n)?)?"
                 r"ERROR[^\n]*?:\s+(?:\[Loader Message\] Code \d+ :\s+)?(?P<why>[^\n]+)\nERROR[^\n]*?:\s+"
                 r"(?:\[Loader Message\] Code \d+ :\s+)?loader_icd_scan: Failed loading library associated "
@@ -208,6 +225,11 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     # (python3.11-manim-module-emptied.txt); rendergate.core.advice holds the file to its wheel's RECORD.
     blame(r'File "(?P<file>/[^"]+\.py)", line \d+\n(?:[^\n]*\n){0,3}?SyntaxError: (?P<why>[^\n]+)', Cause.FILE_DAMAGED, "file", "{file}",
           "the Python module {file} does not compile ({why}: cut short or damaged)", "reinstall the distribution that ships it"),
+    # An extension module file that is not that module (replaced by another one of its wheel):
+    # python3.11-extension-module-replaced.txt.
+    blame(r"ImportError: dynamic module does not define module export function \(PyInit_(?P<mod>\w+)\)", Cause.FILE_DAMAGED,
+          "library", "{mod}", "the Python extension module {mod} is not that module: it defines no PyInit_{mod} (replaced or damaged)",
+          "reinstall the distribution that ships it"),
     blame(r"ImportError: cannot import name '(?P<name>\w+)' from '(?P<module>[\w.]+)' \((?P<file>/[^)]+)\)",
           Cause.LIBRARY_WRONG_VERSION, "file", "{file}",
           "the Python module {module} ({file}) lacks {name}, which its users import (damaged, or of another version than they)",
@@ -234,6 +256,9 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     # A module that lacks what its users take from it: shadowed by another of its name (a path
     # entry put first), or of another version (rendergate.core.advice asks where it is imported from
     # and what pip check says).
+    # A program a Python process runs by its name, not executable (python3.11-subprocess-program-not-executable.txt).
+    blame(r"PermissionError: \[Errno 13\] Permission denied: '(?P<file>[^'/]+)'", Cause.FILE_DAMAGED, "mode", "{file}",
+          "{file} is not executable in the image (Permission denied when run)", "restore its mode (chmod +x) or reinstall the package that ships it"),
     (re.compile(r"AttributeError: (?:module '(?P<mod>[\w.]+)'|'(?P<cls>[\w]+)\.[\w.]+' object) has no attribute '(?P<attr>\w+)'"),
      lambda m, f: blaming(Cause.LIBRARY_WRONG_VERSION, "imported", (m.group("mod") or m.group("cls")).split(".")[0],
                           f"the Python module {(m.group('mod') or m.group('cls')).split('.')[0]} lacks {m.group('attr')}, "
@@ -241,6 +266,9 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     blame(r"ModuleNotFoundError: No module named '(?P<mod>[\w.]+)'", Cause.PYTHON_MODULE_MISSING, "module", "{mod}",
           "Python module {mod} missing in the image", "pip install it"),
     # A wrapper script whose program is gone (Debian's /usr/bin/Xorg runs /usr/lib/xorg/Xorg).
+    blame(r"(?P<script>/\S+): \d+: exec: (?P<file>/\S+): Permission denied", Cause.FILE_DAMAGED, "mode", "{file}",
+          "{file} is not executable in the image (the {script} wrapper runs it)",
+          "restore its mode (chmod +x) or reinstall the package that ships it"),
     blame(r"(?P<script>/\S+): \d+: exec: (?P<tool>/\S+): not found", Cause.TOOL_MISSING, "file", "{tool}",
           "{tool} not found in the target (the {script} wrapper runs it)", "reinstall the package that ships it"),
     # A program killed by SIGBUS, in a shell's words: a file it maps (a library, a cache) cut short

@@ -197,7 +197,9 @@ def not_their_own(faults: list[dict], count: int) -> Diagnosis:
     first = faults[0]
     path, owner = first["path"], first["owner"]
     name = PurePosixPath(path).name
-    if first["state"] == "missing":
+    if first["state"] == "not executable":
+        cause, what = Cause.FILE_DAMAGED, "is not executable (no x bit: chmod 0755 it)"
+    elif first["state"] == "missing":
         cause = (Cause.SYSTEM_LIBRARY_MISSING if ".so" in name else Cause.TOOL_MISSING if "/bin/" in path
                  else Cause.PYTHON_MODULE_MISSING if name.endswith(".py") else Cause.DATA_FILES_MISSING)
         what = "is missing"

@@ -36,13 +36,19 @@ def pattern_of(names: list[str]) -> str:
     return f"/({'|'.join(map(escaped, names))}){versioned}$"
 
 
+# Files no program needs to run, left out by lean images (path-exclude, rm -rf /usr/share/doc): never
+# what a line blames (grep -E's words for DOCUMENTATION).
+_NOT_LOOKED_AT = "^" + DOCUMENTATION.pattern.replace("(?:", "(")
+
+
 def _packaged_script(pattern: str, lists: str, most: int) -> str:
     """Shell (busybox's too): each file of the installed packages' lists `lists` (a glob) that
-    matches `pattern` (grep -E; at most `most` of each list), whether it is there, and whether it
+    matches `pattern` (grep -E; at most `most` of each list; documentation aside), whether it is there, and whether it
     matches the package's md5sum: *.md5sums, or for a conffile (which those leave out) the
     "Conffiles:" of dpkg's status ("+conf" after the state)."""
     return (f"for list in /var/lib/dpkg/info/{lists}.list; do [ -f \"$list\" ] || continue; "
-            f"grep -E {shlex.quote(pattern)} \"$list\" 2>/dev/null | head -{most} | while read -r path; do "
+            f"grep -E {shlex.quote(pattern)} \"$list\" 2>/dev/null | grep -vE {shlex.quote(_NOT_LOOKED_AT)} "
+            f"| head -{most} | while read -r path; do "
             "pkg=${list##*/}; pkg=${pkg%.list}; "
             "if [ -d \"$path\" ]; then continue; fi; "
             "conf=$(grep -F \" $path \" /var/lib/dpkg/status 2>/dev/null | head -1 | cut -d' ' -f3); kind=${conf:++conf}; "

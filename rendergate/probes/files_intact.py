@@ -4,13 +4,14 @@ What dpkg was told not to install (path-exclude in /etc/dpkg/dpkg.cfg.d, a lean 
 not expected; conffiles (dpkg's status) are to be there, their content the admin's to change. Standard library
 only, any Python 3 an image may have; `--missing-allowed REGEX`: files that may be missing (the
 documentation images leave out, rm -rf /usr/share/doc/*); prints {"checked": N, "count": M, "faults": [{"path",
-"owner", "by": "dpkg"|"conffile"|"wheel", "state": "missing"|"changed"}, ...]} (the first 20 faults)."""
+"owner", "by": "dpkg"|"conffile"|"wheel", "state": "missing"|"changed"|"not executable"}, ...]} (the first 20 faults)."""
 import base64
 import fnmatch
 import glob
 import hashlib
 import os
 import re
+import stat
 import sys
 
 try:
@@ -113,12 +114,25 @@ def wheel_files():
                         yield os.path.normpath(os.path.join(base, path)), dist, "wheel", digest[len("sha256="):], "sha256"
 
 
+# Where a package's files are programs (Debian policy: executable); a mode dpkg does not record.
+PROGRAMS = re.compile(r"^(?:/usr(?:/local)?)?/s?bin/[^/]+$|^/usr/games/[^/]+$")
+
+
+def runnable(path):
+    """None, or "not executable" for a program of a bin folder that no one may execute."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return "not executable" if stat.S_ISREG(mode) and not mode & 0o111 else None
+
+
 def main():
     allowed = re.compile(sys.argv[sys.argv.index("--missing-allowed") + 1]) if "--missing-allowed" in sys.argv else None
     checked, faults = 0, []
     for path, owner, by, digest, algorithm in list(dpkg_files()) + list(conffiles()) + list(wheel_files()):
         checked += 1
-        found = state(path, digest, algorithm)
+        found = state(path, digest, algorithm) or (runnable(path) if by == "dpkg" and PROGRAMS.match(path) else None)
         if found and not (found == "missing" and allowed and allowed.match(path)):
             faults.append({"path": path, "owner": owner, "by": by, "state": found})
     print(dumps({"checked": checked, "count": len(faults), "faults": faults[:MOST]}))
