@@ -398,3 +398,19 @@ def test_a_file_that_is_there_but_not_itself_is_damaged_not_missing(name, what, 
     d = diagnose(capture(name), 1, what, NO_GPU)
     assert d.cause is Cause.FILE_DAMAGED and d.message.startswith(words), d.message
     assert (d.missing.kind, d.missing.name) == (kind, blamed)
+
+
+def test_a_tool_that_does_nothing_and_an_add_on_that_does_not_load_are_held_to_their_owners():
+    """Real (a second attack on the diagnoses, issue 24): Manim's words when dvisvgm converts
+    nothing name the program for the advice to hold to its package; bpy's Cycles add-on that is
+    there but does not load names its folder, held to bpy's RECORD; a rich traceback's frame lines
+    are never the cause quoted."""
+    d = diagnose(capture("python3.11-manim-dvisvgm-converts-nothing.txt"), 1, "python mathtex.py", NO_GPU)
+    assert d.cause is Cause.FEATURE_NOT_COMPILED and d.message.startswith("dvisvgm converts no DVI file to SVG")
+    assert (d.missing.kind, d.missing.name) == ("program", "dvisvgm")
+    d = diagnose(capture("bpy5.0-cycles-addon-file-emptied.txt"), 1, "bpy", NO_GPU)
+    assert d.message.startswith("bpy's Cycles add-on did not load (/opt/venv/lib/python3.11/site-packages/bpy/5.0/")
+    assert (d.missing.kind, d.missing.name) == ("file", "/opt/venv/lib/python3.11/site-packages/bpy/5.0/scripts/addons_core/cycles")
+    boxed = ("\u2502   256 \u2502   # if the file does not exist now, this means conversion failed   \u2502\n"
+             "\u2570\u2500\u2500\u2500\u256f\nRuntimeError: the render stopped\n")
+    assert first_error(boxed) == "RuntimeError: the render stopped"

@@ -122,7 +122,8 @@ def _file(diagnosis: Diagnosis, target, missing: Missing) -> Diagnosis:
             return replace(diagnosis, cause=cause,
                            message=f"{missing.said}: it is {name}'s own file, intact (RECORD's checksum): {name} and what "
                                    "uses it are of versions that do not match: make them match (pip install -U both)")
-        cause = Cause.FILE_DAMAGED if wheel.get("damaged") and diagnosis.cause is Cause.LIBRARY_WRONG_VERSION else diagnosis.cause
+        cause = (Cause.FILE_DAMAGED if wheel.get("damaged") and diagnosis.cause in (Cause.LIBRARY_WRONG_VERSION,
+                 Cause.PYTHON_MODULE_MISSING) else diagnosis.cause)
         state = f": its file {changed[0]} is {'missing' if wheel['missing'] else 'not its own (RECORD checksum)'}" if changed else ""
         return replace(diagnosis, cause=cause, message=f"{missing.said}: the wheel {name} bundles it{state}: reinstall "
                                                        f"{name} (pip install --force-reinstall {name})")

@@ -127,6 +127,8 @@ _ERROR_LINE = re.compile(r"\(EE\)|^! |^\w+(?:Error|Exception)\b|\b(?:[Ee]rror|ER
 _NOT_A_CAUSE = re.compile(r"\(WW\) warning, \(EE\) error|Fatal server error:|Please (?:also )?(?:consult|check)|"
                           r"Server terminated with error|dbus-core: error connecting to system bus|"
                           r"^Traceback \(most recent call last\)|\(EE\)\s*$|"
+                          # a rich traceback's frame: its source lines, not what went wrong
+                          r"^[\u2502\u256d\u2570]|"
                           # what EGL's debug log says of each platform it merely tries
                           r"EGL user error 0x\w+ \(EGL_\w+\) in eglInitialize|XDG_RUNTIME_DIR is invalid")
 

@@ -216,10 +216,11 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     blame(r"XKB: Couldn't open rules file (?P<file>\S+)", Cause.DATA_FILES_MISSING, "file", "{file}",
           "Xorg's keyboard data missing in the image ({file}: no XKB rules)", "install xkb-data (xkeyboard-config)"),
     # bpy without its Cycles add-on (rendergate/probes/cycles_devices.py says which folder).
+    # (The folder is held to bpy's RECORD: which of its files is missing or not the wheel's own.)
     (re.compile(r"the Cycles add-on is not loaded in bpy: (?P<folder>\S+) (?P<state>is missing|is there but did not load)"),
-     lambda m, f: Diagnosis(Cause.PYTHON_MODULE_MISSING,
-                            f"bpy's Cycles add-on {'missing in the image' if m.group('state') == 'is missing' else 'did not load'} "
-                            f"({m.group('folder')}): reinstall bpy (its wheel ships the add-on)")),
+     lambda m, f: blaming(Cause.PYTHON_MODULE_MISSING, "file", m.group("folder"),
+                          f"bpy's Cycles add-on {'missing in the image' if m.group('state') == 'is missing' else 'did not load'} "
+                          f"({m.group('folder')})", "reinstall bpy (its wheel ships the add-on)")),
     # A Python module cut short (tests/data/captures/cpu-host/python3.11-manim-module-truncated.txt),
     # or one that lacks a name its users import from it: emptied, or of another version than they
     # (python3.11-manim-module-emptied.txt); rendergate.core.advice holds the file to its wheel's RECORD.
@@ -256,6 +257,12 @@ _PATTERNS: list[tuple[re.Pattern, callable]] = [
     # A module that lacks what its users take from it: shadowed by another of its name (a path
     # entry put first), or of another version (rendergate.core.advice asks where it is imported from
     # and what pip check says).
+    # Manim's words when the dvisvgm it runs converts no DVI to SVG (a stand-in, an old one): the program
+    # is held to its package (python3.11-manim-dvisvgm-converts-nothing.txt).
+    (re.compile(r"Your installation does not support converting \.dvi files to SVG"),
+     lambda m, f: Diagnosis(Cause.FEATURE_NOT_COMPILED, "dvisvgm converts no DVI file to SVG (Manim: \"Your installation does "
+                            "not support converting .dvi files to SVG\"): a dvisvgm of 2.4 or later, with its DVI support",
+                            Missing("program", "dvisvgm", "dvisvgm converts no DVI file to SVG"))),
     # A program a Python process runs by its name, not executable (python3.11-subprocess-program-not-executable.txt).
     blame(r"PermissionError: \[Errno 13\] Permission denied: '(?P<file>[^'/]+)'", Cause.FILE_DAMAGED, "mode", "{file}",
           "{file} is not executable in the image (Permission denied when run)", "restore its mode (chmod +x) or reinstall the package that ships it"),

@@ -49,8 +49,9 @@ def owners(kind, wanted):
         if kind == "--module":
             top = wanted.split(".")[0]
             mine = [f for f in files if f.split("/")[0] in (top, top + ".py")] if top in tops else None
-        elif wanted.startswith("/"):  # a path
-            mine = [f for f in files if os.path.normpath(os.path.join(base, f)) == wanted] or None
+        elif wanted.startswith("/"):  # a path: a file, or a folder and what is in it
+            mine = [f for f in files if os.path.normpath(os.path.join(base, f)) == wanted
+                    or os.path.normpath(os.path.join(base, f)).startswith(wanted.rstrip("/") + "/")] or None
         else:
             mine = [f for f in files if os.path.basename(f) == wanted or os.path.basename(f).startswith(wanted + ".")] or None
         if mine is not None:
