@@ -45,7 +45,6 @@ def blame(pattern: str, cause: Cause, kind: str, name: str, said: str, advice: s
 # ones (tests/data/captures/public/, sources in its README).
 SESSION_REFUSED = re.compile(r"OpenEncodeSessionEx failed: (?:incompatible client key \(21\)|out of memory \(10\))")
 
-
 _PATTERNS: list[tuple[re.Pattern, callable]] = [
     # gVisor's nvproxy refusing a driver call it does not proxy: cuInit fails with this, where the
     # same image under runc works (gVisor issue 9452, tests/data/captures/public/).

@@ -32,14 +32,8 @@ if TYPE_CHECKING:  # the verdict's module judges with this one
 # Bounds on what a run writes, well inside the schema's, so that no run can write a verdict its own
 # schema refuses (a check printing a megabyte, a thousand failures under one requirement).
 MESSAGE_CHARS = 2000  # a check's one-line message
-
-
 DETAIL_CHARS = 4000  # a problem's list of checks and messages
-
-
 SUMMARY_LINES = 50
-
-
 CLOCK_SKEW = timedelta(minutes=5)  # a verdict finished later than now by more than this was not finished yet
 
 

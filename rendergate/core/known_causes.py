@@ -186,7 +186,6 @@ def crashed_on_a_mapped_file(what: str = "a program") -> Diagnosis:
 # How ffmpeg is configured for an encoder, where its name does not say (--enable-lib<name> does).
 ENCODER_CONFIGURE = {"nvenc": "--enable-nvenc", "libx264": "--enable-libx264 --enable-gpl", "libx265": "--enable-libx265 --enable-gpl"}
 
-
 # A text configuration: what a tool reads to find its parts (by name, or anywhere under /etc).
 CONFIG_FILE = re.compile(r"\.(conf|cfg|cnf|ini|json|xml|toml|ya?ml)$|^/?etc/")
 

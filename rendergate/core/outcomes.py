@@ -51,7 +51,6 @@ class Outcome(StrEnum):
 # as such, never written as a check's outcome.
 UNSUPPORTED_REFUSED = "unsupported-refused"
 
-
 # Outcomes of a requirement, from its checks' outcomes: the first that any of its checks has,
 # wins. UNSUPPORTED (the GPU lacks the feature: a hardware limit) does not fail it.
 _REQUIREMENT_OUTCOME = (
@@ -60,22 +59,15 @@ _REQUIREMENT_OUTCOME = (
     (Outcome.HOST_BUSY, Outcome.UNDECIDED), (Outcome.UNDECIDED, Outcome.UNDECIDED), (Outcome.SKIPPED, Outcome.SKIPPED),
     (Outcome.UNSUPPORTED, Outcome.UNSUPPORTED))
 
-
 # What a requirement can come to (its checks' outcomes by the table above; passed, or none ran),
 # and what a check can: every outcome but not-validated, which is a requirement's.
 OF_A_REQUIREMENT = (Outcome.PASSED, Outcome.NOT_RUN, *dict.fromkeys(r for _, r in _REQUIREMENT_OUTCOME))
 OF_A_CHECK = tuple(o for o in Outcome if o is not Outcome.NOT_VALIDATED)
-
-
 NOT_A_PROBLEM = (Outcome.PASSED, Outcome.UNSUPPORTED)
-
-
 FAULTS = (Outcome.FAILED, Outcome.ERROR)
-
 
 # Checks that do not apply to this variant: neither a pass nor a problem.
 NOT_COUNTED = (Outcome.NOT_DECLARED, Outcome.NOT_APPLICABLE)
-
 
 # Checks that did not run, on top: set up but never called (--setup-only) runs nothing.
 DID_NOT_RUN = (*NOT_COUNTED, Outcome.NOT_RUN)
@@ -106,6 +98,5 @@ NOT_VALIDATED_BECAUSE = {
     "nothing-declared": Unproven("it declares no requirement: the run proved nothing",
                                  "declare what the image must do in its manifest"),
 }
-
 
 FIX_THE_IMAGE = "fix the image (each failure names its cause)"

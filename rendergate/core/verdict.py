@@ -34,7 +34,6 @@ from rendergate.core.times import parse_time
 SCHEMA = 1
 MAX_VERDICT_BYTES = 64 * 2**20
 
-
 # What a verdict file holds that the Verdict reads or as_json() writes (the last four judged).
 _WRITTEN = {"schema", "variant", "run_id", "target", "image", "manifest", "declared", "host", "options", "complete",
             "finished", "containers_started", "checks", "expected", "selection", "checks_code", "platform", "sandboxes",

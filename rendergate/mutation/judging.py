@@ -66,18 +66,14 @@ def newly_wrong(baseline: Verdict, verdict: Verdict) -> list[CheckResult]:
 # command that did not finish, a workload slower than its threshold or than the promoted image.
 CLAIMS_NOTHING = (None, "command-failed", "timeout", "below-threshold", "regressed")
 
-
 # What a check that passed on the good image may come out as on a mutant without anything being
 # wrong: a pass, or a timing too noisy to decide (the host's doing, not the image's).
 STILL_FINE = (outcomes.Outcome.PASSED, outcomes.Outcome.UNSUPPORTED, outcomes.Outcome.UNDECIDED, outcomes.Outcome.HOST_BUSY)
-
 
 # "install P", "pip install P", "apt-get install P", and a package named in parentheses after the
 # words ("install its package (driver dummy: xserver-xorg-video-dummy)"); never "reinstall P" nor
 # "pip install --force-reinstall P".
 ADVISED = re.compile(r"(?<![-\w])install (?!-)(?P<what>[A-Za-z0-9][\w.+-]*)(?:[^:;()]*\((?:[^():]*:\s*)?(?P<named>[a-z0-9][\w.+-]*)\))?")
-
-
 NOT_A_NAME = {"it", "its", "the", "an", "a", "one", "another", "them"}
 
 

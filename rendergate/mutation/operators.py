@@ -18,9 +18,7 @@ from rendergate.core.known_causes import CONFIG_FILE
 NAMED_VALUE = re.compile(r"(?<![\w./$-])(/(?:[\w.+-]+/)*[\w.+-]+|[\w+-]+(?:\.[\w+-]+)*\.(?:so(?:\.\d+)*|json|conf|ttf|otf|ttc|pfb|sty|cls))"
                          r"(?![\w/])")
 
-
 COMMENT = re.compile(r"^\s*(#|;|%|//|<!--)")
-
 
 # Tools that refuse an option they do not know, in their own words (tests/data/captures/cpu-host/
 # *-unknown-option.txt) and with their own exit status: the words of a tool built without a
@@ -34,10 +32,7 @@ REFUSALS = {
     "xdpyinfo": ("xdpyinfo: unrecognized argument '{option}'\nusage:  xdpyinfo [options]", 1),
 }
 
-
 PLANTED = "/rendergate-mutant-file"  # where a mutant's new file is copied into the build, then moved over the target
-
-
 REAL = ".rendergate-real"  # tool-refuses: the real program, beside its wrapper
 
 
@@ -131,14 +126,9 @@ def _shell_text(line: str) -> str:
 SHARED_FOLDERS = re.compile(r"(s?bin|lib(32|64|exec)?|share|include|etc|usr|local|opt|var|x86_64-linux-gnu|aarch64-linux-gnu|"
                             r"site-packages|dist-packages|python3(\.\d+)?|X11|doc|man\d?|modules|drivers|extensions)")
 
-
 # Names too common to count as naming a file ("__init__.py" names nothing in particular).
 VAGUE_NAMES = {"__init__", "main", "index", "config", "default", "common", "base", "utils", "core", "data"}
-
-
 MIN_NAME = 2
-
-
 MIN_OWNER = 4  # a package name stripped of "lib" shorter than this is too common a word (x11, ssl, gl)
 
 

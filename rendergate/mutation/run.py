@@ -25,8 +25,6 @@ from rendergate.mutation.planning import plan
 from rendergate.mutation.trace import FileTrace, MutationError, image_attrs, image_layers, not_mutated_because
 
 RUN_TIMEOUT = 1800  # one variant suite on one mutant, at most (seconds)
-
-
 READS_EVERY_FILE = "reads_every_file"  # the mark of checks that read every file of the image (files_intact)
 
 

@@ -72,8 +72,6 @@ def pytest_generate_tests(metafunc):
 
 
 COLLECTED = "rendergate_collected"  # what a worker hands the controller: its checks as collected, before any deselection
-
-
 COLLECTED_KEY = pytest.StashKey[list]()
 
 

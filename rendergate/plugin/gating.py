@@ -18,8 +18,6 @@ from rendergate.plugin.notes import attach, notes_of
 from rendergate.plugin.run import RUN_KEY
 
 NO_GPU_SKIP = "cannot validate: no NVIDIA GPU on this host (--allow-no-gpu)"
-
-
 TRANSCRIPT_CHARS = 3000
 
 

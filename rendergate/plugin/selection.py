@@ -41,7 +41,6 @@ COLLECTING_INI = {"python_files": ["test_*.py", "*_test.py"], "python_classes": 
                   "norecursedirs": ["*.egg", ".*", "_darcs", "build", "CVS", "dist", "node_modules", "venv", "{arch}"],
                   "collect_imported_tests": True}
 
-
 # pytest's options under which a run calls no check at all, as typed, and their option names.
 DRY_RUNS = (("--collect-only", "collectonly"), ("--setup-plan", "setupplan"), ("--setup-only", "setuponly"),
             ("--fixtures", "showfixtures"), ("--fixtures-per-test", "show_fixtures_per_test"))
