@@ -6,8 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+from rendergate.commands.common import builder, variants
 from rendergate.core.jsonfile import write_whole
-from rendergate.core.manifest import ManifestError, load_variants, positive
+from rendergate.core.manifest import ManifestError, positive
 from rendergate.core.runstate import interrupt_on_sigterm
 from rendergate.engines.docker_engine import Engine, obtain
 from rendergate.engines.progress import BuildProgress
@@ -28,17 +29,12 @@ def add(sub) -> None:
 def run(args) -> int:
     """reports/mutate/VARIANT.json and .html, rewritten after each mutant; the suites' own reports
     of each run under reports/mutate/VARIANT/."""
-    variants = load_variants(Path(args.images_dir))
-    variant = variants.get(args.variant)
-    if variant is None:
-        raise ManifestError(f"unknown variant {args.variant} (known: {', '.join(variants)})")
+    variant = variants(args, [args.variant])[args.variant]
     if not variant.image_ref:
         raise ManifestError(f"{args.variant} is checked on the host itself: mutation testing needs an image")
     engine = Engine()
     with BuildProgress(stream=sys.stdout) as progress:
-        obtain(engine, variant, variant.image_ref, lambda v: engine.build(
-            v, Path(args.reports_dir) / "logs", args.base_image, Path(args.extra_ca) if args.extra_ca else None,
-            progress=progress), progress)
+        obtain(engine, variant, variant.image_ref, builder(args, engine, progress), progress)
     out = Path(args.reports_dir) / "mutate"
 
     def save(mutation: Mutation) -> None:
