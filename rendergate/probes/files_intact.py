@@ -14,17 +14,7 @@ import re
 import stat
 import sys
 
-try:
-    from json import dumps
-except ImportError:  # a Python without its full standard library (Debian's python3-minimal): written by hand
-    def dumps(value):
-        if isinstance(value, dict):
-            return "{" + ", ".join(f"{dumps(k)}: {dumps(v)}" for k, v in value.items()) + "}"
-        if isinstance(value, list):
-            return "[" + ", ".join(map(dumps, value)) + "]"
-        if isinstance(value, str):
-            return '"' + "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}" for c in value) + '"'
-        return str(value)
+from json_out import dumps  # noqa: E402  (beside it: any Python 3, python3-minimal's too)
 
 MOST = 20
 

@@ -1,10 +1,11 @@
 """What this Python has of what rendergate checks: Manim, ManimPango, and bpy with the Cycles GPU
 backends compiled into it (`rendergate init` proposes requirements from it). A module that is
-absent is null; one that fails to import says why."""
+absent is null; one that fails to import says why. Any Python 3 an image has (json_out)."""
 import importlib
-import json
 import os
 import sys
+
+from json_out import dumps
 
 os.environ.setdefault("COLUMNS", "250")
 
@@ -26,4 +27,4 @@ if isinstance(found["bpy"], str):
     from cycles_devices import list_devices
 
     found["cycles_backends"] = sorted(list_devices())
-print(json.dumps(found))
+print(dumps(found))
