@@ -40,12 +40,15 @@ export BASE_IMAGE
 export RENDERGATE_EXTRA_CA := $(EXTRA_CA)
 
 CHECKS_FLAGS = $(foreach folder,$(CHECKS),--checks=$(folder))
+# pytest plugins this venv has for rendergate's own tests (hypothesis) and Modal (anyio's): the suites use
+# none of them, and every xdist worker would load them (hypothesis alone, about 0.7 s of CPU a process).
+UNUSED_PLUGINS = -p no:hypothesispytest -p no:anyio
 RG = $(PY) -m rendergate --images-dir=$(IMAGES_DIR) --reports-dir=$(REPORTS_DIR) $(CHECKS_FLAGS)
-SUITE_FLAGS = -n auto --images-dir=$(IMAGES_DIR) --reports-dir=$(REPORTS_DIR) $(CHECKS_FLAGS) --html=$(REPORTS_DIR)/report.html \
+SUITE_FLAGS = -n auto $(UNUSED_PLUGINS) --images-dir=$(IMAGES_DIR) --reports-dir=$(REPORTS_DIR) $(CHECKS_FLAGS) --html=$(REPORTS_DIR)/report.html \
 	--self-contained-html --junitxml=$(REPORTS_DIR)/junit.xml --promoted=$(PROMOTED) $(if $(ALLOW_NO_GPU),--allow-no-gpu) \
 	$(if $(BUILD_BASE),--base-image=$(BUILD_BASE)) $(PYTEST_ARGS)
 
-.PHONY: setup engine base images references validate gate promote verify merge mutate test clean
+.PHONY: setup engine base images references validate gate promote verify merge mutate bench test clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -112,6 +115,16 @@ SEED ?=
 mutate: setup base
 	@test -n "$(VARIANT)" || { echo "usage: make mutate VARIANT=name [N=40] [SEED=1] [ALLOW_NO_GPU=1]"; exit 2; }
 	$(RG) mutate $(VARIANT) $(if $(N),--n=$(N)) $(if $(SEED),--seed=$(SEED)) $(if $(ALLOW_NO_GPU),--allow-no-gpu)
+
+# Benchmarks (benchmarks/bench.py), run alone on the machine: the check tier under -n auto and -n 0, collection
+# per process, each check beside the raw commands it runs, the smoke workloads, make validate warm; JSON and a
+# table in $(REPORTS_DIR)/bench. BASELINE=rev runs that commit side by side (else the figures recorded in
+# benchmarks/recorded.json are beside); RECORD=1 records this run's; QUICK=1 runs every part once, small.
+BASELINE ?=
+RECORD ?=
+QUICK ?=
+bench: images
+	$(PY) benchmarks/bench.py --out=$(REPORTS_DIR)/bench $(if $(BASELINE),--baseline=$(BASELINE)) $(if $(RECORD),--record) $(if $(QUICK),--quick)
 
 # The suite's own tests: everything in parallel, then the timing tests alone (serial phase).
 # Their tools: Debian's chromium + chromedriver (the report's browser test), docker-registry (promotion),

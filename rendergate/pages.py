@@ -12,6 +12,7 @@ import base64
 import io
 from datetime import datetime, timezone
 from html import escape
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -21,8 +22,9 @@ from rendergate.core.judging import judge, judged_checks, requirement_outcomes, 
 from rendergate.core.outcomes import NOT_COUNTED, Outcome, State
 from rendergate.core.platforms import Platform
 from rendergate.core.verdict import Verdict
-from rendergate.mutation.judging import Finding
-from rendergate.mutation.run import Mutation
+
+if TYPE_CHECKING:  # the mutation pages' types: the report every run writes needs none of them (nor Docker)
+    from rendergate.mutation.run import Mutation
 
 CSS = """
 .rg-matrix { border-collapse: collapse; margin: 8px 0 16px; font: 13px sans-serif; }
@@ -264,6 +266,7 @@ MUTATION_CSS = """
 def mutation_html(mutation: Mutation) -> str:
     """The page of one mutation run (rendergate/mutation.py): its scores, then each mutant with
     what failed and the line the reviewer would have read; the undetected ones first, for triage."""
+    from rendergate.mutation.judging import Finding
     scores = mutation.scores()
 
     def share(part: int, whole: int) -> str:

@@ -22,8 +22,7 @@ VULKAN_DEVICE = declare("vulkan_device", word, 'the vendor of a Vulkan device th
 
 
 def egl_devices(target):
-    target.require_tool("eglinfo")
-    result = target.run(f"{LOADER_DEBUG['EGL']} eglinfo")
+    result, _ = target.run_after(f"{LOADER_DEBUG['EGL']} eglinfo", tools=("eglinfo",))
     devices = parse_eglinfo(result.stdout)
     if not devices:  # eglinfo exits 0 when some platforms fail: a headless display must initialise
         evidence = f"{result.output}\n{library_problems(target, VENDOR_LIBRARIES['EGL'])}"  # glvnd's silence
@@ -32,8 +31,7 @@ def egl_devices(target):
 
 
 def vulkan_devices(target):
-    target.require_tool("vulkaninfo")
-    result = target.run(f"{LOADER_DEBUG['Vulkan']} vulkaninfo --summary")
+    result, _ = target.run_after(f"{LOADER_DEBUG['Vulkan']} vulkaninfo --summary", tools=("vulkaninfo",))
     devices = parse_vulkaninfo_summary(result.stdout)
     if result.rc != 0 or not devices:  # the loader itself may not load: the dynamic loader says why
         evidence = f"{result.output}\n{library_problems(target, VULKAN_LOADER)}"

@@ -8,10 +8,13 @@ import io
 import os
 import pty
 import re
+import signal
 import struct
 import subprocess
 import sys
 import termios
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -184,3 +187,115 @@ def test_a_pull_shows_its_layers_as_they_come(registry, engine, tmp_path):
                 rf"pulling {re.escape(registry)}/rendergate-test/layers:absent failed after {DURATION}"]
     lines = log.getvalue().splitlines()
     assert len(lines) == len(expected) and all(re.fullmatch(p, line) for p, line in zip(expected, lines)), log.getvalue()
+
+
+def test_builds_run_at_once_each_log_line_names_its_variant_and_a_failure_stops_none(tiny_variant):
+    """Three variants through one command, built at once (RENDERGATE_BUILD_JOBS, default 3): in a
+    log every line is whole and names its variant, one build failing stops neither other, each
+    build keeps its own log, and the failure ends the command with its one line."""
+    slow, _ = tiny_variant("RUN sleep 6", "RUN echo slow")
+    failing, _ = tiny_variant("RUN echo about to fail && exit 3", "RUN echo never")
+    other, images = tiny_variant("RUN sleep 6", "RUN echo other")
+    command = [*build_command(images, slow)[:-1], slow, failing, other]
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=CLI_TIMEOUT, env=environment())
+    assert done.returncode == 2, done.stdout
+    names = "|".join((slow, failing, other))
+    whole = [rf"({names}): building rendergate/({names}):dev",
+             rf"({names}): step \d/4 \({DURATION}\) .*",
+             rf"{failing}: build failed at step 3/4 after {DURATION}",
+             rf"built rendergate/({slow}|{other}):dev in {DURATION} {SIZE}",
+             rf"2 images built in {DURATION}",
+             rf"rendergate: building rendergate/{failing}:dev failed at step 3/4 : about to fail \(full log: .*\)"]
+    lines = done.stdout.splitlines()
+    assert all(any(re.fullmatch(p, line) for p in whole) for line in lines), done.stdout  # no line shares another's
+    assert lines[-1].startswith(f"rendergate: building rendergate/{failing}:dev failed"), done.stdout
+    took = seconds(re.fullmatch(rf"2 images built in {DURATION}", lines[-2])[1])
+    assert took < 11, done.stdout  # two builds of 6 s and more each, at once
+    for name in (slow, other):
+        assert re.search(rf"^{name}: step 4/4 .*RUN echo", done.stdout, re.M), done.stdout
+    logs = images.parent / "reports" / "logs"
+    assert sorted(p.name for p in logs.iterdir()) == sorted(f"{n}-build.log" for n in (slow, failing, other))
+    assert "about to fail" in (logs / f"{failing}-build.log").read_text()
+    assert "slow" in (logs / f"{slow}-build.log").read_text() and "other" not in (logs / f"{slow}-build.log").read_text()
+
+
+def test_reports_from_many_threads_at_once_never_share_a_line():
+    """Build threads report at once (as in_parallel runs them): each line is written whole."""
+    log = io.StringIO()
+    with BuildProgress(stream=log) as progress:
+        def build(n: int) -> None:
+            name = f"variant-{n}"
+            progress.build_started(name, f"rendergate/{name}:dev")
+            for step in range(1, 51):
+                progress.build_step(name, step, 50, f"RUN echo {'x' * 60} {n}")
+            progress.build_finished(name, f"rendergate/{name}:dev", 10**8)
+        threads = [threading.Thread(target=build, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    lines = log.getvalue().splitlines()
+    whole = [r"(variant-\d): building rendergate/\1:dev",
+             rf"(variant-(\d)): step \d+/50 \({DURATION}\) RUN echo x{{60}} \2",
+             rf"built rendergate/variant-\d:dev in {DURATION} \(0\.10 GB\)",
+             rf"8 images built in {DURATION}"]
+    assert len(lines) == 8 * 52 + 1
+    assert all(any(re.fullmatch(p, line) for p in whole) for line in lines), log.getvalue()
+
+
+def test_a_progress_that_ended_shows_nothing_more():
+    """A build thread still winding down after Ctrl-C says nothing once the command's progress ended."""
+    log = io.StringIO()
+    with BuildProgress(stream=log) as progress:
+        progress.build_started("late", "rendergate/late:dev")
+    progress.build_step("late", 2, 3, "RUN true")
+    progress.build_failed("late")
+    assert log.getvalue() == "late: building rendergate/late:dev\n"
+
+
+@pytest.mark.parametrize("said, count, jobs", [("", 5, 3), ("", 2, 2), ("1", 4, 1), ("8", 3, 3), ("2", 0, 1)])
+def test_how_many_builds_at_once(monkeypatch, said, count, jobs):
+    from rendergate.engines.docker_engine import build_jobs
+    monkeypatch.setenv("RENDERGATE_BUILD_JOBS", said)
+    assert build_jobs(count) == jobs
+
+
+def test_a_bad_number_of_builds_at_once_is_one_line(monkeypatch):
+    from rendergate.engines.docker_engine import build_jobs
+    monkeypatch.setenv("RENDERGATE_BUILD_JOBS", "many")
+    with pytest.raises(EngineError, match=r"RENDERGATE_BUILD_JOBS='many': the number of images built at once"):
+        build_jobs(3)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_builds_interrupted_at_once_leave_no_container_and_no_image(tiny_variant, engine, signal_number):
+    """Ctrl-C (SIGINT) or CI's SIGTERM during two builds at once: the command ends at once, the
+    engine stops both builds, and neither leaves a container nor a tagged image."""
+    marker = uuid.uuid4().hex[:8]
+    first, _ = tiny_variant(f"RUN sleep 40 # {marker}", "RUN true")
+    second, images = tiny_variant(f"RUN sleep 41 # {marker}", "RUN true")
+    # SIGINT as a terminal's Ctrl-C sends it: not ignored, as a job started with & in a script inherits it.
+    proc = subprocess.Popen([*build_command(images, first), second], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=environment(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    def building() -> list[str]:
+        # Listed without inspecting each one: other runs' containers come and go meanwhile.
+        return [c["Id"] for c in engine.client.api.containers(all=True) if marker in c.get("Command", "")]
+    with at_most(CLI_TIMEOUT):
+        while len(building()) < 2:  # both RUN steps under way
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.2)
+    proc.send_signal(signal_number)
+    try:
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with at_most(30):
+        while building():
+            time.sleep(0.5)
+    for name in (first, second):
+        with pytest.raises(docker.errors.ImageNotFound):
+            engine.client.images.get(f"rendergate/{name}:dev")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from functools import cache
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -20,9 +20,15 @@ from rendergate.core.diagnosis import Cause, CheckFailed
 BLANK_STD = 2.0
 # Two frames whose mean absolute difference is below this (0-255) are the same picture: frozen.
 SAME_FRAME_MAD = 0.5
-# Who judged an output, as the report and the verdict's figures say it.
-DECODER = f"PyAV {av.__version__} (libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))})"
 LAST = -1  # in keep=: the video's last frame, whatever its index
+
+
+@cache
+def decoder() -> str:
+    """Who judged an output, as the report and the verdict's figures say it. PyAV is imported
+    when a video is judged, not when the suites load (every xdist worker loads them)."""
+    import av
+    return f"PyAV {av.__version__} (libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))})"
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,7 @@ class VideoInfo:
     frames: int
     duration: float
     size_bytes: int = 0
-    decoder: str = DECODER
+    decoder: str = field(default_factory=decoder)
     error: str = ""  # the decoder's error where decoding stopped before the end
 
     def as_dict(self) -> dict:
@@ -51,6 +57,7 @@ class Decoded:
 def decode_video(data: bytes, path: str, keep=()) -> Decoded:
     """Decode every frame of the video `data` (from `path`), keeping the frames at `keep` (0-based,
     LAST for the last one) as RGB arrays; a file that is no video fails as such."""
+    import av
     wanted, kept, last = set(keep), {}, None
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
@@ -71,7 +78,7 @@ def decode_video(data: bytes, path: str, keep=()) -> Decoded:
                              height=stream.codec_context.height, fps=Fraction(stream.base_rate or stream.average_rate or 0),
                              frames=count, duration=duration, size_bytes=len(data), error=error)
     except (av.error.FFmpegError, ValueError) as e:
-        raise CheckFailed(Cause.OUTPUT_INVALID, f"{path} is not a playable video ({DECODER}): {_why(e)}") from None
+        raise CheckFailed(Cause.OUTPUT_INVALID, f"{path} is not a playable video ({decoder()}): {_why(e)}") from None
     if LAST in wanted and last is not None:
         kept[LAST] = _rgb(last)
     return Decoded(info, kept)
@@ -94,6 +101,7 @@ def judge_video(target, path: str, keep=()) -> Decoded:
 def encode_frames(pictures: list[bytes], fps: int, crf: int = 16) -> bytes:
     """PNG frames into one H.264 video (libx264, yuv420p), on rendergate's side: the stitching of
     a render farm whose combining happens outside the render image."""
+    import av
     out = io.BytesIO()
     with av.open(out, mode="w", format="mp4") as container:
         first = Image.open(io.BytesIO(pictures[0]))

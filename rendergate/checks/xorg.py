@@ -109,11 +109,9 @@ def _start(target, want_nvidia: bool) -> XServer:
     display = f":{FIRST_DISPLAY + target.slot}"
     work = f"{target.workdir}/x"
     conf, log, said = f"{work}/xorg.conf", f"{work}/Xorg.log", f"{work}/Xorg.out"
-    target.require_tool("Xorg")
-    target.require_tool("xdpyinfo")  # how the start below knows the server is up (x11-utils)
-    target.check(f"mkdir -p {work} && printf '%s' {shlex.quote(xorg_conf(driver, bus_id))} > {conf}", "printf (writing xorg.conf)")
-    # Xorg stays in the background; wait until a client can connect or it dies.
-    started = target.run(
+    # Xorg stays in the background; wait until a client can connect or it dies. xdpyinfo is how
+    # the start knows the server is up (x11-utils).
+    started, _ = target.run_after(
         f"setsid Xorg {display} -config {conf} -logfile {log} -noreset -nolisten tcp "
         f"</dev/null >{said} 2>&1 & pid=$!; "
         f"for i in $(seq 100); do DISPLAY={display} xdpyinfo >/dev/null 2>{work}/xdpyinfo.err && exit 0; "
@@ -123,7 +121,9 @@ def _start(target, want_nvidia: bool) -> XServer:
         # cannot run is no server that is down).
         f"echo 'Xorg did not come up'; grep -E '\\(EE\\)|Fatal' {log} 2>/dev/null; "
         f"grep -v -E '\\((EE|WW|II|==|--|\\*\\*|\\+\\+|!!|NI|\\?\\?)\\)' {said}; "
-        f"grep -v 'unable to open display' {work}/xdpyinfo.err; exit 1", timeout=30)
+        f"grep -v 'unable to open display' {work}/xdpyinfo.err; exit 1", tools=("Xorg", "xdpyinfo"),
+        steps=(("printf (writing xorg.conf)", f"mkdir -p {work} && printf '%s' {shlex.quote(xorg_conf(driver, bus_id))} > {conf}"),),
+        timeout=30)
     if started.rc != 0:
         raise CheckFailed.of(diagnose(started.output, started.rc, f"Xorg with the {driver} driver", target.facts()))
     return XServer(display, driver, log)

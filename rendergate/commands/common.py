@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rendergate.core.manifest import ManifestError, Variant, load_variants
 from rendergate.core.redact import printable
-from rendergate.engines.docker_engine import Engine
-from rendergate.engines.progress import BuildProgress
+
+if TYPE_CHECKING:
+    from rendergate.engines.docker_engine import Engine
+    from rendergate.engines.progress import EngineProgress
 
 
 def say(text: str, stream=None) -> None:
@@ -24,7 +27,7 @@ def variants(args, names: list[str]) -> dict[str, Variant]:
     return known
 
 
-def builder(args, engine: Engine, progress: BuildProgress):
+def builder(args, engine: Engine, progress: EngineProgress):
     """Build a variant's image as the command line says (base image, extra CA, logs under the reports)."""
     extra_ca = Path(args.extra_ca) if args.extra_ca else None
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import jsonschema
 
 from rendergate.core import requirements
 from rendergate.core.assets import VERDICT_SCHEMA
@@ -144,6 +143,8 @@ def write(path: Path, verdict: dict) -> None:
 
 @lru_cache(maxsize=1)
 def _validator():
+    """The schema's validator, jsonschema imported only when a verdict is read (not in every worker)."""
+    import jsonschema
     return jsonschema.Draft202012Validator(json.loads(VERDICT_SCHEMA.read_text()))
 
 
@@ -177,7 +178,8 @@ def checked(data, where: str) -> Verdict:
         raise VerdictError(f"{where}: not a rendergate verdict (schema {SCHEMA})")
     try:
         depth_within(data)
-        error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+        from jsonschema.exceptions import best_match
+        error = best_match(_validator().iter_errors(data))
     except (Unusable, RecursionError):
         raise VerdictError(f"{where}: not a valid rendergate verdict: nested too deep") from None
     if error is not None:

@@ -1,5 +1,8 @@
 """The docker kind of target: a container of the variant's image in the local Docker engine,
-shared by the run's workers (one starts it, the others attach), released when the run ends."""
+shared by the run's workers (one starts it, the others attach), released when the run ends.
+
+The docker SDK and testinfra are imported where a container is used, not with this module: the
+plugin imports it (through kinds) in every process, most of which never touch Docker."""
 from __future__ import annotations
 
 import io
@@ -8,10 +11,8 @@ import sys
 import tarfile
 import time
 from collections.abc import Mapping
+from contextlib import closing
 from pathlib import Path
-
-import docker.errors
-import testinfra
 
 from rendergate.core.advice import checked
 from rendergate.core.diagnosis import Cause, CheckFailed, Facts, last_line
@@ -19,7 +20,7 @@ from rendergate.core.gpuinfo import GpuInfo
 from rendergate.core.grammars import diagnose
 from rendergate.core.host_gpus import host_gpu_names, host_gpus
 from rendergate.core.manifest import Variant
-from rendergate.engines.docker_engine import Engine, EngineError, obtain
+from rendergate.engines.docker_engine import Engine, EngineError, docker_sdk, in_parallel, obtain
 from rendergate.engines.docker_shell import RootShell, shell_fault
 from rendergate.engines.hostload import HostLoad, containers_seconds
 from rendergate.engines.kind import Cell, Launch, SetupError
@@ -37,6 +38,7 @@ class DockerTarget(Target):
     (entrypoint replaced by the keep-alive command), shared by the run's workers."""
 
     def __init__(self, variant: Variant, container, default_timeout: float, user: tuple[int, int] | None = None):
+        import testinfra
         self.container = container
         super().__init__(variant, testinfra.get_host(f"docker://{container.id}"),
                          worker_folder(worker_slot()), variant.settings.python, default_timeout)
@@ -66,7 +68,7 @@ class DockerTarget(Target):
         except EngineError as e:
             try:
                 known = _image_info(image, engine.client.images.get(image))
-            except docker.errors.DockerException:  # not in the engine: no image to name
+            except docker_sdk().errors.DockerException:  # not in the engine: no image to name
                 known = None
             raise EngineError(str(e), known, e.cause) from None
         try:
@@ -78,9 +80,10 @@ class DockerTarget(Target):
     @classmethod
     def attach(cls, variant: Variant, handle: dict, default_timeout: float) -> "DockerTarget":
         """The container another worker started (and prepared) for the variant."""
+        engine = Engine()
         try:
-            container = Engine().client.containers.get(handle["container"])
-        except docker.errors.NotFound:
+            container = engine.client.containers.get(handle["container"])
+        except docker_sdk().errors.NotFound:
             raise EngineError(f"the container of {variant.name} ({handle['container'][:12]}) is gone: removed "
                               "while the run was using it") from None
         target = cls(variant, container, default_timeout, user=(handle["uid"], handle["gid"]))
@@ -141,7 +144,7 @@ class DockerTarget(Target):
     def fetch(self, remote_path: str) -> bytes:
         try:
             stream, _ = self.container.get_archive(remote_path)
-        except docker.errors.NotFound:
+        except docker_sdk().errors.NotFound:
             raise CheckFailed(Cause.OUTPUT_INVALID, f"{remote_path}: no such file in {self.name} (the command that "
                                                     "should have written it did not)") from None
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
@@ -182,23 +185,33 @@ class DockerKind:
 
     def obtain(self, cells: list[Cell], launch: Launch, failed) -> None:
         """Each cell's image here before any worker starts (docker_engine.obtain: built from its
-        Dockerfile, or pulled with the engine's stored credentials), the progress shown as it goes.
-        A build that fails is handed to `failed(cell, line)`: each of its checks then fails with
-        that line; an image that cannot be pulled leaves nothing to validate (SetupError)."""
-        engine = Engine()
-        with BuildProgress(stream=sys.stdout) as progress:
+        Dockerfile, or pulled with the engine's stored credentials), several at once
+        (docker_engine.in_parallel), the progress shown as it goes. A build that fails is handed to
+        `failed(cell, line)`: each of its checks then fails with that line, and the other builds go
+        on; an image that cannot be pulled leaves nothing to validate (SetupError, at once)."""
+        by_ref: dict[str, list[Cell]] = {}  # cells of one image (two manifests naming it) make it once
+        for cell in cells:
+            by_ref.setdefault(cell.variant.image_ref, []).append(cell)
+
+        def maker(ref: str) -> Variant:  # the variant that builds it, if one does
+            return next((c.variant for c in by_ref[ref] if c.variant.built_here(ref)), by_ref[ref][0].variant)
+
+        def made(engine: Engine, ref: str) -> str:
             def build(variant: Variant) -> str:
                 return engine.build(variant, launch.reports_dir / "logs", launch.base_image, launch.extra_ca,
                                     progress=progress)
+            return obtain(engine, maker(ref), ref, build, progress)
 
-            for cell in cells:
-                variant = cell.variant
-                try:
-                    obtain(engine, variant, variant.image_ref, build, progress)
-                except EngineError as e:
-                    if not variant.built_here(variant.image_ref):
-                        raise SetupError(f"{variant.name}: {e}") from None
-                    failed(cell, str(e))
+        with BuildProgress(stream=sys.stdout) as progress, closing(in_parallel(by_ref, made)) as outcomes:
+            for ref, outcome in outcomes:
+                if not isinstance(outcome, BaseException):
+                    continue
+                if not isinstance(outcome, EngineError):
+                    raise outcome
+                if not maker(ref).built_here(ref):
+                    raise SetupError(f"{by_ref[ref][0].variant.name}: {outcome}") from None
+                for cell in by_ref[ref]:
+                    failed(cell, str(outcome))
 
     def checked_in(self, cell: Cell) -> str:
         return cell.variant.image_ref

@@ -2,27 +2,35 @@
 
 Every container carries labels naming the run, the variant and the owning process, so that a
 run killed before it could clean up is swept at the next start, and nothing is left behind.
+
+Images are made several at once (`in_parallel`: RENDERGATE_BUILD_JOBS of them, default 3), each
+thread with an Engine of its own (its own client and connections). The docker SDK (with requests
+and urllib3, about 70 ms) is imported only when an Engine is made: the pytest plugin imports this
+module in every process for its names (EngineError, owner_label), and a run that never touches
+Docker does not pay for it.
 """
 from __future__ import annotations
 
 import io
 import json
 import os
+import queue
 import re
 import socket
 import tarfile
+import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-
-import docker
-import docker.errors
-import docker.types
-from docker.utils import parse_repository_tag
+from typing import TypeVar
 
 from rendergate.core.diagnosis import Cause, last_line
 from rendergate.core.manifest import Variant
 from rendergate.core.redact import redact
 from rendergate.engines.progress import EngineProgress
+
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
 
 LABEL_RUN = "rendergate.run"
 LABEL_VARIANT = "rendergate.variant"
@@ -33,6 +41,17 @@ _BUILDER_CHATTER = re.compile(r"^(Removing intermediate container|---> |Running 
 _STEP = re.compile(r"Step (\d+)/(\d+) : (.*)", re.S)  # the classic builder's "Step 3/9 : RUN ..."
 
 START_HINT = "start it with `dockerd &` (Debian: apt-get install docker.io) or `systemctl start docker`"
+BUILD_JOBS_SETTING = "RENDERGATE_BUILD_JOBS"  # how many images are built (or pulled) at once
+BUILD_JOBS = 3  # its default: builds are mostly downloads (apt, pip) and a few compiles; 3 keep 2 cores busy
+
+
+def docker_sdk():
+    """The docker SDK (its errors and types too), imported where an engine is used, not when
+    this module is."""
+    import docker
+    import docker.errors
+    import docker.types
+    return docker
 
 
 class EngineError(Exception):
@@ -61,7 +80,13 @@ def _pid_alive(pid: int) -> bool:
 
 
 class Engine:
-    def __init__(self):
+    """The local Docker engine, through one client of the SDK. `cancel`, when it is set, stops a
+    build under way at its next line of output (EngineError): a build thread's way to end when the
+    run is interrupted or has failed already."""
+
+    def __init__(self, cancel: threading.Event | None = None):
+        self.cancel = cancel
+        docker = docker_sdk()
         try:
             self.client = docker.from_env(timeout=120)
             self.client.ping()
@@ -74,6 +99,7 @@ class Engine:
         return name in (self.client.info().get("Runtimes") or {})
 
     def image_exists(self, ref: str) -> bool:
+        docker = docker_sdk()
         try:
             self.client.images.get(ref)
             return True
@@ -96,10 +122,14 @@ class Engine:
     def _pulled(self, ref: str, progress: EngineProgress) -> int:
         """Pull as the SDK's images.pull does (its tag defaults, its final lookup), with the stream
         read here so that progress sees it; returns the image's size."""
+        docker = docker_sdk()
+        from docker.utils import parse_repository_tag
         repository, tag = parse_repository_tag(ref)
         tag = tag or "latest"
         try:
             for event in self.client.api.pull(repository, tag=tag, stream=True, decode=True):
+                if self.cancel is not None and self.cancel.is_set():
+                    raise EngineError(f"pulling {ref} stopped: the run was interrupted or ended")
                 progress.pull_event(ref, event)
             return self.client.images.get(f"{repository}{'@' if tag.startswith('sha256:') else ':'}{tag}").attrs["Size"]
         except docker.errors.ImageNotFound:
@@ -116,6 +146,7 @@ class Engine:
 
     def image_digest(self, ref: str) -> str:
         """The image's id (the digest of its config): what a verdict is about."""
+        docker = docker_sdk()
         try:
             return self.client.images.get(ref).id
         except docker.errors.ImageNotFound:
@@ -148,12 +179,15 @@ class Engine:
         buildargs = {"BASE_IMAGE": base_image} if base_image else {}
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{variant.name}-build.log"
-        partial = log_dir / f".{variant.name}-build.log.{os.getpid()}"  # renamed when complete: parallel builds never interleave
+        # Renamed when complete: builds of other processes and threads never interleave in it.
+        partial = log_dir / f".{variant.name}-build.log.{os.getpid()}-{threading.get_ident()}"
         step, step_output, error = "the start", "", None
         with partial.open("w") as log:
             stream = self.client.api.build(fileobj=io.BytesIO(context.getvalue()), custom_context=True,
                                            tag=tag, buildargs=buildargs, rm=True, forcerm=True, decode=True)
             for chunk in stream:
+                if self.cancel is not None and self.cancel.is_set():  # the engine stops the build when we hang up
+                    raise EngineError(f"building {tag} stopped at {step}: the run was interrupted or ended")
                 text = redact(chunk.get("stream", ""))
                 log.write(text)
                 if text.startswith("Step "):
@@ -179,6 +213,7 @@ class Engine:
         log is kept if it does not come up. The image's entrypoint is replaced by the keep-alive
         command (an entrypoint such as `manim` or `blender` would take it as its arguments and
         exit); the image's own user is kept."""
+        docker = docker_sdk()
         settings = variant.settings
         requests = []
         if gpus and settings.wants_gpus:
@@ -228,6 +263,7 @@ class Engine:
         return [{"id": c["Id"], "name": c["Names"][0].lstrip("/"), "labels": c.get("Labels") or {}} for c in listed]
 
     def remove(self, container_id: str) -> None:
+        docker = docker_sdk()
         try:
             self.client.api.remove_container(container_id, force=True)
         except docker.errors.NotFound:  # already gone
@@ -246,6 +282,61 @@ class Engine:
                 self.remove(container["id"])
                 removed.append(container["name"])
         return removed
+
+
+def build_jobs(count: int) -> int:
+    """How many of `count` images are made at once: RENDERGATE_BUILD_JOBS (default 3), at most
+    `count`, at least 1 (1: one after another, as before)."""
+    said = os.environ.get(BUILD_JOBS_SETTING, "").strip()
+    if not said:
+        return max(1, min(BUILD_JOBS, count))
+    if not said.isdigit() or int(said) < 1:
+        raise EngineError(f"{BUILD_JOBS_SETTING}={said!r}: the number of images built at once, 1 or more (default "
+                          f"{BUILD_JOBS})")
+    return max(1, min(int(said), count))
+
+
+def in_parallel(items: Iterable[Item], work: Callable[[Engine, Item], Outcome],
+                jobs: int | None = None) -> Iterator[tuple[Item, Outcome | Exception]]:
+    """`work(engine, item)` for every item, `jobs` at a time (default build_jobs), each thread with
+    an Engine of its own; yields each item with its outcome, or the exception it raised (one
+    failure never stops the others), as they end. Read it inside `contextlib.closing`: the threads
+    are daemons, and when the caller stops early (Ctrl-C, SIGTERM, an exception), nothing more
+    starts, a build under way stops at its next line of output, and one that says nothing ends
+    with the process, which hangs up on the engine: the classic builder then stops it and removes
+    its container (forcerm)."""
+    items = list(items)
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for item in items:
+        todo.put(item)
+    ended: queue.Queue = queue.Queue()
+    cancel = threading.Event()
+
+    def worker() -> None:
+        engine = None
+        while not cancel.is_set():
+            try:
+                item = todo.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                engine = engine or Engine(cancel)
+                outcome = work(engine, item)
+            except BaseException as e:  # handed to the caller (a thread that died would never answer)
+                if isinstance(e, EngineError):
+                    e.__traceback__ = None  # its frames held the build's stream, and its connection, open
+                outcome = e
+            ended.put((item, outcome))
+        if engine is not None:
+            engine.client.close()
+
+    for number in range(jobs or build_jobs(len(items))):
+        threading.Thread(target=worker, name=f"rendergate-build-{number}", daemon=True).start()
+    try:
+        for _ in items:
+            yield ended.get()
+    finally:
+        cancel.set()
 
 
 def obtain(engine: Engine, variant: Variant, ref: str, build, progress: EngineProgress | None = None) -> str:

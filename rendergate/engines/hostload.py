@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import docker.errors
 import psutil
 
 # Above this share of the host's CPUs used by others during a sample, the timing is not decided.
@@ -77,6 +76,7 @@ class HostLoad:
 def containers_seconds(engine, run_id: str) -> Callable[[], float]:
     """The CPU seconds the run's containers have used so far, read from each one's cgroup (the
     engine's stats API answers only once a second: too slow to bracket a sample)."""
+    import docker.errors  # with an engine at hand: not when the plugin imports this module
     accounts: dict[str, Callable[[], float]] = {}
 
     def seconds() -> float:

@@ -4,7 +4,10 @@ prints nothing until it ends cannot be told from a hung one.
 On a terminal each build or pull has one line that updates in place (a spinner, its current
 step, the time so far). In a log (no terminal, a dumb one, or TTY_INTERACTIVE=0) each build
 step is one plain line as it starts, and anything that goes quiet for 30 s gets a heartbeat
-line, so that a CI log never stays silent for minutes. Everything shown passes through redact().
+line, so that a CI log never stays silent for minutes. Builds in several threads at once (as
+docker_engine.in_parallel runs them) each have their own line, or prefix each of their log lines
+with their variant's name; lines are written whole, one at a time. Everything shown passes
+through redact(). rich is imported only when a BuildProgress is made.
 
     with BuildProgress(stream=sys.stdout) as progress:
         engine.build(variant, log_dir, base_image, extra_ca, progress=progress)
@@ -17,14 +20,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TextIO
-
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Column
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from rendergate.core.redact import redact
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 HEARTBEAT_S = 30  # the longest a log stays silent while something is under way
 INSTRUCTION_CHARS = 80  # a Dockerfile instruction is cut to this on a progress line
@@ -147,6 +149,8 @@ class _Pull(_Job):
 def _live_lines(console: Console) -> Progress:
     """A line per job, redrawn in place: a spinner, what it does now (text, never read as markup),
     its time so far; cleared when done, its outcome printed above as a plain line."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Column
     what = TextColumn("{task.description}", markup=False, table_column=Column(no_wrap=True, overflow="ellipsis"))
     return Progress(SpinnerColumn(), what, TimeElapsedColumn(), console=console, transient=True)
 
@@ -154,9 +158,11 @@ def _live_lines(console: Console) -> Progress:
 class BuildProgress(EngineProgress):
     """Builds and pulls shown on `stream` (default: stdout) as they happen; use it as a context
     manager (it starts the terminal's live lines, or the log's heartbeats). Thread-safe: builds
-    in several threads each get their own line. After two builds or more it ends with their total."""
+    in several threads each get their own line. After two builds or more it ends with their total.
+    Once it has ended, it shows nothing more (a build thread still winding down after Ctrl-C)."""
 
     def __init__(self, stream: TextIO | None = None):
+        from rich.console import Console
         self._console = Console(file=stream or sys.stdout)
         self._live = _live_lines(self._console) if self._console.is_interactive else None
         self._jobs: dict[tuple[str, str], _Job] = {}
@@ -166,8 +172,10 @@ class BuildProgress(EngineProgress):
         self._builds_done = 0
         self._first_started: float | None = None  # of the first build
         self._last_finished = 0.0  # of the last build
+        self._ended_all = False  # the context has ended: later reports are not shown
 
     def __enter__(self) -> BuildProgress:
+        self._ended_all = False
         if self._live:
             self._live.start()
         else:
@@ -178,13 +186,15 @@ class BuildProgress(EngineProgress):
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        if self._live:
-            self._live.stop()
-        elif self._heartbeats:
+        if self._heartbeats:
             self._stopping.set()
             self._heartbeats.join()
-        if self._builds_done > 1 and self._first_started is not None:
-            self._say(f"{self._builds_done} images built in {duration(self._last_finished - self._first_started)}")
+        with self._lock:
+            if self._live:
+                self._live.stop()
+            if self._builds_done > 1 and self._first_started is not None:
+                self._say(f"{self._builds_done} images built in {duration(self._last_finished - self._first_started)}")
+            self._ended_all = True
 
     def build_started(self, name: str, tag: str) -> None:
         now = time.monotonic()
@@ -248,7 +258,7 @@ class BuildProgress(EngineProgress):
                 self._say(f"pulling {ref} failed after {took}")
 
     def _begin(self, key: tuple[str, str], job: _Job, first_line: str) -> None:
-        if self._live:
+        if self._live and not self._ended_all:
             job.task = self._live.add_task(redact(first_line), total=None)
         else:
             self._say(first_line)
@@ -257,14 +267,17 @@ class BuildProgress(EngineProgress):
     def _ended(self, key: tuple[str, str]) -> tuple[_Job | None, str]:
         """The job of `key`, ended now (its live line removed), and how long it took ("?": never begun)."""
         job = self._jobs.pop(key, None)
-        if self._live and job and job.task is not None:
+        if self._live and job and job.task is not None and not self._ended_all:
             self._live.remove_task(job.task)
             self._live.refresh()  # its line is gone before anything is printed above the live lines
         return job, duration(time.monotonic() - job.started) if job else "?"
 
     def _say(self, line: str) -> None:
-        """One line, above the live lines on a terminal; Text, so that nothing in it is read as markup."""
-        self._console.print(Text(redact(line)), soft_wrap=True)
+        """One line, above the live lines on a terminal; Text, so that nothing in it is read as markup.
+        Called with the lock held: a line is written whole before another starts."""
+        from rich.text import Text
+        if not self._ended_all:
+            self._console.print(Text(redact(line)), soft_wrap=True)
 
     def _beat(self) -> None:
         """In a log: a line for each job that has been quiet for HEARTBEAT_S."""

@@ -28,6 +28,10 @@ from rendergate.core.platforms import platform_of
 
 TIMEOUT_EXIT = 124  # what `timeout` exits with when it stopped the command
 KILLED_EXIT = 137  # ... and when the command ignored SIGTERM and had to be killed
+# What run_after's wrapping says: a tool not on PATH, a step that failed (stderr), the end of a step's output.
+_NO_TOOL = "rendergate: not on PATH: "
+_STEP_FAILED = "rendergate: this step failed: "
+_PART = "rendergate-end-of-part"
 # Where checks keep their files in a container. Not under /tmp: gVisor (Modal's runtime, runsc)
 # mounts its own tmpfs there, which the engine cannot see, so `docker cp` would find nothing.
 CONTAINER_WORKDIR = "/var/tmp/rendergate"
@@ -114,10 +118,28 @@ class Target:
                                 platform=platform_of(kernel_log), capabilities=tuple(sorted(asked(self.variant.settings.env["NVIDIA_DRIVER_CAPABILITIES"]))))
         return self._facts
 
-    def require_tool(self, name: str) -> None:
-        """Raise the diagnosed cause when a command-line tool is not on the target's PATH."""
-        if self.run(f"command -v {shlex.quote(name)}").rc != 0:
-            raise CheckFailed.of(tool_missing(name, self.facts()))
+    def run_after(self, command: str, tools: tuple[str, ...] = (), steps: tuple[tuple[str, str], ...] = (),
+                  timeout: float | None = None) -> tuple[Result, list[str]]:
+        """run(`command`) in the same round trip as what it needs first: `tools` on the target's
+        PATH (one missing is diagnosed as such) and `steps`, (what, command) pairs run in order, each
+        failure diagnosed as check() would, from its own output, naming its step. One exec where a
+        check would make one per step (each costs a container about 70 ms). Returns the command's
+        result (its own output) and each step's output."""
+        q = shlex.quote
+        parts = [f"command -v {q(tool)} >/dev/null || {{ echo {q(_NO_TOOL + tool)} >&2; exit 127; }}" for tool in tools]
+        parts += [f"{{ {step}\n}} || {{ s=$?; echo {q(f'{_STEP_FAILED}{n}')} >&2; exit $s; }}; echo {_PART}"
+                  for n, (_, step) in enumerate(steps)]
+        whole = self.run("; ".join([*parts, command]), timeout)
+        said = whole.stdout.split(f"{_PART}\n")
+        if whole.rc != 0:
+            for tool in tools:
+                if _NO_TOOL + tool in whole.stderr:
+                    raise CheckFailed.of(tool_missing(tool, self.facts()))
+            for n, (what, _) in enumerate(steps):
+                if f"{_STEP_FAILED}{n}" in whole.stderr:
+                    own = said[-1] + whole.stderr.replace(f"{_STEP_FAILED}{n}\n", "")
+                    raise CheckFailed.of(diagnose(own, whole.rc, what, self.facts()))
+        return Result(whole.command, whole.rc, said[-1], whole.stderr), said[:-1]
 
     def driver_files(self, names) -> set[str]:
         """Which of these NVIDIA driver files (libraries, binaries, ICD json) the target holds."""
@@ -134,13 +156,13 @@ class Target:
         NVIDIA's CUDA forward-compatibility libraries (cuda-compat, under /usr/local/cuda*/compat)
         are meant to be in the image, and are not counted. Each listing must succeed: a broken
         tool (ldconfig, cat) fails the check, never reads as "nothing baked"."""
-        mounts = {line.split()[4] for line in self.check("cat /proc/self/mountinfo", "cat /proc/self/mountinfo")
-                  .stdout.splitlines() if len(line.split()) > 4}
-        cache = self.check("ldconfig -p 2>/dev/null || /sbin/ldconfig -p", "ldconfig -p (the library path)").stdout
+        programs = "; ".join(f"p=$(command -v {shlex.quote(n)}) && echo {shlex.quote(n)} \"$p\"" for n in names if "." not in n)
+        listed, (mountinfo, cache) = self.run_after(programs or ":", steps=(
+            ("cat /proc/self/mountinfo", "cat /proc/self/mountinfo"),
+            ("ldconfig -p (the library path)", "ldconfig -p 2>/dev/null || /sbin/ldconfig -p")))
+        mounts = {line.split()[4] for line in mountinfo.splitlines() if len(line.split()) > 4}
         found = [(m.group(1), m.group(2)) for m in re.finditer(r"^\s*(\S+) .* => (\S+)$", cache, re.M) if m.group(1) in names]
-        programs = self.run("; ".join(f"p=$(command -v {shlex.quote(n)}) && echo {shlex.quote(n)} \"$p\"" for n in names
-                                      if "." not in n)).stdout
-        found += [tuple(line.split(" ", 1)) for line in programs.splitlines() if " " in line]
+        found += [tuple(line.split(" ", 1)) for line in listed.stdout.splitlines() if " " in line]
         baked = []
         for name, path in sorted(set(found)):
             real = self.check(f"readlink -f {shlex.quote(path)}", f"readlink -f {path}").stdout.strip()

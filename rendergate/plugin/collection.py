@@ -1,6 +1,7 @@
 """What a run collects and how: whether it validates at all, the suites and the user's folders of
-checks added, each check parametrized over the run's cells (or marked as not applying), the
-order checks run in, and what was collected before anything deselected it."""
+checks added, each check parametrized over the run's cells (or marked as not applying), put in
+the order they run in (rendergate.plugin.schedule), and what was collected before anything
+deselected it."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ from rendergate.core.outcomes import Outcome
 from rendergate.engines.kind import Cell
 from rendergate.engines.kinds import KINDS
 from rendergate.plugin.notes import NOTES_KEY, CheckNotes, notes_of
+from rendergate.plugin import schedule
 from rendergate.plugin.run import RUN_KEY
 
 
@@ -77,16 +79,6 @@ COLLECTED_KEY = pytest.StashKey[list]()
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)  # before -k, -m, --deselect and any conftest's own deselection
 def pytest_collection_modifyitems(config, items):
-    # Host readiness first: a host that is not ready explains the failures after it. Then by
-    # variant: xdist hands each worker a run of consecutive checks, so that a worker mostly keeps
-    # to one variant's container (its X server, its copied probes) instead of every worker
-    # setting up in every container.
-    def order(item):
-        marker = item.get_closest_marker("requires")
-        params = getattr(item, "callspec", None) and item.callspec.params
-        cell = params.get("cell") if params and RUN_KEY in config.stash else None
-        return (marker is None or marker.args[0] != "host_ready", cell.key if cell else "")
-    items.sort(key=order)
     for item in items:
         params = getattr(item, "callspec", None) and item.callspec.params
         if params and "cell" in params and RUN_KEY in config.stash:
@@ -99,6 +91,7 @@ def pytest_collection_modifyitems(config, items):
                 item=requirements.item_of(params.get("requirement")),
                 skip=outside.args[0] if outside else None)
     if RUN_KEY in config.stash:
+        schedule.order(config, items)
         _count_collected(config, [notes_of(item) for item in items])
     return (yield)
 

@@ -13,3 +13,13 @@ def junit_xml(config):
 def line_open(terminal) -> bool:
     """Whether the terminal's current line was left unended (xdist writes its progress letters so)."""
     return bool(terminal._tw.width_of_current_line)
+
+
+def rewrite_checks_only(pluginmanager) -> None:
+    """Assertion rewriting for the checks (test modules, the plugin's hook modules), not for the
+    rest of rendergate: pytest marks a plugin's whole package for it, and rewriting skips Python's
+    bytecode, so every process (xdist's controller and each worker) would compile the package again
+    where no rewritten copy can be cached. The library's own code asserts nothing it reports."""
+    marked = getattr(getattr(pluginmanager, "rewrite_hook", None), "_must_rewrite", None)
+    if isinstance(marked, set):
+        marked.discard("rendergate")

@@ -1,0 +1,253 @@
+"""`make bench`: where users wait, measured side by side in one run on this machine, and written
+down (JSON and a table) with the date, the machine and the commit:
+
+- the check tier (every check but the workloads, `-k "not workload"`, --allow-no-gpu) under
+  `-n auto` and `-n 0`, and what `-n auto` gains;
+- collection, per process (xdist's controller and every worker each pay it);
+- each check's wall time (`-n 0`, from JUnit), beside the raw commands it runs, typed by hand in
+  the same image (benchmarks/raw_commands.py): no check should take more than 1.3x them;
+- the smoke workloads; `make validate ALLOW_NO_GPU=1` with the images built.
+
+Against a baseline commit (`--baseline REV`: its own checkout and venv under .bench/, set up by
+its own Makefile, its runs interleaved with this checkout's) or, without one, beside the figures
+recorded last (benchmarks/recorded.json; `--record` replaces them). `--quick` runs every part
+once, small (one variant, one round, no baseline, no `make validate`): CI's proof that it runs.
+Run it alone on the machine, after `make images`.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from raw_commands import RAW, measure as measure_raw  # noqa: E402  (beside this file)
+
+from rendergate.checks.timing import Series  # noqa: E402
+
+RECORDED = ROOT / "benchmarks" / "recorded.json"
+ALLOWED_OVER_RAW = 1.3  # issue 26: no check slower than 1.3x the raw commands it runs
+BASE_IMAGE = os.environ.get("BASE_IMAGE", "rendergate/debian:bookworm")
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A tree of rendergate whose suites are measured, and the Python (its venv) that runs them."""
+    name: str
+    root: Path
+    python: str
+
+    def main_job_flags(self) -> list[str]:
+        """The pytest flags its own Makefile gives the main job besides the run's (unused plugins left out, say)."""
+        said = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(self.root),
+                               "--eval", "rendergate-bench-flags: ; @echo $(UNUSED_PLUGINS)", "rendergate-bench-flags"],
+                              capture_output=True, text=True)
+        return said.stdout.split()
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    cpu: float  # user + system seconds of the pytest processes (not the containers' own)
+    times: dict[str, float]  # each test that ran (not skipped) by JUnit's classname::name: its seconds
+
+
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def timed_run(command: list[str], cwd: Path, junit: Path | None = None) -> Run:
+    cpu, started = _children_cpu(), time.monotonic()
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(command)} (in {cwd}) exited {done.returncode}:\n"
+                         f"{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    return Run(wall, _children_cpu() - cpu, junit_times(junit) if junit else {})
+
+
+def junit_times(path: Path) -> dict[str, float]:
+    times = {}
+    for case in ET.parse(path).iter("testcase"):
+        if case.find("skipped") is None:
+            times[f"{case.get('classname')}::{case.get('name')}"] = float(case.get("time", 0))
+    return times
+
+
+def suites(checkout: Checkout, work: Path, workers: str, *selection: str) -> Run:
+    """One run of the checkout's suites with the main job's flags, --allow-no-gpu."""
+    reports = Path(tempfile.mkdtemp(dir=work))
+    junit = reports / "junit.xml"
+    return timed_run([checkout.python, "-m", "pytest", "suites", "-q", "-n", workers, *checkout.main_job_flags(),
+                      "--allow-no-gpu", f"--base-image={BASE_IMAGE}", f"--reports-dir={reports}",
+                      f"--junitxml={junit}", *selection], checkout.root, junit)
+
+
+def collection(checkout: Checkout, work: Path) -> Run:
+    return timed_run([checkout.python, "-m", "pytest", "suites", "--collect-only", "-q", *checkout.main_job_flags(),
+                      "--allow-no-gpu", f"--reports-dir={work / 'collect'}"], checkout.root)
+
+
+def baseline_checkout(rev: str) -> Checkout:
+    """REV's tree under .bench/REV with its own venv, made by its own `make setup` (kept for next time)."""
+    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    root = ROOT / ".bench" / sha
+    if not (root / ".venv" / ".installed").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", sha], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+        subprocess.run(["make", "-s", "-C", str(root), "setup"], check=True)
+    return Checkout(sha, root, str(root / ".venv" / "bin" / "python"))
+
+
+def series(samples: list[float]) -> dict:
+    return Series(tuple(samples)).as_dict() if samples else {}
+
+
+def medians(runs: list[Run]) -> dict[str, float]:
+    names = {name for run in runs for name in run.times}
+    return {name: round(Series(tuple(r.times[name] for r in runs if name in r.times)).median, 3) for name in sorted(names)}
+
+
+def check_tier(checkouts: list[Checkout], work: Path, repeats: int, variants: list[str]) -> dict:
+    """Each checkout under -n auto and -n 0, interleaved round by round after one warm-up each."""
+    selection = ["-k", "not workload", *(f"--variant={v}" for v in variants)]
+    runs: dict[tuple[str, str], list[Run]] = {(c.name, n): [] for c in checkouts for n in ("auto", "0")}
+    for checkout in checkouts:
+        suites(checkout, work, "auto", *selection)  # warm: images, page cache, the order's history
+    for _ in range(repeats):
+        for checkout in checkouts:
+            for workers in ("auto", "0"):
+                runs[(checkout.name, workers)].append(suites(checkout, work, workers, *selection))
+    figures = {}
+    for checkout in checkouts:
+        auto, serial = runs[(checkout.name, "auto")], runs[(checkout.name, "0")]
+        figures[checkout.name] = {
+            "auto_s": series([r.wall for r in auto]), "serial_s": series([r.wall for r in serial]),
+            "auto_cpu_s": series([r.cpu for r in auto]),
+            "speedup_auto": round(Series(tuple(r.wall for r in serial)).median / Series(tuple(r.wall for r in auto)).median, 2),
+            "checks_s": medians(serial)}
+    return figures
+
+
+def check_vs_raw(checks: dict[str, float], raw: dict[str, Series]) -> list[dict]:
+    """Each check (by its JUnit name) beside its raw commands' median, where they were measured."""
+    rows = []
+    for name, seconds in checks.items():
+        function = name.split("::")[-1].split("[")[0]
+        variant = name.split("[", 1)[1].split("@")[0] if "[" in name else ""
+        measured = raw.get(f"{function}[{variant}]")
+        rows.append({"check": name.split("::", 1)[-1], "check_s": seconds,
+                     "raw_s": round(measured.median, 3) if measured else None,
+                     "ratio": round(seconds / measured.median, 2) if measured and measured.median else None})
+    return sorted(rows, key=lambda r: -r["check_s"])
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {"host": socket.gethostname(), "cpus": os.cpu_count(), "cpu": model,
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "os": platform.platform(), "python": platform.python_version(),
+            "bytecode_cache": not sys.flags.dont_write_bytecode}
+
+
+def table(figures: dict, against: dict | None) -> str:
+    """The short table: this run's figures, and the baseline's or the recorded ones beside them."""
+    lines = [f"rendergate bench, {figures['date']}, {figures['machine']['cpus']} CPUs ({figures['machine']['cpu']}), "
+             f"commit {figures['commit']}", "", "| figure | this run | beside |", "|---|---|---|"]
+    current = figures["check_tier"]["current"]
+    other = next((v for k, v in figures["check_tier"].items() if k != "current"), None) or \
+        (against or {}).get("check_tier", {}).get("current")
+    beside = f"{figures['baseline']}" if figures.get("baseline") else "recorded"
+
+    def cell(part: dict | None, key: str, unit: str = " s") -> str:
+        if not part or key not in part or part[key] in ({}, None):
+            return "—"
+        value = part[key]
+        return f"{value['median_s']:.1f}{unit} (spread {value['spread']:.0%})" if isinstance(value, dict) else f"{value}x"
+    lines.append(f"| check tier, -n auto | {cell(current, 'auto_s')} | {cell(other, 'auto_s')} ({beside}) |")
+    lines.append(f"| check tier, -n 0 | {cell(current, 'serial_s')} | {cell(other, 'serial_s')} |")
+    lines.append(f"| -n auto over -n 0 | {cell(current, 'speedup_auto')} | {cell(other, 'speedup_auto')} |")
+    collect = figures["collection"]
+    other_collect = next((v for k, v in collect.items() if k != "current"), None) or (against or {}).get("collection", {}).get("current")
+    lines.append(f"| collection, one process (wall) | {cell(collect['current'], 'wall_s')} | {cell(other_collect, 'wall_s')} |")
+    lines.append(f"| collection, one process (CPU) | {cell(collect['current'], 'cpu_s')} | {cell(other_collect, 'cpu_s')} |")
+    if figures.get("validate"):
+        lines.append(f"| make validate ALLOW_NO_GPU=1, warm | {cell(figures, 'validate')} | "
+                     f"{cell(against, 'validate') if against else '—'} |")
+    if figures.get("workloads"):
+        lines.append(f"| smoke workloads, -n auto | {cell(figures['workloads'], 'wall_s')} | "
+                     f"{cell((against or {}).get('workloads'), 'wall_s')} |")
+    lines += ["", f"| check (-n 0) | check | raw commands | ratio (at most {ALLOWED_OVER_RAW}) |", "|---|---|---|---|"]
+    for row in figures["checks"]:
+        if row["raw_s"] is not None:
+            lines.append(f"| {row['check']} | {row['check_s']:.2f} s | {row['raw_s']:.2f} s | {row['ratio']}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--baseline", metavar="REV", help="a commit run side by side (e.g. a7967c9)")
+    parser.add_argument("--quick", action="store_true", help="every part once, small: CI's proof that it runs")
+    parser.add_argument("--record", action="store_true", help=f"write the figures to {RECORDED.relative_to(ROOT)}")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench", help="where bench.json and bench.md go")
+    args = parser.parse_args()
+    repeats = 1 if args.quick else args.repeats
+    variants = ["xorg-glx"] if args.quick else []
+    current = Checkout("current", ROOT, sys.executable)
+    checkouts = [current] + ([baseline_checkout(args.baseline)] if args.baseline and not args.quick else [])
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    figures: dict = {"date": datetime.date.today().isoformat(), "machine": machine(), "commit": commit,
+                     "baseline": checkouts[1].name if len(checkouts) > 1 else None, "quick": args.quick}
+    with tempfile.TemporaryDirectory(prefix="rendergate-bench-") as scratch:
+        work = Path(scratch)
+        collected = {c.name: [collection(c, work) for _ in range(max(repeats, 3))] for c in checkouts}
+        figures["collection"] = {name: {"wall_s": series([r.wall for r in runs]), "cpu_s": series([r.cpu for r in runs])}
+                                 for name, runs in collected.items()}
+        figures["check_tier"] = check_tier(checkouts, work, repeats, variants)
+        images = {name: f"rendergate/{name}:dev" for name in (variants or [r.variant for r in RAW.values()])}
+        raw = measure_raw(images, repeats=max(repeats, 3))
+        figures["checks"] = check_vs_raw(figures["check_tier"]["current"].pop("checks_s"), raw)
+        for checkout in checkouts[1:]:
+            figures["check_tier"][checkout.name].pop("checks_s")
+        workloads = [suites(current, work, "auto", "-k", "workload", *(f"--variant={v}" for v in variants))
+                     for _ in range(1 if args.quick else 2)]
+        figures["workloads"] = {"wall_s": series([r.wall for r in workloads]), "checks_s": medians(workloads)}
+        if not args.quick:
+            validate = []
+            for _ in range(2):
+                reports = Path(tempfile.mkdtemp(dir=work))
+                validate.append(timed_run(["make", "-s", "validate", "ALLOW_NO_GPU=1", f"REPORTS_DIR={reports}",
+                                           f"PROMOTED={reports}/promoted"], ROOT).wall)
+            figures["validate"] = series(validate)
+    against = None if args.baseline or not RECORDED.exists() else json.loads(RECORDED.read_text())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(figures, indent=1))
+    (args.out / "bench.md").write_text(table(figures, against) + "\n")
+    print(table(figures, against))
+    print(f"\nbench: figures in {args.out / 'bench.json'} and {args.out / 'bench.md'}")
+    if args.record and not args.quick:
+        RECORDED.write_text(json.dumps(figures, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

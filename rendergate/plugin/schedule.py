@@ -1,0 +1,92 @@
+"""The order checks run in, so that `-n auto` finishes when its slowest worker does, as early as it
+can: the longest checks first, each handed to whichever worker is free (xdist's load scheduling,
+one check at a time), so one variant's checks spread over the workers instead of one worker
+holding the long ones. How long a check takes is what it took last time here (pytest's cache,
+`rendergate/durations`): the run's controller reads it and hands it to its workers, so that
+every process orders the same checks alike (xdist requires it); a check never timed yet counts
+as long, its variants interleaved. What the run itself measured is written back at its end."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rendergate.plugin.notes import notes_in, notes_of
+from rendergate.plugin.run import RUN_KEY
+
+DURATIONS = "rendergate/durations"  # pytest's cache key: seconds of each check's call, by check_key
+DURATIONS_KEY = pytest.StashKey[dict]()
+WORKER_INPUT = "rendergate_durations"
+UNKNOWN = float("inf")  # never timed here: run early, where a long check costs least
+
+
+def check_key(cell: str, check: str, item: str | None) -> str:
+    """A check's name in the history: its cell, its function and its item, not its image's tag."""
+    return f"{cell}::{check}::{item or ''}"
+
+
+def pytest_configure(config):
+    if RUN_KEY not in config.stash:  # not validating (rendergate's own tests, say): pytest's order
+        return
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        config.stash[DURATIONS_KEY] = json.loads(worker.get(WORKER_INPUT, "{}"))
+        return
+    cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider: no history, no harm
+    known = cache.get(DURATIONS, {}) if cache is not None else {}
+    config.stash[DURATIONS_KEY] = known if isinstance(known, dict) else {}
+    if cache is not None:
+        config.pluginmanager.register(History(cache, config.stash[DURATIONS_KEY]), "rendergate-durations")
+    if config.getoption("dist", "no") == "load" and config.getoption("maxschedchunk", None) is None:
+        config.option.maxschedchunk = 1  # one check at a time to a free worker: the order above holds
+
+
+class History:
+    """In the process that writes the history (xdist's controller, or the only process): the
+    call's seconds of each check that ran, written back over what was known at the run's end."""
+
+    def __init__(self, cache, known: dict):
+        self.cache, self.known, self.measured = cache, known, {}
+
+    def pytest_runtest_logreport(self, report):
+        notes = notes_in(report) if report.when == "call" and not report.skipped else None
+        if notes is not None and notes.skip is None:
+            self.measured[check_key(notes.cell, notes.check, notes.item)] = round(report.duration, 3)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self):
+        if self.measured:
+            self.cache.set(DURATIONS, {**self.known, **self.measured})
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under -p no:xdist
+def pytest_configure_node(node):
+    node.workerinput[WORKER_INPUT] = json.dumps(node.config.stash.get(DURATIONS_KEY, {}))
+
+
+def expected_seconds(durations: dict, cell: str, check: str, item: str | None) -> float:
+    """What the check took last time in this cell; else the longest it took in any cell; else UNKNOWN."""
+    seconds = durations.get(check_key(cell, check, item))
+    if isinstance(seconds, (int, float)):
+        return float(seconds)
+    elsewhere = [s for k, s in durations.items() if isinstance(s, (int, float)) and k.split("::")[1:2] == [check]]
+    return float(max(elsewhere)) if elsewhere else UNKNOWN
+
+
+def order(config, items) -> None:
+    """Sort `items` in place: host readiness first (a host that is not ready explains the failures
+    after it), then the timed workloads (each takes the machine to itself: together, they keep the
+    other workers waiting once, not at every turn), then the longest checks first; the checks that
+    do not apply, and tests that are no checks, last."""
+    durations = config.stash.get(DURATIONS_KEY, {})
+    turn: dict[str, int] = {}  # the n-th check of its cell: checks never timed interleave the cells
+
+    def key(item):
+        notes = notes_of(item)
+        if notes is None or notes.skip is not None:
+            return (True, True, True, 0.0, 0)
+        turn[notes.cell] = turn.get(notes.cell, -1) + 1
+        seconds = expected_seconds(durations, notes.cell, notes.check, notes.item)
+        return (notes.requirement != "host_ready", False, item.get_closest_marker("timed") is None, -seconds,
+                turn[notes.cell])
+    items.sort(key=key)
