@@ -128,7 +128,8 @@ class DockerTarget(Target):
 
     def put(self, local_dir: Path, remote_dir: str) -> None:
         """Copy a folder in, owned by the image's user (so that checks may write beside it)."""
-        self.run(f"mkdir -p {shlex.quote(remote_dir)}")
+        if remote_dir != self.workdir:  # the worker's folder is there since the container started (_prepare)
+            self.run(f"mkdir -p {shlex.quote(remote_dir)}")
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for path in sorted(local_dir.rglob("*")):

@@ -180,7 +180,12 @@ class Target:
         """Run rendergate/probes/<name>.py with the target's Python, whatever its outcome."""
         self._ensure_probes()
         argv = " ".join(shlex.quote(a) for a in args)
-        return self.run(f"PYTHONPATH={self.workdir}/lib {self.python} {self.workdir}/probes/{name}.py {argv}", timeout)
+        result = self.run(f"PYTHONPATH={self.workdir}/lib {self.python} {self.workdir}/probes/{name}.py {argv}", timeout)
+        if result.rc == 127 and self.run(f"command -v {shlex.quote(self.python)}").rc != 0:  # asked only then: one exec less
+            raise CheckFailed(Cause.TOOL_MISSING, f"{self.python} not found in {self.name}: the probes run with the "
+                                                  f"Python that run.python of {self.variant.manifest} names; set it to "
+                                                  "the image's interpreter that has the modules checked (manim, bpy)")
+        return result
 
     def probe(self, name: str, *args: str, timeout: float | None = None) -> dict:
         """run_probe(): its JSON result, or the diagnosed failure."""
@@ -192,10 +197,6 @@ class Target:
     def _ensure_probes(self) -> None:
         if self.memo.get("probes"):
             return
-        if self.run(f"command -v {shlex.quote(self.python)}").rc != 0:
-            raise CheckFailed(Cause.TOOL_MISSING, f"{self.python} not found in {self.name}: the probes run with the "
-                                                  f"Python that run.python of {self.variant.manifest} names; set it to "
-                                                  "the image's interpreter that has the modules checked (manim, bpy)")
         import pynvml  # shipped into the target: images need not install NVML bindings
 
         bundle = Path(tempfile.mkdtemp(prefix="rendergate-probes-"))
