@@ -49,3 +49,27 @@ def test_bad_invocation_is_one_clear_line(suite, args, env, line, monkeypatch):
     assert run.returncode == 4
     assert line in run.output
     assert "Traceback" not in run.output
+
+
+def test_commands_run_in_one_round_trip_still_name_what_failed_or_hung():
+    """Target.run_after: the tools, steps and command of one exec each answer for themselves (on
+    this host's target: the same shell code a container runs)."""
+    from rendergate.core.diagnosis import Cause, CheckFailed
+    from rendergate.core.manifest import load_variant
+    from rendergate.engines.host import LocalTarget
+
+    target = LocalTarget(load_variant(ROOT / "images" / "host"), default_timeout=2)
+    try:
+        result, steps = target.run_after("echo done", tools=("sh",), steps=(("listing", "echo first"),))
+        assert (result.stdout, steps) == ("done\n", ["first\n"])
+        with pytest.raises(CheckFailed) as missing:
+            target.run_after("echo never", tools=("a-tool-nobody-has",))
+        assert missing.value.diagnosis.cause is Cause.TOOL_MISSING and "a-tool-nobody-has" in str(missing.value)
+        with pytest.raises(CheckFailed) as failed:
+            target.run_after("echo never", steps=(("writing the config", "echo cannot write >&2; exit 3"),))
+        assert "writing the config" in str(failed.value) and "never" not in str(failed.value)
+        with pytest.raises(CheckFailed) as hung:
+            target.run_after("echo never", steps=(("quick", "true"), ("stuck", "sleep 30")), timeout=1)
+        assert hung.value.diagnosis.cause is Cause.TIMEOUT and hung.value.diagnosis.message.startswith("`sleep 30` did not finish within 1 s")
+    finally:
+        target.close()

@@ -239,10 +239,10 @@ class Engine:
                                   "image that keeps running") from None
             raise EngineError(f"could not start {image}: {why}{hint}") from None
         deadline = time.monotonic() + 15
-        while container.status != "running" and time.monotonic() < deadline:
-            time.sleep(0.2)
+        while True:  # `run` answers "created"; a keep-alive command that exits does so within moments
+            time.sleep(0.05)
             container.reload()
-            if container.status in ("exited", "dead"):
+            if container.status in ("running", "exited", "dead") or time.monotonic() > deadline:
                 break
         if container.status != "running":
             log_dir.mkdir(parents=True, exist_ok=True)

@@ -85,8 +85,9 @@ class Target:
     def __repr__(self):
         return f"<{type(self).__name__} {self.variant.name}>"
 
-    def run(self, command: str, timeout: float | None = None) -> Result:
-        """Run a shell command; a command still running after `timeout` seconds is killed."""
+    def run(self, command: str, timeout: float | None = None, hung=None) -> Result:
+        """Run a shell command; a command still running after `timeout` seconds is killed, and
+        named in the line as `hung(result)` says (default: the command itself)."""
         limit = timeout or self.default_timeout
         wrapped = f"timeout -k 5 {limit:g} /bin/sh -c {shlex.quote(command)}"
         started = time.monotonic()
@@ -95,7 +96,8 @@ class Target:
         result = Result(command, out.rc, out.stdout, out.stderr)
         self.transcript.append(result)
         if timed_out:
-            raise CheckFailed(Cause.TIMEOUT, f"`{command[:80]}` did not finish within {limit:g} s and was killed")
+            what = hung(result) if hung else command
+            raise CheckFailed(Cause.TIMEOUT, f"`{what[:80]}` did not finish within {limit:g} s and was killed")
         return result
 
     def check(self, command: str, what: str, timeout: float | None = None) -> Result:
@@ -127,9 +129,11 @@ class Target:
         result (its own output) and each step's output."""
         q = shlex.quote
         parts = [f"command -v {q(tool)} >/dev/null || {{ echo {q(_NO_TOOL + tool)} >&2; exit 127; }}" for tool in tools]
-        parts += [f"{{ {step}\n}} || {{ s=$?; echo {q(f'{_STEP_FAILED}{n}')} >&2; exit $s; }}; echo {_PART}"
+        parts += [f"( {step}\n) || {{ s=$?; echo {q(f'{_STEP_FAILED}{n}')} >&2; exit $s; }}; echo {_PART}"
                   for n, (_, step) in enumerate(steps)]
-        whole = self.run("; ".join([*parts, command]), timeout)
+        # A timeout names what was running: the first step whose end is not in the output, or the command.
+        ran = [*(step for _, step in steps), command]
+        whole = self.run("; ".join([*parts, command]), timeout, hung=lambda r: ran[min(r.stdout.count(_PART), len(steps))])
         said = whole.stdout.split(f"{_PART}\n")
         if whole.rc != 0:
             for tool in tools:

@@ -8,6 +8,7 @@ as long, its variants interleaved. What the run itself measured is written back 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -18,6 +19,7 @@ DURATIONS = "rendergate/durations"  # pytest's cache key: seconds of each check'
 DURATIONS_KEY = pytest.StashKey[dict]()
 WORKER_INPUT = "rendergate_durations"
 UNKNOWN = float("inf")  # never timed here: run early, where a long check costs least
+HISTORY = 5000  # entries kept: every check of a few dozen variants
 
 
 def check_key(cell: str, check: str, item: str | None) -> str:
@@ -33,8 +35,7 @@ def pytest_configure(config):
         config.stash[DURATIONS_KEY] = json.loads(worker.get(WORKER_INPUT, "{}"))
         return
     cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider: no history, no harm
-    known = cache.get(DURATIONS, {}) if cache is not None else {}
-    config.stash[DURATIONS_KEY] = known if isinstance(known, dict) else {}
+    config.stash[DURATIONS_KEY] = _durations(cache.get(DURATIONS, {}) if cache is not None else {})
     if cache is not None:
         config.pluginmanager.register(History(cache, config.stash[DURATIONS_KEY]), "rendergate-durations")
     if config.getoption("dist", "no") == "load" and config.getoption("maxschedchunk", None) is None:
@@ -55,8 +56,17 @@ class History:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self):
-        if self.measured:
-            self.cache.set(DURATIONS, {**self.known, **self.measured})
+        if self.measured:  # this run's first, then what it did not run, up to HISTORY entries
+            kept = {**self.measured, **{k: s for k, s in self.known.items() if k not in self.measured}}
+            self.cache.set(DURATIONS, dict(list(kept.items())[:HISTORY]))
+
+
+def _durations(found) -> dict[str, float]:
+    """The history as a file may hold it, kept to what can order checks: seconds, finite, not negative."""
+    if not isinstance(found, dict):
+        return {}
+    return {k: float(s) for k, s in list(found.items())[:HISTORY] if isinstance(k, str) and k.count("::") == 2
+            and isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s >= 0}
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under -p no:xdist
@@ -64,13 +74,11 @@ def pytest_configure_node(node):
     node.workerinput[WORKER_INPUT] = json.dumps(node.config.stash.get(DURATIONS_KEY, {}))
 
 
-def expected_seconds(durations: dict, cell: str, check: str, item: str | None) -> float:
-    """What the check took last time in this cell; else the longest it took in any cell; else UNKNOWN."""
-    seconds = durations.get(check_key(cell, check, item))
-    if isinstance(seconds, (int, float)):
-        return float(seconds)
-    elsewhere = [s for k, s in durations.items() if isinstance(s, (int, float)) and k.split("::")[1:2] == [check]]
-    return float(max(elsewhere)) if elsewhere else UNKNOWN
+def expected_seconds(durations: dict[str, float], longest: dict[str, float], cell: str, check: str,
+                     item: str | None) -> float:
+    """What the check took last time in this cell; else the longest it took in any cell
+    (`longest`, by check); else UNKNOWN."""
+    return durations.get(check_key(cell, check, item), longest.get(check, UNKNOWN))
 
 
 def order(config, items) -> None:
@@ -79,6 +87,10 @@ def order(config, items) -> None:
     other workers waiting once, not at every turn), then the longest checks first; the checks that
     do not apply, and tests that are no checks, last."""
     durations = config.stash.get(DURATIONS_KEY, {})
+    longest: dict[str, float] = {}
+    for key, seconds in durations.items():
+        check = key.split("::")[1]
+        longest[check] = max(seconds, longest.get(check, 0.0))
     turn: dict[str, int] = {}  # the n-th check of its cell: checks never timed interleave the cells
 
     def key(item):
@@ -86,7 +98,7 @@ def order(config, items) -> None:
         if notes is None or notes.skip is not None:
             return (True, True, True, 0.0, 0)
         turn[notes.cell] = turn.get(notes.cell, -1) + 1
-        seconds = expected_seconds(durations, notes.cell, notes.check, notes.item)
+        seconds = expected_seconds(durations, longest, notes.cell, notes.check, notes.item)
         return (notes.requirement != "host_ready", False, item.get_closest_marker("timed") is None, -seconds,
                 turn[notes.cell])
     items.sort(key=key)

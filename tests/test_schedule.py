@@ -1,0 +1,83 @@
+"""The order checks run in (rendergate.plugin.schedule): the longest first by what they took last
+time, never-timed checks early with their variants interleaved, host readiness first, timed
+workloads together, checks that do not apply last; a history file in any state orders, never breaks."""
+import json
+
+import pytest
+from conftest import SMALL_REPO, SMALL_RUN_TIMEOUT, run_suite
+
+from rendergate.plugin.notes import NOTES_KEY, CheckNotes
+from rendergate.plugin.schedule import DURATIONS_KEY, _durations, check_key, order
+
+
+class Item:
+    """As much of a pytest item as the order reads: its stash (the check's notes) and its marks."""
+
+    def __init__(self, cell, check, requirement="x", skip=None, timed=False):
+        self.stash = pytest.Stash()
+        self.stash[NOTES_KEY] = CheckNotes(cell=cell, target="docker", check=check, requirement=requirement, skip=skip)
+        self.timed = timed
+        self.name = f"{check}[{cell}]"
+
+    def get_closest_marker(self, name):
+        return object() if name == "timed" and self.timed else None
+
+
+def ordered(items, durations):
+    config = type("Config", (), {"stash": pytest.Stash()})()
+    config.stash[DURATIONS_KEY] = durations
+    order(config, items)
+    return [item.name for item in items]
+
+
+def test_the_longest_first_host_readiness_before_all_and_checks_that_do_not_apply_last():
+    items = [Item("manim", "test_short"), Item("manim", "test_skipped", skip="not-declared"),
+             Item("blender", "test_long"), Item("host", "test_host_ready", requirement="host_ready"),
+             Item("xorg", "test_middle")]
+    durations = {check_key("manim", "test_short", None): 0.1, check_key("blender", "test_long", None): 3.0,
+                 check_key("xorg", "test_middle", None): 1.0, check_key("host", "test_host_ready", None): 0.1}
+    assert ordered(items, durations) == ["test_host_ready[host]", "test_long[blender]", "test_middle[xorg]",
+                                         "test_short[manim]", "test_skipped[manim]"]
+
+
+def test_checks_never_timed_come_early_their_variants_interleaved_and_a_new_cell_learns_from_others():
+    items = [Item("a", "test_one"), Item("a", "test_two"), Item("b", "test_one"), Item("b", "test_two"),
+             Item("c", "test_known")]
+    durations = {check_key("z", "test_known", None): 5.0}  # another cell's figure: this check is long anywhere
+    assert ordered(items, {}) == ["test_one[a]", "test_one[b]", "test_known[c]", "test_two[a]", "test_two[b]"]
+    assert ordered(items, durations)[-1] == "test_known[c]"  # known, so after the unknown ones
+    assert ordered([Item("c", "test_known"), Item("a", "test_short")],
+                   {**durations, check_key("a", "test_short", None): 0.2}) == ["test_known[c]", "test_short[a]"]
+
+
+def test_timed_workloads_run_together_before_the_rest():
+    items = [Item("a", "test_long"), Item("a", "test_timed", timed=True), Item("b", "test_timed", timed=True)]
+    durations = {check_key("a", "test_long", None): 9.0, check_key("a", "test_timed", None): 1.0}
+    assert ordered(items, durations)[2] == "test_long[a]"
+
+
+@pytest.mark.parametrize("found", [
+    [1, 2], "text", None, {"a::b::": "3"}, {"a::b::": float("nan")}, {"a::b::": -1}, {"a::b::": True},
+    {"no separators": 1.0}, {"a::b::": 1e400}, {"a::b::": {"nested": 1}}])
+def test_a_history_in_any_state_orders_without_breaking(found):
+    durations = _durations(found)
+    assert all(isinstance(s, float) and 0 <= s < float("inf") for s in durations.values())
+    ordered([Item("a", "b"), Item("a", "c")], durations)
+
+
+def test_a_run_writes_the_history_that_its_workers_share(tmp_path, small_image):
+    """A real run of tests/small_repo's variant (busybox, its own check) under -n 2: the history is
+    written, and a second run with a hostile history in its place runs every check alike."""
+    cache = tmp_path / "cache"
+    args = (f"--images-dir={SMALL_REPO / 'images'}", f"--checks={SMALL_REPO / 'checks'}", "-n", "2",
+            "--allow-no-gpu", "-o", f"cache_dir={cache}")
+    first = run_suite(tmp_path / "first", *args, timeout=SMALL_RUN_TIMEOUT)
+    history = cache / "v" / "rendergate" / "durations"
+    written = json.loads(history.read_text())
+    assert first.complete and written and all(key.count("::") == 2 for key in written)
+    history.write_text(json.dumps({"x::y::": "hostile", **{f"v{n}::c::": n for n in range(20000)}}))
+    second = run_suite(tmp_path / "second", *args, timeout=SMALL_RUN_TIMEOUT)
+    assert second.complete, second.output[-2000:]
+    assert {n: (v["state"], len(v["checks"])) for n, v in second.verdicts.items()} == \
+        {n: (v["state"], len(v["checks"])) for n, v in first.verdicts.items()}
+    assert len(json.loads(history.read_text())) <= 5000
