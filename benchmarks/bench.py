@@ -30,6 +30,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,7 @@ class Checkout:
     root: Path
     python: str
 
+    @cached_property
     def main_job_flags(self) -> list[str]:
         """The pytest flags its own Makefile gives the main job besides the run's (unused plugins left out, say)."""
         said = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(self.root),
@@ -94,13 +96,13 @@ def suites(checkout: Checkout, work: Path, workers: str, *selection: str) -> Run
     """One run of the checkout's suites with the main job's flags, --allow-no-gpu."""
     reports = Path(tempfile.mkdtemp(dir=work))
     junit = reports / "junit.xml"
-    return timed_run([checkout.python, "-m", "pytest", "suites", "-q", "-n", workers, *checkout.main_job_flags(),
+    return timed_run([checkout.python, "-m", "pytest", "suites", "-q", "-n", workers, *checkout.main_job_flags,
                       "--allow-no-gpu", f"--base-image={BASE_IMAGE}", f"--reports-dir={reports}",
                       f"--junitxml={junit}", *selection], checkout.root, junit)
 
 
 def collection(checkout: Checkout, work: Path) -> Run:
-    return timed_run([checkout.python, "-m", "pytest", "suites", "--collect-only", "-q", *checkout.main_job_flags(),
+    return timed_run([checkout.python, "-m", "pytest", "suites", "--collect-only", "-q", *checkout.main_job_flags,
                       "--allow-no-gpu", f"--reports-dir={work / 'collect'}"], checkout.root)
 
 

@@ -11,6 +11,7 @@ import shlex
 import tarfile
 
 from rendergate.core.diagnosis import Cause, Diagnosis
+from rendergate.engines.docker_engine import docker_sdk
 from rendergate.engines.targets import Result
 
 
@@ -30,7 +31,7 @@ def shell_fault(container, said: str) -> Diagnosis | None:
     from outside (there is no shell inside to ask): the file it leads to, and what dpkg's own
     lists and checksums say of it. None where no package ships it (an image built without a
     shell: it needs one added, not one repaired)."""
-    import docker.errors  # where a container is at hand: not when the plugin imports this module
+    docker = docker_sdk()  # where a container is at hand: not when the plugin imports this module
     try:
         stream, _stat = container.get_archive("/var/lib/dpkg/info")
         info = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
@@ -49,7 +50,7 @@ def shell_fault(container, said: str) -> Diagnosis | None:
 def _packaged_file(container, path: str, info: tarfile.TarFile, lists: dict[str, set[str]]) -> Diagnosis | None:
     """What is wrong with the file `path` leads to (its links followed), by its package's list
     and checksums; None when nothing is, or no package ships it."""
-    import docker.errors
+    docker = docker_sdk()
     chain = [path]
     for _ in range(8):
         try:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psutil
 
+from rendergate.engines.docker_engine import docker_sdk
+
 # Above this share of the host's CPUs used by others during a sample, the timing is not decided.
 MAX_OUTSIDE_SHARE = 0.25
 
@@ -76,7 +78,7 @@ class HostLoad:
 def containers_seconds(engine, run_id: str) -> Callable[[], float]:
     """The CPU seconds the run's containers have used so far, read from each one's cgroup (the
     engine's stats API answers only once a second: too slow to bracket a sample)."""
-    import docker.errors  # with an engine at hand: not when the plugin imports this module
+    docker = docker_sdk()  # where a container is at hand: not when the plugin imports this module
     accounts: dict[str, Callable[[], float]] = {}
 
     def seconds() -> float:
