@@ -1,13 +1,14 @@
 """The order checks run in (rendergate.plugin.schedule): the longest first by what they took last
 time, never-timed checks early with their variants interleaved, host readiness first, timed
-workloads together, checks that do not apply last; a history file in any state orders, never breaks."""
+workloads together, checks that do not apply last, the first pair of each xdist worker about as
+long as the others'; a history file in any state orders, never breaks."""
 import json
 
 import pytest
 from conftest import SMALL_REPO, SMALL_RUN_TIMEOUT, run_suite
 
-from rendergate.plugin.notes import NOTES_KEY, CheckNotes
-from rendergate.plugin.schedule import DURATIONS_KEY, _durations, check_key, order
+from rendergate.plugin.notes import NOTES_KEY, PROPERTY, CheckNotes
+from rendergate.plugin.schedule import DURATIONS_KEY, History, _durations, check_key, order
 
 
 class Item:
@@ -23,8 +24,10 @@ class Item:
         return object() if name == "timed" and self.timed else None
 
 
-def ordered(items, durations):
+def ordered(items, durations, workers=None):
     config = type("Config", (), {"stash": pytest.Stash()})()
+    if workers is not None:  # an xdist worker's config
+        config.workerinput = {"workercount": workers}
     config.stash[DURATIONS_KEY] = durations
     order(config, items)
     return [item.name for item in items]
@@ -54,6 +57,44 @@ def test_timed_workloads_run_together_before_the_rest():
     items = [Item("a", "test_long"), Item("a", "test_timed", timed=True), Item("b", "test_timed", timed=True)]
     durations = {check_key("a", "test_long", None): 9.0, check_key("a", "test_timed", None): 1.0}
     assert ordered(items, durations)[2] == "test_long[a]"
+
+
+def test_each_worker_starts_on_a_pair_of_checks_as_long_as_the_others_pair():
+    """xdist hands worker i the checks at positions 2i and 2i+1 to start with (maxschedchunk 1)."""
+    seconds = [8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.5]
+    items = [Item(f"v{n}", "test_check") for n in range(len(seconds))]
+    durations = {check_key(f"v{n}", "test_check", None): s for n, s in enumerate(seconds)}
+    names = [f"test_check[v{n}]" for n in range(len(seconds))]
+    assert ordered(items, durations) == names  # one process: longest first
+    assert ordered(items, durations, workers=1) == names
+    assert ordered(items, durations, workers=2)[:4] == [names[0], names[3], names[1], names[2]]
+    three = ordered(items, durations, workers=3)
+    of = dict(zip(names, seconds))
+    assert [of[first] + of[second] for first, second in zip(three[0:6:2], three[1:6:2])] == [11.0, 11.0, 11.0]
+    assert three[6:] == names[6:]
+    three_checks = [Item(f"v{n}", "test_check") for n in (2, 0, 1)]
+    assert ordered(three_checks, durations, workers=2) == names[:3]  # fewer than two each: xdist deals them one by one
+
+
+def test_a_check_that_skipped_here_is_timed_as_what_skipping_took():
+    """A GPU check on a host with no GPU skips in its call: it is cheap here, not never-timed (long)."""
+    class Cache(dict):
+        def set(self, key, value):
+            self[key] = value
+
+    class Report:
+        def __init__(self, when, skipped, duration, check):
+            notes = CheckNotes(cell="a", target="docker", check=check, requirement="x", skip="no-gpu" if skipped else None)
+            self.when, self.skipped, self.duration = when, skipped, duration
+            self.user_properties = [(PROPERTY, notes.to_json())]
+
+    cache = Cache()
+    history = History(cache, {})
+    for report in (Report("setup", False, 0.5, "test_gpu"), Report("call", True, 0.01, "test_gpu"),
+                   Report("call", False, 2.0, "test_cpu")):
+        history.pytest_runtest_logreport(report)
+    history.pytest_sessionfinish()
+    assert cache["rendergate/durations"] == {check_key("a", "test_gpu", None): 0.01, check_key("a", "test_cpu", None): 2.0}
 
 
 @pytest.mark.parametrize("found", [

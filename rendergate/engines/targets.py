@@ -1,6 +1,8 @@
 """Where a variant's checks run. Every target has the same small surface: `run()` a shell
 command with a timeout, `put()` a folder in, `fetch()` a file out. The suites never know
-which machine a command ran on. Commands go through pytest-testinfra's backends.
+which machine a command ran on. Each kind of target runs commands through one small object
+with a uniform `run()`: pytest-testinfra's local backend here, the engine's exec API in a
+container, Modal's exec in a sandbox.
 
 A container (or sandbox) is shared by every pytest-xdist worker of a run: one worker starts it
 and records its `handle()`, the others `attach()` to it, and the run's owner `release()`s it at

@@ -4,7 +4,9 @@ one check at a time), so one variant's checks spread over the workers instead of
 holding the long ones. How long a check takes is what it took last time here (pytest's cache,
 `rendergate/durations`): the run's controller reads it and hands it to its workers, so that
 every process orders the same checks alike (xdist requires it); a check never timed yet counts
-as long, its variants interleaved. What the run itself measured is written back at its end."""
+as long, its variants interleaved; one that skipped here (no GPU) counts as what skipping took.
+xdist starts each worker on two checks at once, so the first of them go in pairs of about equal
+length. What the run itself measured is written back at its end."""
 from __future__ import annotations
 
 import json
@@ -50,8 +52,10 @@ class History:
         self.cache, self.known, self.measured = cache, known, {}
 
     def pytest_runtest_logreport(self, report):
-        notes = notes_in(report) if report.when == "call" and not report.skipped else None
-        if notes is not None and notes.skip is None:
+        """A check's call, whatever it ended in: one that skips here (no GPU on this host) takes
+        what skipping takes here, not long; on a machine where it runs, it is timed there."""
+        notes = notes_in(report) if report.when == "call" else None
+        if notes is not None:
             self.measured[check_key(notes.cell, notes.check, notes.item)] = round(report.duration, 3)
 
     @pytest.hookimpl(trylast=True)
@@ -102,3 +106,13 @@ def order(config, items) -> None:
         return (notes.requirement != "host_ready", False, item.get_closest_marker("timed") is None, -seconds,
                 turn[notes.cell])
     items.sort(key=key)
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    if len(items) >= 2 * workers:
+        items[:2 * workers] = _paired(items[:2 * workers])
+
+
+def _paired(head: list) -> list:
+    """xdist's load scheduling starts each of n workers on two checks, positions 2i and 2i+1 (a
+    worker runs one while it holds the next), so the 2n first checks are handed in pairs: the
+    i-th longest with the (2n-1-i)-th, each worker's first pair about as long as the others'."""
+    return [check for i in range(len(head) // 2) for check in (head[i], head[-1 - i])]

@@ -47,16 +47,31 @@ def state(path, digest, algorithm):
     if digest is None:
         return None if os.path.lexists(path) else "missing"
     try:
-        with open(path, "rb") as f:
-            h = hashlib.new(algorithm)
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        got = digest_of(path, algorithm)
     except FileNotFoundError:
         return "missing"
     except OSError:  # a folder, a file the probe's user may not read: not this probe's to judge
         return None
-    got = h.hexdigest() if algorithm == "md5" else base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
     return None if got == digest else "changed"
+
+
+BUFFER = bytearray(1 << 20)  # one buffer read into, not a new bytes object a block
+DIGESTS = {}  # (device, inode, algorithm): digest; a file under several names (Mesa's hard-linked drivers) is read once
+
+
+def digest_of(path, algorithm):
+    """The file's digest as its list writes it: md5 in hex (dpkg), sha256 in urlsafe base64 (RECORD)."""
+    with open(path, "rb", buffering=0) as f:
+        st = os.fstat(f.fileno())
+        key = (st.st_dev, st.st_ino, algorithm)
+        if key not in DIGESTS:
+            h, view = hashlib.new(algorithm), memoryview(BUFFER)
+            read = f.readinto(BUFFER)
+            while read:
+                h.update(view[:read])
+                read = f.readinto(BUFFER)
+            DIGESTS[key] = h.hexdigest() if algorithm == "md5" else base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
+        return DIGESTS[key]
 
 
 def dpkg_files():
