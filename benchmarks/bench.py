@@ -66,6 +66,7 @@ class Checkout:
 class Run:
     wall: float
     cpu: float  # user + system seconds of the pytest processes (not the containers' own)
+    busy: float  # CPU seconds the whole machine was busy (the containers and the engine too)
     times: dict[str, float]  # each test that ran (not skipped) by JUnit's classname::name: its seconds
 
 
@@ -74,14 +75,20 @@ def _children_cpu() -> float:
     return used.ru_utime + used.ru_stime
 
 
+def _machine_busy() -> float:
+    """CPU seconds this machine has been busy since boot, every process's (/proc/stat: all but idle and iowait)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def timed_run(command: list[str], cwd: Path, junit: Path | None = None) -> Run:
-    cpu, started = _children_cpu(), time.monotonic()
+    cpu, busy, started = _children_cpu(), _machine_busy(), time.monotonic()
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     wall = time.monotonic() - started
     if done.returncode != 0:
         raise SystemExit(f"bench: {' '.join(command)} (in {cwd}) exited {done.returncode}:\n"
                          f"{done.stdout[-3000:]}{done.stderr[-2000:]}")
-    return Run(wall, _children_cpu() - cpu, junit_times(junit) if junit else {})
+    return Run(wall, _children_cpu() - cpu, _machine_busy() - busy, junit_times(junit) if junit else {})
 
 
 def junit_times(path: Path) -> dict[str, float]:
@@ -144,6 +151,9 @@ def check_tier(checkouts: list[Checkout], work: Path, repeats: int, variants: li
         figures[checkout.name] = {
             "auto_s": series([r.wall for r in auto]), "serial_s": series([r.wall for r in serial]),
             "auto_cpu_s": series([r.cpu for r in auto]),
+            # What the tier's work costs the machine, and the least -n auto could take on its cores.
+            "auto_busy_s": series([r.busy for r in auto]),
+            "auto_floor_s": series([r.busy / (os.cpu_count() or 1) for r in auto]),
             "speedup_auto": round(Series(tuple(r.wall for r in serial)).median / Series(tuple(r.wall for r in auto)).median, 2),
             "checks_s": medians(serial)}
     return figures
@@ -188,6 +198,10 @@ def table(figures: dict, against: dict | None) -> str:
     lines.append(f"| check tier, -n auto | {cell(current, 'auto_s')} | {cell(other, 'auto_s')} ({beside}) |")
     lines.append(f"| check tier, -n 0 | {cell(current, 'serial_s')} | {cell(other, 'serial_s')} |")
     lines.append(f"| -n auto over -n 0 | {cell(current, 'speedup_auto')} | {cell(other, 'speedup_auto')} |")
+    lines.append(f"| check tier, -n auto: CPU seconds the machine was busy | {cell(current, 'auto_busy_s')} | "
+                 f"{cell(other, 'auto_busy_s')} |")
+    lines.append(f"| check tier, -n auto: at best on {figures['machine']['cpus']} CPUs (busy / CPUs) | "
+                 f"{cell(current, 'auto_floor_s')} | {cell(other, 'auto_floor_s')} |")
     collect = figures["collection"]
     other_collect = next((v for k, v in collect.items() if k != "current"), None) or (against or {}).get("collection", {}).get("current")
     lines.append(f"| collection, one process (wall) | {cell(collect['current'], 'wall_s')} | {cell(other_collect, 'wall_s')} |")

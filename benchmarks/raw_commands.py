@@ -206,17 +206,18 @@ def _container(variant: Variant, image: str) -> Iterator[str]:
 
 def measure(image_of: dict[str, str], repeats: int) -> dict[str, Series]:
     """Each RAW entry whose variant has an image in `image_of` (variant -> image ref), timed once in
-    each of `repeats` fresh containers of the variant, as a run finds it: a run's checks meet a
-    container just started, each check once (the first import in it compiles the image's Python
-    where the image ships no bytecode, as Manim's does). Each distinct setup runs first, untimed."""
+    each of `repeats` containers of its own, just started (its setup run first, untimed): as the
+    first check to use a run's container meets it. The first `import manim` in a container compiles
+    Manim (the image ships no bytecode) and writes the bytecode where its user may: the MathTex and
+    ManimPango checks share that warm-up in a run, and whichever runs first pays it, here each does."""
     samples: dict[str, list[float]] = {}
     for variant, image in image_of.items():
         entries = {key: raw for key, raw in RAW.items() if raw.variant == variant}
-        for _ in range(repeats if entries else 0):
-            with _container(_variant(variant), image) as container:
-                for setup in dict.fromkeys(raw.setup for raw in entries.values() if raw.setup):
-                    _exec(container, setup)
-                for key, raw in entries.items():
+        for _ in range(repeats):
+            for key, raw in entries.items():
+                with _container(_variant(variant), image) as container:
+                    if raw.setup:
+                        _exec(container, raw.setup)
                     samples.setdefault(key, []).append(_exec(container, raw.command))
     return {key: Series(tuple(walls)) for key, walls in samples.items()}
 

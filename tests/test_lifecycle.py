@@ -73,3 +73,31 @@ def test_commands_run_in_one_round_trip_still_name_what_failed_or_hung():
         assert hung.value.diagnosis.cause is Cause.TIMEOUT and hung.value.diagnosis.message.startswith("`sleep 30` did not finish within 1 s")
     finally:
         target.close()
+
+
+def test_a_container_that_stops_or_goes_while_its_checks_run_is_one_line(engine, small_image, tmp_path):
+    """Commands reach a container through the engine's exec API: when the container has stopped
+    (its main process killed) or was removed under the run, the check's line says which, never a
+    traceback of the engine's error."""
+    from rendergate.core.diagnosis import Cause, CheckFailed
+    from rendergate.core.manifest import load_variant
+    from rendergate.engines.docker import DockerTarget
+    from rendergate.engines.docker_engine import owner_label
+    from rendergate.engines.targets import Result
+
+    variant = load_variant(ROOT / "images" / "xorg-glx")  # its settings; the image is the small busybox one
+    target = DockerTarget.start(engine, variant, small_image, "lifecycle-stops", owner_label(), tmp_path, 10)
+    try:
+        assert target.run("echo up; echo said >&2; exit 3") == Result("echo up; echo said >&2; exit 3", 3, "up\n", "said\n")
+        target.container.kill()
+        with pytest.raises(CheckFailed) as stopped:
+            target.run("echo never")
+        assert stopped.value.diagnosis.cause is Cause.TARGET_UNAVAILABLE
+        assert "stopped while the checks ran" in str(stopped.value) and "\n" not in str(stopped.value)
+        engine.remove(target.container.id)
+        with pytest.raises(CheckFailed) as gone:
+            target.run("echo never")
+        assert "is gone: removed while the checks ran" in str(gone.value)
+    finally:
+        engine.remove(target.container.id)
+        target.close()

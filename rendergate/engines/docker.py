@@ -45,10 +45,32 @@ class _ContainerShell:
         self.api = docker_sdk().from_env(timeout=None).api
 
     def run(self, command: str) -> Result:
-        exec_id = self.api.exec_create(self.container_id, ["/bin/sh", "-c", command])["Id"]
-        stdout, stderr = self.api.exec_start(exec_id, demux=True)
-        rc = self.api.exec_inspect(exec_id)["ExitCode"]
+        import requests  # the SDK's own transport
+
+        try:
+            exec_id = self.api.exec_create(self.container_id, ["/bin/sh", "-c", command])["Id"]
+            stdout, stderr = self.api.exec_start(exec_id, demux=True)
+            rc = self.api.exec_inspect(exec_id)["ExitCode"]
+        except docker_sdk().errors.APIError as e:
+            raise CheckFailed(Cause.TARGET_UNAVAILABLE, self._why_not(e)) from None
+        except requests.exceptions.ConnectionError as e:
+            raise CheckFailed(Cause.TARGET_UNAVAILABLE, f"the Docker engine stopped answering while the checks ran "
+                                                        f"({type(e).__name__}): is dockerd still running?") from None
         return Result(command, rc, (stdout or b"").decode(errors="replace"), (stderr or b"").decode(errors="replace"))
+
+    def _why_not(self, error) -> str:
+        """Why the engine would not run a command in the container, as the container's state tells."""
+        short = self.container_id[:12]
+        try:
+            state = self.api.inspect_container(self.container_id)["State"]
+        except docker_sdk().errors.NotFound:
+            return f"the container {short} is gone: removed while the checks ran (by `docker rm`, a cleanup job?)"
+        if state.get("OOMKilled"):
+            return f"the container {short} was killed for want of memory while the checks ran: give it more, or run fewer workers"
+        if not state.get("Running"):
+            return (f"the container {short} stopped while the checks ran (its main process exited "
+                    f"{state.get('ExitCode')}): nothing more can run in it")
+        return f"the Docker engine would not run a command in the container {short}: {error.explanation or error}"
 
 
 class DockerTarget(Target):
