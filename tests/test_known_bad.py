@@ -116,6 +116,9 @@ CASES = {
         "did not load (/opt/venv/lib/python3.11/site-packages/bpy/5.0/scripts/addons_core/cycles): the wheel bpy bundles it: its file "),
     "vnc-stand-in": ("xorg-glx", "test_vnc_serves_display", None, "file-damaged",
         "x11vnc is installed but its file /usr/bin/x11vnc is not the package's own"),
+    "packaged-files-replaced-by-a-folder-and-a-fifo": ("xorg-glx", "test_installed_files_are_their_packages_own", None,
+        "file-damaged", "of the package coreutils is not a file (a folder, a socket, a FIFO or a device is in its place) "
+        "(and 1 more: /usr/bin/"),
     "program-not-executable": ("xorg-glx", "test_installed_files_are_their_packages_own", None, "file-damaged",
         "/usr/bin/glxgears.x86_64-linux-gnu of the package mesa-utils-bin is not executable (no x bit: chmod 0755 it): reinstall mesa-utils-bin"),
     "xorg-conf-d-snippet-invalid": ("xorg-glx", "test_xorg_starts", None, "config-invalid",

@@ -2,6 +2,7 @@
 invocations get one clear line before anything starts."""
 import socket
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -89,11 +90,16 @@ def test_a_container_that_stops_or_goes_while_its_checks_run_is_one_line(engine,
     target = DockerTarget.start(engine, variant, small_image, "lifecycle-stops", owner_label(), tmp_path, 10)
     try:
         assert target.run("echo up; echo said >&2; exit 3") == Result("echo up; echo said >&2; exit 3", 3, "up\n", "said\n")
-        target.container.kill()
-        with pytest.raises(CheckFailed) as stopped:
+        killer = threading.Timer(1, target.container.kill)
+        killer.start()
+        with pytest.raises(CheckFailed) as killed:  # the command running when the container is killed
+            target.run("sleep 20")
+        killer.join()
+        with pytest.raises(CheckFailed) as stopped:  # and any command after
             target.run("echo never")
-        assert stopped.value.diagnosis.cause is Cause.TARGET_UNAVAILABLE
-        assert "stopped while the checks ran" in str(stopped.value) and "\n" not in str(stopped.value)
+        for failure in (killed, stopped):
+            assert failure.value.diagnosis.cause is Cause.TARGET_UNAVAILABLE
+            assert "stopped while the checks ran" in str(failure.value) and "\n" not in str(failure.value)
         engine.remove(target.container.id)
         with pytest.raises(CheckFailed) as gone:
             target.run("echo never")

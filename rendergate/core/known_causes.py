@@ -198,6 +198,8 @@ def not_their_own(faults: list[dict], count: int) -> Diagnosis:
     name = PurePosixPath(path).name
     if first["state"] == "not executable":
         cause, what = Cause.FILE_DAMAGED, "is not executable (no x bit: chmod 0755 it)"
+    elif first["state"] == "not a file":
+        cause, what = Cause.FILE_DAMAGED, "is not a file (a folder, a socket, a FIFO or a device is in its place)"
     elif first["state"] == "missing":
         cause = (Cause.SYSTEM_LIBRARY_MISSING if ".so" in name else Cause.TOOL_MISSING if "/bin/" in path
                  else Cause.PYTHON_MODULE_MISSING if name.endswith(".py") else Cause.DATA_FILES_MISSING)

@@ -33,12 +33,20 @@ def _image_info(ref: str, image) -> dict:
     return {"ref": ref, "digest": image.id, "repo_digests": image.attrs.get("RepoDigests", [])}
 
 
+def _engine_silent(error) -> str:
+    return f"the Docker engine stopped answering while the checks ran ({type(error).__name__}): is dockerd still running?"
+
+
 class _ContainerShell:
     """The one thing a Target needs from its machine, run(command) -> rc, stdout, stderr: an exec
     through the engine's API. Not testinfra's docker backend, which spawns a shell and the docker
     CLI on this host for each command (about 20 ms more CPU an exec; checks make dozens). Its own
     client, with no read timeout: a check's command may be silent for longer than the engine
     client's 120 s, and Target.run bounds it inside the container."""
+
+    # What a command gets when its container stops under it: killed (137), or the engine's own words
+    # on stdout for an exec it could no longer start (126: "task ... not found", "in a deleted state").
+    _STOPPED_CODES = (126, 137, None)
 
     def __init__(self, container_id: str):
         self.container_id = container_id
@@ -49,22 +57,45 @@ class _ContainerShell:
 
         try:
             exec_id = self.api.exec_create(self.container_id, ["/bin/sh", "-c", command])["Id"]
-            stdout, stderr = self.api.exec_start(exec_id, demux=True)
+            stdout, stderr = [], []
+            # Streamed and joined once: the SDK's non-streamed read appends frame by frame, quadratic in the output.
+            for out, err in self.api.exec_start(exec_id, stream=True, demux=True):
+                stdout.append(out or b"")
+                stderr.append(err or b"")
             rc = self.api.exec_inspect(exec_id)["ExitCode"]
+            if rc in self._STOPPED_CODES and self._stopped(settle=0.5 if rc == 137 else 0):
+                raise CheckFailed(Cause.TARGET_UNAVAILABLE, self._why_not(None))
         except docker_sdk().errors.APIError as e:
             raise CheckFailed(Cause.TARGET_UNAVAILABLE, self._why_not(e)) from None
         except requests.exceptions.ConnectionError as e:
-            raise CheckFailed(Cause.TARGET_UNAVAILABLE, f"the Docker engine stopped answering while the checks ran "
-                                                        f"({type(e).__name__}): is dockerd still running?") from None
-        return Result(command, rc, (stdout or b"").decode(errors="replace"), (stderr or b"").decode(errors="replace"))
+            raise CheckFailed(Cause.TARGET_UNAVAILABLE, _engine_silent(e)) from None
+        return Result(command, rc, b"".join(stdout).decode(errors="replace"), b"".join(stderr).decode(errors="replace"))
+
+    def _stopped(self, settle: float) -> bool:
+        """Whether the container is no longer running, waiting up to `settle` seconds for the engine
+        to say so (`docker kill` kills the command before the container's state turns)."""
+        deadline = time.monotonic() + settle
+        while True:
+            try:
+                if not self.api.inspect_container(self.container_id)["State"].get("Running"):
+                    return True
+            except docker_sdk().errors.NotFound:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
     def _why_not(self, error) -> str:
-        """Why the engine would not run a command in the container, as the container's state tells."""
+        """Why the engine would not run (or finish) a command in the container, as its state tells."""
+        import requests
+
         short = self.container_id[:12]
         try:
             state = self.api.inspect_container(self.container_id)["State"]
         except docker_sdk().errors.NotFound:
             return f"the container {short} is gone: removed while the checks ran (by `docker rm`, a cleanup job?)"
+        except requests.exceptions.ConnectionError as e:
+            return _engine_silent(e)
         if state.get("OOMKilled"):
             return f"the container {short} was killed for want of memory while the checks ran: give it more, or run fewer workers"
         if not state.get("Running"):

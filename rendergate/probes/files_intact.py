@@ -4,7 +4,8 @@ What dpkg was told not to install (path-exclude in /etc/dpkg/dpkg.cfg.d, a lean 
 not expected; conffiles (dpkg's status) are to be there, their content the admin's to change. Standard library
 only, any Python 3 an image may have; `--missing-allowed REGEX`: files that may be missing (the
 documentation images leave out, rm -rf /usr/share/doc/*); prints {"checked": N, "count": M, "faults": [{"path",
-"owner", "by": "dpkg"|"conffile"|"wheel", "state": "missing"|"changed"|"not executable"}, ...]} (the first 20 faults)."""
+"owner", "by": "dpkg"|"conffile"|"wheel", "state": "missing"|"changed"|"not a file"|"not executable"}, ...]} (the first 20
+faults)."""
 import base64
 import fnmatch
 import glob
@@ -50,9 +51,15 @@ def state(path, digest, algorithm):
         got = digest_of(path, algorithm)
     except FileNotFoundError:
         return "missing"
-    except OSError:  # a folder, a file the probe's user may not read: not this probe's to judge
+    except NotAFile:
+        return "not a file"
+    except OSError:  # a file the probe's user may not read: not this probe's to judge
         return None
     return None if got == digest else "changed"
+
+
+class NotAFile(Exception):
+    """A folder, a socket, a FIFO or a device where the package has a file."""
 
 
 BUFFER = bytearray(1 << 20)  # one buffer read into, not a new bytes object a block
@@ -60,18 +67,21 @@ DIGESTS = {}  # (device, inode, algorithm): digest; a file under several names (
 
 
 def digest_of(path, algorithm):
-    """The file's digest as its list writes it: md5 in hex (dpkg), sha256 in urlsafe base64 (RECORD)."""
-    with open(path, "rb", buffering=0) as f:
-        st = os.fstat(f.fileno())
-        key = (st.st_dev, st.st_ino, algorithm)
-        if key not in DIGESTS:
+    """The file's digest as its list writes it: md5 in hex (dpkg), sha256 in urlsafe base64 (RECORD).
+    Only a regular file (a link to one too) is read: open() would wait forever on a FIFO."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotAFile(path)
+    key = (st.st_dev, st.st_ino, algorithm)
+    if key not in DIGESTS:
+        with open(path, "rb", buffering=0) as f:
             h, view = hashlib.new(algorithm), memoryview(BUFFER)
             read = f.readinto(BUFFER)
             while read:
                 h.update(view[:read])
                 read = f.readinto(BUFFER)
             DIGESTS[key] = h.hexdigest() if algorithm == "md5" else base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
-        return DIGESTS[key]
+    return DIGESTS[key]
 
 
 def dpkg_files():
