@@ -1,6 +1,6 @@
 """The order checks run in (rendergate.plugin.schedule): the longest first by what they took last
 time, never-timed checks early with their variants interleaved, host readiness first, timed
-workloads together, checks that do not apply last, the first pair of each xdist worker about as
+workloads together, checks that do not apply (or skip at once: no GPU here) last, the first pair of each xdist worker about as
 long as the others'; a history file in any state orders, never breaks."""
 import json
 
@@ -8,20 +8,23 @@ import pytest
 from conftest import SMALL_REPO, SMALL_RUN_TIMEOUT, run_suite
 
 from rendergate.plugin.notes import NOTES_KEY, PROPERTY, CheckNotes
+from rendergate.plugin import schedule
 from rendergate.plugin.schedule import DURATIONS_KEY, History, _durations, check_key, order
 
 
 class Item:
     """As much of a pytest item as the order reads: its stash (the check's notes) and its marks."""
 
-    def __init__(self, cell, check, requirement="x", skip=None, timed=False):
+    def __init__(self, cell, check, requirement="x", skip=None, timed=False, needs_gpu=False):
         self.stash = pytest.Stash()
         self.stash[NOTES_KEY] = CheckNotes(cell=cell, target="docker", check=check, requirement=requirement, skip=skip)
-        self.timed = timed
+        self.marks = {"timed"} if timed else set()
+        self.marks |= {"needs_gpu"} if needs_gpu else set()
         self.name = f"{check}[{cell}]"
+        self.callspec = type("CallSpec", (), {"params": {"cell": cell}})()
 
     def get_closest_marker(self, name):
-        return object() if name == "timed" and self.timed else None
+        return object() if name in self.marks else None
 
 
 def ordered(items, durations, workers=None):
@@ -76,25 +79,48 @@ def test_each_worker_starts_on_a_pair_of_checks_as_long_as_the_others_pair():
     assert ordered(three_checks, durations, workers=2) == names[:3]  # fewer than two each: xdist deals them one by one
 
 
-def test_a_check_that_skipped_here_is_timed_as_what_skipping_took():
-    """A GPU check on a host with no GPU skips in its call: it is cheap here, not never-timed (long)."""
+def test_the_checks_workers_start_on_at_once_are_of_different_variants():
+    """Their containers start side by side, and two checks never begin at once on one container's
+    first warm-up (the first import of Manim compiles it)."""
+    items = [Item("manim", "test_mathtex"), Item("manim", "test_manimpango"), Item("blender", "test_files"),
+             Item("manim", "test_files"), Item("xorg", "test_glx")]
+    durations = {check_key("manim", "test_mathtex", None): 3.6, check_key("manim", "test_manimpango", None): 3.5,
+                 check_key("blender", "test_files", None): 2.7, check_key("manim", "test_files", None): 2.4,
+                 check_key("xorg", "test_glx", None): 1.2}
+    first_two = ordered(items, durations, workers=2)[:4]
+    assert [first_two[0], first_two[2]] == ["test_mathtex[manim]", "test_files[blender]"]  # each worker's first
+    assert first_two[1::2] == ["test_files[manim]", "test_manimpango[manim]"]  # the longest with the shortest
+    one_variant = [Item("manim", f"test_{n}") for n in range(4)]
+    assert len(ordered(one_variant, {}, workers=2)) == 4  # no second variant to start on: as they come
+
+
+def test_a_gpu_check_on_a_host_without_a_gpu_counts_as_nothing_and_its_skip_is_not_history(monkeypatch):
+    """It skips at once here, so it goes after what runs; where GPUs are, it is what it took there,
+    and a skip writes nothing to the history (which a GPU host may share, a CI cache say)."""
+    items = [Item("a", "test_gpu", needs_gpu=True), Item("a", "test_cpu")]
+    durations = {check_key("a", "test_gpu", None): 9.0, check_key("a", "test_cpu", None): 1.0}
+    monkeypatch.setattr(schedule, "gpus_of", lambda cell: [])
+    assert ordered(items, durations) == ["test_cpu[a]", "test_gpu[a]"]
+    assert ordered([Item("a", "test_gpu", needs_gpu=True), Item("a", "test_new")], {}) == ["test_new[a]", "test_gpu[a]"]
+    monkeypatch.setattr(schedule, "gpus_of", lambda cell: ["an NVIDIA GPU"])
+    assert ordered(items, durations) == ["test_gpu[a]", "test_cpu[a]"]
+
     class Cache(dict):
         def set(self, key, value):
             self[key] = value
 
     class Report:
-        def __init__(self, when, skipped, duration, check):
+        def __init__(self, skipped, duration, check):
             notes = CheckNotes(cell="a", target="docker", check=check, requirement="x", skip="no-gpu" if skipped else None)
-            self.when, self.skipped, self.duration = when, skipped, duration
+            self.when, self.skipped, self.duration = "call", skipped, duration
             self.user_properties = [(PROPERTY, notes.to_json())]
 
     cache = Cache()
     history = History(cache, {})
-    for report in (Report("setup", False, 0.5, "test_gpu"), Report("call", True, 0.01, "test_gpu"),
-                   Report("call", False, 2.0, "test_cpu")):
+    for report in (Report(True, 0.01, "test_gpu"), Report(False, 2.0, "test_cpu")):
         history.pytest_runtest_logreport(report)
     history.pytest_sessionfinish()
-    assert cache["rendergate/durations"] == {check_key("a", "test_gpu", None): 0.01, check_key("a", "test_cpu", None): 2.0}
+    assert cache["rendergate/durations"] == {check_key("a", "test_cpu", None): 2.0}
 
 
 @pytest.mark.parametrize("found", [

@@ -1,7 +1,6 @@
 """What a run collects and how: whether it validates at all, the suites and the user's folders of
-checks added, each check parametrized over the run's cells (or marked as not applying), put in
-the order they run in (rendergate.plugin.schedule), and what was collected before anything
-deselected it."""
+checks added, each check parametrized over the run's cells (or marked as not applying), and what
+was collected before anything deselected it (the order they run in: rendergate.plugin.schedule)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +13,6 @@ from rendergate.core.outcomes import Outcome
 from rendergate.engines.kind import Cell
 from rendergate.engines.kinds import KINDS
 from rendergate.plugin.notes import NOTES_KEY, CheckNotes, notes_of
-from rendergate.plugin import schedule
 from rendergate.plugin.run import RUN_KEY
 
 
@@ -91,7 +89,6 @@ def pytest_collection_modifyitems(config, items):
                 item=requirements.item_of(params.get("requirement")),
                 skip=outside.args[0] if outside else None)
     if RUN_KEY in config.stash:
-        schedule.order(config, items)
         _count_collected(config, [notes_of(item) for item in items])
     return (yield)
 

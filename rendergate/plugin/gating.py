@@ -13,7 +13,7 @@ from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.core.outcomes import Outcome
 from rendergate.core.redact import printable, redact
 from rendergate.core.runstate import RunState
-from rendergate.engines.kinds import KINDS
+from rendergate.engines.kinds import gpus_of
 from rendergate.plugin.notes import attach, notes_of
 from rendergate.plugin.run import RUN_KEY
 
@@ -40,8 +40,7 @@ def _gate_on_gpu(item) -> None:
 
 
 def _gpus(item) -> list:
-    cell = item.callspec.params["cell"]
-    return KINDS[cell.kind].gpus(cell)
+    return gpus_of(item.callspec.params["cell"])
 
 
 def not_validated(item, failure: CheckFailed):

@@ -4,7 +4,7 @@ one check at a time), so one variant's checks spread over the workers instead of
 holding the long ones. How long a check takes is what it took last time here (pytest's cache,
 `rendergate/durations`): the run's controller reads it and hands it to its workers, so that
 every process orders the same checks alike (xdist requires it); a check never timed yet counts
-as long, its variants interleaved; one that skipped here (no GPU) counts as what skipping took.
+as long, its variants interleaved; a GPU check on a host without a GPU (it skips) as nothing.
 xdist starts each worker on two checks at once, so the first of them go in pairs of about equal
 length. What the run itself measured is written back at its end."""
 from __future__ import annotations
@@ -14,6 +14,7 @@ import math
 
 import pytest
 
+from rendergate.engines.kinds import gpus_of
 from rendergate.plugin.notes import notes_in, notes_of
 from rendergate.plugin.run import RUN_KEY
 
@@ -52,10 +53,10 @@ class History:
         self.cache, self.known, self.measured = cache, known, {}
 
     def pytest_runtest_logreport(self, report):
-        """A check's call, whatever it ended in: one that skips here (no GPU on this host) takes
-        what skipping takes here, not long; on a machine where it runs, it is timed there."""
-        notes = notes_in(report) if report.when == "call" else None
-        if notes is not None:
+        """A check's call that ran (one that skipped took no time worth keeping: on a host where a
+        GPU check runs, it is long, and the history may be shared with one, a CI cache say)."""
+        notes = notes_in(report) if report.when == "call" and not report.skipped else None
+        if notes is not None and notes.skip is None:
             self.measured[check_key(notes.cell, notes.check, notes.item)] = round(report.duration, 3)
 
     @pytest.hookimpl(trylast=True)
@@ -85,6 +86,12 @@ def expected_seconds(durations: dict[str, float], longest: dict[str, float], cel
     return durations.get(check_key(cell, check, item), longest.get(check, UNKNOWN))
 
 
+@pytest.hookimpl(trylast=True)  # after -k, -m and --deselect: the order of what runs, its head most of all
+def pytest_collection_modifyitems(config, items):
+    if RUN_KEY in config.stash:
+        order(config, items)
+
+
 def order(config, items) -> None:
     """Sort `items` in place: host readiness first (a host that is not ready explains the failures
     after it), then the timed workloads (each takes the machine to itself: together, they keep the
@@ -96,23 +103,40 @@ def order(config, items) -> None:
         check = key.split("::")[1]
         longest[check] = max(seconds, longest.get(check, 0.0))
     turn: dict[str, int] = {}  # the n-th check of its cell: checks never timed interleave the cells
+    expected: dict[int, float] = {}  # by id(item): the seconds it is expected to take
 
     def key(item):
         notes = notes_of(item)
         if notes is None or notes.skip is not None:
             return (True, True, True, 0.0, 0)
         turn[notes.cell] = turn.get(notes.cell, -1) + 1
-        seconds = expected_seconds(durations, longest, notes.cell, notes.check, notes.item)
+        if item.get_closest_marker("needs_gpu") and not gpus_of(item.callspec.params["cell"]):
+            seconds = 0.0  # skipped at once on this host: no GPU here, not validated
+        else:
+            seconds = expected_seconds(durations, longest, notes.cell, notes.check, notes.item)
+        expected[id(item)] = seconds
         return (notes.requirement != "host_ready", False, item.get_closest_marker("timed") is None, -seconds,
                 turn[notes.cell])
     items.sort(key=key)
     workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
-    if len(items) >= 2 * workers:
-        items[:2 * workers] = _paired(items[:2 * workers])
+    if workers > 1 and len(items) >= 2 * workers:
+        cell = lambda item: getattr(notes_of(item), "cell", None)  # noqa: E731
+        items[:2 * workers] = _paired(items[:2 * workers], cell, lambda item: expected.get(id(item), 0.0))
 
 
-def _paired(head: list) -> list:
+def _paired(head: list, cell, seconds) -> list:
     """xdist's load scheduling starts each of n workers on two checks, positions 2i and 2i+1 (a
-    worker runs one while it holds the next), so the 2n first checks are handed in pairs: the
-    i-th longest with the (2n-1-i)-th, each worker's first pair about as long as the others'."""
-    return [check for i in range(len(head) // 2) for check in (head[i], head[-1 - i])]
+    worker runs one while it holds the next), so the 2n first checks are handed in pairs. The n
+    that start at once are of n different variants where the head has them (their containers start
+    side by side, and no two checks begin on one container's first warm-up at once: the first
+    import of Manim compiles it, whoever comes second finds it compiled); each is paired with one of
+    the others, the longest with the shortest, so every worker's first pair takes about as long."""
+    n = len(head) // 2
+    first: list = []
+    for item in head:
+        if len(first) < n and cell(item) not in {cell(f) for f in first}:
+            first.append(item)
+    first += [item for item in head if all(item is not f for f in first)][:n - len(first)]
+    then = sorted((item for item in head if all(item is not f for f in first)), key=seconds)
+    first.sort(key=seconds, reverse=True)
+    return [item for pair in zip(first, then) for item in pair]
