@@ -119,12 +119,14 @@ mutate: setup base
 # Benchmarks (benchmarks/bench.py), run alone on the machine: the check tier under -n auto and -n 0, collection
 # per process, each check beside the raw commands it runs, the smoke workloads, make validate warm; JSON and a
 # table in $(REPORTS_DIR)/bench. BASELINE=rev runs that commit side by side (else the figures recorded in
-# benchmarks/recorded.json are beside); RECORD=1 records this run's; QUICK=1 runs every part once, small.
+# benchmarks/recorded.json are beside); RECORD=1 records this run's; QUICK=1 runs every part once, small;
+# FRESH=1 also runs the main job as on a fresh machine (minutes: every image rebuilt from nothing, then put back).
 BASELINE ?=
 RECORD ?=
 QUICK ?=
+FRESH ?=
 bench: images
-	$(PY) benchmarks/bench.py --out=$(REPORTS_DIR)/bench $(if $(BASELINE),--baseline=$(BASELINE)) $(if $(RECORD),--record) $(if $(QUICK),--quick)
+	$(PY) benchmarks/bench.py --out=$(REPORTS_DIR)/bench $(if $(BASELINE),--baseline=$(BASELINE)) $(if $(RECORD),--record) $(if $(QUICK),--quick) $(if $(FRESH),--fresh)
 
 # The suite's own tests: everything in parallel, then the timing tests alone (serial phase).
 # Their tools: Debian's chromium + chromedriver (the report's browser test), docker-registry (promotion),

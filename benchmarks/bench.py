@@ -6,7 +6,9 @@ down (JSON and a table) with the date, the machine and the commit:
 - collection, per process (xdist's controller and every worker each pay it);
 - each check's wall time (`-n 0`, from JUnit), beside the raw commands it runs, typed by hand in
   the same image (benchmarks/raw_commands.py): no check should take more than 1.3x them;
-- the smoke workloads; `make validate ALLOW_NO_GPU=1` with the images built.
+- the smoke workloads; `make validate ALLOW_NO_GPU=1` with the images built;
+- with `--fresh`, the main job as on a fresh machine (fresh_machine(): no venv, every image built
+  from nothing; it takes minutes and rebuilds the images, so only when asked).
 
 Against a baseline commit (`--baseline REV`: its own checkout and venv under .bench/, set up by
 its own Makefile, its runs interleaved with this checkout's) or, without one, beside the figures
@@ -17,6 +19,7 @@ Run it alone on the machine, after `make images`.
 from __future__ import annotations
 
 import argparse
+import re
 import datetime
 import json
 import os
@@ -40,6 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from raw_commands import RAW, measure as measure_raw  # noqa: E402  (beside this file)
 
 from rendergate.checks.timing import Series  # noqa: E402
+from rendergate.core.manifest import load_variants  # noqa: E402
 
 RECORDED = ROOT / "benchmarks" / "recorded.json"
 ALLOWED_OVER_RAW = 1.3  # issue 26: no check slower than 1.3x the raw commands it runs
@@ -111,6 +115,50 @@ def suites(checkout: Checkout, work: Path, workers: str, *selection: str) -> Run
 def collection(checkout: Checkout, work: Path) -> Run:
     return timed_run([checkout.python, "-m", "pytest", "suites", "--collect-only", "-q", *checkout.main_job_flags,
                       "--allow-no-gpu", f"--reports-dir={work / 'collect'}"], checkout.root)
+
+
+FRESH_BASE = "rendergate/bench-fresh-base:bookworm"  # a base tag of its own: every variant builds from nothing
+
+
+def _image_id(ref: str) -> str | None:
+    found = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", ref], capture_output=True, text=True)
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def fresh_machine(work: Path) -> dict:
+    """`make validate ALLOW_NO_GPU=1` as on a fresh machine, as near as this one allows: a clone of
+    this commit (what is not committed is not in it) with no venv, pip's cache off, and a base image
+    made anew by debootstrap under another tag, so that every variant builds from nothing, its
+    packages downloaded again. The Docker engine is installed already. The variants' own tags are
+    put back afterwards, whatever ends the run, and the images it built removed."""
+    refs = sorted({v.image_ref for v in load_variants(ROOT / "images").values() if v.needs_image})
+    before = {ref: _image_id(ref) for ref in refs}
+    clone = work / "fresh"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    started = time.monotonic()
+    try:
+        done = subprocess.run(["make", "-s", "validate", "ALLOW_NO_GPU=1", f"BASE_IMAGE={FRESH_BASE}"], cwd=clone,
+                              env={**os.environ, "PIP_NO_CACHE_DIR": "1"}, capture_output=True, text=True)
+        wall = time.monotonic() - started
+    finally:
+        for ref, image in before.items():
+            built = _image_id(ref)
+            if image:
+                subprocess.run(["docker", "tag", image, ref], capture_output=True)
+            if built and built != image:
+                subprocess.run(["docker", "rmi", "-f", built], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", FRESH_BASE], capture_output=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: make validate in a fresh clone exited {done.returncode}:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    said = done.stdout + done.stderr
+
+    def seconds(pattern: str) -> float | None:
+        m = re.search(pattern, said, re.M)
+        return None if m is None else 60 * float(m.group(1) or 0) + float(m.group(2))
+    return {"wall_s": round(wall, 1), "base_s": seconds(r"base image \S+ made from \S+ in ()(\d+) s"),
+            "builds_s": seconds(r"\d+ images built in (?:(\d+) min )?([\d.]+) s"),
+            "suites_s": seconds(r"=+ .* in ()([\d.]+)s"), "date": datetime.date.today().isoformat(), "commit": subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()}
 
 
 def baseline_checkout(rev: str) -> Checkout:
@@ -212,6 +260,12 @@ def table(figures: dict, against: dict | None) -> str:
     if figures.get("workloads"):
         lines.append(f"| smoke workloads, -n auto | {cell(figures['workloads'], 'wall_s')} | "
                      f"{cell((against or {}).get('workloads'), 'wall_s')} |")
+    fresh = figures.get("fresh") or (against or {}).get("fresh")
+    if fresh:
+        parts = ", ".join(f"{name} {fresh[key]:.0f} s" for name, key in (("base", "base_s"), ("builds", "builds_s"),
+                                                                           ("suites", "suites_s")) if fresh.get(key))
+        when = "" if figures.get("fresh") else f" (recorded {fresh['date']}, commit {fresh['commit']})"
+        lines.append(f"| make validate ALLOW_NO_GPU=1, a fresh machine ({parts}) | {fresh['wall_s']:.0f} s{when} | — |")
     lines += ["", f"| check (-n 0) | check | raw commands | ratio (at most {ALLOWED_OVER_RAW}) |", "|---|---|---|---|"]
     for row in figures["checks"]:
         if row["raw_s"] is not None:
@@ -224,6 +278,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--baseline", metavar="REV", help="a commit run side by side (e.g. a7967c9)")
     parser.add_argument("--quick", action="store_true", help="every part once, small: CI's proof that it runs")
+    parser.add_argument("--fresh", action="store_true", help="also the main job as on a fresh machine (minutes; "
+                                                                  "rebuilds every image from nothing)")
     parser.add_argument("--record", action="store_true", help=f"write the figures to {RECORDED.relative_to(ROOT)}")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench", help="where bench.json and bench.md go")
     args = parser.parse_args()
@@ -255,6 +311,8 @@ def main() -> None:
                 validate.append(timed_run(["make", "-s", "validate", "ALLOW_NO_GPU=1", f"REPORTS_DIR={reports}",
                                            f"PROMOTED={reports}/promoted"], ROOT).wall)
             figures["validate"] = series(validate)
+        if args.fresh and not args.quick:
+            figures["fresh"] = fresh_machine(work)
     against = None if args.baseline or not RECORDED.exists() else json.loads(RECORDED.read_text())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(figures, indent=1))
@@ -262,7 +320,8 @@ def main() -> None:
     print(table(figures, against))
     print(f"\nbench: figures in {args.out / 'bench.json'} and {args.out / 'bench.md'}")
     if args.record and not args.quick:
-        RECORDED.write_text(json.dumps(figures, indent=1) + "\n")
+        kept = {"fresh": against["fresh"]} if against and "fresh" in against and "fresh" not in figures else {}
+        RECORDED.write_text(json.dumps({**figures, **kept}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
