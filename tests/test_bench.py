@@ -17,7 +17,7 @@ def test_bench_quick_runs_every_part_and_writes_its_figures(tmp_path):
     assert tier["auto_s"]["samples_s"] and tier["serial_s"]["samples_s"] and tier["speedup_auto"] > 0
     assert figures["collection"]["current"]["cpu_s"]["samples_s"]
     measured = [row for row in figures["checks"] if row["raw_s"] is not None]
-    assert measured and all(row["ratio"] > 0 for row in measured), figures["checks"]
+    assert measured and all(row["ratio"] >= 0 for row in measured), figures["checks"]  # 0.0: a check that found its work done
     assert figures["workloads"]["wall_s"]["samples_s"]
     assert figures["machine"]["cpus"] and figures["date"] and figures["commit"]
     table = (tmp_path / "bench.md").read_text()
