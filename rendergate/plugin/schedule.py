@@ -120,11 +120,10 @@ def order(config, items) -> None:
     items.sort(key=key)
     workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
     if workers > 1 and len(items) >= 2 * workers:
-        cell = lambda item: getattr(notes_of(item), "cell", None)  # noqa: E731
-        items[:2 * workers] = _paired(items[:2 * workers], cell, lambda item: expected.get(id(item), 0.0))
+        items[:2 * workers] = _paired(items[:2 * workers], lambda item: expected.get(id(item), 0.0))
 
 
-def _paired(head: list, cell, seconds) -> list:
+def _paired(head: list, seconds) -> list:
     """xdist's load scheduling starts each of n workers on two checks, positions 2i and 2i+1 (a
     worker runs one while it holds the next), so the 2n first checks are handed in pairs. The n
     that start at once are of n different variants where the head has them (their containers start
@@ -132,11 +131,13 @@ def _paired(head: list, cell, seconds) -> list:
     import of Manim compiles it, whoever comes second finds it compiled); each is paired with one of
     the others, the longest with the shortest, so every worker's first pair takes about as long."""
     n = len(head) // 2
-    first: list = []
+    first, cells = [], set()
     for item in head:
-        if len(first) < n and cell(item) not in {cell(f) for f in first}:
+        cell = getattr(notes_of(item), "cell", None)
+        if len(first) < n and cell not in cells:
             first.append(item)
-    first += [item for item in head if all(item is not f for f in first)][:n - len(first)]
-    then = sorted((item for item in head if all(item is not f for f in first)), key=seconds)
+            cells.add(cell)
+    rest = [item for item in head if all(item is not f for f in first)]
+    first, then = first + rest[:n - len(first)], sorted(rest[n - len(first):], key=seconds)
     first.sort(key=seconds, reverse=True)
     return [item for pair in zip(first, then) for item in pair]
