@@ -16,7 +16,8 @@ ALLOW_NO_GPU ?=
 # More pytest arguments, e.g. PYTEST_ARGS="--variant manim".
 PYTEST_ARGS ?=
 # The gate and promotion: make gate VARIANT=manim [IMAGE=ref | GPUS=T4,L4] [SIGNING_KEY=key.pem];
-# make promote VARIANT=manim IMAGE=ref TO=tag [TRUSTED_KEY=pub.pem]; make verify IMAGE=registry/ref KEY=pub.pem
+# make promote VARIANT=manim IMAGE=ref TO=tag [TRUSTED_KEY=pub.pem]; make verify IMAGE=registry/ref KEY=pub.pem;
+# make diff VARIANT=manim: what changed since the variant's promoted image (packages, config, layers, outcomes, figures)
 VARIANT ?=
 GPUS ?=
 IMAGE ?= $(if $(GPUS),,$(if $(wildcard $(IMAGES_DIR)/$(VARIANT)/Dockerfile),rendergate/$(VARIANT):dev))
@@ -48,7 +49,7 @@ SUITE_FLAGS = -n auto $(UNUSED_PLUGINS) --images-dir=$(IMAGES_DIR) --reports-dir
 	--self-contained-html --junitxml=$(REPORTS_DIR)/junit.xml --promoted=$(PROMOTED) $(if $(ALLOW_NO_GPU),--allow-no-gpu) \
 	$(if $(BUILD_BASE),--base-image=$(BUILD_BASE)) $(PYTEST_ARGS)
 
-.PHONY: setup engine base images references validate gate promote verify merge mutate bench test clean
+.PHONY: setup engine base images references validate gate diff promote verify merge mutate bench test clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -94,6 +95,10 @@ gate: setup
 	$(RG) gate $(VARIANT) $(if $(IMAGE),--image=$(IMAGE)) $(if $(GPUS),--gpu=$(GPUS)) $(if $(SIGNING_KEY),--sign-key=$(SIGNING_KEY))
 
 # Tag IMAGE as TO (pushed when TO names a registry) only on a complete, passing, fresh verdict about it.
+diff: setup
+	@test -n "$(VARIANT)" || { echo "usage: make diff VARIANT=name"; exit 2; }
+	$(RG) diff $(VARIANT) --promoted-dir=$(PROMOTED)
+
 promote: setup
 	@test -n "$(VARIANT)" -a -n "$(IMAGE)" -a -n "$(TO)" || { echo "usage: make promote VARIANT=name IMAGE=ref TO=tag"; exit 2; }
 	$(RG) promote $(VARIANT) --image=$(IMAGE) --to=$(TO) --promoted=$(PROMOTED) $(if $(TRUSTED_KEY),--trusted-key=$(TRUSTED_KEY)) $(if $(SIGNING_KEY),--sign-key=$(SIGNING_KEY))
@@ -105,7 +110,7 @@ verify: setup
 
 # One matrix report (variant x GPU type x check) from the reports of several hosts.
 merge: setup
-	$(RG) merge $(REPORTS) --out=$(REPORTS_DIR)/merged.html
+	$(RG) merge $(REPORTS) --out=$(REPORTS_DIR)/merged.html --promoted-dir=$(PROMOTED)
 
 # Mutation testing of one variant's image (a benchmark of the suites, not a test): single-defect copies
 # of it, from the files its checks use, each validated by the whole suite; scores and each mutant in

@@ -7,7 +7,8 @@ down (JSON and a table) with the date, the machine and the commit:
 - each check's call time (`-n 0`, from JUnit; its setup, which may start its container, aside),
   beside the raw commands it runs, typed by hand in
   the same image (benchmarks/raw_commands.py): no check should take more than 1.3x them;
-- the smoke workloads; `make validate ALLOW_NO_GPU=1` with the images built;
+- the smoke workloads; `make validate ALLOW_NO_GPU=1` with the images built, with and without
+  recording the images' SBOMs (--no-sbom), paired; what recording one image's SBOM takes;
 - with `--fresh`, the main job as on a fresh machine (fresh_machine(): no venv, every image built
   from nothing; it takes minutes and rebuilds the images, so only when asked).
 
@@ -210,6 +211,30 @@ def check_tier(checkouts: list[Checkout], work: Path, repeats: int, variants: li
     return figures
 
 
+def sbom_recording(images: dict[str, str], repeats: int) -> dict[str, dict]:
+    """What recording an image's SBOM takes (rendergate.core.contents: the listing in its container,
+    the engine's config and history, the CycloneDX file written), per image, in a container of its own."""
+    from rendergate.core import contents
+    from rendergate.core.manifest import load_variants as variants_of
+    from rendergate.engines.docker import DockerTarget
+    from rendergate.engines.docker_engine import Engine
+
+    engine, known, found = Engine(), variants_of(ROOT / "images"), {}
+    with tempfile.TemporaryDirectory(prefix="rendergate-bench-sbom-") as folder:
+        for name, ref in images.items():
+            target = DockerTarget.start(engine, known[name], ref, "bench", "bench", Path(folder), 300)
+            try:
+                samples = []
+                for _ in range(repeats):
+                    started = time.monotonic()
+                    contents.write(Path(folder) / f"{name}.cdx.json", contents.record(target))
+                    samples.append(time.monotonic() - started)
+            finally:
+                engine.remove(target.container.id)
+            found[name] = series(samples)
+    return found
+
+
 def check_vs_raw(checks: dict[str, float], raw: dict[str, Series]) -> list[dict]:
     """Each check (by its JUnit name) beside its raw commands' median, where they were measured."""
     rows = []
@@ -260,6 +285,14 @@ def table(figures: dict, against: dict | None) -> str:
     if figures.get("validate"):
         lines.append(f"| make validate ALLOW_NO_GPU=1, warm | {cell(figures, 'validate')} | "
                      f"{cell(against, 'validate') if against else '—'} |")
+    if figures.get("validate_no_sbom"):
+        lines.append(f"| make validate ALLOW_NO_GPU=1, warm, recording no SBOM (--no-sbom) | "
+                     f"{cell(figures, 'validate_no_sbom')} | — |")
+        share = figures["sbom_share"]
+        lines.append(f"| what recording the SBOMs adds to make validate (paired) | {share['median_s']:+.1%} "
+                     f"(spread {share['spread']:.0%}) | — |")
+    for name, part in (figures.get("sbom_record_s") or {}).items():
+        lines.append(f"| recording the SBOM of {name} | {cell({'x': part}, 'x')} | — |")
     if figures.get("workloads"):
         lines.append(f"| smoke workloads, -n auto | {cell(figures['workloads'], 'wall_s')} | "
                      f"{cell((against or {}).get('workloads'), 'wall_s')} |")
@@ -308,13 +341,16 @@ def main() -> None:
         workloads = [suites(current, work, "auto", "-k", "workload", *(f"--variant={v}" for v in variants))
                      for _ in range(1 if args.quick else 2)]
         figures["workloads"] = {"wall_s": series([r.wall for r in workloads]), "checks_s": medians(workloads)}
+        figures["sbom_record_s"] = sbom_recording(images, max(repeats, 3))
         if not args.quick:
-            validate = []
-            for _ in range(2):
-                reports = Path(tempfile.mkdtemp(dir=work))
-                validate.append(timed_run(["make", "-s", "validate", "ALLOW_NO_GPU=1", f"REPORTS_DIR={reports}",
-                                           f"PROMOTED={reports}/promoted"], ROOT).wall)
-            figures["validate"] = series(validate)
+            runs: dict[str, list[float]] = {"validate": [], "validate_no_sbom": []}
+            for _ in range(3):  # pairs, interleaved: what recording the SBOMs adds to the main job
+                for name, more in (("validate", ""), ("validate_no_sbom", "--no-sbom")):
+                    reports = Path(tempfile.mkdtemp(dir=work))
+                    runs[name].append(timed_run(["make", "-s", "validate", "ALLOW_NO_GPU=1", f"REPORTS_DIR={reports}",
+                                                 f"PROMOTED={reports}/promoted", f"PYTEST_ARGS={more}"], ROOT).wall)
+            figures |= {name: series(samples) for name, samples in runs.items()}
+            figures["sbom_share"] = series([a / b - 1 for a, b in zip(runs["validate"], runs["validate_no_sbom"])])
         if args.fresh and not args.quick:
             figures["fresh"] = fresh_machine(work)
     against = None if args.baseline or not RECORDED.exists() else json.loads(RECORDED.read_text())

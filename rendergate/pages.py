@@ -12,6 +12,7 @@ import base64
 import io
 from datetime import datetime, timezone
 from html import escape
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from PIL import Image
@@ -25,6 +26,7 @@ from rendergate.core.verdict import Verdict
 
 if TYPE_CHECKING:  # the mutation pages' types: the report every run writes needs none of them (nor Docker)
     from rendergate.mutation.run import Mutation
+    from rendergate.release.review import Review
 
 CSS = """
 .rg-matrix { border-collapse: collapse; margin: 8px 0 16px; font: 13px sans-serif; }
@@ -38,6 +40,7 @@ CSS = """
 .rg-problems { font: 13px sans-serif; }
 .rg-verdict { padding: 6px 12px; margin: 6px 0; font: 14px sans-serif; border-radius: 4px; }
 .rg-verdict ul { margin: 4px 0 0; padding-left: 20px; }
+.rg-review { margin: 4px 0 0; font-size: 13px; } .rg-review summary { cursor: pointer; color: #555; }
 /* pytest-html puts its environment table first: what to do comes first, the environment after it. */
 body:has(#rg-summary) { display: flex; flex-direction: column; align-items: flex-start; }
 body:has(#rg-summary) > .summary { order: 1; align-self: stretch; }
@@ -142,10 +145,17 @@ def banner_html(state: str, verdicts: list[Verdict]) -> str:
     return f'<div class="rg-banner {css}" id="rg-banner">{escape(text)}</div>'
 
 
-def summary_html(verdicts: list[Verdict]) -> str:
-    """What to do, per variant, before any detail: its verdict state, then at most a few lines:
-    its failures with their causes, then what was not validated, grouped by why; and the Modal
-    GPU-seconds a matrix used."""
+def review_html(review: Review) -> str:
+    """The promotion review under a variant's state: its one line, and every change on a click."""
+    lines = "".join(f"<li>{escape(line.strip())}</li>" for line in review.lines()[3:])
+    return (f'<div class="rg-review" data-variant="{escape(review.variant)}">{escape(review.headline())}'
+            f'<details><summary>the whole review</summary><ul>{lines}</ul></details></div>')
+
+
+def summary_html(verdicts: list[Verdict], review_of: Callable[[Verdict], Review | None] = lambda v: None) -> str:
+    """What to do, per variant, before any detail: its verdict state, what changed since the
+    promoted image (`review_of`), then at most a few lines: its failures with their causes, then
+    what was not validated, grouped by why; and the Modal GPU-seconds a matrix used."""
     blocks = []
     for v in sorted(verdicts, key=_order):
         problems = judge(v)
@@ -153,9 +163,11 @@ def summary_html(verdicts: list[Verdict]) -> str:
         shown = lines[:SUMMARY_LINES] + ([f"and {len(lines) - SUMMARY_LINES} more: see the matrix"]
                                          if len(lines) > SUMMARY_LINES else [])
         items = "".join(f"<li>{escape(line)}</li>" for line in shown)
+        review = review_of(v)
         blocks.append(f'<div class="rg-verdict rg-{state.value}" data-variant="{escape(v.variant)}" '
                       f'data-state="{state.value}"><b>{escape(column_label(v))}: {state.label}</b>: '
-                      f'{escape(state.meaning)}{f"<ul>{items}</ul>" if items else ""}</div>')
+                      f'{escape(state.meaning)}{review_html(review) if review else ""}'
+                      f'{f"<ul>{items}</ul>" if items else ""}</div>')
     used = gpu_seconds(verdicts)
     usage = (f'<p class="rg-problems" id="rg-gpu-seconds">Modal GPU-seconds: '
              f'{escape(", ".join(f"{gpu} {s} s" for gpu, s in used.items()))}</p>') if used else ""
@@ -239,8 +251,9 @@ def platform_html(verdicts: list[Verdict]) -> str:
     return '<ul class="rg-problems" id="rg-platform">' + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>"
 
 
-def merged_html(verdicts: list[Verdict]) -> str:
-    """One self-contained page: variant x GPU type x check, from verdicts of several hosts."""
+def merged_html(verdicts: list[Verdict], review_of: Callable[[Verdict], Review | None] = lambda v: None) -> str:
+    """One self-contained page: variant x GPU type x check, from verdicts of several hosts, each
+    with what changed since its variant's promoted image (`review_of`)."""
     hosts = list({(v.host.get("host"), v.host.get("gpu_type"), v.host.get("sandbox_runtime")): v.host
                   for v in verdicts}.values())
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -249,7 +262,7 @@ def merged_html(verdicts: list[Verdict]) -> str:
             f'<style>{CSS} body {{ font: 14px sans-serif; margin: 16px; }}</style></head><body>'
             f'<h1>rendergate: merged verdicts</h1><p>{len(verdicts)} verdicts from {len(hosts)} hosts, merged {generated}; '
             f'verdict states: {", ".join(states)}</p>'
-            f'<h2>What to do</h2>{summary_html(verdicts)}'
+            f'<h2>What to do</h2>{summary_html(verdicts, review_of)}'
             f'<h2>Hosts</h2>{environment_html(hosts)}<h2>Matrix</h2>{matrix_html(verdicts)}'
             f'<h2>Platform differences</h2>{platform_html(verdicts)}<h2>Figures</h2>{figures_html(verdicts) or "<p>none</p>"}'
             f'</body></html>')

@@ -338,8 +338,13 @@ def test_a_signed_attestation_round_trips_through_a_registry_and_a_tampered_one_
     promoted = cli("promote", "small", f"--image={SMALL_IMAGE}", f"--to={to}", f"--trusted-key={public}",
                    f"--sign-key={private}", f"--promoted={tmp_path / 'promoted'}")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
-    assert "its signed verdict pushed as" in promoted.stdout
+    assert "its SBOM signed too" in signing.stdout and "its signed verdict and SBOM pushed as" in promoted.stdout
     pushed = manifest_digest(registry, "rendergate/small", "attested")
+    # The image's SBOM, signed as a second predicate, is in the same artifact next to the image.
+    pulled_files = attestation._registry(to).pull(target=attestation.attestation_ref(to, pushed), outdir=str(tmp_path / "att"))
+    sbom_envelope = attestation.read(next(Path(f) for f in pulled_files if Path(f).name == "sbom.intoto.json"))
+    sbom = attestation.verify(sbom_envelope, attestation.public_key(public), pushed, "sbom", attestation.SBOM_PREDICATE_TYPE)
+    assert sbom["predicate"]["metadata"]["component"]["version"] == engine.client.images.get(SMALL_IMAGE).id
     statement = json.loads(base64.b64decode(json.loads((tmp_path / "promoted" / "small.intoto.json").read_text())["payload"]))
     assert {"name": to, "digest": {"sha256": pushed.removeprefix("sha256:")}} in statement["subject"]  # what a cluster pulls
     engine.client.images.remove(to)
@@ -358,7 +363,7 @@ def test_a_signed_attestation_round_trips_through_a_registry_and_a_tampered_one_
     for planted, words in ((_changed(envelope), "the signature does not verify"),
                            (attestation.attest(json.loads((reports / "verdicts" / "small.json").read_text()),
                                                [(SMALL_IMAGE, "sha256:" + "0" * 64)], signer), "the attestation is about sha256:000")):
-        attestation.push(to, planted, manifest_digest(registry, "rendergate/small", "attested"))
+        attestation.push(to, {attestation.PREDICATE_TYPE: planted}, manifest_digest(registry, "rendergate/small", "attested"))
         done = cli("verify", to, f"--key={public}")
         assert done.returncode == 1 and done.stderr.startswith(f"VERIFY REFUSED {to}") and words in done.stderr
         assert "Traceback" not in done.stderr

@@ -244,6 +244,10 @@ def test_rendergate_mutate_runs_a_small_fixed_sample_on_a_real_variant(tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads((tmp_path / "mutate" / "xorg-glx.json").read_text())
     assert result["complete"] and len(result["results"]) == 3 and result["used_files"] > 50
+    # The packages owning what the checks used (the promotion review marks them); its runs record no SBOM, whose
+    # listing of every package would count as files the checks use.
+    assert "xserver-xorg-core" in result["used_owners"]
+    assert not list((tmp_path / "mutate" / "xorg-glx").rglob("*.cdx.json"))
     scores = result["scores"]
     detected = [r for r in result["results"] if r["finding"] not in ("undetected", "not built", "not judged")]
     assert scores["detected"] == len(detected) and scores["judged"] == 3

@@ -8,6 +8,8 @@
     rendergate gate VARIANT [--image REF | --gpu T4,L4,...] [--sign-key PEM]
                                                    pass only a complete verdict where every declared requirement passed;
                                                    with a key, write it as a signed attestation about the image
+    rendergate diff CANDIDATE [PROMOTED] [--json]  what changed since the promoted image (the SBOMs beside the
+                                                   verdicts): packages, config, layers, size, outcomes, timed figures
     rendergate promote VARIANT --image REF --to TAG [--trusted-key PUB]
                                                    tag (and push) REF when a complete, passing, fresh verdict is about it;
                                                    with a key, the verdict the gate signed, pushed next to the image
@@ -32,7 +34,7 @@ import os
 import sys
 from pathlib import Path
 
-from rendergate.commands import build, gate, init, merge, mutate, obtain, promote, references, requirements, verify
+from rendergate.commands import build, diff, gate, init, merge, mutate, obtain, promote, references, requirements, verify
 from rendergate.commands.common import say
 from rendergate.core.manifest import ManifestError
 from rendergate.core.requirements import RegistryError
@@ -43,7 +45,7 @@ from rendergate.release.attestation import AttestationError
 from rendergate.release.promotion import Refused
 
 COMMANDS = {module.__name__.rsplit(".", 1)[1]: module
-            for module in (requirements, init, build, references, obtain, gate, promote, verify, merge, mutate)}
+            for module in (requirements, init, build, references, obtain, gate, diff, promote, verify, merge, mutate)}
 
 
 def parser() -> argparse.ArgumentParser:

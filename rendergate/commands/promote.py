@@ -41,8 +41,11 @@ def run(args) -> int:
     signer = attestations.private_key(args.sign_key) if key else None
     done = promote(engine, variant, args.image, args.to, verdict_path(args, args.variant), Path(args.promoted),
                    timedelta(days=args.max_age_days), key,
-                   Path(args.reports_dir) / "attestations" / f"{args.variant}.intoto.json", signer)
+                   Path(args.reports_dir) / "attestations" / f"{args.variant}.intoto.json", signer, say=say,
+                   mutation_file=Path(args.reports_dir) / "mutate" / f"{args.variant}.json")
     pushed = f", pushed as {done.pushed_digest}" if done.pushed_digest else " (local tag; no registry named)"
-    attested = f"; its signed verdict pushed as {done.attestation}" if done.attestation else ""
-    say(f"PROMOTED {done.source} ({done.digest}) to {done.target}{pushed}{attested}; verdict kept in {args.promoted}")
+    attested = f"; its signed verdict and SBOM pushed as {done.attestation}" if done.attestation else ""
+    kept = (f"; verdict kept in {args.promoted}, without an SBOM ({done.sbom_kept}): the next review will not show "
+            "package, config or layer changes") if done.sbom_kept else f"; verdict and SBOM kept in {args.promoted}"
+    say(f"PROMOTED {done.source} ({done.digest}) to {done.target}{pushed}{attested}{kept}")
     return 0

@@ -25,6 +25,7 @@ from rendergate.engines.docker_shell import RootShell, shell_fault
 from rendergate.engines.hostload import HostLoad, containers_seconds
 from rendergate.engines.kind import Cell, Launch, SetupError
 from rendergate.engines.progress import BuildProgress
+from rendergate.core.contents import image_config
 from rendergate.engines.targets import Result, Target, worker_count, worker_folder, worker_slot
 
 
@@ -128,6 +129,14 @@ class DockerTarget(Target):
 
     def image_info(self) -> dict:
         return _image_info(self.image_ref, self.container.image)
+
+    def image_config(self):
+        try:
+            image = self.container.image
+            return image_config(image.attrs, image.history())
+        except docker_sdk().errors.DockerException as e:
+            raise CheckFailed(Cause.TARGET_UNAVAILABLE, f"the engine would not show {self.image_ref}'s config: "
+                                                        f"{type(e).__name__}") from None
 
     @classmethod
     def start(cls, engine: Engine, variant: Variant, image: str, run_id: str, owner: str, log_dir: Path,

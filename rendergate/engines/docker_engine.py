@@ -167,6 +167,16 @@ class Engine:
         progress.build_finished(variant.name, tag, self.client.images.get(tag).attrs["Size"])
         return tag
 
+    def _base_labels(self, base_image: str) -> dict[str, str]:
+        """OCI's labels naming the base an image is built FROM (what its SBOM and the promotion
+        review say of it): the reference, and the digest the engine holds it under, when it does."""
+        try:
+            image = self.client.images.get(base_image)
+        except docker_sdk().errors.DockerException:  # pulled by the build itself: its digest is not known here
+            return {"org.opencontainers.image.base.name": base_image}
+        digest = next((d.split("@", 1)[1] for d in image.attrs.get("RepoDigests") or []), image.id)
+        return {"org.opencontainers.image.base.name": base_image, "org.opencontainers.image.base.digest": digest}
+
     def _built(self, variant: Variant, tag: str, log_dir: Path, base_image: str | None, extra_ca: Path | None,
                progress: EngineProgress) -> None:
         """The build itself: its stream logged and its steps reported; a failure raised as one line
@@ -177,6 +187,7 @@ class Engine:
             if extra_ca:
                 tar.add(extra_ca, arcname="extra-ca.crt")
         buildargs = {"BASE_IMAGE": base_image} if base_image else {}
+        labels = self._base_labels(base_image) if base_image else {}
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{variant.name}-build.log"
         # Renamed when complete: builds of other processes and threads never interleave in it.
@@ -184,7 +195,8 @@ class Engine:
         step, step_output, error = "the start", "", None
         with partial.open("w") as log:
             stream = self.client.api.build(fileobj=io.BytesIO(context.getvalue()), custom_context=True,
-                                           tag=tag, buildargs=buildargs, rm=True, forcerm=True, decode=True)
+                                           tag=tag, buildargs=buildargs, labels=labels, rm=True, forcerm=True,
+                                           decode=True)
             for chunk in stream:
                 if self.cancel is not None and self.cancel.is_set():  # the engine stops the build when we hang up
                     raise EngineError(f"building {tag} stopped at {step}: the run was interrupted or ended")

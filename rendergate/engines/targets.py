@@ -240,6 +240,11 @@ class Target:
         """The image the checks run in, as verdicts name it; None where there is no image (the host)."""
         return None
 
+    def image_config(self):
+        """The image's config, layers and sizes as its engine holds them (core.contents.ImageConfig);
+        None where no engine holds the image (the host, a Modal sandbox)."""
+        return None
+
     def started(self) -> dict:
         """What a verdict counts of this target's start: {"container": name}, {"sandbox": {...}}."""
         return {}

@@ -43,7 +43,7 @@ class Suite:
         reports_dir.mkdir(parents=True)
         command = [sys.executable, "-m", "pytest", str(SUITES), f"--images-dir={self.images_dir}",
                    f"--variant={self.variant.name}", f"--image={image}", f"--reports-dir={reports_dir}",
-                   "-n", "auto", "-p", "no:cacheprovider", "-q"]
+                   "-n", "auto", "-p", "no:cacheprovider", "-q", "--no-sbom"]
         command += ["--allow-no-gpu"] if self.allow_no_gpu else []
         command += [f"--base-image={self.base_image}"] if self.base_image else []
         command += list(options)
@@ -84,6 +84,7 @@ class Mutation:
     seed: int
     asked: int
     used_files: int = 0
+    used_owners: list[str] = field(default_factory=list)  # the packages and distributions owning them (the promotion review marks these)
     mutable_files: int = 0
     components: int = 0  # of the mutable files
     not_mutated: dict[str, int] = field(default_factory=dict)  # reason -> files
@@ -148,6 +149,7 @@ def mutate(engine: Engine, suite: Suite, image: str, count: int, seed: int, work
             else:
                 candidates.append(f)
         mutation.used_files, mutation.mutable_files = len(used), len(candidates)
+        mutation.used_owners = sorted({f.owner for f in used if f.owner})
         mutation.components = len({f.component for f in candidates})
         mutation.baseline_state = judging.state_of(judging.judge(baseline)).value
         mutation.baseline_failures = sorted(c.check for c in failed_checks(baseline))

@@ -131,6 +131,9 @@ class HtmlReport:
     def _update(self, state: str) -> None:
         if self.summary is None:
             return
-        verdicts = [Verdict.from_json(v) for v in self.outcomes.written.values()]  # as their files hold them
+        written = {name: Verdict.from_json(v) for name, v in self.outcomes.written.items()}  # as their files hold them
+        files = {id(v): self.run.reports_dir / "verdicts" / f"{name}.json" for name, v in written.items()}
+        verdicts = list(written.values())
         self.summary["prefix"][:] = [f"<style>{CSS}</style>", banner_html(state, verdicts),
-                                     summary_html(verdicts), matrix_html(verdicts, link=True)]
+                                     summary_html(verdicts, lambda v: self.outcomes.reviewer(v, files[id(v)])),
+                                     matrix_html(verdicts, link=True)]

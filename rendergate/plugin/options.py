@@ -41,6 +41,9 @@ def _options() -> list[tuple[str, dict, str]]:
         ("--tier", dict(choices=("smoke", "full"), default="smoke"),
          "size of the render workloads: smoke (CI, minutes) or full (production sizes)"),
         ("--reports-dir", dict(metavar="DIR"), "where verdicts/, artifacts/ and logs/ go (default: reports/ at the root)"),
+        ("--no-sbom", dict(action="store_true"), "record no SBOM of the images (reports/verdicts/sbom/<variant>.cdx.json, "
+         "what the promotion review compares): mutation testing's traced run, where listing every package would count "
+         "as files the checks use"),
         ("--promoted", dict(metavar="DIR"), "folder of the last promoted verdicts (`make promote` keeps them): timed "
          "workloads that regressed against them beyond thresholds.max_regression fail"),
     ]

@@ -2,6 +2,7 @@
 a sandbox) opened once per run and attached to by every other worker."""
 from __future__ import annotations
 
+from rendergate.core import contents
 from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.core.runstate import RunState
 from rendergate.engines.docker_engine import EngineError
@@ -32,9 +33,10 @@ class TargetPool:
         if not kind.shared:  # this machine: nothing shared, each process checks in place
             self._targets[cell.key] = kind.start(cell, self.run.launch)
             return self._targets[cell.key]
+        opened = False
         with self.state.claimed(cell.key) as record:
             if record is None:
-                record = self._open_and_record(cell)
+                record, opened = self._open_and_record(cell), True
             elif "handle" in record:
                 try:
                     self._targets[cell.key] = kind.attach(cell, record["handle"], self.run.launch.check_timeout)
@@ -44,7 +46,18 @@ class TargetPool:
             self.images[cell.key] = record["image"]
         if "failed" in record:
             raise CheckFailed(Cause(record.get("cause", Cause.TARGET_UNAVAILABLE.value)), record["failed"])
+        if opened and self.run.record_sbom and record.get("image"):  # once the others may attach: they need not wait
+            self._record_sbom(cell, self._targets[cell.key])
         return self._targets[cell.key]
+
+    def _record_sbom(self, cell: Cell, target: Target) -> None:
+        """What the cell's image is made of, as an SBOM beside its verdict. What cannot be read is
+        said in it; a file that cannot be written leaves the review without it (it says so), never
+        the check failed."""
+        try:
+            contents.write(contents.sbom_path(self.run.reports_dir / "verdicts" / f"{cell.key}.json"), contents.record(target))
+        except OSError:
+            pass
 
     def _open_and_record(self, cell: Cell) -> dict:
         try:

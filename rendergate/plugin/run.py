@@ -38,6 +38,7 @@ class RunConfig:
     check_folders: list[Path]  # the user's folders of checks, collected beside the suites
     promoted_dir: Path | None = None
     tier: str = "smoke"
+    record_sbom: bool = True  # each image's SBOM, recorded by the process that opens its target
 
     @property
     def run_id(self) -> str:
@@ -152,7 +153,8 @@ def pytest_configure(config):
     host = json.loads(worker["rendergate_host"]) if worker else {
         **describe_host(), "sandbox_runtime": KINDS[opt.target].runtimes[opt.runtime]}
     run = RunConfig(cells=chosen, target=opt.target, allow_no_gpu=opt.allow_no_gpu, launch=launch, host=host,
-                    check_folders=folders, promoted_dir=Path(opt.promoted) if opt.promoted else None, tier=opt.tier)
+                    check_folders=folders, promoted_dir=Path(opt.promoted) if opt.promoted else None, tier=opt.tier,
+                    record_sbom=not opt.no_sbom)
     config.stash[RUN_KEY] = run
     if worker is None:
         config.pluginmanager.register(RunOwner(run), "rendergate-run-owner")

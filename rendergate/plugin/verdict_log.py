@@ -26,6 +26,7 @@ from rendergate.plugin.collection import COLLECTED, COLLECTED_KEY
 from rendergate.plugin.notes import notes_in
 from rendergate.plugin.run import RUN_KEY
 from rendergate.plugin.selection import selection
+from rendergate.release.review import Reviewer
 
 
 def pytest_configure(config):
@@ -80,6 +81,8 @@ class OutcomeLog:
         self.cell_ids: dict[str, str] = {}  # by cell: the id its checks' node ids carry ("small@rendergate/small:dev")
         self.unwritable: set[Path] = set()
         self.interrupted = False
+        self.reviewer = Reviewer(self.run.promoted_dir if self.run else None,
+                                 self.run.reports_dir / "mutate" if self.run else None)  # what changed since the promoted image
 
     @property
     def active(self) -> bool:
@@ -260,7 +263,8 @@ class OutcomeLog:
             colour = {State.PASSED: "green", State.FAILED: "red"}.get(state, "yellow")
             terminalreporter.line(f"verdict {name}: {state.said} "
                                   f"({self.run.reports_dir / 'verdicts' / (name + '.json')})", **{colour: True})
-            for line in verdict["summary"]:
+            review = self.reviewer(Verdict.from_json(verdict), self.run.reports_dir / "verdicts" / f"{name}.json")
+            for line in ([review.headline()] if review else []) + verdict["summary"]:
                 terminalreporter.line(f"  {printable(line)}")
         used = gpu_seconds([Verdict.from_json(v) for v in self.written.values()])
         if used:

@@ -1,23 +1,35 @@
 """Which installed Python distributions own a module or a file (their dist-info's top_level.txt and
 RECORD), and which of the files their RECORD names the image lacks: what advice about a Python
 module or a wheel-bundled library is held to (rendergate/core/advice.py); for a file, also which of
-them differ from RECORD's checksum. Standard library only, any Python 3 an image may have; prints
-{"owners": [{"dist": ..., "missing": [...], "damaged": [...]}]}."""
+them differ from RECORD's checksum; or, with --all, every distribution this Python sees (name,
+version, the folder it is installed in: what the image's SBOM lists). Standard library only, any
+Python 3 an image may have; prints {"owners": [{"dist": ..., "missing": [...], "damaged": [...]}]}
+or {"distributions": [{"name": ..., "version": ..., "where": ...}]}."""
 import base64
 import glob
 import hashlib
-import json
 import os
 import sys
+
+from json_out import dumps
 
 
 def distributions():
     for base in dict.fromkeys(p for p in sys.path if p and os.path.isdir(p)):
-        for info in sorted(glob.glob(os.path.join(base, "*.dist-info"))):
-            name = os.path.basename(info)[:-len(".dist-info")].rsplit("-", 1)[0]
+        # dist-info: what pip installs; egg-info (a folder, or a file of metadata alone): Debian's python3-* packages
+        for info in sorted(glob.glob(os.path.join(base, "*.dist-info")) + glob.glob(os.path.join(base, "*.egg-info"))):
+            name, _, version = os.path.basename(info).rsplit(".", 1)[0].partition("-")
+            version = version.split("-")[0]
+            metadata = info if os.path.isfile(info) else os.path.join(info, "METADATA" if info.endswith(".dist-info") else "PKG-INFO")
             try:
-                with open(os.path.join(info, "METADATA"), errors="replace") as f:
-                    name = next((line[6:].strip() for line in f if line.startswith("Name: ")), name)
+                with open(metadata, errors="replace") as f:
+                    for line in f:
+                        if not line.strip():
+                            break  # the headers end; the description follows
+                        if line.startswith("Name: "):
+                            name = line[6:].strip()
+                        elif line.startswith("Version: "):
+                            version = line[9:].strip()
             except OSError:
                 pass
             try:
@@ -33,7 +45,7 @@ def distributions():
             except OSError:
                 tops = set()
             tops |= {f.split("/")[0][:-3] if f.endswith(".py") and "/" not in f else f.split("/")[0] for f in files}
-            yield base, name, files, tops, sums
+            yield base, name, version, files, tops, sums
 
 
 def differs(path, want):
@@ -45,7 +57,7 @@ def differs(path, want):
 
 def owners(kind, wanted):
     found = []
-    for base, name, files, tops, sums in distributions():
+    for base, name, _, files, tops, sums in distributions():
         if kind == "--module":
             top = wanted.split(".")[0]
             mine = [f for f in files if f.split("/")[0] in (top, top + ".py")] if top in tops else None
@@ -61,5 +73,18 @@ def owners(kind, wanted):
     return found
 
 
+def every_distribution():
+    """Each distribution once: the first of a name on sys.path is the one Python imports."""
+    seen, found = set(), []
+    for base, name, version, _, _, _ in distributions():
+        if name.lower() not in seen:
+            seen.add(name.lower())
+            found.append({"name": name, "version": version, "where": base})
+    return found
+
+
 if __name__ == "__main__":
-    print(json.dumps({"owners": owners(sys.argv[1], sys.argv[2])}))
+    if sys.argv[1] == "--all":
+        print(dumps({"distributions": every_distribution()}))
+    else:
+        print(dumps({"owners": owners(sys.argv[1], sys.argv[2])}))

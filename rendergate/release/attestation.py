@@ -29,14 +29,17 @@ from rendergate.core.redact import printable, remember_secrets
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://rendergate.invalid/attestation/verdict/v1"  # ours: a rendergate verdict
+SBOM_PREDICATE_TYPE = "https://cyclonedx.org/bom"  # in-toto's for a CycloneDX SBOM: what the image is made of
+# The files of the artifact next to an image, each an envelope of one predicate.
+ENVELOPE_FILES = {PREDICATE_TYPE: "verdict.intoto.json", SBOM_PREDICATE_TYPE: "sbom.intoto.json"}
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 MANIFEST_TYPES = ["application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json"]
 SIGNING_KEY_ENV = "RENDERGATE_SIGNING_KEY"  # the private key's PEM text, for CI secrets
 MAX_KEY_BYTES = 64 * 1024
 MAX_ENVELOPE_BYTES = 96 * 2**20  # a verdict (64 MiB at most) in base64, and its signatures
-# cosign's annotations on an attestation's layer: where cosign, and policies written for it, look.
-COSIGN_LAYER_ANNOTATIONS = {"dev.cosignproject.cosign/signature": "", "predicateType": PREDICATE_TYPE}
+# cosign's annotation on an attestation's layer (and its predicateType): where cosign, and policies written for it, look.
+COSIGN_SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 
 
 class AttestationError(Exception):
@@ -86,22 +89,23 @@ def public_key(path: Path):
         raise AttestationError(f"public key {path}: not a PEM public key of ed25519, ECDSA or RSA ({type(e).__name__})") from None
 
 
-def attest(verdict: dict, subjects: list[tuple[str, str]], signer) -> dict:
-    """The verdict as a signed in-toto Statement about the images named by (reference, sha256
-    digest) in `subjects` (a DSSE envelope, as JSON)."""
+def attest(predicate: dict, subjects: list[tuple[str, str]], signer, predicate_type: str = PREDICATE_TYPE) -> dict:
+    """The predicate (a verdict, or the image's SBOM) as a signed in-toto Statement about the images
+    named by (reference, sha256 digest) in `subjects` (a DSSE envelope, as JSON)."""
     from securesystemslib.dsse import Envelope
 
     statement = {"_type": STATEMENT_TYPE,
                  "subject": [{"name": name, "digest": {"sha256": digest.removeprefix("sha256:")}} for name, digest in subjects],
-                 "predicateType": PREDICATE_TYPE, "predicate": verdict}
+                 "predicateType": predicate_type, "predicate": predicate}
     envelope = Envelope(json.dumps(statement, sort_keys=True).encode(), PAYLOAD_TYPE, {})
     envelope.sign(signer)
     return envelope.to_dict()
 
 
-def verify(envelope: dict, key, image_digest: str, where: str) -> dict:
-    """The Statement of `envelope` once its signature verifies with `key` and one of its subjects
-    is the image with `image_digest`; AttestationError naming `where` otherwise."""
+def verify(envelope: dict, key, image_digest: str, where: str, predicate_type: str = PREDICATE_TYPE) -> dict:
+    """The Statement of `envelope` once its signature verifies with `key`, its predicate is of
+    `predicate_type` and one of its subjects is the image with `image_digest`; AttestationError
+    naming `where` otherwise."""
     from securesystemslib.dsse import Envelope
     from securesystemslib.exceptions import VerificationError
 
@@ -119,12 +123,13 @@ def verify(envelope: dict, key, image_digest: str, where: str) -> dict:
     try:
         statement = parse(parsed.payload)
         subjects = [s["digest"]["sha256"] for s in statement["subject"]]
-        predicate_type = statement["predicateType"]
+        statement_type = statement["predicateType"]
     except (Unusable, KeyError, TypeError) as e:
         raise AttestationError(f"{where}: a signed payload that is not an in-toto Statement "
                                f"({e if isinstance(e, Unusable) else type(e).__name__})") from None
-    if predicate_type != PREDICATE_TYPE:
-        raise AttestationError(f"{where}: predicate {printable(str(predicate_type)[:200])!r}, not a rendergate verdict")
+    if statement_type != predicate_type:
+        what = "a rendergate verdict" if predicate_type == PREDICATE_TYPE else "a CycloneDX SBOM"
+        raise AttestationError(f"{where}: predicate {printable(str(statement_type)[:200])!r}, not {what}")
     if image_digest.removeprefix("sha256:") not in subjects:
         named = ", ".join(printable(f"sha256:{s}"[:80]) for s in subjects[:4])
         raise AttestationError(f"{where}: the attestation is about {named}, not this image ({image_digest})")
@@ -195,17 +200,21 @@ def attestation_ref(ref: str, manifest_digest: str) -> str:
     return f"{repository}:{manifest_digest.replace(':', '-')}.att"
 
 
-def push(ref: str, envelope: dict, manifest_digest: str) -> str:
-    """Push the envelope next to the image `ref` (whose manifest has `manifest_digest`, as its
-    registry confirmed on the image's push) in its registry; returns the artifact's reference."""
+def push(ref: str, envelopes: dict[str, dict], manifest_digest: str) -> str:
+    """Push the envelopes (by predicate type: the verdict's, and the SBOM's where there is one) next
+    to the image `ref` (whose manifest has `manifest_digest`, as its registry confirmed on the
+    image's push) in its registry, one layer each; returns the artifact's reference."""
     target = attestation_ref(ref, manifest_digest)
     with tempfile.TemporaryDirectory(prefix="rendergate-attestation-") as folder:
-        path = Path(folder) / "verdict.intoto.json"
-        write(path, envelope)
+        paths = {predicate_type: Path(folder) / ENVELOPE_FILES[predicate_type] for predicate_type in envelopes}
+        for predicate_type, envelope in envelopes.items():
+            write(paths[predicate_type], envelope)
         annotations = Path(folder) / "annotations.json"
-        annotations.write_text(json.dumps({str(path): COSIGN_LAYER_ANNOTATIONS}))
+        annotations.write_text(json.dumps({str(path): {COSIGN_SIGNATURE_ANNOTATION: "", "predicateType": predicate_type}
+                                           for predicate_type, path in paths.items()}))
         try:
-            _registry(ref).push(target=target, files=[f"{path}:{ENVELOPE_MEDIA_TYPE}"], disable_path_validation=True,
+            _registry(ref).push(target=target, files=[f"{path}:{ENVELOPE_MEDIA_TYPE}" for path in paths.values()],
+                                disable_path_validation=True,
                                 config_path=_docker_config(), quiet=True, annotation_file=str(annotations),
                                 manifest_annotations={"org.opencontainers.image.title": "rendergate verdict"})
         except Exception as e:  # oras raises requests' and its own errors
@@ -229,9 +238,11 @@ def pull_and_verify(ref: str, key) -> tuple[str, dict]:
         except Exception as e:
             raise AttestationError(f"{target}: no attestation could be read ({type(e).__name__}: "
                                    f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
-        if len(files) != 1:
-            raise AttestationError(f"{target}: {len(files)} files, not one DSSE envelope")
-        envelope = read(Path(files[0]))
+        verdicts = [f for f in files if Path(f).name == ENVELOPE_FILES[PREDICATE_TYPE]]
+        if len(verdicts) != 1:
+            raise AttestationError(f"{target}: {len(files)} files, none of them the verdict's envelope "
+                                   f"({ENVELOPE_FILES[PREDICATE_TYPE]})")
+        envelope = read(Path(verdicts[0]))
     statement = verify(envelope, key, manifest_digest, target)
     verdict = statement.get("predicate") if isinstance(statement.get("predicate"), dict) else {}
     about = (verdict.get("image") if isinstance(verdict.get("image"), dict) else {}).get("digest")

@@ -7,20 +7,24 @@ one, which later runs compare their workload figures with.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import docker.errors
 
-from rendergate.core import judging, outcomes, times
+from rendergate.core import contents, judging, outcomes, times
 from rendergate.core import verdict as verdicts
+from rendergate.core.contents import SbomError, sbom_path
 from rendergate.core.environment import suite_version
+from rendergate.core.jsonfile import write_whole
 from rendergate.core.manifest import Variant
 from rendergate.core.verdict import Verdict
 from rendergate.engines.docker_engine import Engine, EngineError
 from rendergate.engines.modal import build_digest
 from rendergate.release import attestation as attestations
+from rendergate.release.review import beside, review
 
 
 class Refused(Exception):
@@ -74,15 +78,39 @@ class Promotion:
     digest: str
     pushed_digest: str | None
     attestation: str | None = None  # where the signed verdict was pushed, next to the image
+    sbom_kept: str = ""  # why the SBOM was not kept with the verdict ("" when it was)
+
+
+def sbom_attestation_path(attestation_path: Path) -> Path:
+    """Where the gate writes the signed SBOM, beside the signed verdict."""
+    return attestation_path.with_name(attestation_path.name.replace(".intoto.json", ".sbom.intoto.json"))
+
+
+def _sbom(verdict_path: Path, verdict: Verdict, digest: str, key, attestation_path: Path | None) -> dict | SbomError:
+    """The SBOM document of the image promoted: the file beside its verdict or, when promotion
+    trusts only signed statements, the one the gate signed with the verdict."""
+    if key is None:
+        found = beside(verdict_path, verdict)
+        return found if isinstance(found, SbomError) else json.loads(sbom_path(verdict_path).read_text())
+    signed = sbom_attestation_path(attestation_path)
+    try:
+        statement = attestations.verify(attestations.read(signed), key, digest, str(signed), attestations.SBOM_PREDICATE_TYPE)
+        contents.from_bom(statement["predicate"], str(signed))
+    except (attestations.AttestationError, SbomError) as e:
+        return SbomError(str(e))
+    return statement["predicate"]
 
 
 def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: Path, promoted_dir: Path,
-            max_age: timedelta, trusted_key=None, attestation_path: Path | None = None, signer=None) -> Promotion:
+            max_age: timedelta, trusted_key=None, attestation_path: Path | None = None, signer=None,
+            say=None, mutation_file: Path | None = None) -> Promotion:
     """Tag (and push) `ref` as `to` when its verdict allows it. With a `trusted_key`, the verdict
     judged is the one the gate signed (attestation_path), verified against the key and the image
     first; once the image is pushed, that verdict is signed again (`signer`) as a Statement about
     the manifest digest the registry now serves (what a cluster pulls, as cosign names images) and
-    the image's config, and pushed next to the image."""
+    the image's config, and pushed next to the image, with the signed SBOM. Before it tags, `say`
+    hears the review against the last promoted image; the SBOM is kept with the verdict, for the
+    next review."""
     repository, _, tag = to.rpartition(":") if ":" in to.rsplit("/", 1)[-1] else (to, "", "latest")
     if trusted_key is not None and signer is None and _names_registry(repository):
         raise attestations.AttestationError(
@@ -103,6 +131,16 @@ def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: P
     if problems:
         raise Refused(f"PROMOTION REFUSED {ref} -> {to}: {judging.state_of(problems).said} ({source})",
                       judging.summary(problems))
+    sbom = _sbom(verdict_path, verdict, digest, trusted_key, attestation_path)
+    kept = promoted_dir / f"{variant.name}.json"
+    if say and kept.is_file():
+        try:
+            previous = verdicts.load(kept)
+        except verdicts.VerdictError as e:
+            say(f"no review: the last promoted verdict cannot be read: {e}")
+        else:
+            new = sbom if isinstance(sbom, SbomError) else contents.from_bom(sbom, "the SBOM")
+            say("\n".join(review(verdict, new, previous, beside(kept, previous), mutation_file).lines()))
     try:
         engine.client.images.get(digest).tag(repository, tag)  # the image judged, even if `ref` moved meanwhile
     except docker.errors.APIError as e:
@@ -110,13 +148,22 @@ def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: P
     pushed = _push(engine, repository, tag) if _names_registry(repository) else None
     attested = None
     if pushed and trusted_key is not None:
-        envelope = attestations.attest(verdict.as_json(), [(to, pushed), (to, digest)], signer)
-        attested = attestations.push(to, envelope, pushed)
+        subjects = [(to, pushed), (to, digest)]
+        envelope = attestations.attest(verdict.as_json(), subjects, signer)
+        envelopes = {attestations.PREDICATE_TYPE: envelope}
+        if not isinstance(sbom, SbomError):
+            envelopes[attestations.SBOM_PREDICATE_TYPE] = attestations.attest(sbom, subjects, signer,
+                                                                              attestations.SBOM_PREDICATE_TYPE)
+        attested = attestations.push(to, envelopes, pushed)
     verdict.promotion = {"to": to, "at": times.now_iso(), "pushed_digest": pushed}
-    verdicts.write(promoted_dir / f"{variant.name}.json", verdict.as_json())
+    verdicts.write(kept, verdict.as_json())
+    if isinstance(sbom, SbomError):
+        sbom_path(kept).unlink(missing_ok=True)  # never the SBOM of the image promoted before
+    else:
+        write_whole(sbom_path(kept), json.dumps(sbom, indent=1))
     if trusted_key is not None:
         attestations.write(promoted_dir / f"{variant.name}.intoto.json", envelope)
-    return Promotion(ref, to, digest, pushed, attested)
+    return Promotion(ref, to, digest, pushed, attested, str(sbom) if isinstance(sbom, SbomError) else "")
 
 
 def _names_registry(repository: str) -> bool:
