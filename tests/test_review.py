@@ -104,7 +104,8 @@ def test_the_review_lists_exactly_what_changed_since_the_promoted_image(review_i
     assert review["headline"] in promotion and promotion.index(review["headline"]) < promotion.index("PROMOTED")
     headline, items = _report_review(browser, second.reports / "report.html")
     assert headline == review["headline"]
-    assert "1 package upgraded (rg-review-demo 1.0 -> 1.1), 1 package removed (rg-review-dropped)" in headline
+    assert "1 Debian package upgraded (rg-review-demo 1.0 -> 1.1), 1 Debian package removed (rg-review-dropped)" in headline
+    assert "layers: 2 added, 1 removed" in headline
     listed = [i for i in items if not i.startswith(("size:", "no mutation trace"))]
     assert len(listed) == len(PACKAGES) + len(CONFIG) + len(LAYER_STEPS), items
     assert "packages: upgraded deb rg-review-demo 1.0 -> 1.1" in listed and "config: ENV REVIEW_CHANNEL: stable -> beta" in listed
@@ -180,13 +181,14 @@ def base_verdict() -> dict:
                            image={"ref": "rendergate/manim:dev", "digest": "sha256:" + "a" * 64, "repo_digests": []})
 
 
-def _contents(packages=(), wheels=(), env=None, layers=(), size=100) -> contents.Contents:
+def _contents(packages=(), wheels=(), env=None, layers=(), size=100, python="/usr/bin/python3", unread=None) -> contents.Contents:
     """What an image is made of, as record() finds it (an input of the review's own logic)."""
-    return contents.Contents("some/image:tag", "sha256:" + "a" * 64, python="/usr/bin/python3",
-                             packages=[contents.Package(n, v, "amd64") for n, v in packages],
+    return contents.Contents("some/image:tag", "sha256:" + "a" * 64, python=python,
+                             packages=[contents.Package(*p) if len(p) == 3 else contents.Package(*p, "amd64") for p in packages],
                              distributions=[contents.Distribution(n, v, "/usr/lib/python3/dist-packages") for n, v in wheels],
                              config=contents.ImageConfig(env=dict(env or {}), size=size,
-                                                         layers=[contents.Layer(c, s) for c, s in layers]))
+                                                         layers=[contents.Layer(c, s, d) for c, s, d in layers]),
+                             unread=dict(unread or {}))
 
 
 def test_versions_are_ordered_as_debian_and_python_order_them_and_used_packages_are_marked(tmp_path):
@@ -243,12 +245,46 @@ def test_outcomes_that_changed_are_listed_and_nothing_else(base_verdict):
                     f"check {broken.check}{f'[{broken.item}]' if broken.item else ''}: passed -> failed [command-failed]"]
 
 
-def test_a_secret_in_the_images_env_never_reaches_the_sbom():
+def test_a_secret_in_the_images_config_never_reaches_the_sbom():
+    """In its ENV (however short), its history, its CMD and ENTRYPOINT, its labels."""
     secret = "hunter2-not-for-reports"
-    config = contents.image_config({"Config": {"Env": [f"RENDER_API_TOKEN={secret}", "PATH=/bin"]}, "Size": 5},
-                                   [{"CreatedBy": f"/bin/sh -c #(nop) ENV RENDER_API_TOKEN={secret}", "Size": 0}])
+    config = contents.image_config(
+        {"Config": {"Env": [f"RENDER_API_TOKEN={secret}", "SHORT_TOKEN=ab1", "PATH=/bin"],
+                    "Cmd": ["serve", "--api-token=cmdsecret-8"], "Entrypoint": ["run", "--password", "entrysecret-6"],
+                    "Labels": {"com.example.api_token": "labelsecret-2"}}, "Size": 5, "RootFS": {"Layers": ["sha256:l"]}},
+        [{"CreatedBy": f"/bin/sh -c #(nop) ENV RENDER_API_TOKEN={secret}", "Size": 0},
+         {"CreatedBy": "/bin/sh -c echo run", "Size": 5}])
     text = contents.bom_json(contents.Contents("x:1", "sha256:" + "c" * 64, config=config))
-    assert secret not in text and "RENDER_API_TOKEN" in text and "/bin" in text
+    for shown in (secret, "ab1", "cmdsecret-8", "entrysecret-6", "labelsecret-2"):
+        assert shown not in text
+    assert "RENDER_API_TOKEN" in text and "/bin" in text and "echo run" in text
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(["cuda_runtime", "driver_files", "config:entrypoint", "config:cmd", "config:size", "layer:000",
+                            "python", "env:PATH"]),
+       value=st.one_of(st.text(max_size=30), st.recursive(st.none() | st.integers() | st.text(max_size=5),
+                                                          lambda c: st.lists(c, max_size=3) | st.dictionaries(
+                                                              st.sampled_from(["digest", "created_by", "size"]), c, max_size=3),
+                                                          max_leaves=8).map(json.dumps)))
+def test_an_sbom_with_any_property_changed_is_read_or_refused_in_one_line(tmp_path, key, value):
+    """A kept SBOM someone (or a bug) changed never stops a run, a review or a promotion with a traceback."""
+    good = _contents([("apt", "2.6")], [("numpy", "1.0")], layers=[("RUN x", 1, "sha256:x")])
+    document = json.loads(contents.bom_json(good))
+    properties = document["metadata"]["component"]["properties"]
+    for prop in properties:
+        if prop["name"] == f"rendergate:{key}":
+            prop["value"] = value
+    path = tmp_path / "sbom" / "x.cdx.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(document))
+    try:
+        read = contents.read(path, None)
+    except contents.SbomError as e:
+        assert str(e).startswith(str(path)) and "\n" not in str(e)
+    else:
+        from rendergate.release.review import config_changes, layer_changes
+        config_changes(good, read), layer_changes(good, read)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -265,3 +301,39 @@ def test_any_sbom_is_read_or_refused_in_one_line_naming_its_file(tmp_path, docum
         contents.read(path, None)
     except contents.SbomError as e:
         assert str(e).startswith(str(path)) and "\n" not in str(e)
+
+
+def test_a_part_one_image_could_not_list_is_not_compared_and_a_rebuilt_layer_is_one_change():
+    """A listing that failed is never read as "everything removed"; a step whose layer came out
+    different is that step rebuilt; a package of two architectures is two packages."""
+    from rendergate.release.review import layer_changes, package_changes
+
+    old = _contents([("apt", "2.6"), ("libc6", "2.36", "amd64")], [("numpy", "1.0")],
+                    layers=[("", 80, "sha256:base"), ("RUN make", 10, "sha256:made-1"), ("RUN gone", 5, "sha256:gone")])
+    new = _contents([("libc6", "2.36", "amd64"), ("libc6", "2.36", "i386")], [("numpy", "1.0")],
+                    layers=[("", 80, "sha256:base"), ("RUN make", 12, "sha256:made-2"), ("RUN more", 3, "sha256:more")])
+    found = {(c.name, c.change) for c in package_changes(old, new, set())}
+    assert found == {("apt", "removed"), ("libc6:i386", "added")}
+    assert package_changes(old, new, set(), debs=False) == []
+    said = [(c.change, c.created_by) for c in layer_changes(old, new)]
+    assert sorted(said) == [("added", "RUN more"), ("rebuilt", "RUN make"), ("removed", "RUN gone")]
+
+
+def test_the_review_says_what_it_could_not_compare(base_verdict):
+    from rendergate.core.contents import SbomError
+    from rendergate.core.verdict import Verdict
+    from rendergate.release.review import review
+
+    verdict = Verdict.from_json(deepcopy(base_verdict))
+    failed = _contents(unread={"packages": "dpkg-query failed: no"})
+    said = review(verdict, failed, verdict, _contents([("apt", "2.6")]))
+    assert said.packages == [] and said.unread == ["packages of the candidate image: dpkg-query failed: no"]
+    said = review(verdict, _contents(wheels=[("x", "1")], python="/opt/venv/bin/python"), verdict, _contents())
+    assert [c.line() for c in said.config] == ["Python interpreter: /usr/bin/python3 -> /opt/venv/bin/python"]
+    assert said.packages == [] and "listed for /usr/bin/python3 in the promoted image" in said.unread[0]
+    secret = review(verdict, _contents(env={"API_TOKEN": "[redacted]"}), verdict, _contents(env={"API_TOKEN": "[redacted]"}))
+    assert secret.config == [] and "ENV API_TOKEN: a secret's value, redacted in both" in secret.unread[0]
+    hostless = Verdict.from_json(deepcopy(base_verdict))
+    hostless.image = None
+    nothing = review(hostless, SbomError("x: a verdict about no image"), hostless, SbomError("y: a verdict about no image"))
+    assert nothing.headline().startswith("Changes since promoted image (none named): not compared: packages")

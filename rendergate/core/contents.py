@@ -14,6 +14,7 @@ for this one's. The promotion review (rendergate.release.review) compares two of
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +22,11 @@ from pathlib import Path
 from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.core.driver_capabilities import DRIVER_FILES
 from rendergate.core.jsonfile import Unusable, parse, read_regular, write_whole
-from rendergate.core.redact import printable, redact, remember_secrets
+from rendergate.core.redact import REDACTED, printable, redact, remember_secrets, secret_named
 
 NAMESPACE = "rendergate"  # CycloneDX property names are namespaced: rendergate:env:PATH, ...
 MAX_SBOM_BYTES = 64 * 2**20
+RECORD_TIMEOUT = 20  # seconds a listing may take (dpkg-query takes 0.1 s): it delays the first check of the image
 _SECTION = "@@rendergate-section@@"
 
 
@@ -50,9 +52,11 @@ class Distribution:
 
 @dataclass(frozen=True)
 class Layer:
-    """One step of the image's history: the instruction that made it and what it added."""
+    """A layer of the image: its content's digest (the engine's diff id), and the step that made it
+    and what that added, where the history says ("" and 0 where it does not)."""
     created_by: str
     size: int
+    digest: str = ""
 
 
 @dataclass
@@ -91,8 +95,9 @@ def record(target) -> Contents:
     contents = Contents(image.get("ref", ""), image.get("digest", ""), python=target.python)
     _read_packages_and_cuda(target, contents)
     try:
-        listed = target.probe("distributions", "--all", timeout=120)["distributions"]
-        contents.distributions = sorted((Distribution(d["name"], d["version"], d["where"]) for d in listed),
+        listed = target.probe("distributions", "--all", timeout=RECORD_TIMEOUT)["distributions"]
+        contents.distributions = sorted((Distribution(str(d["name"]), str(d["version"] or ""), str(d["where"]))
+                                         for d in listed if d["name"]),  # a METADATA without a Name names nothing
                                         key=lambda d: (d.name.lower(), d.where))
     except CheckFailed as e:
         if e.diagnosis.cause == Cause.TOOL_MISSING:  # no such interpreter: an image without Python, none to list
@@ -109,10 +114,10 @@ def record(target) -> Contents:
         contents.config = target.image_config()
     except CheckFailed as e:
         contents.unread["config"] = _why(e)
-    if contents.config is None and "config" not in contents.unread:
-        contents.unread["config"] = f"{type(target).__name__} has no engine to read the image's config from"
-    else:
+    if contents.config is not None:
         contents.capabilities = contents.config.env.get("NVIDIA_DRIVER_CAPABILITIES", "")
+    elif "config" not in contents.unread:
+        contents.unread["config"] = f"{type(target).__name__} has no engine to read the image's config from"
     return contents
 
 
@@ -123,7 +128,7 @@ def _read_packages_and_cuda(target, contents: Contents) -> None:
               "{ ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -o 'libcudart\\.so[^ ]*'; "
               "ls /usr/local/cuda*/lib64/ /usr/local/cuda*/targets/*/lib/ 2>/dev/null | grep '^libcudart\\.so'; true")
     try:
-        result = target.run(script, timeout=120)
+        result = target.run(script, timeout=RECORD_TIMEOUT)
     except CheckFailed as e:
         contents.unread["packages"] = contents.unread["cuda_runtime"] = _why(e)
         return
@@ -142,19 +147,48 @@ def _why(error: Exception) -> str:
     return printable(str(error) or type(error).__name__)[:300]
 
 
+# History steps that change only the config, as the classic builder and BuildKit write them: no layer.
+_CONFIG_ONLY = re.compile(r"^(/bin/sh -c #\(nop\)\s+(?!(COPY|ADD)\b)|(ENV|LABEL|CMD|ENTRYPOINT|USER|WORKDIR|EXPOSE|VOLUME"
+                          r"|STOPSIGNAL|HEALTHCHECK|SHELL|ONBUILD|ARG|MAINTAINER)\b)")
+
+
+def _shown(values: dict[str, str]) -> dict[str, str]:
+    """Values as an SBOM may hold them: a secret-named one blanked whatever its length, others redacted."""
+    remember_secrets(values)
+    return {name: REDACTED if secret_named(name) else redact(value) for name, value in values.items()}
+
+
+def _words(words: list) -> list[str]:
+    """An ENTRYPOINT or CMD, each word redacted, and the word after a secret-named option (--password x) blanked."""
+    return [REDACTED if n and str(words[n - 1]).startswith("-") and secret_named(str(words[n - 1]).lstrip("-"))
+            else redact(str(word)) for n, word in enumerate(words)]
+
+
+def _layers(diff_ids: list[str], history: list[dict]) -> list[Layer]:
+    """The image's layers (by their content's digest), each with the step that made it where the
+    history says which (the steps that are not config only, or else those that added bytes, one
+    per layer); otherwise the layers alone."""
+    steps = list(reversed(history))  # oldest first, as the layers are
+    for made in ([s for s in steps if not _CONFIG_ONLY.match(s.get("CreatedBy") or "")],
+                 [s for s in steps if int(s.get("Size") or 0) > 0]):
+        if len(made) == len(diff_ids):
+            return [Layer(redact(printable(step.get("CreatedBy") or ""))[:500], int(step.get("Size") or 0), digest)
+                    for digest, step in zip(diff_ids, made)]
+    return [Layer("", 0, digest) for digest in diff_ids]
+
+
 def image_config(attrs: dict, history: list[dict]) -> ImageConfig:
     """An engine's inspect of an image and its history, as an ImageConfig (secret values redacted)."""
     config = attrs.get("Config") or {}
-    env = dict(item.partition("=")[::2] for item in config.get("Env") or [])
-    remember_secrets(env)
+    env = _shown(dict(item.partition("=")[::2] for item in config.get("Env") or []))
     labels = dict(config.get("Labels") or {})
-    layers = [Layer(redact(printable(step.get("CreatedBy") or ""))[:500], int(step.get("Size") or 0)) for step in reversed(history)]
-    return ImageConfig(env={name: redact(value) for name, value in env.items()}, entrypoint=config.get("Entrypoint"),
-                       cmd=config.get("Cmd"), user=config.get("User") or "", workdir=config.get("WorkingDir") or "",
-                       labels={k: redact(v) for k, v in labels.items()},
+    words = {key: None if config.get(key) is None else _words(config[key]) for key in ("Entrypoint", "Cmd")}
+    return ImageConfig(env=env, entrypoint=words["Entrypoint"], cmd=words["Cmd"], user=config.get("User") or "",
+                       workdir=config.get("WorkingDir") or "", labels=_shown(labels),
                        base=labels.get("org.opencontainers.image.base.name", ""),
                        base_digest=labels.get("org.opencontainers.image.base.digest", ""),
-                       size=int(attrs.get("Size") or 0), layers=layers)
+                       size=int(attrs.get("Size") or 0),
+                       layers=_layers(list((attrs.get("RootFS") or {}).get("Layers") or []), history))
 
 
 # The SBOM: CycloneDX JSON written by cyclonedx-python-lib, read back by its layout.
@@ -183,7 +217,7 @@ def bom_json(contents: Contents) -> str:
                        _prop("config:base_digest", c.base_digest), _prop("config:size", str(c.size))]
         properties += [_prop(f"env:{name}", value) for name, value in sorted(c.env.items())]
         properties += [_prop(f"label:{name}", value) for name, value in sorted(c.labels.items())]
-        properties += [_prop(f"layer:{n:03d}", {"created_by": layer.created_by, "size": layer.size})
+        properties += [_prop(f"layer:{n:03d}", {"digest": layer.digest, "created_by": layer.created_by, "size": layer.size})
                        for n, layer in enumerate(c.layers)]
     image = Component(type=ComponentType.CONTAINER, name=contents.image_ref or "image", version=contents.image_digest,
                       bom_ref="image", properties=properties)
@@ -198,37 +232,60 @@ def bom_json(contents: Contents) -> str:
     return JsonV1Dot6(bom).output_as_string(indent=1)
 
 
+STRINGS = "a list of strings"
+
+
+def _typed(value, kind, what: str):
+    """`value` when it is of `kind` (a type, or STRINGS), else ValueError naming `what`."""
+    if kind == STRINGS:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = isinstance(value, kind) and not isinstance(value, bool)
+    if not ok:
+        raise ValueError(f"{what} is not {kind if kind == STRINGS else kind.__name__}")
+    return value
+
+
+def _json(props: dict, key: str, kind, default):
+    """A property holding JSON (a list of strings; or null, where `default` is None)."""
+    value = json.loads(props[key]) if key in props else default
+    return value if value is None and default is None else _typed(value, kind, key)
+
+
 def from_bom(data: dict, where: str) -> Contents:
     """The Contents an SBOM of bom_json() holds; SbomError naming `where` when it is not one."""
     try:
-        subject = data["metadata"]["component"]
-        props = {p["name"].removeprefix(f"{NAMESPACE}:"): p.get("value", "") for p in subject.get("properties", [])
-                 if p["name"].startswith(f"{NAMESPACE}:")}
-        contents = Contents(subject["name"], subject.get("version", ""), python=props.get("python", ""),
-                            cuda_runtime=json.loads(props.get("cuda_runtime", "[]")),
-                            driver_files=json.loads(props.get("driver_files", "[]")),
+        subject = _typed(_typed(data, dict, "the document")["metadata"], dict, "metadata")["component"]
+        props = {_typed(p["name"], str, "a property's name").removeprefix(f"{NAMESPACE}:"): _typed(p.get("value", ""), str, p["name"])
+                 for p in _typed(subject.get("properties", []), list, "properties")
+                 if _typed(p, dict, "a property")["name"].startswith(f"{NAMESPACE}:")}
+        contents = Contents(_typed(subject["name"], str, "the image's name"), _typed(subject.get("version", ""), str, "the image's digest"),
+                            python=props.get("python", ""), cuda_runtime=_json(props, "cuda_runtime", STRINGS, []),
+                            driver_files=_json(props, "driver_files", STRINGS, []),
                             capabilities=props.get("driver_capabilities", ""),
                             unread={k.removeprefix("unread:"): v for k, v in props.items() if k.startswith("unread:")})
         if "config:size" in props:
-            layers = sorted((k, json.loads(v)) for k, v in props.items() if k.startswith("layer:"))
+            layers = [_typed(json.loads(v), dict, k) for k, v in sorted(props.items()) if k.startswith("layer:")]
             contents.config = ImageConfig(
                 env={k.removeprefix("env:"): v for k, v in props.items() if k.startswith("env:")},
-                entrypoint=json.loads(props["config:entrypoint"]), cmd=json.loads(props["config:cmd"]),
+                entrypoint=_json(props, "config:entrypoint", STRINGS, None), cmd=_json(props, "config:cmd", STRINGS, None),
                 user=props["config:user"], workdir=props["config:workdir"], base=props["config:base"],
                 base_digest=props["config:base_digest"], size=int(props["config:size"]),
                 labels={k.removeprefix("label:"): v for k, v in props.items() if k.startswith("label:")},
-                layers=[Layer(layer["created_by"], int(layer["size"])) for _, layer in layers])
-        for c in data.get("components", []):
-            purl = c.get("purl", "")
+                layers=[Layer(_typed(layer["created_by"], str, "a layer's step"), _typed(layer["size"], int, "a layer's size"),
+                              _typed(layer.get("digest", ""), str, "a layer's digest")) for layer in layers])
+        for c in _typed(data.get("components", []), list, "components"):
+            purl = _typed(_typed(c, dict, "a component").get("purl", ""), str, "a purl")
+            if purl.startswith(("pkg:deb/", "pkg:pypi/")):
+                name, version = _typed(c["name"], str, "a component's name"), _typed(c.get("version", ""), str, "a version")
             if purl.startswith("pkg:deb/"):
-                arch = purl.partition("?arch=")[2].split("&")[0]
-                contents.packages.append(Package(c["name"], c["version"], arch))
+                contents.packages.append(Package(name, version, purl.partition("?arch=")[2].split("&")[0]))
             elif purl.startswith("pkg:pypi/"):
                 where = next((p["value"] for p in c.get("properties", []) if p["name"] == f"{NAMESPACE}:python:where"), "")
-                contents.distributions.append(Distribution(c["name"], c["version"], where))
+                contents.distributions.append(Distribution(name, version, _typed(where, str, "a distribution's folder")))
         contents.packages.sort(key=lambda p: (p.name, p.arch))
         contents.distributions.sort(key=lambda d: (d.name.lower(), d.where))
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
         raise SbomError(f"{where}: not an SBOM rendergate wrote ({type(e).__name__}: {printable(str(e))[:100]})") from None
     return contents
 
@@ -248,7 +305,8 @@ def read(path: Path, image_digest: str | None) -> Contents:
     try:
         data = parse(read_regular(path, MAX_SBOM_BYTES))
     except FileNotFoundError:
-        raise SbomError(f"{path}: no SBOM (the run that wrote the verdict recorded none: run the suites again)") from None
+        raise SbomError(f"{path}: no SBOM (a run records one beside each verdict, and promotion keeps it; none is "
+                        "here for this verdict)") from None
     except Unusable as e:
         raise SbomError(f"{path}: not a readable SBOM: {e}") from None
     contents = from_bom(data, str(path))

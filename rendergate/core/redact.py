@@ -30,6 +30,11 @@ _PATTERNS = [
 _known: set[str] = set()
 
 
+def secret_named(name: str) -> bool:
+    """Whether a variable (or label) of this name holds a secret by its name: its value is never shown."""
+    return bool(_IS_SECRET_NAME.match(name))
+
+
 def remember_secrets(env: Mapping[str, str]) -> None:
     """Blank, from now on, the values of the secret-named entries of `env`."""
     _known.update(v for k, v in env.items() if _IS_SECRET_NAME.match(k) and isinstance(v, str) and len(v) >= 4)

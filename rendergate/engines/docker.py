@@ -134,7 +134,7 @@ class DockerTarget(Target):
         try:
             image = self.container.image
             return image_config(image.attrs, image.history())
-        except docker_sdk().errors.DockerException as e:
+        except (docker_sdk().errors.DockerException, OSError) as e:  # requests' errors are OSErrors
             raise CheckFailed(Cause.TARGET_UNAVAILABLE, f"the engine would not show {self.image_ref}'s config: "
                                                         f"{type(e).__name__}") from None
 

@@ -169,13 +169,13 @@ class Engine:
 
     def _base_labels(self, base_image: str) -> dict[str, str]:
         """OCI's labels naming the base an image is built FROM (what its SBOM and the promotion
-        review say of it): the reference, and the digest the engine holds it under, when it does."""
+        review say of it): the reference, and its image id when the engine holds it (the same
+        whether it was built here or pulled)."""
         try:
             image = self.client.images.get(base_image)
         except docker_sdk().errors.DockerException:  # pulled by the build itself: its digest is not known here
             return {"org.opencontainers.image.base.name": base_image}
-        digest = next((d.split("@", 1)[1] for d in image.attrs.get("RepoDigests") or []), image.id)
-        return {"org.opencontainers.image.base.name": base_image, "org.opencontainers.image.base.digest": digest}
+        return {"org.opencontainers.image.base.name": base_image, "org.opencontainers.image.base.digest": image.id}
 
     def _built(self, variant: Variant, tag: str, log_dir: Path, base_image: str | None, extra_ca: Path | None,
                progress: EngineProgress) -> None:

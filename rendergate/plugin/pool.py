@@ -52,12 +52,14 @@ class TargetPool:
 
     def _record_sbom(self, cell: Cell, target: Target) -> None:
         """What the cell's image is made of, as an SBOM beside its verdict. What cannot be read is
-        said in it; a file that cannot be written leaves the review without it (it says so), never
-        the check failed."""
+        said in it. Whatever else goes wrong (a file that cannot be written, an image's metadata no
+        SBOM can hold) leaves the review without it, which it says: evidence for the reviewer, never
+        a check failed or a run stopped for it."""
+        path = contents.sbom_path(self.run.reports_dir / "verdicts" / f"{cell.key}.json")
         try:
-            contents.write(contents.sbom_path(self.run.reports_dir / "verdicts" / f"{cell.key}.json"), contents.record(target))
-        except OSError:
-            pass
+            contents.write(path, contents.record(target))
+        except Exception:  # noqa: BLE001 (see the docstring)
+            path.unlink(missing_ok=True)  # never an SBOM an earlier run left
 
     def _open_and_record(self, cell: Cell) -> dict:
         try:

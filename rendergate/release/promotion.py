@@ -139,8 +139,11 @@ def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: P
         except verdicts.VerdictError as e:
             say(f"no review: the last promoted verdict cannot be read: {e}")
         else:
-            new = sbom if isinstance(sbom, SbomError) else contents.from_bom(sbom, "the SBOM")
-            say("\n".join(review(verdict, new, previous, beside(kept, previous), mutation_file).lines()))
+            if previous.variant != variant.name:
+                say(f"no review: {kept} is a verdict of {previous.variant}, not of {variant.name}")
+            else:
+                new = sbom if isinstance(sbom, SbomError) else contents.from_bom(sbom, "the SBOM")
+                say("\n".join(review(verdict, new, previous, beside(kept, previous), mutation_file).lines()))
     try:
         engine.client.images.get(digest).tag(repository, tag)  # the image judged, even if `ref` moved meanwhile
     except docker.errors.APIError as e:

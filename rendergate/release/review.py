@@ -10,6 +10,7 @@ review shows the numbers). What could not be compared is said, never shown as "n
 """
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,7 @@ from rendergate.core.jsonfile import Unusable, parse, read_regular
 from rendergate.core.judging import judged_checks, requirement_outcomes
 from rendergate.core.outcomes import NOT_COUNTED
 from rendergate.core.platforms import Platform
-from rendergate.core.redact import printable
+from rendergate.core.redact import REDACTED, printable
 from rendergate.core.verdict import Verdict
 
 MAX_MUTATION_BYTES = 64 * 2**20
@@ -61,12 +62,19 @@ class ConfigChange:
 
 @dataclass(frozen=True)
 class LayerChange:
-    change: str  # added, removed
-    created_by: str
+    """A layer whose content is in one image only (by its digest): added, removed, or rebuilt (the
+    same step made other content)."""
+    change: str  # added, removed, rebuilt
+    created_by: str  # "" where the history does not say which step made it
     size: int
+    digest: str
+    old_size: int | None = None  # rebuilt: what the promoted image's layer added
 
     def line(self) -> str:
-        return f"layer {self.change}: {_size(self.size)} {self.created_by[:160]}"
+        made = self.created_by[:160] or f"(layer {self.digest[:19]}: the history does not say which step made it)"
+        if self.change == "rebuilt":
+            return f"layer rebuilt (other content): {_size(self.old_size or 0)} -> {_size(self.size)} {made}"
+        return f"layer {self.change}: {_size(self.size)} {made}"
 
 
 @dataclass(frozen=True)
@@ -124,25 +132,25 @@ class Review:
     unread: list[str] = field(default_factory=list)
 
     def same_image(self) -> bool:
-        return self.candidate.get("digest") == self.promoted.get("digest")
+        return bool(self.candidate.get("digest")) and self.candidate.get("digest") == self.promoted.get("digest")
 
     def headline(self) -> str:
-        """One line: "Changes since promoted <digest>: 14 packages upgraded (ffmpeg 5.1.6 -> 5.1.7, ...),
-        1 removed, +38 MB, encode 4% faster"."""
-        since = f"Changes since promoted {self.promoted.get('digest', '?')[:19]}"
-        if self.same_image():
-            return f"{since}: none, the same image"
-        parts = []
-        for change in ("upgraded", "downgraded", "changed", "added", "removed"):
-            found = [p for p in self.packages if p.change == change]
-            if found:
-                named = ", ".join(f"{p.name} {p.old} -> {p.new}" if p.old and p.new else p.name
-                                  for p in found[:HEADLINE_PACKAGES]) + (", ..." if len(found) > HEADLINE_PACKAGES else "")
-                parts.append(f"{len(found)} package{'s' * (len(found) != 1)} {change} ({named})")
+        """One line: "Changes since promoted <digest>: 14 Debian packages upgraded (ffmpeg 5.1.6 -> 5.1.7,
+        ...), 1 removed, +38 MB, encode 4% faster"."""
+        since = f"Changes since promoted {(self.promoted.get('digest') or 'image (none named)')[:19]}"
+        parts = ["the same image"] if self.same_image() else []
+        for kind, named in (("deb", "Debian package"), ("python", "Python distribution")):
+            for change in ("upgraded", "downgraded", "changed", "added", "removed"):
+                found = [p for p in self.packages if p.kind == kind and p.change == change]
+                if found:
+                    listed = ", ".join(f"{p.name} {p.old} -> {p.new}" if p.old and p.new else p.name
+                                       for p in found[:HEADLINE_PACKAGES]) + (", ..." if len(found) > HEADLINE_PACKAGES else "")
+                    parts.append(f"{len(found)} {named}{'s' * (len(found) != 1)} {change} ({listed})")
         if self.config:
             parts.append(f"config: {', '.join(dict.fromkeys(c.what for c in self.config))}")
-        if self.layers:
-            parts.append(f"{len(self.layers)} layer{'s' * (len(self.layers) != 1)} changed")
+        layers = Counter(layer.change for layer in self.layers)
+        if layers:
+            parts.append("layers: " + ", ".join(f"{layers[c]} {c}" for c in ("rebuilt", "added", "removed") if layers[c]))
         if self.size_change:
             parts.append(f"{'+' if self.size_change > 0 else '-'}{_size(abs(self.size_change))}")
         if self.outcomes:
@@ -163,7 +171,8 @@ class Review:
         if self.size_change is not None:
             body.append(f"  size: {'+' if self.size_change >= 0 else '-'}{_size(abs(self.size_change))}")
         marks = (f"  packages marked [used by the checks]: from {self.used_from}" if self.used_from else
-                 f"  no mutation trace of {self.variant}: `rendergate mutate {self.variant}` marks the packages the checks use")
+                 f"  no mutation trace of {self.variant} that records the packages the checks use: `rendergate mutate "
+                 f"{self.variant}` marks them")
         return [printable(line) for line in [*head, *body, *(f"  not compared: {u}" for u in self.unread), marks]]
 
     def as_json(self) -> dict:
@@ -207,21 +216,28 @@ def _changes(kind: str, old: dict[str, str], new: dict[str, str], order, used: s
             change = "added" if before is None else "removed"
         else:
             change = {1: "upgraded", -1: "downgraded"}.get(order(before, after), "changed")  # 0: versions that do not order
-        found.append(PackageChange(kind, name, before, after, change, name.split(":")[0].lower() in used))
+        found.append(PackageChange(kind, name, before, after, change, _normal(name.split(":")[0]) in used))
     return found
 
 
-def package_changes(old: Contents, new: Contents, used: set[str]) -> list[PackageChange]:
-    """Debian packages by name (and architecture, where an image has several), Python distributions by name."""
-    def debs(c: Contents) -> dict[str, str]:
-        arches = Counter(p.name for p in c.packages)
-        return {(p.name if arches[p.name] == 1 else f"{p.name}:{p.arch}"): p.version for p in c.packages}
+def _normal(name: str) -> str:
+    """A distribution's name as pip compares them (PEP 503), a Debian package's as it is."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
-    def wheels(c: Contents) -> dict[str, str]:
-        return {d.name.lower().replace("_", "-"): d.version for d in c.distributions}
 
-    return (_changes("deb", debs(old), debs(new), _debian_order, used)
-            + _changes("python", wheels(old), wheels(new), _python_order, used))
+def package_changes(old: Contents, new: Contents, used: set[str], debs: bool = True, wheels: bool = True) -> list[PackageChange]:
+    """Debian packages by name (and architecture, where either image has several of a name), Python
+    distributions by name; `debs`/`wheels` False: that part is not compared (one side could not list it)."""
+    several = {name for c in (old, new) for name, n in Counter(p.name for p in c.packages).items() if n > 1}
+
+    def packages(c: Contents) -> dict[str, str]:
+        return {(f"{p.name}:{p.arch}" if p.name in several else p.name): p.version for p in c.packages}
+
+    def distributions(c: Contents) -> dict[str, str]:
+        return {_normal(d.name): d.version for d in c.distributions}
+
+    return ((_changes("deb", packages(old), packages(new), _debian_order, used) if debs else [])
+            + (_changes("python", distributions(old), distributions(new), _python_order, used) if wheels else []))
 
 
 def config_changes(old: Contents, new: Contents) -> list[ConfigChange]:
@@ -230,8 +246,7 @@ def config_changes(old: Contents, new: Contents) -> list[ConfigChange]:
     for what, before, after in (("base", a.base, b.base), ("base digest", a.base_digest, b.base_digest),
                                 ("ENTRYPOINT", sboms.quoted(a.entrypoint), sboms.quoted(b.entrypoint)),
                                 ("CMD", sboms.quoted(a.cmd), sboms.quoted(b.cmd)), ("USER", a.user, b.user),
-                                ("WORKDIR", a.workdir, b.workdir),
-                                ("driver capabilities", old.capabilities, new.capabilities),
+                                ("WORKDIR", a.workdir, b.workdir), ("Python interpreter", old.python, new.python),
                                 ("CUDA runtime", ", ".join(old.cuda_runtime), ", ".join(new.cuda_runtime)),
                                 ("NVIDIA driver files baked in", ", ".join(old.driver_files), ", ".join(new.driver_files))):
         if before != after:
@@ -247,15 +262,20 @@ def config_changes(old: Contents, new: Contents) -> list[ConfigChange]:
 
 
 def layer_changes(old: Contents, new: Contents) -> list[LayerChange]:
-    """Layers that add files, matched by the instruction that made them and their size: a rebuilt
-    step that came out different is one removed and one added. Steps that add nothing (ENV, LABEL,
-    CMD) are config, said there."""
-    def counted(c: Contents) -> Counter:
-        return Counter((layer.created_by, layer.size) for layer in c.config.layers if layer.size)
-
-    before, after = counted(old), counted(new)
-    gone = [LayerChange("removed", made_by, size) for (made_by, size), n in (before - after).items() for _ in range(n)]
-    return gone + [LayerChange("added", made_by, size) for (made_by, size), n in (after - before).items() for _ in range(n)]
+    """Layers whose content is in one image only (by digest), each with the step that made it; one
+    removed and one added made by the same step are that step rebuilt, with other content."""
+    before, after = Counter(layer.digest for layer in old.config.layers), Counter(layer.digest for layer in new.config.layers)
+    gone = [layer for layer in old.config.layers if (before - after)[layer.digest]]
+    came = [layer for layer in new.config.layers if (after - before)[layer.digest]]
+    found = []
+    for layer in came:
+        twin = next((g for g in gone if g.created_by and g.created_by == layer.created_by), None)
+        if twin:
+            gone.remove(twin)
+            found.append(LayerChange("rebuilt", layer.created_by, layer.size, layer.digest, twin.size))
+        else:
+            found.append(LayerChange("added", layer.created_by, layer.size, layer.digest))
+    return [LayerChange("removed", g.created_by, g.size, g.digest) for g in gone] + found
 
 
 def outcome_changes(old: Verdict, new: Verdict) -> list[OutcomeChange]:
@@ -286,7 +306,7 @@ def figure_changes(old: Verdict, new: Verdict) -> tuple[list[FigureChange], list
     """Every timed figure of the candidate beside the promoted one (same check, item and figure),
     when both ran on the same GPU type and platform (else they say nothing of each other)."""
     timed = [(c, name, f) for c in new.checks for name, f in c.figures.items() if isinstance(f, dict) and "speedup" in f]
-    if not timed:
+    if not timed and not any("speedup" in f for c in old.checks for f in c.figures.values() if isinstance(f, dict)):
         return [], []
     same_place = (old.host.get("gpu_type") == new.host.get("gpu_type")
                   and (old.platform or Platform.NATIVE) == (new.platform or Platform.NATIVE))
@@ -296,6 +316,8 @@ def figure_changes(old: Verdict, new: Verdict) -> tuple[list[FigureChange], list
                     f"({new.platform or Platform.NATIVE})"]
     promoted = {((c.check, c.item), name): f for c in old.checks for name, f in c.figures.items()
                 if isinstance(f, dict) and "speedup" in f}
+    lost = sorted({f"{check}[{item}] {name}" if item else f"{check} {name}" for (check, item), name in promoted}
+                  - {f"{c.check}[{c.item}] {name}" if c.item else f"{c.check} {name}" for c, name, _ in timed})
     found, missing = [], []
     for c, name, f in timed:
         was = promoted.get(((c.check, c.item), name))
@@ -306,7 +328,8 @@ def figure_changes(old: Verdict, new: Verdict) -> tuple[list[FigureChange], list
         found.append(FigureChange(label, name, was["speedup"], f["speedup"], _spread(was.get("paired_speedups", [])),
                                   _spread(f.get("paired_speedups", [])), was["candidate"]["median_s"],
                                   f["candidate"]["median_s"], c.cause == Cause.REGRESSED.value))
-    return found, [f"timed figures the promoted verdict lacks: {', '.join(missing)}"] if missing else []
+    said = [f"timed figures the promoted verdict lacks: {', '.join(missing)}"] if missing else []
+    return found, said + ([f"timed figures the candidate's verdict lacks: {', '.join(lost)}"] if lost else [])
 
 
 def used_packages(mutation_file: Path) -> tuple[set[str], str | None]:
@@ -314,7 +337,7 @@ def used_packages(mutation_file: Path) -> tuple[set[str], str | None]:
     recorded them (its JSON); nothing when there is no such run."""
     try:
         data = parse(read_regular(mutation_file, MAX_MUTATION_BYTES))
-        owners = {str(o).lower() for o in data["used_owners"]}
+        owners = {_normal(str(o)) for o in data["used_owners"]}
     except (FileNotFoundError, Unusable, KeyError, TypeError):
         return set(), None
     return owners, f"{mutation_file} (the checks' files traced on {str(data.get('image_id', '?'))[:19]})"
@@ -322,8 +345,11 @@ def used_packages(mutation_file: Path) -> tuple[set[str], str | None]:
 
 def beside(verdict_file: Path, verdict: Verdict) -> Contents | SbomError:
     """The SBOM kept beside a verdict file, held to the verdict's image; or why there is none."""
+    digest = (verdict.image or {}).get("digest")
+    if not digest:
+        return SbomError(f"{verdict_file}: a verdict about no image (the host, or an image that was never obtained)")
     try:
-        return sboms.read(sboms.sbom_path(verdict_file), (verdict.image or {}).get("digest"))
+        return sboms.read(sboms.sbom_path(verdict_file), digest)
     except SbomError as e:
         return e
 
@@ -340,10 +366,16 @@ def review(candidate: Verdict, new: Contents | SbomError, promoted: Verdict, old
     if unknown:
         found.unread.append(f"packages, config and layers: {'; '.join(unknown)}")
     else:
-        found.packages = package_changes(old, new, used)
-        for part in ("packages", "python"):
-            found.unread += [f"{part} of the {side} image: {c.unread[part]}" for side, c in (("promoted", old), ("candidate", new))
-                             if part in c.unread]
+        unread = {part: [f"{part} of the {side} image: {c.unread[part]}" for side, c in (("promoted", old), ("candidate", new))
+                         if part in c.unread] for part in ("packages", "python")}
+        if old.python != new.python and old.python and new.python:
+            unread["python"].append(f"Python distributions: listed for {old.python} in the promoted image, for "
+                                    f"{new.python} in the candidate")
+        found.packages = package_changes(old, new, used, debs=not unread["packages"], wheels=not unread["python"])
+        found.unread += unread["packages"] + unread["python"]
+        found.unread += [f"ENV {name}: a secret's value, redacted in both: a change would not show"
+                         for name, value in (old.config.env if old.config else {}).items()
+                         if value == REDACTED and (new.config.env if new.config else {}).get(name) == REDACTED]
         if old.config and new.config:
             found.config = config_changes(old, new)
             found.layers = layer_changes(old, new)
@@ -387,7 +419,7 @@ class Reviewer:
 
     def __call__(self, verdict: Verdict, verdict_file: Path) -> Review | None:
         promoted = self._promoted(verdict.variant) if self.promoted_dir else None
-        if promoted is None:
+        if promoted is None or promoted.variant != verdict.variant:  # none kept, or a file of another variant there
             return None
         kept = self.promoted_dir / f"{verdict.variant}.json"
         new = self._once(sboms.sbom_path(verdict_file), lambda: beside(verdict_file, verdict))
