@@ -85,10 +85,14 @@ def _assert_exactly_the_four_changes(review: dict, engine, images: dict[str, str
     assert review["promoted"]["digest"] == engine.client.images.get(images["promoted"]).id
 
 
-def _report_review(browser, report) -> tuple[str, list[str]]:
-    """The review under the variant's state in a report, as chromium shows it: its line, and the
-    whole review's items once opened."""
-    open_report(browser, report)
+def _report_review(browser, report, settle: bool = True) -> tuple[str, list[str]]:
+    """The review under the variant's state in a report (`settle`: pytest-html's, which renders its
+    table by script first; else merge's plain page), as chromium shows it: its line, and the whole
+    review's items once opened."""
+    if settle:
+        open_report(browser, report)
+    else:
+        browser.get(report.resolve().as_uri())
     block = browser.find_element("css selector", '#rg-summary .rg-review[data-variant="review"]')
     block.find_element("tag name", "summary").click()
     items = [li.text for li in block.find_elements("css selector", "details li")]
@@ -110,6 +114,10 @@ def test_the_review_lists_exactly_what_changed_since_the_promoted_image(review_i
     assert len(listed) == len(PACKAGES) + len(CONFIG) + len(LAYER_STEPS), items
     assert "packages: upgraded deb rg-review-demo 1.0 -> 1.1" in listed and "config: ENV REVIEW_CHANNEL: stable -> beta" in listed
     assert review["headline"] in second.output  # and in the terminal summary of the run
+    merged = rendergate_cli("merge", str(second.reports), f"--promoted-dir={promoted_dir}",
+                            f"--out={tmp_path / 'merged.html'}", reports=second.reports)
+    assert merged.returncode == 0, merged.stderr
+    assert _report_review(browser, tmp_path / "merged.html", settle=False)[0] == review["headline"]
     # Promotion kept the candidate's verdict and its SBOM for the next review.
     kept = contents.read(sbom_path(promoted_dir / "review.json"), review["candidate"]["digest"])
     assert {p.name: p.version for p in kept.packages}["rg-review-demo"] == "1.1"
