@@ -59,7 +59,8 @@ def _validate(tmp_path, name: str, image: str, promoted_dir):
 
 def _reviewed(tmp_path, promoted_dir, images: dict[str, str], to: str) -> tuple[dict, str, object]:
     """Validate the promoted image, promote it as `to`, validate the candidate: the review as
-    `rendergate diff --json` prints it, what the second promotion printed, and the candidate's run."""
+    `rendergate diff --json` prints it (and `merge` writes its page, merged.html in the run's
+    reports), what the candidate's promotion then printed, and the candidate's run."""
     first = _validate(tmp_path, "first", images["promoted"], promoted_dir)
     promoted = rendergate_cli(*VARIANT, "promote", "review", f"--image={images['promoted']}", f"--to={to}",
                               f"--promoted={promoted_dir}", reports=first.reports, timeout=CLI_TIMEOUT)
@@ -67,6 +68,9 @@ def _reviewed(tmp_path, promoted_dir, images: dict[str, str], to: str) -> tuple[
     second = _validate(tmp_path, "second", images["candidate"], promoted_dir)
     diff = rendergate_cli("diff", "review", "--json", f"--promoted-dir={promoted_dir}", reports=second.reports)
     assert diff.returncode == 0, diff.stderr
+    merged = rendergate_cli("merge", str(second.reports), f"--promoted-dir={promoted_dir}",
+                            f"--out={second.reports / 'merged.html'}", reports=second.reports)
+    assert merged.returncode == 0, merged.stderr
     again = rendergate_cli(*VARIANT, "promote", "review", f"--image={images['candidate']}", f"--to={to}",
                            f"--promoted={promoted_dir}", reports=second.reports, timeout=CLI_TIMEOUT)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -114,10 +118,7 @@ def test_the_review_lists_exactly_what_changed_since_the_promoted_image(review_i
     assert len(listed) == len(PACKAGES) + len(CONFIG) + len(LAYER_STEPS), items
     assert "packages: upgraded deb rg-review-demo 1.0 -> 1.1" in listed and "config: ENV REVIEW_CHANNEL: stable -> beta" in listed
     assert review["headline"] in second.output  # and in the terminal summary of the run
-    merged = rendergate_cli("merge", str(second.reports), f"--promoted-dir={promoted_dir}",
-                            f"--out={tmp_path / 'merged.html'}", reports=second.reports)
-    assert merged.returncode == 0, merged.stderr
-    assert _report_review(browser, tmp_path / "merged.html", settle=False)[0] == review["headline"]
+    assert _report_review(browser, second.reports / "merged.html", settle=False)[0] == review["headline"]  # merge's page
     # Promotion kept the candidate's verdict and its SBOM for the next review.
     kept = contents.read(sbom_path(promoted_dir / "review.json"), review["candidate"]["digest"])
     assert {p.name: p.version for p in kept.packages}["rg-review-demo"] == "1.1"
