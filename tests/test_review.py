@@ -255,18 +255,40 @@ def test_outcomes_that_changed_are_listed_and_nothing_else(base_verdict):
 
 
 def test_a_secret_in_the_images_config_never_reaches_the_sbom():
-    """In its ENV (however short), its history, its CMD and ENTRYPOINT, its labels."""
+    """In its ENV (however short), its history (build arguments too), its CMD and ENTRYPOINT (an
+    option at the end of one, its value in the other; shell form), its labels; and recording an
+    image teaches the redaction of everything else nothing (its TOKENIZERS_PARALLELISM=false)."""
+    from rendergate.core.redact import redact
+
     secret = "hunter2-not-for-reports"
     config = contents.image_config(
-        {"Config": {"Env": [f"RENDER_API_TOKEN={secret}", "SHORT_TOKEN=ab1", "PATH=/bin"],
-                    "Cmd": ["serve", "--api-token=cmdsecret-8"], "Entrypoint": ["run", "--password", "entrysecret-6"],
+        {"Config": {"Env": [f"RENDER_API_TOKEN={secret}", "SHORT_TOKEN=ab1", "PATH=/bin", "TOKENIZERS_PARALLELISM=false"],
+                    "Entrypoint": ["run", "--password"],
+                    "Cmd": ["entrysecret-6", "--api-token=x9", "--token=cm1", "sh -c 'serve --password sh2'",
+                            "--password-file", "/run/secrets/db"],
                     "Labels": {"com.example.api_token": "labelsecret-2"}}, "Size": 5, "RootFS": {"Layers": ["sha256:l"]}},
         [{"CreatedBy": f"/bin/sh -c #(nop) ENV RENDER_API_TOKEN={secret}", "Size": 0},
-         {"CreatedBy": "/bin/sh -c echo run", "Size": 5}])
+         {"CreatedBy": "|1 API_TOKEN=ab3 /bin/sh -c echo run", "Size": 5}])
     text = contents.bom_json(contents.Contents("x:1", "sha256:" + "c" * 64, config=config))
-    for shown in (secret, "ab1", "cmdsecret-8", "entrysecret-6", "labelsecret-2"):
-        assert shown not in text
-    assert "RENDER_API_TOKEN" in text and "/bin" in text and "echo run" in text
+    for shown in (secret, "ab1", "entrysecret-6", "x9", "cm1", "sh2", "ab3", "labelsecret-2"):
+        assert shown not in text, shown
+    assert "RENDER_API_TOKEN" in text and "/bin" in text and "echo run" in text and "/run/secrets/db" in text
+    assert redact("render is false") == "render is false"
+
+
+def test_a_layer_is_credited_to_a_step_only_where_that_is_certain():
+    """A WORKDIR that made its folder made a layer, a RUN that changed nothing made none: where the
+    history cannot tell which of two such steps made a layer, the layers between are credited to
+    no step (a reviewer is never told a false maker), and the certain ones still are."""
+    steps = [("", 100), ("RUN test -d /usr", 0), ("RUN make libdep", 500), ("RUN echo model", 9),
+             ("/bin/sh -c #(nop) WORKDIR /app", 0), ("/bin/sh -c #(nop)  ENV A=1", 0), ("RUN echo app", 3)]
+    history = [{"CreatedBy": c, "Size": n} for c, n in reversed(steps)]  # the engine's order: newest first
+    layers = contents.image_config({"RootFS": {"Layers": ["base", "libdep", "model", "app-dir", "app"]}}, history).layers
+    assert [(layer.digest, layer.created_by, layer.size) for layer in layers] == [
+        ("base", "", 100), ("libdep", "", None), ("model", "", None), ("app-dir", "", None), ("app", "RUN echo app", 3)]
+    certain = contents.image_config({"RootFS": {"Layers": ["base", "libdep", "app"]}},
+                                    [{"CreatedBy": c, "Size": n} for c, n in reversed([steps[0], steps[2], steps[5], steps[6]])]).layers
+    assert [layer.created_by for layer in certain] == ["", "RUN make libdep", "RUN echo app"]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -341,7 +363,13 @@ def test_the_review_says_what_it_could_not_compare(base_verdict):
     assert [c.line() for c in said.config] == ["Python interpreter: /usr/bin/python3 -> /opt/venv/bin/python"]
     assert said.packages == [] and "listed for /usr/bin/python3 in the promoted image" in said.unread[0]
     secret = review(verdict, _contents(env={"API_TOKEN": "[redacted]"}), verdict, _contents(env={"API_TOKEN": "[redacted]"}))
-    assert secret.config == [] and "ENV API_TOKEN: a secret's value, redacted in both" in secret.unread[0]
+    assert secret.config == secret.unread == [] and "ENV API_TOKEN: a secret's value, redacted in both" in secret.hidden[0]
+    assert "API_TOKEN" not in secret.headline() and "not shown: ENV API_TOKEN" in "\n".join(secret.lines())
+    cuda_unlisted = _contents(unread={"cuda_runtime": "ldconfig -p did not finish within 5 s"})
+    listed = _contents()
+    listed.cuda_runtime = ["libcudart.so.12"]
+    said = review(verdict, cuda_unlisted, verdict, listed)
+    assert said.config == [] and said.unread == ["cuda_runtime of the candidate image: ldconfig -p did not finish within 5 s"]
     hostless = Verdict.from_json(deepcopy(base_verdict))
     hostless.image = None
     nothing = review(hostless, SbomError("x: a verdict about no image"), hostless, SbomError("y: a verdict about no image"))

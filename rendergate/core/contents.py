@@ -13,6 +13,7 @@ for this one's. The promotion review (rendergate.release.review) compares two of
 """
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shlex
@@ -22,7 +23,7 @@ from pathlib import Path
 from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.core.driver_capabilities import DRIVER_FILES
 from rendergate.core.jsonfile import Unusable, parse, read_regular, write_whole
-from rendergate.core.redact import REDACTED, printable, redact, remember_secrets, secret_named
+from rendergate.core.redact import REDACTED, printable, redact, secret_named
 
 NAMESPACE = "rendergate"  # CycloneDX property names are namespaced: rendergate:env:PATH, ...
 MAX_SBOM_BYTES = 64 * 2**20
@@ -53,9 +54,9 @@ class Distribution:
 @dataclass(frozen=True)
 class Layer:
     """A layer of the image: its content's digest (the engine's diff id), and the step that made it
-    and what that added, where the history says ("" and 0 where it does not)."""
+    and what that added, where the history says for certain ("" and None where it does not)."""
     created_by: str
-    size: int
+    size: int | None  # None: not known (no step is certainly its maker)
     digest: str = ""
 
 
@@ -100,14 +101,14 @@ def record(target) -> Contents:
                                          for d in listed if d["name"]),  # a METADATA without a Name names nothing
                                         key=lambda d: (d.name.lower(), d.where))
     except CheckFailed as e:
-        if e.diagnosis.cause == Cause.TOOL_MISSING:  # no such interpreter: an image without Python, none to list
+        if e.diagnosis.cause == Cause.TOOL_MISSING:  # no such interpreter: none to list (the review compares interpreters)
             contents.python = ""
         else:
             contents.unread["python"] = f"{target.python} could not list its distributions: {_why(e)}"
     except (ValueError, KeyError, TypeError) as e:
         contents.unread["python"] = f"{target.python} could not list its distributions: {_why(e)}"
     try:
-        contents.driver_files = sorted({name for name, _, _ in target.baked_driver_files(DRIVER_FILES)})
+        contents.driver_files = sorted({name for name, _, _ in target.baked_driver_files(DRIVER_FILES, RECORD_TIMEOUT)})
     except CheckFailed as e:
         contents.unread["driver_files"] = _why(e)
     try:
@@ -122,10 +123,12 @@ def record(target) -> Contents:
 
 
 def _read_packages_and_cuda(target, contents: Contents) -> None:
-    """dpkg's installed packages and the CUDA runtime libraries, in one command."""
-    script = ("dpkg-query -W -f='${db:Status-Status}\\t${Package}\\t${Version}\\t${Architecture}\\n'; "
+    """dpkg's installed packages and the CUDA runtime libraries, in one command, each part under a
+    time limit of its own (a hung ldconfig must not cost the packages, nor be blamed on dpkg)."""
+    script = (f"timeout {RECORD_TIMEOUT // 2} dpkg-query -W -f='${{db:Status-Status}}\t${{Package}}\t${{Version}}\t${{Architecture}}\n'; "
               f"echo {_SECTION} $?; "
-              "{ ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -o 'libcudart\\.so[^ ]*'; "
+              f"{{ timeout {RECORD_TIMEOUT // 4} ldconfig -p 2>/dev/null || timeout {RECORD_TIMEOUT // 4} /sbin/ldconfig -p; }} "
+              f"| grep -o 'libcudart\\.so[^ ]*'; echo {_SECTION} $?; "
               "ls /usr/local/cuda*/lib64/ /usr/local/cuda*/targets/*/lib/ 2>/dev/null | grep '^libcudart\\.so'; true")
     try:
         result = target.run(script, timeout=RECORD_TIMEOUT)
@@ -133,62 +136,97 @@ def _read_packages_and_cuda(target, contents: Contents) -> None:
         contents.unread["packages"] = contents.unread["cuda_runtime"] = _why(e)
         return
     packages, _, rest = result.stdout.partition(_SECTION)
-    status, _, cuda = rest.partition("\n")
-    if status.strip() != "0":
-        contents.unread["packages"] = ("no dpkg database (not a Debian-based image)" if status.strip() == "127"
-                                       else f"dpkg-query failed: {printable(result.stderr.strip()[-200:])}")
-    rows = [line.split("\t") for line in packages.splitlines()]
-    contents.packages = sorted({Package(name, version, arch) for state, name, version, arch in
-                                (r for r in rows if len(r) == 4) if state == "installed"}, key=lambda p: (p.name, p.arch))
-    contents.cuda_runtime = sorted(set(cuda.split()))
+    status, _, rest = rest.partition("\n")
+    cached, _, rest = rest.partition(_SECTION)
+    cache_status, _, listed = rest.partition("\n")
+    said = {"0": None, "127": "no dpkg database (not a Debian-based image)",
+            "124": f"dpkg-query did not finish within {RECORD_TIMEOUT // 2} s"}
+    why = said.get(status.strip(), f"dpkg-query failed (exit {status.strip()}): {printable(result.stderr.strip()[-200:])}")
+    if why:
+        contents.unread["packages"] = why.rstrip(": ")
+    else:
+        rows = [line.split("\t") for line in packages.splitlines()]
+        contents.packages = sorted({Package(name, version, arch) for state, name, version, arch in
+                                    (r for r in rows if len(r) == 4) if state == "installed"}, key=lambda p: (p.name, p.arch))
+    if cache_status.strip() == "124":
+        contents.unread["cuda_runtime"] = f"ldconfig -p did not finish within {RECORD_TIMEOUT // 4} s"
+    contents.cuda_runtime = sorted(set(cached.split()) | set(listed.split()))
 
 
 def _why(error: Exception) -> str:
     return printable(str(error) or type(error).__name__)[:300]
 
 
-# History steps that change only the config, as the classic builder and BuildKit write them: no layer.
-_CONFIG_ONLY = re.compile(r"^(/bin/sh -c #\(nop\)\s+(?!(COPY|ADD)\b)|(ENV|LABEL|CMD|ENTRYPOINT|USER|WORKDIR|EXPOSE|VOLUME"
-                          r"|STOPSIGNAL|HEALTHCHECK|SHELL|ONBUILD|ARG|MAINTAINER)\b)")
+# History steps that only ever change the config, as the classic builder and BuildKit write them:
+# never a layer (WORKDIR is not one of them: it makes a layer when it creates its folder).
+_CONFIG_ONLY = re.compile(r"^(/bin/sh -c #\(nop\)\s+|)(ENV|LABEL|CMD|ENTRYPOINT|USER|EXPOSE|VOLUME|STOPSIGNAL|HEALTHCHECK"
+                          r"|SHELL|ONBUILD|ARG|MAINTAINER)\b")
+# A secret-named option or variable and its value, however short (the general redaction leaves values
+# of under 4 characters, which in a log are rarely secrets; in an image's config they may be).
+_SECRET_OPTION = re.compile(r"(?i)((?<![\w-])--?(?!-)(?!no-)([A-Za-z0-9_.-]*(?:TOKEN|SECRET|PASSWORD|PASSWD|APIKEY|_KEY|CREDENTIALS?)"
+                            r"(?![A-Za-z0-9_.-]*(?:file|path|dir)\b)[A-Za-z0-9_.-]*)(?:=|\s+))([^\s\"'=][^\s\"']*)")
+_SECRET_SETTING = re.compile(r"(?i)(\b[A-Za-z0-9_.-]*(?:TOKEN|SECRET|PASSWORD|PASSWD|APIKEY|_KEY|CREDENTIALS?)[A-Za-z0-9_]*=)"
+                             r"([^\s\"']+)")
 
 
-def _shown(values: dict[str, str]) -> dict[str, str]:
-    """Values as an SBOM may hold them: a secret-named one blanked whatever its length, others redacted."""
-    remember_secrets(values)
-    return {name: REDACTED if secret_named(name) else redact(value) for name, value in values.items()}
+class _Secrets:
+    """What an image's own config says is secret (the values of its secret-named ENV and labels),
+    blanked wherever this image's SBOM would show them; nothing is remembered beyond it."""
+
+    def __init__(self, *named: dict[str, str]):
+        self.values = sorted({v for values in named for k, v in values.items() if secret_named(k) and len(v) >= 3},
+                             key=len, reverse=True)
+
+    def text(self, text: str) -> str:
+        for value in self.values:
+            text = text.replace(value, REDACTED)
+        text = _SECRET_OPTION.sub(lambda m: m.group(1) + REDACTED, redact(text))
+        return _SECRET_SETTING.sub(lambda m: m.group(1) + REDACTED, text)
+
+    def values_of(self, named: dict[str, str]) -> dict[str, str]:
+        return {name: REDACTED if secret_named(name) else self.text(value) for name, value in named.items()}
 
 
-def _words(words: list) -> list[str]:
-    """An ENTRYPOINT or CMD, each word redacted, and the word after a secret-named option (--password x) blanked."""
-    return [REDACTED if n and str(words[n - 1]).startswith("-") and secret_named(str(words[n - 1]).lstrip("-"))
-            else redact(str(word)) for n, word in enumerate(words)]
-
-
-def _layers(diff_ids: list[str], history: list[dict]) -> list[Layer]:
-    """The image's layers (by their content's digest), each with the step that made it where the
-    history says which (the steps that are not config only, or else those that added bytes, one
-    per layer); otherwise the layers alone."""
+def _layers(diff_ids: list[str], history: list[dict], secrets: _Secrets) -> list[Layer]:
+    """The image's layers (by their content's digest), each with the history's step that made it
+    where that is certain, else none ("" and None). A step that added bytes made a layer and a step
+    that only sets config made none; a step that added nothing (a RUN that changed nothing, a
+    WORKDIR) may have made one or not: a layer is credited to a step only when every way of
+    reading those steps that gives the image's number of layers credits it to that same step."""
     steps = list(reversed(history))  # oldest first, as the layers are
-    for made in ([s for s in steps if not _CONFIG_ONLY.match(s.get("CreatedBy") or "")],
-                 [s for s in steps if int(s.get("Size") or 0) > 0]):
-        if len(made) == len(diff_ids):
-            return [Layer(redact(printable(step.get("CreatedBy") or ""))[:500], int(step.get("Size") or 0), digest)
-                    for digest, step in zip(diff_ids, made)]
-    return [Layer("", 0, digest) for digest in diff_ids]
+    made = [1 if int(s.get("Size") or 0) > 0 else 0 if _CONFIG_ONLY.match(s.get("CreatedBy") or "") else None for s in steps]
+    unsure = [n for n, m in enumerate(made) if m is None]
+    wanted = len(diff_ids) - sum(m for m in made if m)
+    credited: list[int | None] | None = None
+    if 0 <= wanted <= len(unsure) <= 16:
+        for chosen in itertools.combinations(unsure, wanted):
+            reading = [n for n, m in enumerate(made) if m == 1 or n in chosen]  # the step of each layer, in order
+            credited = reading if credited is None else [a if a == b else None for a, b in zip(credited, reading)]
+    credited = credited or [None] * len(diff_ids)
+    return [Layer(secrets.text(printable(steps[n].get("CreatedBy") or ""))[:500], int(steps[n].get("Size") or 0), digest)
+            if n is not None else Layer("", None, digest) for digest, n in zip(diff_ids, credited)]
 
 
 def image_config(attrs: dict, history: list[dict]) -> ImageConfig:
     """An engine's inspect of an image and its history, as an ImageConfig (secret values redacted)."""
     config = attrs.get("Config") or {}
-    env = _shown(dict(item.partition("=")[::2] for item in config.get("Env") or []))
+    env = dict(item.partition("=")[::2] for item in config.get("Env") or [])
     labels = dict(config.get("Labels") or {})
-    words = {key: None if config.get(key) is None else _words(config[key]) for key in ("Entrypoint", "Cmd")}
-    return ImageConfig(env=env, entrypoint=words["Entrypoint"], cmd=words["Cmd"], user=config.get("User") or "",
-                       workdir=config.get("WorkingDir") or "", labels=_shown(labels),
+    secrets = _Secrets(env, labels)
+    # ENTRYPOINT and CMD run as one command line (CMD its arguments): a secret-named option at the end
+    # of one takes its value from the other.
+    entrypoint, cmd = ([str(w) for w in config[key]] if config.get(key) is not None else None for key in ("Entrypoint", "Cmd"))
+    whole = [*(entrypoint or []), *(cmd or [])]
+    words = [REDACTED if n and "=" not in whole[n - 1] and _SECRET_OPTION.fullmatch(f"{whole[n - 1]} x")
+             else secrets.text(word) for n, word in enumerate(whole)]
+    split = len(entrypoint or [])
+    return ImageConfig(env=secrets.values_of(env), entrypoint=None if entrypoint is None else words[:split],
+                       cmd=None if cmd is None else words[split:], user=config.get("User") or "",
+                       workdir=config.get("WorkingDir") or "", labels=secrets.values_of(labels),
                        base=labels.get("org.opencontainers.image.base.name", ""),
                        base_digest=labels.get("org.opencontainers.image.base.digest", ""),
                        size=int(attrs.get("Size") or 0),
-                       layers=_layers(list((attrs.get("RootFS") or {}).get("Layers") or []), history))
+                       layers=_layers(list((attrs.get("RootFS") or {}).get("Layers") or []), history, secrets))
 
 
 # The SBOM: CycloneDX JSON written by cyclonedx-python-lib, read back by its layout.
@@ -272,7 +310,8 @@ def from_bom(data: dict, where: str) -> Contents:
                 user=props["config:user"], workdir=props["config:workdir"], base=props["config:base"],
                 base_digest=props["config:base_digest"], size=int(props["config:size"]),
                 labels={k.removeprefix("label:"): v for k, v in props.items() if k.startswith("label:")},
-                layers=[Layer(_typed(layer["created_by"], str, "a layer's step"), _typed(layer["size"], int, "a layer's size"),
+                layers=[Layer(_typed(layer["created_by"], str, "a layer's step"),
+                              None if layer["size"] is None else _typed(layer["size"], int, "a layer's size"),
                               _typed(layer.get("digest", ""), str, "a layer's digest")) for layer in layers])
         for c in _typed(data.get("components", []), list, "components"):
             purl = _typed(_typed(c, dict, "a component").get("purl", ""), str, "a purl")

@@ -155,26 +155,27 @@ class Target:
                            for n in names)
         return set(self.run(script).stdout.split())
 
-    def baked_driver_files(self, names) -> list[tuple[str, str, str]]:
+    def baked_driver_files(self, names, timeout: float | None = None) -> list[tuple[str, str, str]]:
         """The NVIDIA driver files among `names` that the image itself carries on its library
         path or PATH, rather than the container toolkit injecting them (injected files are bind
         mounts: /proc/self/mountinfo lists them): (name, the file it resolves to, its package).
         NVIDIA's CUDA forward-compatibility libraries (cuda-compat, under /usr/local/cuda*/compat)
         are meant to be in the image, and are not counted. Each listing must succeed: a broken
-        tool (ldconfig, cat) fails the check, never reads as "nothing baked"."""
+        tool (ldconfig, cat) fails the check, never reads as "nothing baked". `timeout`: for each
+        command (default: the run's check timeout)."""
         programs = "; ".join(f"p=$(command -v {shlex.quote(n)}) && echo {shlex.quote(n)} \"$p\"" for n in names if "." not in n)
         listed, (mountinfo, cache) = self.run_after(programs or ":", steps=(
             ("cat /proc/self/mountinfo", "cat /proc/self/mountinfo"),
-            ("ldconfig -p (the library path)", "ldconfig -p 2>/dev/null || /sbin/ldconfig -p")))
+            ("ldconfig -p (the library path)", "ldconfig -p 2>/dev/null || /sbin/ldconfig -p")), timeout=timeout)
         mounts = {line.split()[4] for line in mountinfo.splitlines() if len(line.split()) > 4}
         found = [(m.group(1), m.group(2)) for m in re.finditer(r"^\s*(\S+) .* => (\S+)$", cache, re.M) if m.group(1) in names]
         found += [tuple(line.split(" ", 1)) for line in listed.stdout.splitlines() if " " in line]
         baked = []
         for name, path in sorted(set(found)):
-            real = self.check(f"readlink -f {shlex.quote(path)}", f"readlink -f {path}").stdout.strip()
+            real = self.check(f"readlink -f {shlex.quote(path)}", f"readlink -f {path}", timeout).stdout.strip()
             if real in mounts or re.search(r"/cuda[^/]*/compat/", real):
                 continue
-            owned = re.search(r"^([a-z0-9][a-z0-9+.-]*)(?::[a-z0-9]+)?: /", self.run(f"dpkg -S {shlex.quote(real)} 2>/dev/null").stdout, re.M)
+            owned = re.search(r"^([a-z0-9][a-z0-9+.-]*)(?::[a-z0-9]+)?: /", self.run(f"dpkg -S {shlex.quote(real)} 2>/dev/null", timeout).stdout, re.M)
             baked.append((name, real, owned.group(1) if owned else ""))  # not a diversion's line
         return sorted(set(baked))
 

@@ -26,9 +26,9 @@ def distributions():
                     for line in f:
                         if not line.strip():
                             break  # the headers end; the description follows
-                        if line.startswith("Name: "):
+                        if line.startswith("Name: ") and line[6:].strip():
                             name = line[6:].strip()
-                        elif line.startswith("Version: "):
+                        elif line.startswith("Version: ") and line[9:].strip():
                             version = line[9:].strip()
             except OSError:
                 pass

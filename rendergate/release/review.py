@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rendergate.core import contents as sboms
@@ -65,15 +65,16 @@ class LayerChange:
     """A layer whose content is in one image only (by its digest): added, removed, or rebuilt (the
     same step made other content)."""
     change: str  # added, removed, rebuilt
-    created_by: str  # "" where the history does not say which step made it
-    size: int
+    created_by: str  # "" where the history does not say for certain which step made it
+    size: int | None  # None: not known
     digest: str
     old_size: int | None = None  # rebuilt: what the promoted image's layer added
 
     def line(self) -> str:
-        made = self.created_by[:160] or f"(layer {self.digest[:19]}: the history does not say which step made it)"
+        made = (self.created_by[:160] if self.size is not None else
+                f"(layer {self.digest[:19]}: the history cannot be matched to the layers for certain)")
         if self.change == "rebuilt":
-            return f"layer rebuilt (other content): {_size(self.old_size or 0)} -> {_size(self.size)} {made}"
+            return f"layer rebuilt (other content): {_size(self.old_size)} -> {_size(self.size)} {made}"
         return f"layer {self.change}: {_size(self.size)} {made}"
 
 
@@ -130,6 +131,7 @@ class Review:
     figures: list[FigureChange] = field(default_factory=list)
     used_from: str | None = None  # the mutation trace that marked the packages the checks use
     unread: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)  # what redaction keeps from comparing (said in lines(), not the headline)
 
     def same_image(self) -> bool:
         return bool(self.candidate.get("digest")) and self.candidate.get("digest") == self.promoted.get("digest")
@@ -162,8 +164,11 @@ class Review:
 
     def lines(self) -> list[str]:
         """The whole review, a line per change, as `rendergate diff` prints it."""
-        head = [f"{self.variant}: candidate {self.candidate.get('ref')} ({self.candidate.get('digest')})",
-                f"  promoted {self.promoted.get('to') or self.promoted.get('ref')} ({self.promoted.get('digest')})"
+        def named(image: dict, ref: str | None) -> str:
+            return f"{ref} ({image.get('digest')})" if image.get("digest") else f"{ref or ''} (no image)".strip()
+
+        head = [f"{self.variant}: candidate {named(self.candidate, self.candidate.get('ref'))}",
+                f"  promoted {named(self.promoted, self.promoted.get('to') or self.promoted.get('ref'))}"
                 + (f", {self.promoted['at'][:10]}" if self.promoted.get("at") else ""), self.headline()]
         sections = [("packages", self.packages), ("config", self.config), ("layers", self.layers),
                     ("outcomes", self.outcomes), ("figures", self.figures)]
@@ -173,7 +178,8 @@ class Review:
         marks = (f"  packages marked [used by the checks]: from {self.used_from}" if self.used_from else
                  f"  no mutation trace of {self.variant} that records the packages the checks use: `rendergate mutate "
                  f"{self.variant}` marks them")
-        return [printable(line) for line in [*head, *body, *(f"  not compared: {u}" for u in self.unread), marks]]
+        return [printable(line) for line in [*head, *body, *(f"  not compared: {u}" for u in self.unread),
+                                             *(f"  not shown: {h}" for h in self.hidden), marks]]
 
     def as_json(self) -> dict:
         data = asdict(self)
@@ -181,7 +187,9 @@ class Review:
         return data
 
 
-def _size(n: int) -> str:
+def _size(n: int | None) -> str:
+    if n is None:
+        return "size unknown"
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}".replace(".0 ", " ")
@@ -236,8 +244,10 @@ def package_changes(old: Contents, new: Contents, used: set[str], debs: bool = T
     def distributions(c: Contents) -> dict[str, str]:
         return {_normal(d.name): d.version for d in c.distributions}
 
-    return ((_changes("deb", packages(old), packages(new), _debian_order, used) if debs else [])
-            + (_changes("python", distributions(old), distributions(new), _python_order, used) if wheels else []))
+    shown = {_normal(d.name): d.name for c in (old, new) for d in c.distributions}  # as the image names it
+    python = [replace(c, name=shown.get(c.name, c.name))
+              for c in _changes("python", distributions(old), distributions(new), _python_order, used)] if wheels else []
+    return (_changes("deb", packages(old), packages(new), _debian_order, used) if debs else []) + python
 
 
 def config_changes(old: Contents, new: Contents) -> list[ConfigChange]:
@@ -246,10 +256,12 @@ def config_changes(old: Contents, new: Contents) -> list[ConfigChange]:
     for what, before, after in (("base", a.base, b.base), ("base digest", a.base_digest, b.base_digest),
                                 ("ENTRYPOINT", sboms.quoted(a.entrypoint), sboms.quoted(b.entrypoint)),
                                 ("CMD", sboms.quoted(a.cmd), sboms.quoted(b.cmd)), ("USER", a.user, b.user),
-                                ("WORKDIR", a.workdir, b.workdir), ("Python interpreter", old.python, new.python),
+                                ("WORKDIR", a.workdir, b.workdir),
+                                ("Python interpreter", old.python or "(not found)", new.python or "(not found)"),
                                 ("CUDA runtime", ", ".join(old.cuda_runtime), ", ".join(new.cuda_runtime)),
                                 ("NVIDIA driver files baked in", ", ".join(old.driver_files), ", ".join(new.driver_files))):
-        if before != after:
+        part = {"CUDA runtime": "cuda_runtime", "NVIDIA driver files baked in": "driver_files"}.get(what)
+        if before != after and not (part and (part in old.unread or part in new.unread)):  # not listed: not compared
             found.append(ConfigChange(what, before or "(none)", after or "(none)"))
     for prefix, before, after in (("ENV", a.env, b.env), ("label", a.labels, b.labels)):
         if prefix == "label":  # the base's labels are said above as the base
@@ -262,14 +274,23 @@ def config_changes(old: Contents, new: Contents) -> list[ConfigChange]:
 
 
 def layer_changes(old: Contents, new: Contents) -> list[LayerChange]:
-    """Layers whose content is in one image only (by digest), each with the step that made it; one
-    removed and one added made by the same step are that step rebuilt, with other content."""
-    before, after = Counter(layer.digest for layer in old.config.layers), Counter(layer.digest for layer in new.config.layers)
-    gone = [layer for layer in old.config.layers if (before - after)[layer.digest]]
-    came = [layer for layer in new.config.layers if (after - before)[layer.digest]]
+    """Layers whose content is in one image only (by digest, as often as it is there more), each
+    with the step that made it; one removed and one added made by the same (known) step are that
+    step rebuilt, with other content."""
+    def only_in(these, others) -> list:
+        extra = Counter(layer.digest for layer in these) - Counter(layer.digest for layer in others)
+        found = []
+        for layer in these:
+            if extra[layer.digest]:
+                extra[layer.digest] -= 1
+                found.append(layer)
+        return found
+
+    gone, came = only_in(old.config.layers, new.config.layers), only_in(new.config.layers, old.config.layers)
     found = []
     for layer in came:
-        twin = next((g for g in gone if g.created_by and g.created_by == layer.created_by), None)
+        twin = next((g for g in gone if layer.size is not None and g.size is not None and g.created_by == layer.created_by
+                     and layer.created_by), None)
         if twin:
             gone.remove(twin)
             found.append(LayerChange("rebuilt", layer.created_by, layer.size, layer.digest, twin.size))
@@ -367,15 +388,17 @@ def review(candidate: Verdict, new: Contents | SbomError, promoted: Verdict, old
         found.unread.append(f"packages, config and layers: {'; '.join(unknown)}")
     else:
         unread = {part: [f"{part} of the {side} image: {c.unread[part]}" for side, c in (("promoted", old), ("candidate", new))
-                         if part in c.unread] for part in ("packages", "python")}
-        if old.python != new.python and old.python and new.python:
-            unread["python"].append(f"Python distributions: listed for {old.python} in the promoted image, for "
-                                    f"{new.python} in the candidate")
+                         if part in c.unread] for part in ("packages", "python", "cuda_runtime", "driver_files")}
+        if old.python != new.python:
+            unread["python"].append(f"Python distributions: listed for {old.python or 'no interpreter found'} in the "
+                                    f"promoted image, for {new.python or 'no interpreter found'} in the candidate")
         found.packages = package_changes(old, new, used, debs=not unread["packages"], wheels=not unread["python"])
-        found.unread += unread["packages"] + unread["python"]
-        found.unread += [f"ENV {name}: a secret's value, redacted in both: a change would not show"
-                         for name, value in (old.config.env if old.config else {}).items()
-                         if value == REDACTED and (new.config.env if new.config else {}).get(name) == REDACTED]
+        found.unread += [why for part in unread.values() for why in part]
+        if old.config and new.config:
+            found.hidden = [f"{kind} {name}: a secret's value, redacted in both images: a change of it cannot show"
+                            for kind, before, after in (("ENV", old.config.env, new.config.env),
+                                                        ("label", old.config.labels, new.config.labels))
+                            for name, value in before.items() if value == REDACTED and after.get(name) == REDACTED]
         if old.config and new.config:
             found.config = config_changes(old, new)
             found.layers = layer_changes(old, new)
