@@ -2,7 +2,6 @@
 verdict in which every declared requirement passed; with a key, write it as a signed attestation."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rendergate.commands.common import say, variants, verdict_path
@@ -49,14 +48,13 @@ def run(args) -> int:
         path = Path(args.reports_dir) / "attestations" / f"{args.variant}.intoto.json"
         attestations.write(path, attestations.attest(judged.as_json(), [(image, digest)], signer))
         say(f"attestation about {image} ({digest}) signed by key {signer.public_key.keyid[:16]}: {path}")
-        sbom = contents.sbom_path(verdict_path(args, args.variant))
         try:
-            contents.read(sbom, digest)
+            sbom, _ = contents.read_document(contents.sbom_path(verdict_path(args, args.variant)), digest)
         except contents.SbomError as e:
             sbom_attestation_path(path).unlink(missing_ok=True)  # never one of another image
             say(f"no SBOM attested: {e}")
         else:
             attestations.write(sbom_attestation_path(path), attestations.attest(
-                json.loads(sbom.read_text()), [(image, digest)], signer, attestations.SBOM_PREDICATE_TYPE))
+                sbom, [(image, digest)], signer, attestations.SBOM_PREDICATE_TYPE))
             say(f"its SBOM signed too: {sbom_attestation_path(path)}")
     return 0

@@ -339,8 +339,9 @@ def write(path: Path, contents: Contents) -> None:
     write_whole(path, bom_json(contents))
 
 
-def read(path: Path, image_digest: str | None) -> Contents:
-    """The SBOM at `path`, held to the image it must be about (`image_digest`; None: any)."""
+def read_document(path: Path, image_digest: str | None) -> tuple[dict, Contents]:
+    """The SBOM at `path` as its JSON document and as Contents, read once, held to the image it
+    must be about (`image_digest`; None: any)."""
     try:
         data = parse(read_regular(path, MAX_SBOM_BYTES))
     except FileNotFoundError:
@@ -352,7 +353,12 @@ def read(path: Path, image_digest: str | None) -> Contents:
     if image_digest and contents.image_digest != image_digest:
         raise SbomError(f"{path}: an SBOM of image {printable(contents.image_digest)[:80]}, not of the verdict's "
                         f"{image_digest} (left by another run: run the suites again)")
-    return contents
+    return data, contents
+
+
+def read(path: Path, image_digest: str | None) -> Contents:
+    """The SBOM at `path`, held to the image it must be about (`image_digest`; None: any)."""
+    return read_document(path, image_digest)[1]
 
 
 def quoted(words: list[str] | None) -> str:

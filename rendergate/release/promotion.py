@@ -90,8 +90,10 @@ def _sbom(verdict_path: Path, verdict: Verdict, digest: str, key, attestation_pa
     """The SBOM document of the image promoted: the file beside its verdict or, when promotion
     trusts only signed statements, the one the gate signed with the verdict."""
     if key is None:
-        found = beside(verdict_path, verdict)
-        return found if isinstance(found, SbomError) else json.loads(sbom_path(verdict_path).read_text())
+        try:
+            return contents.read_document(sbom_path(verdict_path), (verdict.image or {}).get("digest") or "(no image)")[0]
+        except SbomError as e:
+            return e
     signed = sbom_attestation_path(attestation_path)
     try:
         statement = attestations.verify(attestations.read(signed), key, digest, str(signed), attestations.SBOM_PREDICATE_TYPE)

@@ -3,8 +3,8 @@ same variant, from their verdicts and the SBOMs beside them (rendergate.core.con
 
 Packages added, removed, upgraded or downgraded (Debian's version order, Python's), those that own
 files the checks use marked (the mutation trace of `rendergate mutate` knows them); config
-changes (base, ENV, ENTRYPOINT/CMD, USER, WORKDIR, labels); layers by the instruction that made
-them, and the size; requirement and check outcomes that changed; every timed figure beside the
+changes (base, ENV, ENTRYPOINT/CMD, USER, WORKDIR, labels); layers by their content, with the step
+that made each where that is certain, and the size; requirement and check outcomes that changed; every timed figure beside the
 promoted one, with their paired spreads (the speed gate's regression rule decided, in the run; the
 review shows the numbers). What could not be compared is said, never shown as "no change".
 """
@@ -71,8 +71,8 @@ class LayerChange:
     old_size: int | None = None  # rebuilt: what the promoted image's layer added
 
     def line(self) -> str:
-        made = (self.created_by[:160] if self.size is not None else
-                f"(layer {self.digest[:19]}: the history cannot be matched to the layers for certain)")
+        made = (f"(layer {self.digest[:19]}: the history cannot be matched to the layers for certain)" if self.size is None
+                else self.created_by[:160] or "(its step names no command: a base imported from a tarball, say)")
         if self.change == "rebuilt":
             return f"layer rebuilt (other content): {_size(self.old_size)} -> {_size(self.size)} {made}"
         return f"layer {self.change}: {_size(self.size)} {made}"
