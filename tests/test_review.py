@@ -124,7 +124,7 @@ def test_the_review_lists_exactly_what_changed_since_the_promoted_image(review_i
     assert {p.name: p.version for p in kept.packages}["rg-review-demo"] == "1.1"
 
 
-def test_the_review_of_images_pulled_from_a_registry(review_images, engine, tmp_path):
+def test_the_review_of_images_pulled_from_a_registry(review_images, engine, browser, tmp_path):
     """A user's own images, as CI gets them: pulled from a registry (on loopback), the promoted one pushed there."""
     (tmp_path / "registry").mkdir()
     with loopback_registry(tmp_path / "registry") as registry:
@@ -137,6 +137,7 @@ def test_the_review_of_images_pulled_from_a_registry(review_images, engine, tmp_
         review, _, second = _reviewed(tmp_path, tmp_path / "promoted", pulled, f"{registry}/studio/render:released")
         assert f"pulled {pulled['candidate']} in " in second.output
         _assert_exactly_the_four_changes(review, engine, pulled)
+        assert _report_review(browser, second.reports / "report.html")[0] == review["headline"]
         for ref in [*pulled.values(), f"{registry}/studio/render:released"]:
             engine.client.images.remove(ref)
 
