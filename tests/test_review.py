@@ -128,18 +128,20 @@ def test_the_review_of_images_pulled_from_a_registry(review_images, engine, brow
     """A user's own images, as CI gets them: pulled from a registry (on loopback), the promoted one pushed there."""
     (tmp_path / "registry").mkdir()
     with loopback_registry(tmp_path / "registry") as registry:
-        pulled = {}
-        for name, ref in review_images.items():
-            pulled[name] = f"{registry}/studio/render:{name}"
-            engine.client.images.get(ref).tag(f"{registry}/studio/render", name)
-            engine.client.images.push(f"{registry}/studio/render", name)
-            engine.client.images.remove(pulled[name])  # only the registry has it under that name
-        review, _, second = _reviewed(tmp_path, tmp_path / "promoted", pulled, f"{registry}/studio/render:released")
-        assert f"pulled {pulled['candidate']} in " in second.output
-        _assert_exactly_the_four_changes(review, engine, pulled)
-        assert _report_review(browser, second.reports / "report.html")[0] == review["headline"]
-        for ref in [*pulled.values(), f"{registry}/studio/render:released"]:
-            engine.client.images.remove(ref)
+        pulled = {name: f"{registry}/studio/render:{name}" for name in review_images}
+        try:
+            for name, ref in review_images.items():
+                engine.client.images.get(ref).tag(f"{registry}/studio/render", name)
+                engine.client.images.push(f"{registry}/studio/render", name)
+                engine.client.images.remove(pulled[name])  # only the registry has it under that name
+            review, _, second = _reviewed(tmp_path, tmp_path / "promoted", pulled, f"{registry}/studio/render:released")
+            assert f"pulled {pulled['candidate']} in " in second.output
+            _assert_exactly_the_four_changes(review, engine, pulled)
+            assert _report_review(browser, second.reports / "report.html")[0] == review["headline"]
+        finally:  # the registry's names, pulled back or tagged: never left in the engine, whatever failed
+            for ref in [*pulled.values(), f"{registry}/studio/render:released"]:
+                if engine.image_exists(ref):
+                    engine.client.images.remove(ref)
 
 
 def test_an_sbom_of_another_image_or_none_is_said_not_compared(review_images, tmp_path):
@@ -375,3 +377,27 @@ def test_the_review_says_what_it_could_not_compare(base_verdict):
     hostless.image = None
     nothing = review(hostless, SbomError("x: a verdict about no image"), hostless, SbomError("y: a verdict about no image"))
     assert nothing.headline().startswith("Changes since promoted image (none named): not compared: packages")
+
+
+def test_an_image_whose_dpkg_query_is_broken_has_its_packages_not_compared(review_images, engine, tmp_path):
+    """A damaged image (its dpkg-query exits 2): the review never reads that as "every package
+    removed"; it says the packages were not compared, and why, and still shows the rest."""
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(f"FROM {review_images['candidate']}\n"
+                                       "RUN printf '#!/bin/sh\\nexit 2\\n' > /usr/local/bin/dpkg-query && chmod +x /usr/local/bin/dpkg-query\n")
+    broken = "rendergate-test/review:broken-dpkg"
+    engine.client.images.build(path=str(folder), tag=broken, rm=True, forcerm=True)
+    try:
+        promoted_dir = tmp_path / "promoted"
+        first = _validate(tmp_path, "first", review_images["promoted"], promoted_dir)
+        assert rendergate_cli(*VARIANT, "promote", "review", f"--image={review_images['promoted']}",
+                              "--to=rendergate-test/review:released", f"--promoted={promoted_dir}", reports=first.reports,
+                              timeout=CLI_TIMEOUT).returncode == 0
+        second = _validate(tmp_path, "second", broken, promoted_dir)
+        said = json.loads(rendergate_cli("diff", "review", "--json", f"--promoted-dir={promoted_dir}",
+                                         reports=second.reports).stdout)
+        assert said["packages"] == [] and said["unread"] == ["packages of the candidate image: dpkg-query failed (exit 2)"]
+        assert said["config"] == CONFIG and "not compared: packages of the candidate image" in said["headline"]
+    finally:
+        engine.client.images.remove(broken)

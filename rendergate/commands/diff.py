@@ -5,14 +5,14 @@ beside each verdict holds what its image is made of."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from rendergate.commands.common import say
 from rendergate.core import verdict as verdicts
-from rendergate.release.review import beside, review
+from rendergate.core.manifest import VARIANT_NAME
+from rendergate.engines.modal import GPU_SPEC
+from rendergate.release.review import beside, review, used_packages
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
 
 
 def add(sub) -> None:
@@ -28,7 +28,8 @@ def add(sub) -> None:
 def _verdict_file(args, said: str) -> Path:
     if said.endswith(".json") or "/" in said:
         return Path(said)
-    if not _NAME.fullmatch(said):
+    variant, at, gpu = said.partition("@")
+    if not VARIANT_NAME.fullmatch(variant) or (at and not GPU_SPEC.fullmatch(gpu)):
         raise verdicts.VerdictError(f"{said!r}: neither a verdict file (.json) nor a verdict's name (manim, manim@T4)")
     return Path(args.reports_dir) / "verdicts" / f"{said}.json"
 
@@ -46,6 +47,6 @@ def run(args) -> int:
         raise verdicts.VerdictError(f"{promoted_file} is a verdict of {promoted.variant}, {candidate_file} of "
                                     f"{candidate.variant}: a review compares two images of one variant")
     found = review(candidate, beside(candidate_file, candidate), promoted, beside(promoted_file, promoted),
-                   Path(args.reports_dir) / "mutate" / f"{candidate.variant}.json")
+                   used_packages(Path(args.reports_dir) / "mutate" / f"{candidate.variant}.json"))
     say(json.dumps(found.as_json(), indent=1) if args.json else "\n".join(found.lines()))
     return 0

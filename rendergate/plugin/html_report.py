@@ -132,7 +132,7 @@ class HtmlReport:
         if self.summary is None:
             return
         written = {name: Verdict.from_json(v) for name, v in self.outcomes.written.items()}  # as their files hold them
-        files = {id(v): self.run.reports_dir / "verdicts" / f"{name}.json" for name, v in written.items()}
+        files = {id(v): self.run.verdict_file(name) for name, v in written.items()}
         verdicts = list(written.values())
         self.summary["prefix"][:] = [f"<style>{CSS}</style>", banner_html(state, verdicts),
                                      summary_html(verdicts, lambda v: self.outcomes.reviewer(v, files[id(v)])),

@@ -55,7 +55,7 @@ class TargetPool:
         said in it. Whatever else goes wrong (a file that cannot be written, an image's metadata no
         SBOM can hold) leaves the review without it, which it says: evidence for the reviewer, never
         a check failed or a run stopped for it."""
-        path = contents.sbom_path(self.run.reports_dir / "verdicts" / f"{cell.key}.json")
+        path = contents.sbom_path(self.run.verdict_file(cell.key))
         try:
             contents.write(path, contents.record(target))
         except Exception:  # noqa: BLE001 (see the docstring)

@@ -48,6 +48,10 @@ class RunConfig:
     def reports_dir(self) -> Path:
         return self.launch.reports_dir
 
+    def verdict_file(self, name: str) -> Path:
+        """Where the verdict of a cell (its key: manim, manim@T4) is written; its SBOM goes beside it."""
+        return self.reports_dir / "verdicts" / f"{name}.json"
+
     @property
     def owner_pid(self) -> int:
         return int(self.launch.owner.rsplit(":", 1)[1])

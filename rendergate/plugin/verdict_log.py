@@ -218,7 +218,7 @@ class OutcomeLog:
 
     def _write(self, name: str) -> None:
         self.written[name] = self.verdicts[name].as_json()
-        path = self.run.reports_dir / "verdicts" / f"{name}.json"
+        path = self.run.verdict_file(name)
         try:
             write(path, self.written[name])
         except OSError as e:  # a folder in the way, a full disk: said once, and the run goes on
@@ -262,8 +262,8 @@ class OutcomeLog:
             state = State(verdict["state"])
             colour = {State.PASSED: "green", State.FAILED: "red"}.get(state, "yellow")
             terminalreporter.line(f"verdict {name}: {state.said} "
-                                  f"({self.run.reports_dir / 'verdicts' / (name + '.json')})", **{colour: True})
-            review = self.reviewer(Verdict.from_json(verdict), self.run.reports_dir / "verdicts" / f"{name}.json")
+                                  f"({self.run.verdict_file(name)})", **{colour: True})
+            review = self.reviewer(Verdict.from_json(verdict), self.run.verdict_file(name))
             for line in ([review.headline()] if review else []) + verdict["summary"]:
                 terminalreporter.line(f"  {printable(line)}")
         used = gpu_seconds([Verdict.from_json(v) for v in self.written.values()])

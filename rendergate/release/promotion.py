@@ -24,7 +24,7 @@ from rendergate.core.verdict import Verdict
 from rendergate.engines.docker_engine import Engine, EngineError
 from rendergate.engines.modal import build_digest
 from rendergate.release import attestation as attestations
-from rendergate.release.review import beside, review
+from rendergate.release.review import beside, review, used_packages
 
 
 class Refused(Exception):
@@ -86,12 +86,12 @@ def sbom_attestation_path(attestation_path: Path) -> Path:
     return attestation_path.with_name(attestation_path.name.replace(".intoto.json", ".sbom.intoto.json"))
 
 
-def _sbom(verdict_path: Path, verdict: Verdict, digest: str, key, attestation_path: Path | None) -> dict | SbomError:
+def _sbom(verdict_path: Path, digest: str, key, attestation_path: Path | None) -> dict | SbomError:
     """The SBOM document of the image promoted: the file beside its verdict or, when promotion
     trusts only signed statements, the one the gate signed with the verdict."""
     if key is None:
         try:
-            return contents.read_document(sbom_path(verdict_path), (verdict.image or {}).get("digest") or "(no image)")[0]
+            return contents.read_document(sbom_path(verdict_path), digest)[0]  # the image judged: the verdict's own
         except SbomError as e:
             return e
     signed = sbom_attestation_path(attestation_path)
@@ -133,7 +133,7 @@ def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: P
     if problems:
         raise Refused(f"PROMOTION REFUSED {ref} -> {to}: {judging.state_of(problems).said} ({source})",
                       judging.summary(problems))
-    sbom = _sbom(verdict_path, verdict, digest, trusted_key, attestation_path)
+    sbom = _sbom(verdict_path, digest, trusted_key, attestation_path)
     kept = promoted_dir / f"{variant.name}.json"
     if say and kept.is_file():
         try:
@@ -145,7 +145,8 @@ def promote(engine: Engine, variant: Variant, ref: str, to: str, verdict_path: P
                 say(f"no review: {kept} is a verdict of {previous.variant}, not of {variant.name}")
             else:
                 new = sbom if isinstance(sbom, SbomError) else contents.from_bom(sbom, "the SBOM")
-                say("\n".join(review(verdict, new, previous, beside(kept, previous), mutation_file).lines()))
+                used = used_packages(mutation_file) if mutation_file else (set(), None)
+                say("\n".join(review(verdict, new, previous, beside(kept, previous), used).lines()))
     try:
         engine.client.images.get(digest).tag(repository, tag)  # the image judged, even if `ref` moved meanwhile
     except docker.errors.APIError as e:

@@ -11,11 +11,11 @@ review shows the numbers). What could not be compared is said, never shown as "n
 from __future__ import annotations
 
 import re
-import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from rendergate.checks.timing import Series
 from rendergate.core import contents as sboms
 from rendergate.core.contents import Contents, SbomError
 from rendergate.core.diagnosis import Cause
@@ -24,6 +24,7 @@ from rendergate.core.judging import judged_checks, requirement_outcomes
 from rendergate.core.outcomes import NOT_COUNTED
 from rendergate.core.platforms import Platform
 from rendergate.core.redact import REDACTED, printable
+from rendergate.core import verdict as verdicts
 from rendergate.core.verdict import Verdict
 
 MAX_MUTATION_BYTES = 64 * 2**20
@@ -320,7 +321,8 @@ def outcome_changes(old: Verdict, new: Verdict) -> list[OutcomeChange]:
 
 
 def _spread(values: list[float]) -> float:
-    return (max(values) - min(values)) / statistics.median(values) if values else 0.0
+    """The paired speedups' spread, as the speed gate measures a series'."""
+    return Series(tuple(values)).spread if values else 0.0
 
 
 def figure_changes(old: Verdict, new: Verdict) -> tuple[list[FigureChange], list[str]]:
@@ -376,13 +378,14 @@ def beside(verdict_file: Path, verdict: Verdict) -> Contents | SbomError:
 
 
 def review(candidate: Verdict, new: Contents | SbomError, promoted: Verdict, old: Contents | SbomError,
-           mutation_file: Path | None = None) -> Review:
-    """The review of `candidate` against `promoted`, given what each image is made of (or why that is not known)."""
+           used: tuple[set[str], str | None] = (set(), None)) -> Review:
+    """The review of `candidate` against `promoted`, given what each image is made of (or why that
+    is not known) and the packages the checks use (used_packages())."""
     cand_image, prom_image = candidate.image or {}, promoted.image or {}
     found = Review(candidate.variant, {"ref": cand_image.get("ref"), "digest": cand_image.get("digest")},
                    {"ref": prom_image.get("ref"), "digest": prom_image.get("digest"),
                     "to": (promoted.promotion or {}).get("to"), "at": (promoted.promotion or {}).get("at")})
-    used, found.used_from = used_packages(mutation_file) if mutation_file else (set(), None)
+    used, found.used_from = used
     unknown = [str(c) for c in (new, old) if isinstance(c, SbomError)]
     if unknown:
         found.unread.append(f"packages, config and layers: {'; '.join(unknown)}")
@@ -431,8 +434,6 @@ class Reviewer:
         return self._read[path][1]
 
     def _promoted(self, variant: str) -> Verdict | None:
-        import rendergate.core.verdict as verdicts
-
         def load():
             try:
                 return verdicts.load(self.promoted_dir / f"{variant}.json")
@@ -447,4 +448,6 @@ class Reviewer:
         kept = self.promoted_dir / f"{verdict.variant}.json"
         new = self._once(sboms.sbom_path(verdict_file), lambda: beside(verdict_file, verdict))
         old = self._once(sboms.sbom_path(kept), lambda: beside(kept, promoted))
-        return review(verdict, new, promoted, old, self.mutate_dir / f"{verdict.variant}.json" if self.mutate_dir else None)
+        mutation = self.mutate_dir / f"{verdict.variant}.json" if self.mutate_dir else None
+        used = self._once(mutation, lambda: used_packages(mutation)) if mutation else (set(), None)
+        return review(verdict, new, promoted, old, used)
