@@ -178,11 +178,11 @@ def test_a_check_of_ones_own_is_one_file_with_its_own_manifest_key(installed, st
 
 @pytest.mark.parametrize("variation, variant", [
     ("manim-entrypoint", "manim"), ("manim-non-root", "manim"), ("xorg-glx-numeric-user", "xorg-glx"),
-    ("manim-without-ffprobe", "manim")])
+    ("manim-without-ffprobe", "manim"), ("xorg-glx-debian-python-packages", "xorg-glx")])
 def test_images_as_they_come_pass(variation, variant, known_good_image, installed, tmp_path):
     """An entrypoint, a user of the image's own (named, or numeric with no home), no ffprobe
-    (rendergate judges outputs with its own decoder): the image is as good as the one it varies,
-    and passes all it can without a GPU."""
+    (rendergate judges outputs with its own decoder), a Python module from Debian (its build's
+    RECORD beside it): the image is as good as the one it varies, and passes all it can without a GPU."""
     image = known_good_image(variation)
     repo = user_repo(tmp_path, {variant: (ROOT / "images" / variant / "manifest.toml").read_text()})
     run = run_in_user_repo(installed, repo, "-n", "2", f"--variant={variant}", f"--image={image}", "--allow-no-gpu",

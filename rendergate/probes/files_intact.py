@@ -145,7 +145,11 @@ def runnable(path):
 def main():
     allowed = re.compile(sys.argv[sys.argv.index("--missing-allowed") + 1]) if "--missing-allowed" in sys.argv else None
     checked, faults = 0, []
-    for path, owner, by, digest, algorithm in list(dpkg_files()) + list(conffiles()) + list(wheel_files()):
+    packaged = list(dpkg_files()) + list(conffiles())
+    # A file dpkg installed is judged by dpkg's checksum: Debian's python3-* packages keep the RECORD of
+    # their build, whose sums predate the packaging (binaries stripped), so it would call them changed.
+    by_dpkg = {row[0] for row in packaged}
+    for path, owner, by, digest, algorithm in packaged + [row for row in wheel_files() if row[0] not in by_dpkg]:
         checked += 1
         found = state(path, digest, algorithm) or (runnable(path) if by == "dpkg" and PROGRAMS.match(path) else None)
         if found and not (found == "missing" and allowed and allowed.match(path)):
