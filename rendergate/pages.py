@@ -63,15 +63,18 @@ THUMBNAIL_WIDTH = 480
 SUMMARY_LINES = 5
 
 
-def column_label(verdict: Verdict) -> str:
-    """The variant, the image checked (when it ran in one), the GPU type, and gVisor if it ran under it."""
+def column_label(verdict: Verdict, among: list[Verdict] = ()) -> str:
+    """The variant, the image checked (when it ran in one), the GPU type, gVisor if it ran under it,
+    and its host where another verdict `among` differs from it by the host alone (a matrix of engines)."""
     platform = " \u00b7 gVisor" if verdict.platform == Platform.GVISOR else ""
     image = f" ({verdict.image['ref']})" if verdict.image else ""
-    return f"{verdict.variant}{image} \u00b7 {verdict.host.get('gpu_type', '?')}{platform}"
+    twin = any(_order(v)[:3] == _order(verdict)[:3] and v.host.get("host") != verdict.host.get("host") for v in among)
+    host = f" \u00b7 on {verdict.host.get('host')}" if twin else ""
+    return f"{verdict.variant}{image} \u00b7 {verdict.host.get('gpu_type', '?')}{platform}{host}"
 
 
-def _order(verdict: Verdict) -> tuple[str, str, str]:
-    return verdict.variant, verdict.host.get("gpu_type", ""), verdict.platform or ""
+def _order(verdict: Verdict) -> tuple[str, str, str, str]:
+    return verdict.variant, verdict.host.get("gpu_type", ""), verdict.platform or "", verdict.host.get("host", "")
 
 
 def verdict_state(verdict: Verdict) -> State:
@@ -111,7 +114,7 @@ def matrix_html(verdicts: list[Verdict], link: bool = False) -> str:
     """Checks (grouped by requirement) x verdict columns; each cell's diagnosis or reason shows on
     hover, and with `link` a click jumps to the check's entry in the same report."""
     verdicts = sorted(verdicts, key=_order)
-    head = "".join(f"<th>{escape(column_label(v))}</th>" for v in verdicts)
+    head = "".join(f"<th>{escape(column_label(v, verdicts))}</th>" for v in verdicts)
     states = "".join(f'<td class="rg-cell rg-{s.value}" title="{escape(s.meaning)}">{s.label}</td>'
                      for s in map(verdict_state, verdicts))
     by_row = [{(c.requirement, c.check, c.item): c for c in v.checks} for v in verdicts]
@@ -165,7 +168,7 @@ def summary_html(verdicts: list[Verdict], review_of: Callable[[Verdict], Review 
         items = "".join(f"<li>{escape(line)}</li>" for line in shown)
         review = review_of(v)
         blocks.append(f'<div class="rg-verdict rg-{state.value}" data-variant="{escape(v.variant)}" '
-                      f'data-state="{state.value}"><b>{escape(column_label(v))}: {state.label}</b>: '
+                      f'data-state="{state.value}"><b>{escape(column_label(v, verdicts))}: {state.label}</b>: '
                       f'{escape(state.meaning)}{review_html(review) if review else ""}'
                       f'{f"<ul>{items}</ul>" if items else ""}</div>')
     used = gpu_seconds(verdicts)
@@ -234,7 +237,7 @@ def environment_html(hosts: list[dict]) -> str:
 
 
 def figures_html(verdicts: list[Verdict]) -> str:
-    rows = [(column_label(v), c.check, name, f) for v in verdicts for c in v.checks for name, f in c.figures.items()]
+    rows = [(column_label(v, verdicts), c.check, name, f) for v in verdicts for c in v.checks for name, f in c.figures.items()]
     if not rows:
         return ""
     body = "".join(f"<tr><td>{escape(col)}</td><td>{escape(check)}</td><td>{escape(name)}</td>"

@@ -5,6 +5,7 @@ user's repo with rendergate installed from its wheel into a fresh venv."""
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -335,12 +336,20 @@ def skip_when_host_busy(checks: list[dict], gate: str, before: float) -> None:
                     f"(at most {figures['max_outside_load']:.0%} decides a timing): run it on a quieter machine")
 
 
+@functools.lru_cache(maxsize=1)
+def local_engine_id() -> str:
+    """The id of the local Docker engine, which its runs' verdicts name (the gate binds to it)."""
+    return Engine().client.info()["ID"]
+
+
 def written_verdict(variant, host: dict, image: dict | None = None, outcomes: dict[str, str] | None = None,
                     target: str = "docker") -> dict:
     """A complete verdict written through the code a run writes them with, one check per declared
     requirement, each passed unless `outcomes` says otherwise: a stand-in for a run where the
-    run itself cannot happen here (a GPU host, Modal), or for a verdict someone tampered with."""
-    v = verdict.Verdict.start(variant, "run-1", target, {"suite_version": suite_version(), **host}, {})
+    run itself cannot happen here (a GPU host, Modal), or for a verdict someone tampered with. A
+    docker verdict names the local engine, as a run on it does (unless `host` names another)."""
+    engine = {"engine_id": local_engine_id()} if target == "docker" else {}
+    v = verdict.Verdict.start(variant, "run-1", target, {"suite_version": suite_version(), **engine, **host}, {})
     v.image = image
     for (name, check, item), runs in v.expected.items():
         outcome = Outcome((outcomes or {}).get(name, "passed"))
@@ -369,12 +378,12 @@ def _finished(proc: subprocess.CompletedProcess, reports: Path) -> SuiteRun:
     return SuiteRun(proc.returncode, proc.stdout + proc.stderr, reports, verdicts, leftover)
 
 
-def run_suite(tmp_path: Path, *args: str, timeout: float = SUITE_TIMEOUT) -> SuiteRun:
+def run_suite(tmp_path: Path, *args: str, timeout: float = SUITE_TIMEOUT, env: dict | None = None) -> SuiteRun:
     """Run the validation suites in their own pytest process, from this checkout, with their own
-    reports folder."""
+    reports folder (`env`: variables added to this process's)."""
     reports = tmp_path / "reports"
     proc = bounded([sys.executable, "-m", "pytest", "suites", "-p", "no:randomly", "-q", f"--reports-dir={reports}",
-                    f"--base-image={BASE_IMAGE}", *args], timeout, cwd=ROOT)
+                    f"--base-image={BASE_IMAGE}", *args], timeout, cwd=ROOT, env={**os.environ, **(env or {})})
     return _finished(proc, reports)
 
 

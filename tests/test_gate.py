@@ -161,7 +161,7 @@ def test_gate_refuses_requirements_that_no_gpu_could_validate(good_images, tmp_p
     headline, *lines = done.stderr.splitlines()
     # Nothing failed: not FAILED but NOT VALIDATED, and what to do about it.
     assert headline.startswith("GATE REFUSED manim (sha256:") and "NOT VALIDATED: nothing failed" in headline, done.stderr
-    no_gpu = next(line for line in lines if "no NVIDIA GPU on this host" in line)
+    no_gpu = next(line for line in lines if "no NVIDIA GPU on the host it ran on" in line)
     assert "run it on a GPU host" in no_gpu and " gpu" in no_gpu and "nvenc" in no_gpu, done.stderr
     assert "FAILED" not in done.stderr
     verdict = json.loads((reports / "verdicts" / "manim.json").read_text())

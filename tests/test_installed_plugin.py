@@ -283,6 +283,6 @@ def test_the_readme_example_runs_as_written(installed, studio_image, engine, tmp
     assert (repo / "reports" / "report.html").is_file()
     # No GPU here: the GPU requirements were not validated, so the gate refuses, and says so.
     assert gate.returncode == 1 and gate.stderr.startswith("GATE REFUSED render") and "NOT VALIDATED" in gate.stderr
-    assert "no NVIDIA GPU on this host: run it on a GPU host" in gate.stderr and "FAILED" not in gate.stderr
+    assert "no NVIDIA GPU on the host it ran on: run it on a GPU host" in gate.stderr and "FAILED" not in gate.stderr
     assert engine.containers(verdict["run_id"]) == []
     shutil.rmtree(repo)

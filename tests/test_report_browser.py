@@ -93,7 +93,7 @@ def test_the_first_screen_says_what_to_do(browser, good_report):
         assert block["lines"][:SUMMARY_LINES] == verdict["summary"][:SUMMARY_LINES] and len(block["lines"]) <= SUMMARY_LINES + 1
         assert not any(line.startswith("FAILED") for line in block["lines"])
     manim = " ".join(blocks["manim"]["lines"])
-    assert "no NVIDIA GPU on this host: run it on a GPU host" in manim and manim.count("no NVIDIA GPU") == 1
+    assert "no NVIDIA GPU on the host it ran on: run it on a GPU host" in manim and manim.count("no NVIDIA GPU") == 1
     rows = browser.execute_script("return [...document.querySelectorAll('#results-table .col-testId')].map(c => c.textContent)")
     undeclared = {c["nodeid"] for v in verdicts.values() for c in v["checks"] if c["outcome"] == "not-declared"}
     assert undeclared and rows and not undeclared & {r.split("::setup")[0] for r in rows}

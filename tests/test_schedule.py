@@ -8,7 +8,7 @@ import pytest
 from conftest import SMALL_REPO, SMALL_RUN_TIMEOUT, run_suite
 
 from rendergate.plugin.notes import NOTES_KEY, PROPERTY, CheckNotes
-from rendergate.plugin import schedule
+from rendergate.plugin.run import RUN_KEY
 from rendergate.plugin.schedule import DURATIONS_KEY, History, _durations, check_key, order
 
 
@@ -27,11 +27,13 @@ class Item:
         return object() if name in self.marks else None
 
 
-def ordered(items, durations, workers=None):
+def ordered(items, durations, workers=None, gpus=()):
+    """The order of `items` in a run whose cells have `gpus`."""
     config = type("Config", (), {"stash": pytest.Stash()})()
     if workers is not None:  # an xdist worker's config
         config.workerinput = {"workercount": workers}
     config.stash[DURATIONS_KEY] = durations
+    config.stash[RUN_KEY] = type("Run", (), {"gpus_of": lambda self, cell: list(gpus)})()
     order(config, items)
     return [item.name for item in items]
 
@@ -94,16 +96,14 @@ def test_the_checks_workers_start_on_at_once_are_of_different_variants():
     assert len(ordered(one_variant, {}, workers=2)) == 4  # no second variant to start on: as they come
 
 
-def test_a_gpu_check_on_a_host_without_a_gpu_counts_as_nothing_and_its_skip_is_not_history(monkeypatch):
+def test_a_gpu_check_on_a_host_without_a_gpu_counts_as_nothing_and_its_skip_is_not_history():
     """It skips at once here, so it goes after what runs; where GPUs are, it is what it took there,
     and a skip writes nothing to the history (which a GPU host may share, a CI cache say)."""
     items = [Item("a", "test_gpu", needs_gpu=True), Item("a", "test_cpu")]
     durations = {check_key("a", "test_gpu", None): 9.0, check_key("a", "test_cpu", None): 1.0}
-    monkeypatch.setattr(schedule, "gpus_of", lambda cell: [])
     assert ordered(items, durations) == ["test_cpu[a]", "test_gpu[a]"]
     assert ordered([Item("a", "test_gpu", needs_gpu=True), Item("a", "test_new")], {}) == ["test_new[a]", "test_gpu[a]"]
-    monkeypatch.setattr(schedule, "gpus_of", lambda cell: ["an NVIDIA GPU"])
-    assert ordered(items, durations) == ["test_gpu[a]", "test_cpu[a]"]
+    assert ordered(items, durations, gpus=["an NVIDIA GPU"]) == ["test_gpu[a]", "test_cpu[a]"]
 
     class Cache(dict):
         def set(self, key, value):

@@ -40,6 +40,7 @@ from rendergate.core.manifest import ManifestError
 from rendergate.core.requirements import RegistryError
 from rendergate.core.verdict import VerdictError
 from rendergate.engines.docker_engine import EngineError
+from rendergate.engines.endpoint import EndpointError
 from rendergate.plugin import check_modules
 from rendergate.release.attestation import AttestationError
 from rendergate.release.promotion import Refused
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except Refused as e:
         say(str(e), sys.stderr)
         return 1
-    except (ManifestError, RegistryError, EngineError, VerdictError, AttestationError) as e:
+    except (ManifestError, RegistryError, EngineError, EndpointError, VerdictError, AttestationError) as e:
         say(f"rendergate: {e}", sys.stderr)
         return 2
     except OSError as e:  # a file to write where a folder (or a file, for a folder) is in the way, a full disk

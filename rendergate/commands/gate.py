@@ -1,5 +1,6 @@
-"""`rendergate gate VARIANT [--image REF | --gpu T4,L4,...] [--sign-key PEM]`: pass only a complete
-verdict in which every declared requirement passed; with a key, write it as a signed attestation."""
+"""`rendergate gate VARIANT [--image REF | --gpu T4,L4,... | --engine E ...] [--sign-key PEM]`: pass
+only a complete verdict in which every declared requirement passed, about the image as the engine
+holds it and run on that engine; with a key, write it as a signed attestation."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,9 @@ from rendergate.commands.common import say, variants, verdict_path
 from rendergate.core import contents
 from rendergate.core.manifest import ManifestError
 from rendergate.engines.docker_engine import Engine
+from rendergate.engines.endpoint import resolve
 from rendergate.release import attestation as attestations
-from rendergate.release.promotion import gate, gate_matrix, sbom_attestation_path
+from rendergate.release.promotion import gate, gate_engines, gate_matrix, sbom_attestation_path
 
 
 def add(sub) -> None:
@@ -17,6 +19,10 @@ def add(sub) -> None:
     command.add_argument("variant")
     command.add_argument("--image", help="the image the verdict must be about (default: the variant's own, when present)")
     command.add_argument("--gpu", metavar="TYPES", help="a Modal GPU matrix (T4,L4,...): every cell's verdict must pass")
+    command.add_argument("--engine", action="append", default=[], metavar="URL|CONTEXT",
+                         help="the Docker engine the verdict must have run on and whose image it judges (default: "
+                              "DOCKER_HOST, the docker context, the local socket); repeatable: a matrix of engines, "
+                              "every cell's verdict must pass")
     command.add_argument("--sign-key", type=Path, metavar="PEM",
                          help=f"private key that signs the passing verdict as an attestation (or ${attestations.SIGNING_KEY_ENV})")
 
@@ -31,6 +37,15 @@ def run(args) -> int:
         gpu_types = [g.strip() for g in args.gpu.split(",") if g.strip()]
         say(gate_matrix(Path(args.reports_dir) / "verdicts", variant, gpu_types))
         return 0
+    if len(args.engine) > 1:
+        if args.sign_key:
+            raise ManifestError("--sign-key with several --engine: sign the verdict of one engine at a time")
+        image = args.image or variant.image_ref
+        if not image:
+            raise ManifestError(f"{variant.name} names no image: a matrix of engines needs one (--image REF)")
+        say(gate_engines(Path(args.reports_dir) / "verdicts", variant, image,
+                         [Engine(endpoint=resolve(named)) for named in args.engine]))
+        return 0
     if args.image and variant.host:
         raise ManifestError(f"--image: {variant.name} is this machine itself (host = true in {variant.manifest}), "
                             "not an image")
@@ -38,11 +53,13 @@ def run(args) -> int:
     if variant.needs_image and not image:
         raise ManifestError(f"{variant.name} names no image ({variant.manifest} has no `image =`, and there is no "
                             "Dockerfile beside it): gate it with --image REF, the image its verdict must be about")
-    digest = Engine().image_digest(image) if image else None
+    engine = Engine(endpoint=resolve(args.engine[0] if args.engine else None)) if image else None
+    digest = engine.image_digest(image) if engine else None
+    bound = (engine.client.info().get("ID") or "", str(engine.endpoint)) if engine else None
     signer = attestations.private_key(args.sign_key)
     if signer and not digest:
         raise attestations.AttestationError(f"--sign-key: {args.variant} has no image to attest")
-    line, judged = gate(verdict_path(args, args.variant), variant, digest)
+    line, judged = gate(verdict_path(args, args.variant), variant, digest, engine=bound)
     say(line)
     if signer:
         path = Path(args.reports_dir) / "attestations" / f"{args.variant}.intoto.json"

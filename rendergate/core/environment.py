@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from rendergate.core.gpuinfo import GpuInfo, lookup, nominal
-from rendergate.core.host_gpus import host_gpus, host_nvml
+from rendergate.core.gpuinfo import GpuInfo, gpus_from_probe, lookup, nominal
+from rendergate.core.host_gpus import host_nvml
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_GPU = "no GPU"
@@ -81,22 +81,34 @@ def described_gpus(host: dict) -> list[GpuInfo]:
     return [nominal(re.sub(r"^[0-9]+x ", "", name)) for name in gpu_type.split(" + ")]
 
 
-def describe_host() -> dict:
-    """The host running the suite: keys are the report's environment table rows."""
-    gpus = host_gpus()
-    _, nvml_error = host_nvml()
-    toolkit = _output("nvidia-ctk", "--version") or _output("nvidia-container-cli", "--version")
-    engine = _output("docker", "version", "--format", "{{.Server.Version}}")
+def describe_gpus(nvml: dict | None, unread: str) -> dict:
+    """The GPU rows of a host description, from NVML's view (probes/nvml.py's JSON, or its shape
+    as another host's /proc tells it; None: no GPU known, `unread` says why)."""
+    gpus = gpus_from_probe(nvml) if nvml else []
     return {
-        "host": socket.gethostname(),
-        "os": f"{platform.system()} {platform.release()} ({platform.machine()})",
         "gpu_type": gpu_type([g.name for g in gpus]),
-        "gpus": "; ".join(_describe(g) for g in gpus) if gpus else f"none ({nvml_error or 'NVML lists no GPU'})",
+        "gpus": "; ".join(_describe(g) for g in gpus) if gpus else f"none ({unread or 'NVML lists no GPU'})",
         "gpu_models": ", ".join(sorted({g.known.model if g.known else f"{g.name}: unknown to the capability table, "
                                         "judged by runtime probing" for g in gpus})) or "none",
         "driver": gpus[0].driver_version if gpus else "none",
         "cuda": gpus[0].cuda_driver_version if gpus else "none",
-        "container_toolkit": toolkit or "not installed",
+    }
+
+
+def local_toolkit() -> str:
+    """The NVIDIA container toolkit of this machine, by its version line."""
+    return _output("nvidia-ctk", "--version") or _output("nvidia-container-cli", "--version") or "not installed"
+
+
+def describe_host() -> dict:
+    """The host running the suite: keys are the report's environment table rows."""
+    nvml, nvml_error = host_nvml()
+    engine = _output("docker", "version", "--format", "{{.Server.Version}}")
+    return {
+        "host": socket.gethostname(),
+        "os": f"{platform.system()} {platform.release()} ({platform.machine()})",
+        **describe_gpus(nvml, nvml_error),
+        "container_toolkit": local_toolkit(),
         "docker_engine": engine or "not running",
         "suite_version": suite_version(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),

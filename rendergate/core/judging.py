@@ -42,7 +42,7 @@ class Problem:
     """Why a verdict does not pass, about one requirement (or check, or the run as a whole)."""
     state: State  # FAILED or NOT_VALIDATED
     subject: str
-    reason: str  # a few words that several problems can share: "no NVIDIA GPU on this host"
+    reason: str  # a few words that several problems can share: "no NVIDIA GPU on the host it ran on"
     action: str  # what a person does about it
     detail: str = ""  # the checks' own lines
     checks: int = 1
@@ -68,7 +68,7 @@ def state_of(problems: list[Problem]) -> State:
 
 def summary(problems: list[Problem]) -> list[str]:
     """A few lines a person acts on: each failure, then what was not validated, grouped by why
-    ("8 checks of gpu, nvenc: no NVIDIA GPU on this host: run it on a GPU host"), or in the
+    ("8 checks of gpu, nvenc: no NVIDIA GPU on the host it ran on: run it on a GPU host"), or in the
     checks' own words where they say more (a timing's figures)."""
     lines = [f"FAILED {p.subject}: {p.detail or p.reason}" for p in problems if p.state is State.FAILED]
     groups: dict[tuple[str, str, str], list[Problem]] = {}
@@ -234,9 +234,11 @@ def image_mismatch(verdict: Verdict, image_digest: str) -> str | None:
 
 
 def gate_problems(verdict: Verdict, variant: Variant, image_digest: str | None, suite_version: str,
-                  gpu_type: str | None = None, now: datetime | None = None) -> list[Problem]:
+                  gpu_type: str | None = None, now: datetime | None = None, engine: tuple[str, str] | None = None
+                  ) -> list[Problem]:
     """Why `verdict` does not prove `variant` (its current manifest) for the image with
-    `image_digest` (None: no image, the host) on this rendergate; on `gpu_type` for a matrix cell.
+    `image_digest` (None: no image, the host) on this rendergate; on `gpu_type` for a matrix cell;
+    on the Docker engine `engine` (its id and how it was named) for a docker verdict.
     What must have run is re-derived: the requirements the manifest declares and every check they
     imply (requirements.expected_checks), besides whatever the verdict says its run expected."""
     if verdict.variant != variant.name:
@@ -252,6 +254,10 @@ def gate_problems(verdict: Verdict, variant: Variant, image_digest: str | None, 
         mismatch = image_mismatch(verdict, image_digest)
         if mismatch:
             problems.append(_stale(mismatch, "run the gate on this image"))
+    if engine and verdict.target == "docker" and verdict.host.get("engine_id") != engine[0]:
+        ran = verdict.host.get("engine_id")
+        problems.append(_stale(f"it ran on the engine of {verdict.host.get('host')} ({ran or 'no engine id'}), not on "
+                               f"{engine[1]} ({engine[0]})", "gate it with the --engine it ran on, or run it on this one"))
     if verdict.manifest != manifest_digest(variant):
         problems.append(_stale(f"stale: {variant.manifest} changed since the verdict", "run the gate again"))
     if verdict.checks_code != requirements.checks_digest():

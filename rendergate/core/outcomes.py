@@ -83,7 +83,7 @@ class Unproven:
 
 # By the outcome of the checks (or of the run).
 NOT_VALIDATED_BECAUSE = {
-    Outcome.NO_GPU: Unproven("no NVIDIA GPU on this host", "run it on a GPU host (--allow-no-gpu skips are not passes)"),
+    Outcome.NO_GPU: Unproven("no NVIDIA GPU on the host it ran on", "run it on a GPU host (--allow-no-gpu skips are not passes)"),
     Outcome.HOST_BUSY: Unproven("host busy", "rerun on a quiet machine", own_words=True),
     Outcome.UNDECIDED: Unproven("timing undecided: too noisy to decide", "rerun on a quiet machine", own_words=True),
     Outcome.SKIPPED: Unproven("skipped", "see the check's reason", own_words=True),

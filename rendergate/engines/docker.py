@@ -1,5 +1,6 @@
-"""The docker kind of target: a container of the variant's image in the local Docker engine,
-shared by the run's workers (one starts it, the others attach), released when the run ends.
+"""The docker kind of target: a container of the variant's image in a Docker engine (the
+environment's, or each one --engine names: a matrix of engines), shared by the run's workers (one
+starts it, the others attach), released when the run ends.
 
 The docker SDK is imported where a container is used, not with this module: the plugin imports
 it (through kinds) in every process, most of which never touch Docker."""
@@ -18,12 +19,14 @@ from rendergate.core.advice import checked
 from rendergate.core.diagnosis import Cause, CheckFailed, Facts, last_line
 from rendergate.core.gpuinfo import GpuInfo
 from rendergate.core.grammars import diagnose
-from rendergate.core.host_gpus import host_gpu_names, host_gpus
+from rendergate.core.gpuinfo import gpus_from_probe
 from rendergate.core.manifest import Variant
 from rendergate.engines.docker_engine import Engine, EngineError, docker_sdk, in_parallel, obtain
 from rendergate.engines.docker_shell import RootShell, shell_fault
-from rendergate.engines.hostload import HostLoad, containers_seconds
-from rendergate.engines.kind import Cell, Launch, SetupError
+from rendergate.engines.endpoint import Endpoint, EndpointError, resolve
+from rendergate.engines.engine_host import EngineHost, learn
+from rendergate.engines.hostload import HostLoad, TargetLoad, containers_seconds
+from rendergate.engines.kind import Cell, Launch, Option, SetupError
 from rendergate.engines.progress import BuildProgress
 from rendergate.core.contents import image_config
 from rendergate.engines.targets import Result, Target, worker_count, worker_folder, worker_slot
@@ -49,9 +52,12 @@ class _ContainerShell:
     # on stdout for an exec it could no longer start (126: "task ... not found", "in a deleted state").
     _STOPPED_CODES = (126, 137, None)
 
-    def __init__(self, container_id: str):
+    def __init__(self, container_id: str, endpoint: Endpoint):
         self.container_id = container_id
-        self.api = docker_sdk().from_env(timeout=None).api
+        try:
+            self.api = endpoint.client(timeout=None).api
+        except EndpointError as e:
+            raise EngineError(str(e)) from None
 
     def run(self, command: str) -> Result:
         import requests  # the SDK's own transport
@@ -109,9 +115,10 @@ class DockerTarget(Target):
     """A running container of the variant's image, as the image's own user. Started by the engine
     (entrypoint replaced by the keep-alive command), shared by the run's workers."""
 
-    def __init__(self, variant: Variant, container, default_timeout: float, user: tuple[int, int] | None = None):
-        self.container = container
-        super().__init__(variant, _ContainerShell(container.id),
+    def __init__(self, variant: Variant, container, default_timeout: float, endpoint: Endpoint,
+                 user: tuple[int, int] | None = None):
+        self.container, self.endpoint = container, endpoint
+        super().__init__(variant, _ContainerShell(container.id, endpoint),
                          worker_folder(worker_slot()), variant.settings.python, default_timeout)
         self.uid, self.gid = user or self._prepare()
 
@@ -151,30 +158,27 @@ class DockerTarget(Target):
                 known = None
             raise EngineError(str(e), known, e.cause) from None
         try:
-            return cls(variant, container, default_timeout)
+            return cls(variant, container, default_timeout, engine.endpoint)
         except EngineError as e:
             engine.remove(container.id)
             raise EngineError(str(e), _image_info(image, container.image), e.cause) from None
 
     @classmethod
-    def attach(cls, variant: Variant, handle: dict, default_timeout: float) -> "DockerTarget":
+    def attach(cls, variant: Variant, handle: dict, default_timeout: float, endpoint: Endpoint) -> "DockerTarget":
         """The container another worker started (and prepared) for the variant."""
-        engine = Engine()
+        engine = Engine(endpoint=endpoint)
         try:
             container = engine.client.containers.get(handle["container"])
         except docker_sdk().errors.NotFound:
             raise EngineError(f"the container of {variant.name} ({handle['container'][:12]}) is gone: removed "
                               "while the run was using it") from None
-        target = cls(variant, container, default_timeout, user=(handle["uid"], handle["gid"]))
+        target = cls(variant, container, default_timeout, endpoint, user=(handle["uid"], handle["gid"]))
         target._adopt(handle)
         return target
 
-    @staticmethod
-    def release(handle: dict) -> None:
-        Engine().remove(handle["container"])
-
     def handle(self) -> dict:
-        return {**super().handle(), "container": self.container.id, "uid": self.uid, "gid": self.gid}
+        return {**super().handle(), "container": self.container.id, "uid": self.uid, "gid": self.gid,
+                "engine": self.endpoint.named}
 
     def _prepare(self) -> tuple[int, int]:
         """The image's user, and every worker's folder, made by root and owned by that user (a
@@ -236,14 +240,21 @@ class DockerTarget(Target):
 
 
 class DockerKind:
-    """A container of the variant's image in the local Docker engine, shared by the run's workers."""
+    """A container of the variant's image in a Docker engine, shared by the run's workers: the
+    environment's engine, or each engine --engine names (several: each variant on each, a cell
+    per engine)."""
     name = "docker"
     runtimes = {"default": "engine default (runc)", "gvisor": "gVisor (runsc)"}
     engine_runtimes = {"default": None, "gvisor": "runsc"}  # --runtime -> the engine's OCI runtime
     shared = True
     runs_images = True
 
-    options = ()
+    options = (
+        Option("--engine", "a Docker engine", "the Docker engine to run the images on: a URL (ssh://USER@HOST, "
+               "tcp://HOST:2376 with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, unix:///PATH) or a docker context's name; "
+               "repeatable: each variant on each engine, a cell per engine; default: DOCKER_HOST, else the current "
+               "docker context, else the local socket", metavar="URL|CONTEXT", action="append"),
+    )
 
     def cells(self, variants: list[Variant], options: Mapping[str, object], image: str | None) -> list[Cell]:
         for variant in variants:
@@ -251,80 +262,110 @@ class DockerKind:
                 raise SetupError(f"{variant.manifest}: no image to check: no Dockerfile beside it, no "
                                  "`image = \"REF\"` in it and no --image; a manifest of the machine running the "
                                  "suite itself says `host = true`")
-        return [Cell(v, self.name) for v in variants]
+        named = list(options.get("engine") or [None])
+        try:
+            labels = [resolve(name).label for name in named]
+        except EndpointError as e:
+            raise SetupError(str(e)) from None
+        if len(set(labels)) < len(labels):
+            raise SetupError(f"--engine: {', '.join(str(n) for n in named)} name one engine twice (by its label: "
+                             f"{', '.join(labels)}): name each engine once")
+        several = len(named) > 1
+        return [Cell(v, self.name, engine=name, place=label if several else None)
+                for v in variants for name, label in zip(named, labels)]
+
+    @staticmethod
+    def endpoint(cell: Cell) -> Endpoint:
+        return resolve(cell.engine)
+
+    def _host(self, cell: Cell, launch: Launch) -> EngineHost:
+        return EngineHost.from_json(launch.engine_hosts[self.endpoint(cell).label])
 
     def prepare(self, cells: list[Cell], launch: Launch) -> None:
-        """Before anything runs: the engine answers, stale containers are gone, the runtime asked
-        for is there."""
-        try:
-            engine = Engine()
-        except EngineError as e:
-            raise SetupError(str(e)) from None
-        engine.sweep_stale()
-        wanted = self.engine_runtimes[launch.runtime]
-        if wanted and not engine.has_runtime(wanted):
-            raise SetupError(f"--runtime {launch.runtime}: the Docker engine has no {wanted} runtime: "
-                             "run scripts/ensure-gvisor (installs Debian's runsc and registers it)")
+        """Before anything runs, on each engine: it answers, stale containers are gone, the runtime
+        asked for is there, and what its host is (engine_host.learn) is known."""
+        for endpoint in dict.fromkeys(self.endpoint(c) for c in cells):
+            try:
+                engine = Engine(endpoint=endpoint)
+            except EngineError as e:
+                raise SetupError(str(e)) from None
+            engine.sweep_stale()
+            wanted = self.engine_runtimes[launch.runtime]
+            if wanted and not engine.has_runtime(wanted):
+                raise SetupError(f"--runtime {launch.runtime}: the Docker engine at {endpoint} has no {wanted} runtime: "
+                                 "install gVisor there and register it (scripts/ensure-gvisor does, on Debian)")
+            launch.engine_hosts[endpoint.label] = learn(engine, launch.run_id, launch.owner).as_json()
+            engine.client.close()
 
     def obtain(self, cells: list[Cell], launch: Launch, failed) -> None:
-        """Each cell's image here before any worker starts (docker_engine.obtain: built from its
-        Dockerfile, or pulled with the engine's stored credentials), several at once
+        """Each cell's image on its engine before any worker starts (docker_engine.obtain: built
+        from its Dockerfile, or pulled with the engine's stored credentials), several at once
         (docker_engine.in_parallel), the progress shown as it goes. A build that fails is handed to
         `failed(cell, line)`: each of its checks then fails with that line, and the other builds go
         on; an image that cannot be pulled leaves nothing to validate (SetupError, at once)."""
-        by_ref: dict[str, list[Cell]] = {}  # cells of one image (two manifests naming it) make it once
+        by_ref: dict[tuple[Endpoint, str], list[Cell]] = {}  # cells of one image (two manifests naming it) make it once
         for cell in cells:
-            by_ref.setdefault(cell.variant.image_ref, []).append(cell)
+            by_ref.setdefault((self.endpoint(cell), cell.variant.image_ref), []).append(cell)
 
-        def maker(ref: str) -> Variant:  # the variant that builds it, if one does
-            return next((c.variant for c in by_ref[ref] if c.variant.built_here(ref)), by_ref[ref][0].variant)
+        def maker(where: tuple[Endpoint, str]) -> Variant:  # the variant that builds it, if one does
+            return next((c.variant for c in by_ref[where] if c.variant.built_here(where[1])), by_ref[where][0].variant)
 
-        def made(engine: Engine, ref: str) -> str:
+        def made(engine: Engine, where: tuple[Endpoint, str]) -> str:
             def build(variant: Variant) -> str:
                 return engine.build(variant, launch.reports_dir / "logs", launch.base_image, launch.extra_ca,
                                     progress=progress)
-            return obtain(engine, maker(ref), ref, build, progress)
+            return obtain(engine, maker(where), where[1], build, progress)
 
-        with BuildProgress(stream=sys.stdout) as progress, closing(in_parallel(by_ref, made)) as outcomes:
-            for ref, outcome in outcomes:
+        with BuildProgress(stream=sys.stdout) as progress, \
+                closing(in_parallel(by_ref, made, endpoint=lambda where: where[0])) as outcomes:
+            for where, outcome in outcomes:
                 if not isinstance(outcome, BaseException):
                     continue
                 if not isinstance(outcome, EngineError):
                     raise outcome
-                if not maker(ref).built_here(ref):
-                    raise SetupError(f"{by_ref[ref][0].variant.name}: {outcome}") from None
-                for cell in by_ref[ref]:
-                    failed(cell, str(outcome))
+                engine = f" (on {where[0]})" if where[0] != resolve() else ""
+                if not maker(where).built_here(where[1]):
+                    raise SetupError(f"{by_ref[where][0].variant.name}{engine}: {outcome}") from None
+                for cell in by_ref[where]:
+                    failed(cell, f"{outcome}{engine}")
 
     def checked_in(self, cell: Cell) -> str:
-        return cell.variant.image_ref
+        return f"{cell.place}/{cell.variant.image_ref}" if cell.place else cell.variant.image_ref
 
-    def describe(self, cell: Cell, host: dict, runtime: str) -> dict:
-        return host
+    def describe(self, cell: Cell, host: dict, launch: Launch) -> dict:
+        return self._host(cell, launch).describe(host)
 
-    def gpus(self, cell: Cell) -> list[GpuInfo]:
-        return host_gpus()
+    def gpus(self, cell: Cell, launch: Launch) -> list[GpuInfo]:
+        nvml = self._host(cell, launch).nvml
+        return gpus_from_probe(nvml) if nvml else []
 
-    def host_load(self, launch: Launch, owner_pid: int) -> HostLoad | None:
-        """Other processes' use of this host, the run's own containers not counted as others."""
-        return HostLoad(owner_pid, containers_seconds(Engine(), launch.run_id))
+    def host_load(self, cell: Cell, launch: Launch, target: Target) -> HostLoad | None:
+        """Other processes' use of the engine's host: this one's, the run's own containers not
+        counted as others; another one's, read in the target's container (none under gVisor,
+        whose /proc is the sandbox's own)."""
+        host = self._host(cell, launch)
+        if host.here:
+            return HostLoad(launch.owner_pid, containers_seconds(Engine(endpoint=self.endpoint(cell)), launch.run_id))
+        return TargetLoad(target, host.cpus) if launch.runtime == "default" else None
 
     def start(self, cell: Cell, launch: Launch) -> Target:
-        return DockerTarget.start(Engine(), cell.variant, cell.variant.image_ref, launch.run_id, launch.owner,
-                                  launch.reports_dir / "logs", launch.check_timeout, gpus=bool(host_gpu_names()),
-                                  runtime=self.engine_runtimes[launch.runtime])
+        return DockerTarget.start(Engine(endpoint=self.endpoint(cell)), cell.variant, cell.variant.image_ref,
+                                  launch.run_id, launch.owner, launch.reports_dir / "logs", launch.check_timeout,
+                                  gpus=bool(self.gpus(cell, launch)), runtime=self.engine_runtimes[launch.runtime])
 
     def attach(self, cell: Cell, handle: dict, timeout: float) -> Target:
-        return DockerTarget.attach(cell.variant, handle, timeout)
+        return DockerTarget.attach(cell.variant, handle, timeout, self.endpoint(cell))
 
     def release(self, handle: dict) -> None:
-        Engine().remove(handle["container"])
+        Engine(endpoint=resolve(handle.get("engine"))).remove(handle["container"])
 
-    def sweep(self, run_id: str) -> None:
-        """Containers of the run started but never recorded (a worker killed while starting one)."""
-        try:
-            engine = Engine()
-        except EngineError:
-            return
-        for container in engine.containers(run_id):
-            engine.remove(container["id"])
+    def sweep(self, cells: list[Cell], run_id: str) -> None:
+        """Containers of the run started but never recorded (a worker killed while starting one),
+        on every engine of its cells."""
+        for endpoint in dict.fromkeys(self.endpoint(c) for c in cells):
+            try:
+                engine = Engine(endpoint=endpoint)
+            except EngineError:
+                continue
+            for container in engine.containers(run_id):
+                engine.remove(container["id"])

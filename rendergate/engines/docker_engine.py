@@ -27,6 +27,7 @@ from typing import TypeVar
 from rendergate.core.diagnosis import Cause, last_line
 from rendergate.core.manifest import Variant
 from rendergate.core.redact import redact
+from rendergate.engines.endpoint import Endpoint, EndpointError, resolve
 from rendergate.engines.progress import EngineProgress
 
 Item = TypeVar("Item")
@@ -40,7 +41,6 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _BUILDER_CHATTER = re.compile(r"^(Removing intermediate container|---> |Running in )")
 _STEP = re.compile(r"Step (\d+)/(\d+) : (.*)", re.S)  # the classic builder's "Step 3/9 : RUN ..."
 
-START_HINT = "start it with `dockerd &` (Debian: apt-get install docker.io) or `systemctl start docker`"
 BUILD_JOBS_SETTING = "RENDERGATE_BUILD_JOBS"  # how many images are built (or pulled) at once
 BUILD_JOBS = 3  # its default: builds are mostly downloads (apt, pip) and a few compiles; 3 keep 2 cores busy
 
@@ -80,19 +80,19 @@ def _pid_alive(pid: int) -> bool:
 
 
 class Engine:
-    """The local Docker engine, through one client of the SDK. `cancel`, when it is set, stops a
+    """A Docker engine (`endpoint`; None: the one the environment names: DOCKER_HOST, the docker
+    context, the local socket), through one client of the SDK. `cancel`, when it is set, stops a
     build under way at its next line of output (EngineError): a build thread's way to end when the
     run is interrupted or has failed already."""
 
-    def __init__(self, cancel: threading.Event | None = None):
+    def __init__(self, cancel: threading.Event | None = None, endpoint: Endpoint | None = None,
+                 timeout: float | None = 120):
         self.cancel = cancel
-        docker = docker_sdk()
         try:
-            self.client = docker.from_env(timeout=120)
-            self.client.ping()
-        except Exception as e:  # the SDK raises several types for "not there"
-            host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-            raise EngineError(f"Docker engine not reachable at {host} ({type(e).__name__}): {START_HINT}") from None
+            self.endpoint = endpoint or resolve()
+            self.client = self.endpoint.client(timeout)
+        except EndpointError as e:
+            raise EngineError(str(e)) from None
 
     def has_runtime(self, name: str) -> bool:
         """Whether the engine can start containers with this OCI runtime (runsc, say)."""
@@ -150,7 +150,8 @@ class Engine:
         try:
             return self.client.images.get(ref).id
         except docker.errors.ImageNotFound:
-            raise EngineError(f"image {ref} not found in the local engine: build or pull it first (make gate does)") from None
+            raise EngineError(f"image {ref} not found in the engine at {self.endpoint}: build or pull it there first "
+                              "(make gate does)") from None
 
     def build(self, variant: Variant, log_dir: Path, base_image: str | None = None,
               extra_ca: Path | None = None, progress: EngineProgress | None = None) -> str:
@@ -308,8 +309,8 @@ def build_jobs(count: int) -> int:
     return max(1, min(int(said), count))
 
 
-def in_parallel(items: Iterable[Item], work: Callable[[Engine, Item], Outcome],
-                jobs: int | None = None) -> Iterator[tuple[Item, Outcome | Exception]]:
+def in_parallel(items: Iterable[Item], work: Callable[[Engine, Item], Outcome], jobs: int | None = None,
+                endpoint: Callable[[Item], Endpoint | None] = lambda item: None) -> Iterator[tuple[Item, Outcome | Exception]]:
     """`work(engine, item)` for every item, `jobs` at a time (default build_jobs), each thread with
     an Engine of its own; yields each item with its outcome, or the exception it raised (one
     failure never stops the others), as they end. Read it inside `contextlib.closing`: the threads
@@ -325,21 +326,22 @@ def in_parallel(items: Iterable[Item], work: Callable[[Engine, Item], Outcome],
     cancel = threading.Event()
 
     def worker() -> None:
-        engine = None
+        engines: dict[Endpoint | None, Engine] = {}
         while not cancel.is_set():
             try:
                 item = todo.get_nowait()
             except queue.Empty:
                 break
             try:
-                engine = engine or Engine(cancel)
+                where = endpoint(item)
+                engine = engines.get(where) or engines.setdefault(where, Engine(cancel, where))
                 outcome = work(engine, item)
             except BaseException as e:  # handed to the caller (a thread that died would never answer)
                 if isinstance(e, EngineError):
                     e.__traceback__ = None  # its frames held the build's stream, and its connection, open
                 outcome = e
             ended.put((item, outcome))
-        if engine is not None:
+        for engine in engines.values():
             engine.client.close()
 
     for number in range(jobs or build_jobs(len(items))):

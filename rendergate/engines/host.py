@@ -63,15 +63,15 @@ class LocalKind:
     def checked_in(self, cell: Cell) -> str:
         return "local"
 
-    def describe(self, cell: Cell, host: dict, runtime: str) -> dict:
+    def describe(self, cell: Cell, host: dict, launch: Launch) -> dict:
         return {**host, "sandbox_runtime": self.runtimes["default"]}
 
-    def gpus(self, cell: Cell) -> list[GpuInfo]:
+    def gpus(self, cell: Cell, launch: Launch) -> list[GpuInfo]:
         return host_gpus()
 
-    def host_load(self, launch: Launch, owner_pid: int) -> HostLoad | None:
+    def host_load(self, cell: Cell, launch: Launch, target: Target) -> HostLoad | None:
         """What other processes use of this host, measured beside a timed sample."""
-        return HostLoad(owner_pid)
+        return HostLoad(launch.owner_pid)
 
     def start(self, cell: Cell, launch: Launch) -> Target:
         return LocalTarget(cell.variant, launch.check_timeout)
@@ -83,5 +83,5 @@ class LocalKind:
     def release(self, handle: dict) -> None:
         """Nothing outlives a process here."""
 
-    def sweep(self, run_id: str) -> None:
+    def sweep(self, cells: list[Cell], run_id: str) -> None:
         """Nothing to sweep."""

@@ -10,6 +10,11 @@ host was quiet enough for the sample to count (rendergate.checks.timing.Speedup)
 
 The engine's and the kernel's own work for this run (dockerd relaying a `docker exec`) counts as
 outside: measured here at about 1% of two CPUs during a Manim render, far below the limit.
+
+On another machine (an engine reached over ssh or tcp), the same is read by one command in the
+run's container there (TargetLoad): the host's CPU totals from /proc/stat, which a container
+shares with its host, less the container's own CPU time from its cgroup. The run's processes are
+not on that machine, and while a timed check runs no other check of the run does.
 """
 from __future__ import annotations
 
@@ -59,20 +64,50 @@ class HostLoad:
     def __init__(self, root_pid: int, container_seconds: Callable[[], float] = lambda: 0.0):
         self.root_pid = root_pid
         self.container_seconds = container_seconds
+        self.cpus = psutil.cpu_count() or 1
 
-    def _own_seconds(self) -> float:
-        return _tree_seconds(self.root_pid) + self.container_seconds()
+    def reading(self) -> tuple[float, float]:
+        """CPU seconds the host has been busy, and of them this run's, so far."""
+        return _busy_seconds(), _tree_seconds(self.root_pid) + self.container_seconds()
 
     @contextmanager
     def sample(self) -> Iterator[list[float]]:
         """Measure the block; once it ended, the yielded list holds the share of the host's CPUs
         that others used during it."""
         share: list[float] = []
-        started, busy, own = time.monotonic(), _busy_seconds(), self._own_seconds()
+        started, (busy, own) = time.monotonic(), self.reading()
         yield share
         wall = time.monotonic() - started
-        others = (_busy_seconds() - busy) - (self._own_seconds() - own)
-        share.append(max(0.0, others) / (wall * (psutil.cpu_count() or 1)) if wall > 0 else 0.0)
+        busy_after, own_after = self.reading()
+        others = (busy_after - busy) - (own_after - own)
+        share.append(max(0.0, others) / (wall * self.cpus) if wall > 0 else 0.0)
+
+
+# The host's CPU totals and the container's own CPU time: cgroup v2's cpu.stat, or v1's cpuacct.usage.
+_READ_LOAD = ("head -n 1 /proc/stat; getconf CLK_TCK; grep -s usage_usec /sys/fs/cgroup/cpu.stat || "
+              "echo cpuacct $(cat /sys/fs/cgroup/cpuacct/cpuacct.usage /sys/fs/cgroup/cpu,cpuacct/cpuacct.usage "
+              "2>/dev/null | head -n 1)")
+
+
+class TargetLoad(HostLoad):
+    """What others used of the machine a container runs on (another one: an engine reached over
+    ssh or tcp), read by one command in that container before and after each sample."""
+
+    def __init__(self, target, cpus: int):
+        super().__init__(0)
+        self.target, self.cpus = target, max(cpus, 1)
+
+    def reading(self) -> tuple[float, float]:
+        lines = self.target.run(_READ_LOAD, timeout=30).stdout.splitlines()
+        try:
+            ticks = [int(n) for n in lines[0].split()[1:]]  # user nice system idle iowait irq softirq steal guest guest_nice
+            hertz = int(lines[1])
+            kind, value = lines[2].split()
+        except (IndexError, ValueError):
+            raise RuntimeError(f"the container's /proc/stat and cgroup could not be read: {lines!r}") from None
+        busy = (sum(ticks[:3]) + sum(ticks[5:8])) / hertz
+        own = int(value) / (1e6 if kind == "usage_usec" else 1e9)
+        return busy, own
 
 
 def containers_seconds(engine, run_id: str) -> Callable[[], float]:

@@ -4,7 +4,8 @@ starting targets needs (Launch), and the one error a kind raises when a run cann
 asked (SetupError). The kinds by name are rendergate.engines.kinds'; the Target classes (how a
 command reaches the machine) are rendergate.engines.targets' and each kind's module's.
 
-A run's unit is a Cell: one variant on one kind of target, and in a GPU matrix on one GPU type.
+A run's unit is a Cell: one variant on one kind of target, in a GPU matrix on one GPU type, and
+on one Docker engine of several (--engine A --engine B).
 """
 from __future__ import annotations
 
@@ -25,15 +26,21 @@ class SetupError(Exception):
 
 @dataclass(frozen=True)
 class Cell:
-    """One variant where this run checks it: on a kind of target, in a GPU matrix on one GPU type."""
+    """One variant where this run checks it: on a kind of target, in a GPU matrix on one GPU type,
+    on the Docker engine the user named (`engine`: a URL or a context; None: the environment's),
+    which names the cell in a matrix of engines (`place`: the engine's label)."""
     variant: Variant
     kind: str  # a key of KINDS
     gpu_type: str | None = None
+    engine: str | None = None
+    place: str | None = None
 
     @property
     def key(self) -> str:
-        """The cell as the run knows it (its verdict's file name): the variant, and the GPU type in a matrix."""
-        return f"{self.variant.name}@{self.gpu_type}" if self.gpu_type else self.variant.name
+        """The cell as the run knows it (its verdict's file name): the variant, and in a matrix its
+        GPU type or its engine."""
+        where = self.gpu_type or self.place
+        return f"{self.variant.name}@{where}" if where else self.variant.name
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class Option:
     default: object = None
     type: Callable | None = None
     metavar: str | None = None
+    action: str | None = None  # "append": the option may be given several times
 
     @property
     def dest(self) -> str:
@@ -63,6 +71,11 @@ class Launch:
     base_image: str | None = None
     extra_ca: Path | None = None
     options: Mapping[str, object] = field(default_factory=dict)  # the kinds' own options, by their dest
+    engine_hosts: dict[str, dict] = field(default_factory=dict)  # by engine label: the host each kind's prepare() learned
+
+    @property
+    def owner_pid(self) -> int:
+        return int(self.owner.rsplit(":", 1)[1])
 
 
 class TargetKind(Protocol):
@@ -78,7 +91,9 @@ class TargetKind(Protocol):
         """The run's cells of these variants (SetupError when the options do not fit the kind)."""
 
     def prepare(self, cells: list[Cell], launch: Launch) -> None:
-        """Before anything runs, in the run's owner: what the kind needs is there (SetupError if not)."""
+        """Before anything runs, in the run's owner: what the kind needs is there (SetupError if
+        not); what it learns of the machines its cells run on goes in launch.engine_hosts (which the
+        workers are handed)."""
 
     def obtain(self, cells: list[Cell], launch: Launch, failed: Callable[[Cell, str], None]) -> None:
         """Each cell's image made present; a cell that cannot be is handed to `failed` with its line."""
@@ -86,13 +101,13 @@ class TargetKind(Protocol):
     def checked_in(self, cell: Cell) -> str:
         """Where the cell is checked, as its checks' ids say it ("rendergate/manim:dev", "modal-L4")."""
 
-    def describe(self, cell: Cell, host: dict, runtime: str) -> dict:
-        """The host description a cell's verdict states, from this machine's."""
+    def describe(self, cell: Cell, host: dict, launch: Launch) -> dict:
+        """The host description a cell's verdict states, from this machine's (`host`)."""
 
-    def gpus(self, cell: Cell) -> list[GpuInfo]:
+    def gpus(self, cell: Cell, launch: Launch) -> list[GpuInfo]:
         """The GPUs the cell's checks run on."""
 
-    def host_load(self, launch: Launch, owner_pid: int) -> HostLoad | None:
+    def host_load(self, cell: Cell, launch: Launch, target: Target) -> HostLoad | None:
         """What else uses the machine the target runs on, for timed samples; None where unknown."""
 
     def start(self, cell: Cell, launch: Launch) -> Target:
@@ -104,5 +119,5 @@ class TargetKind(Protocol):
     def release(self, handle: dict) -> None:
         """The target of a recorded handle, removed when the run ends."""
 
-    def sweep(self, run_id: str) -> None:
+    def sweep(self, cells: list[Cell], run_id: str) -> None:
         """Targets of the run that were started but never recorded (a worker killed while starting one)."""

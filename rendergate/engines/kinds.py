@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from rendergate.core.gpuinfo import GpuInfo
 from rendergate.core.manifest import Variant
 from rendergate.engines.docker import DockerKind
 from rendergate.engines.host import LocalKind
@@ -13,11 +12,6 @@ from rendergate.engines.kind import Cell, SetupError, TargetKind
 from rendergate.engines.modal import ModalKind
 
 KINDS: dict[str, TargetKind] = {kind.name: kind for kind in (DockerKind(), ModalKind(), LocalKind())}
-
-
-def gpus_of(cell: Cell) -> list[GpuInfo]:
-    """The GPUs a cell's checks run on: this host's, or a matrix cell's GPU type (none: no GPU)."""
-    return KINDS[cell.kind].gpus(cell)
 
 
 def image_targets() -> tuple[str, ...]:

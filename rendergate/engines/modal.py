@@ -278,15 +278,15 @@ class ModalKind:
     def checked_in(self, cell: Cell) -> str:
         return f"modal-{cell.gpu_type}"
 
-    def describe(self, cell: Cell, host: dict, runtime: str) -> dict:
+    def describe(self, cell: Cell, host: dict, launch: Launch) -> dict:
         return {**host, "host": "Modal", "gpu_type": cell.gpu_type, "gpus": f"Modal {cell.gpu_type}",
                 "driver": "Modal's", "cuda": "Modal's", "container_toolkit": "Modal's", "docker_engine": "none",
-                "sandbox_runtime": self.runtimes[runtime]}
+                "sandbox_runtime": self.runtimes[launch.runtime]}
 
-    def gpus(self, cell: Cell) -> list[GpuInfo]:
+    def gpus(self, cell: Cell, launch: Launch) -> list[GpuInfo]:
         return [nominal(cell.gpu_type)]
 
-    def host_load(self, launch: Launch, owner_pid: int) -> HostLoad | None:
+    def host_load(self, cell: Cell, launch: Launch, target: Target) -> HostLoad | None:
         """The sandbox is not on this host: nothing here says what else ran beside it."""
         return None
 
@@ -308,7 +308,7 @@ class ModalKind:
     def release(self, handle: dict) -> None:
         ModalTarget.release(handle)
 
-    def sweep(self, run_id: str) -> None:
+    def sweep(self, cells: list[Cell], run_id: str) -> None:
         """Every sandbox started is recorded (and ends with its timeout whatever happens)."""
 
 

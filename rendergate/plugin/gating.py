@@ -13,11 +13,10 @@ from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.core.outcomes import Outcome
 from rendergate.core.redact import printable, redact
 from rendergate.core.runstate import RunState
-from rendergate.engines.kinds import gpus_of
 from rendergate.plugin.notes import attach, notes_of
 from rendergate.plugin.run import RUN_KEY
 
-NO_GPU_SKIP = "cannot validate: no NVIDIA GPU on this host (--allow-no-gpu)"
+NO_GPU = "cannot validate: no NVIDIA GPU on "
 TRANSCRIPT_CHARS = 3000
 
 
@@ -35,20 +34,28 @@ def pytest_runtest_protocol(item, nextitem):
 def _gate_on_gpu(item) -> None:
     if item.get_closest_marker("needs_gpu") is None or _gpus(item):
         return
-    not_validated(item, CheckFailed(Cause.NO_GPU_ON_HOST, "cannot validate: no NVIDIA GPU on this host (run on a "
-                                                           "GPU host, or pass --allow-no-gpu on CPU-only CI)"))
+    not_validated(item, CheckFailed(Cause.NO_GPU_ON_HOST, f"{NO_GPU}{_machine(item)} (run on a GPU host, or pass "
+                                                           "--allow-no-gpu on CPU-only CI)"))
 
 
 def _gpus(item) -> list:
-    return gpus_of(item.callspec.params["cell"])
+    return item.config.stash[RUN_KEY].gpus_of(item.callspec.params["cell"])
+
+
+def _machine(item) -> str:
+    """The machine the cell's image runs on, as a skip names it: this host, or the engine's."""
+    run = item.config.stash[RUN_KEY]
+    host = run.host_of(item.callspec.params["cell"]).get("host")
+    return "this host" if host == run.host["host"] else f"{host} (the engine's host)"
 
 
 def not_validated(item, failure: CheckFailed):
     """No usable GPU: under --allow-no-gpu a skip counted apart ("not validated"), else `failure`."""
     if item.config.stash[RUN_KEY].allow_no_gpu:
         notes_of(item).skip = Outcome.NO_GPU
-        generic = failure.diagnosis.message.startswith("cannot validate: no NVIDIA GPU")  # else its own words say more
-        pytest.skip(NO_GPU_SKIP if generic else printable(f"{NO_GPU_SKIP}: {failure.diagnosis.line()}"))
+        skip = f"{NO_GPU}{_machine(item)} (--allow-no-gpu)"
+        generic = failure.diagnosis.message.startswith(NO_GPU)  # else its own words say more
+        pytest.skip(skip if generic else printable(f"{skip}: {failure.diagnosis.line()}"))
     raise failure
 
 

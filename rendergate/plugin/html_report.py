@@ -98,14 +98,19 @@ class HtmlReport:
         for key in list(self.metadata):
             if isinstance(self.metadata[key], str):
                 self.metadata[key] = escape(redact(self.metadata[key]))
-        for key, label in HOST_ROWS:
-            self.metadata[label] = escape(redact(self.run.host[key]))
+        for key, label in HOST_ROWS:  # where the images ran: each engine's host (several: each value once)
+            said = dict.fromkeys(str(host.get(key, "")) for host in self._hosts())
+            self.metadata[label] = escape(redact("; ".join(said)))
         self.metadata["Variants"] = escape(", ".join(f"{c.key} ({c.kind})" for c in self.run.cells))
         self.metadata["Images"] = {}
 
+    def _hosts(self) -> list[dict]:
+        return [self.run.host_of(cell) for cell in self.run.cells] or [self.run.host]
+
     def pytest_html_report_title(self, report):
         variants = ", ".join(sorted({c.variant.name for c in self.run.cells}))
-        report.title = f"rendergate: {variants} on {self.run.host['gpu_type']} ({self.run.host['host']})"
+        places = dict.fromkeys(f"{host['gpu_type']} ({host['host']})" for host in self._hosts())
+        report.title = f"rendergate: {variants} on {', '.join(places)}"
         self.summary = report.additional_summary
         self._update("running")
 

@@ -56,6 +56,7 @@ def pytest_addoption(parser):
     for kind in KINDS.values():  # each kind's own options (rendergate.engines.kind.Option)
         for option in kind.options:
             group.addoption(option.flag, default=option.default, metavar=option.metavar,
-                            help=f"with --target {kind.name}: {option.help}", **({"type": option.type} if option.type else {}))
+                            help=f"with --target {kind.name}: {option.help}", **({"type": option.type} if option.type else {}),
+                            **({"action": option.action} if option.action else {}))
     parser.addini("rendergate_images", "folder of rendergate variants (default: images/ at the root)")
     parser.addini("rendergate_checks", "folders of your own checks, relative to the root (see --checks)", type="paths")

@@ -15,6 +15,7 @@ import pytest
 from rendergate.core import verdict
 from rendergate.core.assets import SUITES
 from rendergate.core.environment import describe_host
+from rendergate.core.gpuinfo import GpuInfo
 from rendergate.core.manifest import ManifestError, Variant, load_variants
 from rendergate.core.redact import remember_secrets
 from rendergate.core.requirements import RegistryError
@@ -52,13 +53,13 @@ class RunConfig:
         """Where the verdict of a cell (its key: manim, manim@T4) is written; its SBOM goes beside it."""
         return self.reports_dir / "verdicts" / f"{name}.json"
 
-    @property
-    def owner_pid(self) -> int:
-        return int(self.launch.owner.rsplit(":", 1)[1])
-
     def host_of(self, cell: Cell) -> dict:
         """Where the cell's checks run, as its verdict states it."""
-        return KINDS[cell.kind].describe(cell, self.host, self.launch.runtime)
+        return KINDS[cell.kind].describe(cell, self.host, self.launch)
+
+    def gpus_of(self, cell: Cell) -> list[GpuInfo]:
+        """The GPUs a cell's checks run on: its machine's, or a matrix cell's GPU type (none: no GPU)."""
+        return KINDS[cell.kind].gpus(cell, self.launch)
 
     def promoted(self, variant: Variant) -> Verdict | None:
         """The verdict of the variant's last promoted image, if one was kept."""
@@ -153,7 +154,8 @@ def pytest_configure(config):
                     owner=worker["rendergate_owner"] if worker else owner_label(), runtime=opt.runtime,
                     check_timeout=opt.check_timeout,
                     reports_dir=Path(opt.reports_dir).resolve() if opt.reports_dir else config.rootpath / "reports",
-                    base_image=opt.base_image, extra_ca=extra_ca, options=kind_options)
+                    base_image=opt.base_image, extra_ca=extra_ca, options=kind_options,
+                    engine_hosts=json.loads(worker["rendergate_engine_hosts"]) if worker else {})
     host = json.loads(worker["rendergate_host"]) if worker else {
         **describe_host(), "sandbox_runtime": KINDS[opt.target].runtimes[opt.runtime]}
     run = RunConfig(cells=chosen, target=opt.target, allow_no_gpu=opt.allow_no_gpu, launch=launch, host=host,
@@ -192,6 +194,7 @@ class RunOwner:
         node.workerinput["rendergate_run_id"] = self.run.run_id
         node.workerinput["rendergate_owner"] = self.run.launch.owner
         node.workerinput["rendergate_host"] = json.dumps(self.run.host)
+        node.workerinput["rendergate_engine_hosts"] = json.dumps(self.run.launch.engine_hosts)
 
     def pytest_sessionstart(self, session):
         """In the run's controlling process, once the verdicts say partial and before any worker
@@ -218,8 +221,8 @@ class RunOwner:
         opened = [record for record in self.state.recorded() if "kind" in record]
         with ThreadPoolExecutor(max_workers=max(1, len(opened))) as pool:  # at once: each takes the engine ~0.2 s
             list(pool.map(lambda record: KINDS[record["kind"]].release(record["handle"]), opened))
-        for name in _by_kind(self.run.cells):  # started, never recorded
-            KINDS[name].sweep(self.run.run_id)
+        for name, mine in _by_kind(self.run.cells).items():  # started, never recorded
+            KINDS[name].sweep(mine, self.run.run_id)
         self.state.remove()
 
 

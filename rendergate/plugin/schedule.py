@@ -14,7 +14,6 @@ import math
 
 import pytest
 
-from rendergate.engines.kinds import gpus_of
 from rendergate.plugin.notes import notes_in, notes_of
 from rendergate.plugin.run import RUN_KEY
 
@@ -110,7 +109,7 @@ def order(config, items) -> None:
         if notes is None or notes.skip is not None:
             return (True, True, True, 0.0, 0)
         turn[notes.cell] = turn.get(notes.cell, -1) + 1
-        if item.get_closest_marker("needs_gpu") and not gpus_of(item.callspec.params["cell"]):
+        if item.get_closest_marker("needs_gpu") and not config.stash[RUN_KEY].gpus_of(item.callspec.params["cell"]):
             seconds = 0.0  # skipped at once on this host: no GPU here, not validated
         else:
             seconds = expected_seconds(durations, longest, notes.cell, notes.check, notes.item)

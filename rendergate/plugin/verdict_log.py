@@ -261,7 +261,9 @@ class OutcomeLog:
         for name, verdict in sorted(self.written.items()):
             state = State(verdict["state"])
             colour = {State.PASSED: "green", State.FAILED: "red"}.get(state, "yellow")
-            terminalreporter.line(f"verdict {name}: {state.said} "
+            ran_on = verdict["host"].get("host")
+            where = f" on {ran_on}" if ran_on != self.run.host["host"] else ""  # an engine on another machine
+            terminalreporter.line(f"verdict {name}{where}: {state.said} "
                                   f"({self.run.verdict_file(name)})", **{colour: True})
             review = self.reviewer(Verdict.from_json(verdict), self.run.verdict_file(name))
             for line in ([review.headline()] if review else []) + verdict["summary"]:

@@ -34,13 +34,16 @@ class Refused(Exception):
         super().__init__("\n".join([headline, *(f"  - {p}" for p in problems)]))
 
 
-def gate(verdict_path: Path, variant: Variant, digest: str | None, gpu_type: str | None = None) -> tuple[str, Verdict]:
+def gate(verdict_path: Path, variant: Variant, digest: str | None, gpu_type: str | None = None,
+         engine: tuple[str, str] | None = None) -> tuple[str, Verdict]:
     """The verdict's one-line pass and the verdict as read, once (what a signature then covers is
     what was judged), or Refused with every reason: it is judged against the variant's current
-    manifest, image `digest` (None: the host) and this rendergate."""
+    manifest, image `digest` (None: the host), the Docker `engine` (id, name) it must have run on,
+    and this rendergate."""
     verdict = verdicts.load(verdict_path)
-    problems = judging.gate_problems(verdict, variant, digest, suite_version(), gpu_type)
-    what = f"{variant.name}" + (f" ({digest})" if digest else "") + f" on {verdict.host['gpu_type']}"
+    problems = judging.gate_problems(verdict, variant, digest, suite_version(), gpu_type, engine=engine)
+    where = f" ({verdict.host.get('host')})" if engine else ""
+    what = f"{variant.name}" + (f" ({digest})" if digest else "") + f" on {verdict.host['gpu_type']}{where}"
     if problems:
         raise Refused(f"GATE REFUSED {what}: {judging.state_of(problems).said} ({verdict_path})", judging.summary(problems))
     declared = judging.declared_requirements(variant)
@@ -68,6 +71,27 @@ def gate_matrix(verdicts_dir: Path, variant: Variant, gpu_types: list[str]) -> s
     if refused:
         raise Refused(f"GATE REFUSED {variant.name} on the GPU matrix {','.join(gpu_types)}: "
                       f"{len(refused)} of {len(gpu_types)} cells did not pass", refused)
+    return "\n".join(lines)
+
+
+def gate_engines(verdicts_dir: Path, variant: Variant, image: str, engines: list[Engine]) -> str:
+    """A matrix of engines passes only when the verdict of every (variant, engine) cell does, each
+    about the image as that engine holds it and run on that engine: one line per cell, or Refused
+    naming each cell that did not pass (or was never reached)."""
+    lines, refused = [], []
+    for engine in engines:
+        label = engine.endpoint.label
+        try:
+            engine_id = engine.client.info().get("ID") or ""
+            lines.append(gate(verdicts_dir / f"{variant.name}@{label}.json", variant, engine.image_digest(image),
+                              engine=(engine_id, str(engine.endpoint)))[0])
+        except Refused as e:
+            refused.append(str(e).replace("\n", "\n  "))
+        except (verdicts.VerdictError, EngineError) as e:
+            refused.append(f"{label}: {e}")
+    if refused:
+        raise Refused(f"GATE REFUSED {variant.name} on the engines {', '.join(e.endpoint.label for e in engines)}: "
+                      f"{len(refused)} of {len(engines)} cells did not pass", refused)
     return "\n".join(lines)
 
 
