@@ -125,13 +125,15 @@ mutate: setup base
 # per process, each check beside the raw commands it runs, the smoke workloads, make validate warm; JSON and a
 # table in $(REPORTS_DIR)/bench. BASELINE=rev runs that commit side by side (else the figures recorded in
 # benchmarks/recorded.json are beside); RECORD=1 records this run's; QUICK=1 runs every part once, small;
-# FRESH=1 also runs the main job as on a fresh machine (minutes: every image rebuilt from nothing, then put back).
+# FRESH=1 also runs the main job as on a fresh machine (minutes: every image rebuilt from nothing, then put back);
+# REMOTE=1 measures only the check tier through an engine over ssh beside the local one (README "Remote GPU hosts").
 BASELINE ?=
 RECORD ?=
 QUICK ?=
 FRESH ?=
+REMOTE ?=
 bench: images
-	$(PY) benchmarks/bench.py --out=$(REPORTS_DIR)/bench $(if $(BASELINE),--baseline=$(BASELINE)) $(if $(RECORD),--record) $(if $(QUICK),--quick) $(if $(FRESH),--fresh)
+	$(PY) benchmarks/bench.py --out=$(REPORTS_DIR)/bench $(if $(BASELINE),--baseline=$(BASELINE)) $(if $(RECORD),--record) $(if $(QUICK),--quick) $(if $(FRESH),--fresh) $(if $(REMOTE),--only-remote)
 
 # The suite's own tests: everything in parallel, then the timing tests alone (serial phase).
 # Their tools: Debian's chromium + chromedriver (the report's browser test), docker-registry (promotion),

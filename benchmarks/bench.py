@@ -7,6 +7,8 @@ down (JSON and a table) with the date, the machine and the commit:
 - each check's call time (`-n 0`, from JUnit; its setup, which may start its container, aside),
   beside the raw commands it runs, typed by hand in
   the same image (benchmarks/raw_commands.py): no check should take more than 1.3x them;
+- the check tier on an engine reached over ssh (a second engine on this machine:
+  tests/second_engine) beside the local engine, per variant, paired: what the transport costs;
 - the smoke workloads; `make validate ALLOW_NO_GPU=1` with the images built, with and without
   recording the images' SBOMs (--no-sbom), paired; what recording one image's SBOM takes;
 - with `--fresh`, the main job as on a fresh machine (fresh_machine(): no venv, every image built
@@ -15,7 +17,8 @@ down (JSON and a table) with the date, the machine and the commit:
 Against a baseline commit (`--baseline REV`: its own checkout and venv under .bench/, set up by
 its own Makefile, its runs interleaved with this checkout's) or, without one, beside the figures
 recorded last (benchmarks/recorded.json; `--record` replaces them). `--quick` runs every part
-once, small (one variant, one round, no baseline, no `make validate`): CI's proof that it runs.
+once, small (one variant, one round, no baseline, no `make validate`): CI's proof that it runs;
+`--only-remote` measures the remote engine alone (`make bench REMOTE=1`), beside the rest recorded.
 Run it alone on the machine, after `make images`.
 """
 from __future__ import annotations
@@ -87,9 +90,9 @@ def _machine_busy() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def timed_run(command: list[str], cwd: Path, junit: Path | None = None) -> Run:
+def timed_run(command: list[str], cwd: Path, junit: Path | None = None, env: dict | None = None) -> Run:
     cpu, busy, started = _children_cpu(), _machine_busy(), time.monotonic()
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     wall = time.monotonic() - started
     if done.returncode != 0:
         raise SystemExit(f"bench: {' '.join(command)} (in {cwd}) exited {done.returncode}:\n"
@@ -105,15 +108,15 @@ def junit_times(path: Path) -> dict[str, float]:
     return times
 
 
-def suites(checkout: Checkout, work: Path, workers: str, *selection: str) -> Run:
-    """One run of the checkout's suites with the main job's flags, --allow-no-gpu."""
+def suites(checkout: Checkout, work: Path, workers: str, *selection: str, env: dict | None = None) -> Run:
+    """One run of the checkout's suites with the main job's flags, --allow-no-gpu (`env`: added to this process's)."""
     reports = Path(tempfile.mkdtemp(dir=work))
     junit = reports / "junit.xml"
     # JUnit's time of a check is its call's: the setup of a run's first check of a variant starts its
     # container, which no raw command pays (they run in a container already started).
     return timed_run([checkout.python, "-m", "pytest", "suites", "-q", "-n", workers, *checkout.main_job_flags,
                       "--allow-no-gpu", f"--base-image={BASE_IMAGE}", f"--reports-dir={reports}",
-                      f"--junitxml={junit}", "-o", "junit_duration_report=call", *selection], checkout.root, junit)
+                      f"--junitxml={junit}", "-o", "junit_duration_report=call", *selection], checkout.root, junit, env)
 
 
 def collection(checkout: Checkout, work: Path) -> Run:
@@ -211,6 +214,40 @@ def check_tier(checkouts: list[Checkout], work: Path, repeats: int, variants: li
     return figures
 
 
+def remote_engine(checkout: Checkout, work: Path, repeats: int, variants: list[str]) -> dict:
+    """Each variant's check tier (-n auto) on a second engine reached over ssh and on the local
+    engine, interleaved after a warm-up each, with its image moved in and named alike on both (no
+    side builds it). Both engines share this machine's CPUs: what differs is the transport (ssh,
+    `docker system dial-stdio`) and the engine's host facts read through a probe container."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from second_engine.engine import build_image, launch
+
+    from rendergate.engines.docker_engine import Engine
+
+    build_image(base_image=BASE_IMAGE)
+    local, figures = Engine(), {}
+    with launch("bench-remote", parent=work) as remote:
+        for variant in variants:
+            ref, loaded = f"rendergate/{variant}:dev", f"rendergate-bench/{variant}:loaded"
+            remote.load(ref)
+            local.client.images.get(ref).tag(loaded)
+            there = remote.client()
+            there.images.get(ref).tag(loaded)
+            there.close()
+            selection = ["-k", "not workload", f"--variant={variant}", f"--image={loaded}"]
+            sides = {"local": {}, "ssh": remote.ssh_env()}
+            runs: dict[str, list[float]] = {side: [] for side in sides}
+            for env in sides.values():
+                suites(checkout, work, "auto", *selection, env=env)  # warm: the order's history, the page cache
+            for _ in range(repeats):
+                for side, env in sides.items():
+                    runs[side].append(suites(checkout, work, "auto", *selection, env=env).wall)
+            local.client.images.remove(loaded)
+            figures[variant] = {"local_s": series(runs["local"]), "ssh_s": series(runs["ssh"]),
+                                "ssh_over_local": series([a / b for a, b in zip(runs["ssh"], runs["local"])])}
+    return figures
+
+
 def sbom_recording(images: dict[str, str], repeats: int) -> dict[str, dict]:
     """What recording an image's SBOM takes (rendergate.core.contents: the listing in its container,
     the engine's config and history, the CycloneDX file written), per image, in a container of its own."""
@@ -291,6 +328,13 @@ def table(figures: dict, against: dict | None) -> str:
         share = figures["sbom_share"]
         lines.append(f"| what recording the SBOMs adds to make validate (median of the pairs) | {share['median_s']:+.1%} "
                      f"(pairs {min(share['samples_s']):+.1%} to {max(share['samples_s']):+.1%}) | — |")
+    when = f" ({figures['remote_engine_date']}, commit {figures['remote_engine_commit']})" \
+        if figures.get("remote_engine_date") else ""  # measured alone (--only-remote), beside recorded figures
+    for name, part in (figures.get("remote_engine") or {}).items():
+        ratio = part["ssh_over_local"]
+        lines.append(f"| check tier of {name}, -n auto: local engine / engine over ssh{when} | {cell(part, 'local_s')} / "
+                     f"{cell(part, 'ssh_s')}: {ratio['median_s']:.2f}x (pairs {min(ratio['samples_s']):.2f}x to "
+                     f"{max(ratio['samples_s']):.2f}x) | — |")
     for name, part in (figures.get("sbom_record_s") or {}).items():
         lines.append(f"| recording the SBOM of {name} | {cell({'x': part}, 'x')} | — |")
     if figures.get("workloads"):
@@ -317,6 +361,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="every part once, small: CI's proof that it runs")
     parser.add_argument("--fresh", action="store_true", help="also the main job as on a fresh machine (minutes; "
                                                                   "rebuilds every image from nothing)")
+    parser.add_argument("--only-remote", action="store_true", help="measure only the check tier through an ssh "
+                        "engine beside the local one (the other figures: the recorded ones)")
     parser.add_argument("--record", action="store_true", help=f"write the figures to {RECORDED.relative_to(ROOT)}")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench", help="where bench.json and bench.md go")
     args = parser.parse_args()
@@ -329,6 +375,17 @@ def main() -> None:
                      "baseline": checkouts[1].name if len(checkouts) > 1 else None, "quick": args.quick}
     with tempfile.TemporaryDirectory(prefix="rendergate-bench-") as scratch:
         work = Path(scratch)
+        if args.only_remote:
+            recorded = json.loads(RECORDED.read_text())
+            remote = remote_engine(current, work, repeats, variants or ["xorg-glx", "manim"])
+            figures = {**recorded, "remote_engine": remote, "remote_engine_date": figures["date"],
+                       "remote_engine_commit": commit}
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "bench.json").write_text(json.dumps(figures, indent=1))
+            print(table(figures, None))
+            if args.record:
+                RECORDED.write_text(json.dumps(figures, indent=1) + "\n")
+            return
         collected = {c.name: [collection(c, work) for _ in range(max(repeats, 3))] for c in checkouts}
         figures["collection"] = {name: {"wall_s": series([r.wall for r in runs]), "cpu_s": series([r.cpu for r in runs])}
                                  for name, runs in collected.items()}
@@ -342,6 +399,7 @@ def main() -> None:
                      for _ in range(1 if args.quick else 2)]
         figures["workloads"] = {"wall_s": series([r.wall for r in workloads]), "checks_s": medians(workloads)}
         figures["sbom_record_s"] = sbom_recording(images, max(repeats, 3))
+        figures["remote_engine"] = remote_engine(current, work, repeats, variants or ["xorg-glx", "manim"])
         if not args.quick:
             runs: dict[str, list[float]] = {"validate": [], "validate_no_sbom": []}
             for _ in range(3):  # pairs, interleaved: what recording the SBOMs adds to the main job

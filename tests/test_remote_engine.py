@@ -22,14 +22,18 @@ from conftest import (
     SMALL_REPO,
     SUITE_TIMEOUT,
     WITH_SIGINT,
+    busy_loop,
     end_tree,
     process_tree,
     read_verdicts,
     rendergate_cli,
     run_suite,
 )
+from rendergate.core.manifest import load_variant
+from rendergate.engines.docker import DockerTarget
 from rendergate.engines.docker_engine import LABEL_OWNER, Engine, EngineError
 from rendergate.engines.endpoint import resolve
+from rendergate.engines.hostload import HostLoad, TargetLoad
 from second_engine.engine import build_image, launch, make_pki, write_cert_path, write_ssh_home, write_ssh_key
 
 HOSTNAME = "gpu-box-test"
@@ -224,3 +228,32 @@ def test_ctrl_c_leaves_no_container_on_either_engine(second_engine, engine, tmp_
         end_tree(proc)
     verdicts = read_verdicts(reports)
     assert len(verdicts) == 2 and not any(v["complete"] for v in verdicts.values()), output
+
+
+@pytest.mark.serial  # alone among the tests: any other of them would count as outside load
+def test_the_load_of_the_engines_host_is_read_in_the_container_there(second_engine, small_image, monkeypatch, tmp_path):
+    """The host-load meter of a remote engine (TargetLoad: /proc/stat and the container's cgroup,
+    read in the run's container there): a busy loop in that container is the run's own work, a busy
+    loop elsewhere on that host (here: this machine, whose kernel the second engine shares) is
+    outside load. Each is measured beside a meter that counts nothing as the run's, over the same
+    seconds, so whatever else the machine runs counts alike in both."""
+    second_engine.load(small_image)
+    for name, value in second_engine.tls_env().items():
+        monkeypatch.setenv(name, value)
+    resolve.cache_clear()
+    remote = Engine(endpoint=resolve())
+    resolve.cache_clear()
+    variant = load_variant(ROOT / "images" / "xorg-glx")  # its run settings (sleep infinity) suit the small image
+    target = DockerTarget.start(remote, variant, small_image, f"load-{os.getpid()}", "meter:1", tmp_path, 60)
+    bystander = subprocess.Popen(["sleep", "60"])  # a run that does nothing: everything is outside load to it
+    try:
+        cpus = remote.client.info()["NCPU"]
+        with TargetLoad(target, cpus).sample() as outside, HostLoad(bystander.pid).sample() as everything:
+            target.run("i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); done")
+        assert everything[0] - outside[0] > 0.5 / cpus, (everything, outside)
+        with TargetLoad(target, cpus).sample() as outside:
+            busy_loop(3).wait()
+        assert outside[0] > 0.8 / cpus, outside
+    finally:
+        bystander.kill()
+        remote.remove(target.container.id)

@@ -17,9 +17,8 @@ from pathlib import Path
 
 from rendergate.core.advice import checked
 from rendergate.core.diagnosis import Cause, CheckFailed, Facts, last_line
-from rendergate.core.gpuinfo import GpuInfo
+from rendergate.core.gpuinfo import GpuInfo, gpus_from_probe
 from rendergate.core.grammars import diagnose
-from rendergate.core.gpuinfo import gpus_from_probe
 from rendergate.core.manifest import Variant
 from rendergate.engines.docker_engine import Engine, EngineError, docker_sdk, in_parallel, obtain
 from rendergate.engines.docker_shell import RootShell, shell_fault

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psutil
 
+from rendergate.core.diagnosis import Cause, CheckFailed
 from rendergate.engines.docker_engine import docker_sdk
 
 # Above this share of the host's CPUs used by others during a sample, the timing is not decided.
@@ -83,10 +84,12 @@ class HostLoad:
         share.append(max(0.0, others) / (wall * self.cpus) if wall > 0 else 0.0)
 
 
-# The host's CPU totals and the container's own CPU time: cgroup v2's cpu.stat, or v1's cpuacct.usage.
-_READ_LOAD = ("head -n 1 /proc/stat; getconf CLK_TCK; grep -s usage_usec /sys/fs/cgroup/cpu.stat || "
-              "echo cpuacct $(cat /sys/fs/cgroup/cpuacct/cpuacct.usage /sys/fs/cgroup/cpu,cpuacct/cpuacct.usage "
-              "2>/dev/null | head -n 1)")
+# The host's CPU totals (USER_HZ, 100 a second on Linux) and the container's own CPU time: cgroup v2's
+# cpu.stat (usage_usec, its first line) or v1's cpuacct.usage (ns). Shell builtins only: any image's sh reads it.
+_READ_LOAD = ('read -r line < /proc/stat && echo "$line"; for f in /sys/fs/cgroup/cpu.stat '
+              '/sys/fs/cgroup/cpuacct/cpuacct.usage /sys/fs/cgroup/cpu,cpuacct/cpuacct.usage; do '
+              '[ -r "$f" ] && read -r own < "$f" && echo "${f##*/} $own" && break; done')
+USER_HZ = 100
 
 
 class TargetLoad(HostLoad):
@@ -100,14 +103,14 @@ class TargetLoad(HostLoad):
     def reading(self) -> tuple[float, float]:
         lines = self.target.run(_READ_LOAD, timeout=30).stdout.splitlines()
         try:
-            ticks = [int(n) for n in lines[0].split()[1:]]  # user nice system idle iowait irq softirq steal guest guest_nice
-            hertz = int(lines[1])
-            kind, value = lines[2].split()
+            ticks = [int(n) for n in lines[0].split()[1:]]  # user nice system idle iowait irq softirq steal ...
+            source, value = lines[1].split()[0], lines[1].split()[-1]
+            own = int(value) / (1e9 if source == "cpuacct.usage" else 1e6)
         except (IndexError, ValueError):
-            raise RuntimeError(f"the container's /proc/stat and cgroup could not be read: {lines!r}") from None
-        busy = (sum(ticks[:3]) + sum(ticks[5:8])) / hertz
-        own = int(value) / (1e6 if kind == "usage_usec" else 1e9)
-        return busy, own
+            raise CheckFailed(Cause.TARGET_UNAVAILABLE, f"the load of {self.target.name}'s host could not be read in "
+                                                        f"its container (/proc/stat and its cgroup's CPU time): "
+                                                        f"{lines!r}"[:300]) from None
+        return (sum(ticks[:3]) + sum(ticks[5:8])) / USER_HZ, own
 
 
 def containers_seconds(engine, run_id: str) -> Callable[[], float]:
