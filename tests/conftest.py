@@ -337,9 +337,10 @@ def skip_when_host_busy(checks: list[dict], gate: str, before: float) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def local_engine_id() -> str:
-    """The id of the local Docker engine, which its runs' verdicts name (the gate binds to it)."""
-    return Engine().client.info()["ID"]
+def local_engine() -> dict:
+    """The local Docker engine as its runs' verdicts name it (the gate binds to it): its id, its host."""
+    engine_id, host = Engine().identity()
+    return {"engine_id": engine_id, "host": host}
 
 
 def written_verdict(variant, host: dict, image: dict | None = None, outcomes: dict[str, str] | None = None,
@@ -348,7 +349,7 @@ def written_verdict(variant, host: dict, image: dict | None = None, outcomes: di
     requirement, each passed unless `outcomes` says otherwise: a stand-in for a run where the
     run itself cannot happen here (a GPU host, Modal), or for a verdict someone tampered with. A
     docker verdict names the local engine, as a run on it does (unless `host` names another)."""
-    engine = {"engine_id": local_engine_id()} if target == "docker" else {}
+    engine = local_engine() if target == "docker" else {}
     v = verdict.Verdict.start(variant, "run-1", target, {"suite_version": suite_version(), **engine, **host}, {})
     v.image = image
     for (name, check, item), runs in v.expected.items():

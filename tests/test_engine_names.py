@@ -2,6 +2,7 @@
 docker context), and reading another host's GPUs from its /proc, without a second engine."""
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -10,7 +11,7 @@ from rendergate.engines import endpoint as endpoints
 from rendergate.engines.endpoint import Endpoint, EndpointError, resolve, unreachable
 from rendergate.engines.engine_host import parse_probe
 
-from conftest import require_tool
+from conftest import rendergate_cli, require_tool
 
 
 @pytest.fixture(autouse=True)
@@ -115,3 +116,34 @@ def test_a_host_with_a_gpu_but_no_driver_says_so():
 def test_an_endpoint_travels_as_its_name():
     """Workers resolve the engine from the name the run was given: the same engine in every process."""
     assert resolve("tcp://10.0.0.7:2375") == Endpoint("tcp://10.0.0.7:2375", "--engine", named="tcp://10.0.0.7:2375")
+
+
+def test_the_open_kernel_modules_version_line_is_read_too():
+    """R560 and later load NVIDIA's open kernel module by default: its version line differs."""
+    nvml, why, _ = parse_probe(NVIDIA_PROC.replace("NVIDIA UNIX x86_64 Kernel Module  550.54.15",
+                                                   "NVIDIA UNIX Open Kernel Module for x86_64  560.35.03"))
+    assert why == "" and nvml["driver_version"] == "560.35.03"
+
+
+@pytest.mark.parametrize("url, words", [
+    ("ssh://gpu-07:notaport", "not an engine's URL (Port could not be cast to integer value"),
+    ("tcp://127.0.0.1:99999", "not an engine's URL (Port out of range"),
+    ("tcp://[::1", "not an engine's URL (Invalid IPv6 URL)"),
+    ("tcp://gpu-07", "name the engine's port (tcp://HOST:2376 with TLS, :2375 without)"),
+    ("ssh://", "not an engine's URL"),
+])
+def test_a_malformed_engine_url_is_one_line_naming_where_it_was_said(url, words, monkeypatch):
+    with pytest.raises(EndpointError, match=re.escape(f"--engine {url}: {words}")):
+        resolve(url)
+    monkeypatch.setenv("DOCKER_HOST", url)
+    with pytest.raises(EndpointError, match=re.escape(f"DOCKER_HOST {url}: {words}")):
+        resolve()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--engine=tcp://a:2376", "--engine=tcp://a:2376"], "--engine: tcp://a:2376, tcp://a:2376 name one engine twice"),
+    (["--engine=tcp://a:2376", "--gpu=T4"], "--engine with --gpu: a Modal matrix runs on Modal"),
+])
+def test_the_gate_refuses_engines_it_cannot_bind_in_one_line(args, words):
+    done = rendergate_cli("gate", "xorg-glx", *args)
+    assert done.returncode != 0 and words in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr

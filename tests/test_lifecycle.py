@@ -1,13 +1,12 @@
 """Containers never outlive a run (normal end, a hung command, Ctrl-C, a killed run), and bad
 invocations get one clear line before anything starts."""
-import socket
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
-from rendergate.engines.docker_engine import LABEL_OWNER, LABEL_RUN, LABEL_VARIANT
+from rendergate.engines.docker_engine import LABEL_OWNER, LABEL_RUN, LABEL_VARIANT, owner_label
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +25,7 @@ def test_stale_containers_of_a_killed_run_are_swept(engine, good_images, suite):
     dead.wait()
     engine.client.containers.run(
         good_images["xorg-glx"], ["sleep", "infinity"], detach=True,
-        labels={LABEL_RUN: "killed-run", LABEL_VARIANT: "xorg-glx", LABEL_OWNER: f"{socket.gethostname()}:{dead.pid}"})
+        labels={LABEL_RUN: "killed-run", LABEL_VARIANT: "xorg-glx", LABEL_OWNER: owner_label(dead.pid)})
     try:
         run = suite("--variant=xorg-glx", "--allow-no-gpu", "-k", "test_xorg_starts")
         assert run.returncode == 0, run.output

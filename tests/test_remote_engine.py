@@ -31,7 +31,7 @@ from conftest import (
 )
 from rendergate.core.manifest import load_variant
 from rendergate.engines.docker import DockerTarget
-from rendergate.engines.docker_engine import LABEL_OWNER, Engine, EngineError
+from rendergate.engines.docker_engine import LABEL_OWNER, Engine, EngineError, owner_label
 from rendergate.engines.endpoint import resolve
 from rendergate.engines.hostload import HostLoad, TargetLoad
 from second_engine.engine import build_image, launch, make_pki, write_cert_path, write_ssh_home, write_ssh_key
@@ -59,7 +59,7 @@ def _outcomes(verdict: dict) -> dict:
 
 def _containers_of(engine: Engine, pid: int) -> list[dict]:
     """The containers a run whose controller is `pid` owns on that engine."""
-    return [c for c in engine.containers() if c["labels"].get(LABEL_OWNER) == f"{socket.gethostname()}:{pid}"]
+    return [c for c in engine.containers() if c["labels"].get(LABEL_OWNER) == owner_label(pid)]
 
 
 def test_a_run_through_ssh_checks_what_a_local_run_checks_and_names_the_engines_host(second_engine, engine, tmp_path):
@@ -162,6 +162,8 @@ def test_an_engine_that_cannot_be_reached_is_one_line_saying_why(second_engine, 
         remote.tcp_url, monkeypatch, DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(foreign_client))
     assert f"the engine at 127.0.0.1:{remote.tls_port} speaks TLS: set DOCKER_TLS_VERIFY=1" in _line(
         remote.tcp_url, monkeypatch)
+    assert f"127.0.0.1:{remote.ssh_port} does not speak TLS: is it the engine's TLS port" in _line(
+        f"tcp://127.0.0.1:{remote.ssh_port}", monkeypatch, DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(remote.cert_path))
     remote.set_docker_cli(False)
     try:
         assert "its shell has no `docker` command" in _line(remote.ssh_url, monkeypatch, HOME=str(remote.home))
@@ -215,7 +217,7 @@ def test_ctrl_c_leaves_no_container_on_either_engine(second_engine, engine, tmp_
         with closing(second_engine.client("tls")) as there:
             deadline = time.monotonic() + SUITE_TIMEOUT
             while not (_containers_of(engine, proc.pid) and there.containers.list(
-                    filters={"label": f"{LABEL_OWNER}={socket.gethostname()}:{proc.pid}"})):
+                    filters={"label": f"{LABEL_OWNER}={owner_label(proc.pid)}"})):
                 assert proc.poll() is None and time.monotonic() < deadline, "the run never started on both engines"
                 time.sleep(0.5)
             time.sleep(3)  # each worker inside its check's minute
@@ -223,7 +225,7 @@ def test_ctrl_c_leaves_no_container_on_either_engine(second_engine, engine, tmp_
                 process.send_signal(signal.SIGINT)
             output, _ = proc.communicate(timeout=INTERRUPTED_RUN_TIMEOUT)
             assert not _containers_of(engine, proc.pid), output
-            assert not there.containers.list(all=True, filters={"label": f"{LABEL_OWNER}={socket.gethostname()}:{proc.pid}"})
+            assert not there.containers.list(all=True, filters={"label": f"{LABEL_OWNER}={owner_label(proc.pid)}"})
     finally:
         end_tree(proc)
     verdicts = read_verdicts(reports)

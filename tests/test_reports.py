@@ -4,7 +4,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from conftest import (
     rendergate_cli,
     require_tool,
 )
-from rendergate.engines.docker_engine import LABEL_OWNER
+from rendergate.engines.docker_engine import LABEL_OWNER, owner_label
 
 HOST_SECRET = "hs-5b0c9e7d2a41f6"  # a value of a secret-named variable in the environment of the run
 MANIFEST_SECRET = "ms-1f8e2d3c4b5a69"  # a value of a secret-named variable the manifest gives the container
@@ -84,7 +83,7 @@ def _suite_child(engine, reports: Path, *args: str, sigint: bool = False) -> Ite
 
 def _owned(engine, pids: list[int]) -> list[dict]:
     """The containers that the runs of these processes own."""
-    owners = {f"{socket.gethostname()}:{pid}" for pid in pids}
+    owners = {owner_label(pid) for pid in pids}
     return [c for c in engine.containers() if c["labels"].get(LABEL_OWNER) in owners]
 
 

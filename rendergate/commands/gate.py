@@ -29,6 +29,11 @@ def add(sub) -> None:
 
 def run(args) -> int:
     variant = variants(args, [args.variant])[args.variant]
+    if len(set(args.engine)) < len(args.engine):
+        raise ManifestError(f"--engine: {', '.join(args.engine)} name one engine twice: name each once")
+    if args.engine and (args.gpu is not None or variant.host):
+        raise ManifestError("--engine with " + ("--gpu: a Modal matrix runs on Modal, on no engine of yours"
+                            if args.gpu is not None else f"{variant.name}, this machine itself (host = true): no engine runs it"))
     if args.gpu is not None:
         if args.image or args.sign_key:
             raise ManifestError(f"{'--image' if args.image else '--sign-key'} with --gpu: each cell of a Modal matrix "
@@ -55,7 +60,7 @@ def run(args) -> int:
                             "Dockerfile beside it): gate it with --image REF, the image its verdict must be about")
     engine = Engine(endpoint=resolve(args.engine[0] if args.engine else None)) if image else None
     digest = engine.image_digest(image) if engine else None
-    bound = (engine.client.info().get("ID") or "", str(engine.endpoint)) if engine else None
+    bound = (*engine.identity(), str(engine.endpoint)) if engine else None
     signer = attestations.private_key(args.sign_key)
     if signer and not digest:
         raise attestations.AttestationError(f"--sign-key: {args.variant} has no image to attest")

@@ -35,7 +35,7 @@ def run(args) -> int:
     for f in files:
         v = verdicts.load(f)  # judged again: never the state a verdict says of itself
         where[id(v)] = f
-        key = (v.variant, v.host.get("gpu_type"), v.platform or Platform.NATIVE, v.host.get("host"))
+        key = (v.variant, v.host.get("gpu_type"), v.platform or Platform.NATIVE, v.host.get("host"), v.host.get("engine_id"))
         if key in seen:
             raise verdicts.VerdictError(f"{f} and {seen[key]} are both about {key[0]} on {key[1]} ({key[2]}) on host "
                                         f"{key[3]}: merge one verdict per host, GPU type and platform")

@@ -234,11 +234,12 @@ def image_mismatch(verdict: Verdict, image_digest: str) -> str | None:
 
 
 def gate_problems(verdict: Verdict, variant: Variant, image_digest: str | None, suite_version: str,
-                  gpu_type: str | None = None, now: datetime | None = None, engine: tuple[str, str] | None = None
-                  ) -> list[Problem]:
+                  gpu_type: str | None = None, now: datetime | None = None,
+                  engine: tuple[str, str, str] | None = None) -> list[Problem]:
     """Why `verdict` does not prove `variant` (its current manifest) for the image with
     `image_digest` (None: no image, the host) on this rendergate; on `gpu_type` for a matrix cell;
-    on the Docker engine `engine` (its id and how it was named) for a docker verdict.
+    on the Docker engine `engine` (its id, its host's name, how it was named) for any verdict but
+    a Modal cell's (whose engine is Modal).
     What must have run is re-derived: the requirements the manifest declares and every check they
     imply (requirements.expected_checks), besides whatever the verdict says its run expected."""
     if verdict.variant != variant.name:
@@ -254,10 +255,15 @@ def gate_problems(verdict: Verdict, variant: Variant, image_digest: str | None, 
         mismatch = image_mismatch(verdict, image_digest)
         if mismatch:
             problems.append(_stale(mismatch, "run the gate on this image"))
-    if engine and verdict.target == "docker" and verdict.host.get("engine_id") != engine[0]:
-        ran = verdict.host.get("engine_id")
-        problems.append(_stale(f"it ran on the engine of {verdict.host.get('host')} ({ran or 'no engine id'}), not on "
-                               f"{engine[1]} ({engine[0]})", "gate it with the --engine it ran on, or run it on this one"))
+    ran = (verdict.host.get("engine_id"), verdict.host.get("host"))
+    if engine and verdict.target != "modal" and ran != engine[:2]:
+        if not ran[0]:
+            problems.append(_stale(f"it names no Docker engine it ran on (made before rendergate bound verdicts to "
+                                   f"engines, or not by a run of the docker target), and the gate is on {engine[2]}",
+                                   "run it again"))
+        else:
+            problems.append(_stale(f"it ran on the engine of {ran[1]} ({ran[0]}), not on {engine[2]}, the engine of "
+                                   f"{engine[1]} ({engine[0]})", "gate it with the --engine it ran on, or run it on this one"))
     if verdict.manifest != manifest_digest(variant):
         problems.append(_stale(f"stale: {variant.manifest} changed since the verdict", "run the gate again"))
     if verdict.checks_code != requirements.checks_digest():

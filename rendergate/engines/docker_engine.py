@@ -35,7 +35,7 @@ Outcome = TypeVar("Outcome")
 
 LABEL_RUN = "rendergate.run"
 LABEL_VARIANT = "rendergate.variant"
-LABEL_OWNER = "rendergate.owner"  # host:pid of the pytest process that owns the run (xdist's controller)
+LABEL_OWNER = "rendergate.owner"  # host:boot:pid of the pytest process that owns the run (xdist's controller)
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _BUILDER_CHATTER = re.compile(r"^(Removing intermediate container|---> |Running in )")
@@ -66,7 +66,17 @@ class EngineError(Exception):
 
 
 def owner_label(pid: int | None = None) -> str:
-    return f"{socket.gethostname()}:{pid or os.getpid()}"
+    """The owner of a run's containers: this machine (its name and its kernel's boot, as two CI runners
+    of one name that share an engine are not one machine) and the process."""
+    return f"{_machine()}:{pid or os.getpid()}"
+
+
+def _machine() -> str:
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        boot = "noboot"
+    return f"{socket.gethostname()}:{boot}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -93,6 +103,16 @@ class Engine:
             self.client = self.endpoint.client(timeout)
         except EndpointError as e:
             raise EngineError(str(e)) from None
+
+    def identity(self) -> tuple[str, str]:
+        """The engine's id and its host's name, as a verdict records them (what the gate binds to):
+        EngineError when the engine gives no id it keeps (Podman's Docker API makes one at each call)."""
+        first, second = self.client.info(), self.client.info()
+        if not first.get("ID") or first.get("ID") != second.get("ID"):
+            raise EngineError(f"the engine at {self.endpoint} gives no lasting id ({first.get('ID') or 'none'}, then "
+                              f"{second.get('ID') or 'none'}; Podman's Docker API makes one at each call): a verdict "
+                              "cannot be bound to it")
+        return first["ID"], first.get("Name") or ""
 
     def has_runtime(self, name: str) -> bool:
         """Whether the engine can start containers with this OCI runtime (runsc, say)."""
@@ -286,12 +306,12 @@ class Engine:
                 raise
 
     def sweep_stale(self) -> list[str]:
-        """Remove containers left by runs of this host whose owning process is gone."""
+        """Remove containers left by runs of this machine (its name and boot) whose owning process is gone."""
         removed = []
-        host = socket.gethostname()
+        machine = _machine()
         for container in self.containers():
-            owner_host, _, pid = container["labels"].get(LABEL_OWNER, "").rpartition(":")
-            if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+            owner, _, pid = container["labels"].get(LABEL_OWNER, "").rpartition(":")
+            if owner == machine and pid.isdigit() and not _pid_alive(int(pid)):
                 self.remove(container["id"])
                 removed.append(container["name"])
         return removed

@@ -97,7 +97,13 @@ class Endpoint:
         return made
 
     def _connected(self, timeout: float | None):
+        import logging
+
         import docker
+
+        quiet = logging.getLogger("paramiko")  # its transport thread logs a failed login with a traceback
+        quiet.propagate = False
+        quiet.handlers[:] = [logging.NullHandler()]
         from docker.constants import MINIMUM_DOCKER_API_VERSION
         from docker.tls import TLSConfig
 
@@ -147,19 +153,33 @@ def resolve(named: str | None = None) -> Endpoint:
                                 f"(the engine's CA, a client certificate and its key): {str(e).split('. ')[0]}") from None
 
     if named is None and os.environ.get("DOCKER_HOST"):
+        _checked_url(os.environ["DOCKER_HOST"], "DOCKER_HOST")
         env = from_env()
         return Endpoint(env["base_url"], "DOCKER_HOST", _tls_of(env.get("tls")), named=named)
     if named and "://" in named:
-        scheme = urlparse(named).scheme
-        if scheme not in SCHEMES or not (urlparse(named).hostname or urlparse(named).path):
-            raise EndpointError(f"--engine {named}: not an engine's URL (unix:///PATH, tcp://HOST:PORT, "
-                                "ssh://USER@HOST[:PORT]) nor a docker context's name")
+        scheme = _checked_url(named, "--engine")
         tls = _tls_of(from_env().get("tls")) if scheme in ("tcp", "https") else None
         return Endpoint(named, "--engine", tls, named=named)
     name = named or os.environ.get("DOCKER_CONTEXT") or _current_context()
     if name == "default":
         return Endpoint(DEFAULT_SOCKET, "the default socket", named=named)
     return _context(name, named)
+
+
+def _checked_url(url: str, said: str) -> str:
+    """The URL's scheme, once it is one an engine has, with a host (or socket path) and a port that
+    is a port; EndpointError, naming where it was said, when it is not."""
+    form = "unix:///PATH, tcp://HOST:PORT, ssh://USER@HOST[:PORT]"
+    try:
+        parts = urlparse(url)
+        port = parts.port
+    except ValueError as e:
+        raise EndpointError(f"{said} {url}: not an engine's URL ({e}): {form}") from None
+    if parts.scheme not in SCHEMES or not (parts.hostname if parts.scheme != "unix" else parts.path):
+        raise EndpointError(f"{said} {url}: not an engine's URL ({form}) nor a docker context's name")
+    if parts.scheme == "tcp" and port is None:
+        raise EndpointError(f"{said} {url}: name the engine's port (tcp://HOST:2376 with TLS, :2375 without)")
+    return parts.scheme
 
 
 def _config_dir() -> Path:
@@ -191,6 +211,8 @@ def _context(name: str, named: str | None) -> Endpoint:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise EndpointError(f"docker context {name}: {store / 'meta' / key / 'meta.json'} cannot be read "
                             f"({type(e).__name__}): recreate it with `docker context create`") from None
+    if docker.get("Host"):
+        _checked_url(docker["Host"], f"docker context {name}:")
     tls_dir = store / "tls" / key / "docker"
     files = [str(tls_dir / f) if (tls_dir / f).is_file() else "" for f in ("ca.pem", "cert.pem", "key.pem")]
     tls = (*files, not docker.get("SkipTLSVerify", False)) if any(files) else None
@@ -221,8 +243,10 @@ def unreachable(endpoint: Endpoint, error: BaseException) -> str:
     if endpoint.scheme == "ssh":
         host = urlparse(endpoint.url).hostname
         if "not found in known_hosts" in text:
-            return (f"{head}: the ssh host key of {host} is not in ~/.ssh/known_hosts: check its fingerprint, then "
-                    f"accept it once (`ssh -p {where.rsplit(':', 1)[1]} {login} true`)")
+            port = where.rsplit(":", 1)[1]
+            return (f"{head}: the ssh host key of {host} is not in ~/.ssh/known_hosts (the only file the docker SDK "
+                    f"reads: not UserKnownHostsFile, not /etc/ssh/ssh_known_hosts): check its fingerprint, then add it "
+                    f"(`ssh-keyscan -p {port} {host} >> ~/.ssh/known_hosts`)")
         if "BadHostKeyException" in names:
             return (f"{head}: the ssh host key of {host} is not the one ~/.ssh/known_hosts holds: the host was "
                     "reinstalled, or this is not the host you meant; check before replacing the key")
@@ -243,6 +267,8 @@ def unreachable(endpoint: Endpoint, error: BaseException) -> str:
                 "key.pem signed by the CA the engine trusts (dockerd --tlscacert)")
     if names & {"SSLEOFError"} or "UNEXPECTED_EOF" in text:
         return f"{head}: {where} closed the TLS connection at once: is dockerd running there, on that port?"
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
+        return f"{head}: {where} does not speak TLS: is it the engine's TLS port (2376)?"
     if names & {"SSLError"}:
         return f"{head}: TLS with {where} failed ({_reason(chain)}): check DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem)"
     if "Client sent an HTTP request to an HTTPS server" in text:
@@ -257,6 +283,8 @@ def unreachable(endpoint: Endpoint, error: BaseException) -> str:
             "Unable to connect to port" in text:
         what = "sshd" if endpoint.scheme == "ssh" else "dockerd"
         return f"{head}: nothing listens at {where} (connection refused): is {what} running there, on that port?"
+    if re.search(r"40[0-9] Client Error", text):
+        return f"{head}: {where} answers HTTP, but not as a Docker engine ({_short(str(chain[-1]))}): is it the engine's port?"
     if names & {"gaierror"} or "Name or service not known" in text:
         return f"{head}: no such host {urlparse(endpoint.url).hostname} (its name does not resolve): check the name"
     if names & {"timeout", "TimeoutError", "ConnectTimeoutError", "ConnectTimeout", "ReadTimeout", "ReadTimeoutError"}:
@@ -287,6 +315,10 @@ def _dial_stdio_failure(endpoint: Endpoint) -> str:
             and "sock" not in said:
         return ("its shell has no `docker` command, through which the SDK reaches the engine over ssh "
                 "(`docker system dial-stdio`): install the docker CLI there, or put it on that login's PATH")
+    if "permission denied" in said.lower():
+        user = urlparse(endpoint.url).username or "that login"
+        return (f"its login cannot use the engine's socket (permission denied): add {user} to the `docker` group "
+                "there, or log in as a user who is in it")
     if "docker.sock" in said or "Cannot connect to the Docker daemon" in said or "raw stream" in said:
         return f"no engine answers there: start dockerd on it (`{_short(said)}`)"
     return f"no engine answered through it (`docker system dial-stdio`: {_short(said) if said.strip() else f'exit {code}'})"

@@ -58,6 +58,7 @@ class EngineHost:
     here: bool  # the engine's host is the machine running pytest
     nvml: dict | None
     gpus_unread: str
+    gpus_read: bool = True  # False: the probe did not run; whether the host has GPUs is not known
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -71,8 +72,9 @@ class EngineHost:
         if self.here:
             return {**run_host, **self._engine_rows()}
         gpus = describe_gpus(self.nvml, self.gpus_unread)
+        unread = {} if self.gpus_read else {"gpus_unread": self.gpus_unread}
         return {**run_host, "host": self.name, "os": self.os, **gpus, "container_toolkit": self.toolkit,
-                **self._engine_rows()}
+                **self._engine_rows(), **unread}
 
     def _engine_rows(self) -> dict:
         return {"docker_engine": f"{self.engine_version} at {self.engine}", "engine_id": self.engine_id,
@@ -96,7 +98,8 @@ def learn(engine: Engine, run_id: str, owner: str) -> EngineHost:
     try:
         output = _probe(engine, run_id, owner)
     except EngineError as e:
-        return EngineHost(**common, toolkit="not read", nvml=None, gpus_unread=f"the probe container did not run: {e}")
+        return EngineHost(**common, toolkit="not read", nvml=None, gpus_unread=f"its probe container did not run: {e}",
+                          gpus_read=False)
     nvml, why, toolkit = parse_probe(output)
     registered = "registered as a runtime" if "nvidia" in runtimes else "not registered as a runtime"
     return EngineHost(**common, toolkit=f"{toolkit or 'not found'} ({registered})", nvml=nvml, gpus_unread=why)
@@ -121,9 +124,9 @@ def _probe(engine: Engine, run_id: str, owner: str) -> str:
     mounts = list(HOST_TOOLS)
     while True:
         try:
-            container = engine.client.containers.run(
+            container = engine.client.containers.run(  # Mounts, not Binds: a missing source is refused, never made
                 _probe_image(engine), ["/bin/sh", "-c", PROBE_SCRIPT], detach=True, network_disabled=True,
-                volumes={path: {"bind": path, "mode": "ro"} for path in mounts},
+                mounts=[docker.types.Mount(path, path, type="bind", read_only=True) for path in mounts],
                 labels={LABEL_RUN: run_id, LABEL_OWNER: owner})
             break
         except docker.errors.APIError as e:  # a host without /lib64 (arm64) or /sbin: mount the others
@@ -148,7 +151,8 @@ def _probe(engine: Engine, run_id: str, owner: str) -> str:
 
 def parse_probe(output: str) -> tuple[dict | None, str, str]:
     """The probe's output as (GPUs in probes/nvml.py's shape or None, why none, toolkit version)."""
-    module = re.search(r"^module: .*?Kernel Module\s+([0-9][0-9.]*)", output, re.M)
+    # "NVIDIA UNIX x86_64 Kernel Module  550.54.15", or the open module's "NVIDIA UNIX Open Kernel Module for x86_64  560.35.03"
+    module = re.search(r"^module: .*?Kernel Module(?: for \S+)?\s+([0-9][0-9.]*)", output, re.M)
     toolkit = re.search(r"^toolkit: (.*)$", output, re.M)
     pci = re.search(r"^pci: ([0-9]+)", output, re.M)
     gpus = []

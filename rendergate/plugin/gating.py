@@ -34,6 +34,10 @@ def pytest_runtest_protocol(item, nextitem):
 def _gate_on_gpu(item) -> None:
     if item.get_closest_marker("needs_gpu") is None or _gpus(item):
         return
+    unread = item.config.stash[RUN_KEY].host_of(item.callspec.params["cell"]).get("gpus_unread")
+    if unread:  # not "no GPU": nobody knows
+        not_validated(item, CheckFailed(Cause.NO_GPU_ON_HOST, f"cannot validate: the GPUs of {_machine(item)} could "
+                                                               f"not be read ({unread})"))
     not_validated(item, CheckFailed(Cause.NO_GPU_ON_HOST, f"{NO_GPU}{_machine(item)} (run on a GPU host, or pass "
                                                            "--allow-no-gpu on CPU-only CI)"))
 

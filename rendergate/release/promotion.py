@@ -35,14 +35,14 @@ class Refused(Exception):
 
 
 def gate(verdict_path: Path, variant: Variant, digest: str | None, gpu_type: str | None = None,
-         engine: tuple[str, str] | None = None) -> tuple[str, Verdict]:
+         engine: tuple[str, str, str] | None = None) -> tuple[str, Verdict]:
     """The verdict's one-line pass and the verdict as read, once (what a signature then covers is
     what was judged), or Refused with every reason: it is judged against the variant's current
-    manifest, image `digest` (None: the host), the Docker `engine` (id, name) it must have run on,
-    and this rendergate."""
+    manifest, image `digest` (None: the host), the Docker `engine` it must have run on (id, its
+    host's name, as named here), and this rendergate."""
     verdict = verdicts.load(verdict_path)
     problems = judging.gate_problems(verdict, variant, digest, suite_version(), gpu_type, engine=engine)
-    where = f" ({verdict.host.get('host')})" if engine else ""
+    where = f" ({engine[1]})" if engine else ""
     what = f"{variant.name}" + (f" ({digest})" if digest else "") + f" on {verdict.host['gpu_type']}{where}"
     if problems:
         raise Refused(f"GATE REFUSED {what}: {judging.state_of(problems).said} ({verdict_path})", judging.summary(problems))
@@ -82,9 +82,8 @@ def gate_engines(verdicts_dir: Path, variant: Variant, image: str, engines: list
     for engine in engines:
         label = engine.endpoint.label
         try:
-            engine_id = engine.client.info().get("ID") or ""
             lines.append(gate(verdicts_dir / f"{variant.name}@{label}.json", variant, engine.image_digest(image),
-                              engine=(engine_id, str(engine.endpoint)))[0])
+                              engine=(*engine.identity(), str(engine.endpoint)))[0])
         except Refused as e:
             refused.append(str(e).replace("\n", "\n  "))
         except (verdicts.VerdictError, EngineError) as e:
