@@ -287,7 +287,8 @@ def _stale(reason: str, action: str) -> Problem:
 def promotion_problems(verdict: Verdict, variant: Variant, image_digest: str, suite_version: str, max_age: timedelta,
                        now: datetime | None = None) -> list[Problem]:
     """Why `verdict` does not allow promoting the image with `image_digest` as `variant`: the
-    gate's reasons, and a verdict with no finish time or older than `max_age`."""
+    gate's reasons but the engine's (the image may be promoted from another engine that holds it:
+    the gate said where it was proven), and a verdict with no finish time or older than `max_age`."""
     now = now or datetime.now(timezone.utc)
     problems = gate_problems(verdict, variant, image_digest, suite_version, now=now)
     if verdict.variant != variant.name:
