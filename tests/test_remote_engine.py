@@ -172,7 +172,7 @@ def test_an_engine_that_cannot_be_reached_is_one_line_saying_why(second_engine, 
     remote.stop_engine()
     try:
         assert "no engine answers there: start dockerd on it" in _line(remote.ssh_url, monkeypatch, HOME=str(remote.home))
-        assert "closed the TLS connection at once: is dockerd running there" in _line(
+        assert "closed the connection at once: is dockerd running there" in _line(
             remote.tcp_url, monkeypatch, **{k: v for k, v in remote.tls_env().items() if k != "DOCKER_HOST"})
     finally:
         remote.start_engine()

@@ -3,10 +3,10 @@
 An engine is named by `--engine URL|CONTEXT`, else by DOCKER_HOST (with DOCKER_TLS_VERIFY and
 DOCKER_CERT_PATH, as the docker CLI reads them), else by the current docker context (DOCKER_CONTEXT,
 or `docker context use`), else it is the local socket. The docker SDK reads the URLs and the TLS
-settings of the environment; a context is read from the docker CLI's store; ssh:// goes through its paramiko transport, which
-rendergate installs (docker[ssh]): it logs in with keys (ssh-agent, ~/.ssh/id_*, IdentityFile of
-~/.ssh/config), refuses a host key that ~/.ssh/known_hosts does not hold, and runs
-`docker system dial-stdio` on the remote host.
+settings of the environment; a context is read from the docker CLI's store. ssh:// goes through
+the SDK's paramiko transport, which rendergate installs (docker[ssh]): it logs in with keys
+(ssh-agent, ~/.ssh/id_*, IdentityFile of ~/.ssh/config), refuses a host key that
+~/.ssh/known_hosts does not hold, and runs `docker system dial-stdio` on the remote host.
 
 The SDK is imported where a client is made, not with this module (see docker_engine).
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import queue
 import re
@@ -97,15 +98,13 @@ class Endpoint:
         return made
 
     def _connected(self, timeout: float | None):
-        import logging
-
         import docker
+        from docker.constants import MINIMUM_DOCKER_API_VERSION
+        from docker.tls import TLSConfig
 
         quiet = logging.getLogger("paramiko")  # its transport thread logs a failed login with a traceback
         quiet.propagate = False
         quiet.handlers[:] = [logging.NullHandler()]
-        from docker.constants import MINIMUM_DOCKER_API_VERSION
-        from docker.tls import TLSConfig
 
         if not self.tls:
             client = docker.DockerClient(base_url=self.url, timeout=timeout, max_pool_size=10)
@@ -130,7 +129,7 @@ def _safe(text: str) -> str:
 
 
 def _tls_of(settings) -> tuple[str, str, str, bool] | None:
-    """The SDK's TLSConfig as plain paths (an Endpoint is handed to xdist's workers as text)."""
+    """The SDK's TLSConfig as plain paths: an Endpoint is a value, engines are told apart by it."""
     if settings is None:
         return None
     cert, key = settings.cert if settings.cert else ("", "")
@@ -265,8 +264,9 @@ def unreachable(endpoint: Endpoint, error: BaseException) -> str:
     if "BAD_CERTIFICATE" in text or "CERTIFICATE_REQUIRED" in text:
         return (f"{head}: the engine refused this client's TLS certificate: DOCKER_CERT_PATH needs cert.pem and "
                 "key.pem signed by the CA the engine trusts (dockerd --tlscacert)")
-    if names & {"SSLEOFError"} or "UNEXPECTED_EOF" in text:
-        return f"{head}: {where} closed the TLS connection at once: is dockerd running there, on that port?"
+    if names & {"SSLEOFError", "ConnectionResetError"} or "UNEXPECTED_EOF" in text or "reset by peer" in text:
+        # A published port whose engine is stopped: accepted, then closed or reset, as the proxy finds no one
+        return f"{head}: {where} closed the connection at once: is dockerd running there, on that port?"
     if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
         return f"{head}: {where} does not speak TLS: is it the engine's TLS port (2376)?"
     if names & {"SSLError"}:
