@@ -6,6 +6,7 @@ reviewer can tell "no GPU" from "did not look".
 """
 from __future__ import annotations
 
+import os
 import platform
 import re
 import shutil
@@ -25,12 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 NO_GPU = "no GPU"
 
 
-def _output(*argv: str, cwd: Path | None = None) -> str | None:
-    """First line of a command's output, or None when it is absent or fails."""
+def _output(*argv: str, cwd: Path | None = None, env: dict | None = None) -> str | None:
+    """First line of a command's output, or None when it is absent or fails (it is asked nothing:
+    no prompt waits on a terminal)."""
     if not shutil.which(argv[0]):
         return None
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=cwd)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=cwd, stdin=subprocess.DEVNULL,
+                              env=env)
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = (done.stdout or done.stderr).strip().splitlines()
@@ -103,7 +106,10 @@ def local_toolkit() -> str:
 def describe_host() -> dict:
     """The host running the suite: keys are the report's environment table rows."""
     nvml, nvml_error = host_nvml()
-    engine = _output("docker", "version", "--format", "{{.Server.Version}}")
+    # This machine's own engine (a cell's verdict names its engine's: engine_host); never an ssh login
+    # of the docker CLI's (DOCKER_HOST=ssh://...), which could ask for a password or a host key.
+    here = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")}
+    engine = _output("docker", "version", "--format", "{{.Server.Version}}", env={**here, "DOCKER_CONTEXT": "default"})
     return {
         "host": socket.gethostname(),
         "os": f"{platform.system()} {platform.release()} ({platform.machine()})",
