@@ -6,6 +6,7 @@ reviewer can tell "no GPU" from "did not look".
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -98,8 +99,10 @@ def describe_gpus(nvml: dict | None, unread: str) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=1)
 def local_toolkit() -> str:
-    """The NVIDIA container toolkit of this machine, by its version line."""
+    """The NVIDIA container toolkit of this machine, by its version line (asked once: the run's
+    host and a local engine's host both name it)."""
     return _output("nvidia-ctk", "--version") or _output("nvidia-container-cli", "--version") or "not installed"
 
 

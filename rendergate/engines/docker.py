@@ -322,11 +322,11 @@ class DockerKind:
                     continue
                 if not isinstance(outcome, EngineError):
                     raise outcome
-                engine = f" (on {where[0]})" if where[0] != resolve() else ""
+                on = f" (on {where[0]})" if where[0] != resolve() else ""
                 if not maker(where).built_here(where[1]):
-                    raise SetupError(f"{by_ref[where][0].variant.name}{engine}: {outcome}") from None
+                    raise SetupError(f"{by_ref[where][0].variant.name}{on}: {outcome}") from None
                 for cell in by_ref[where]:
-                    failed(cell, f"{outcome}{engine}")
+                    failed(cell, f"{outcome}{on}")
 
     def checked_in(self, cell: Cell) -> str:
         return f"{cell.place}/{cell.variant.image_ref}" if cell.place else cell.variant.image_ref

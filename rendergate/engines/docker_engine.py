@@ -354,8 +354,9 @@ def in_parallel(items: Iterable[Item], work: Callable[[Engine, Item], Outcome], 
                 break
             try:
                 where = endpoint(item)
-                engine = engines.get(where) or engines.setdefault(where, Engine(cancel, where))
-                outcome = work(engine, item)
+                if where not in engines:
+                    engines[where] = Engine(cancel, where)
+                outcome = work(engines[where], item)
             except BaseException as e:  # handed to the caller (a thread that died would never answer)
                 if isinstance(e, EngineError):
                     e.__traceback__ = None  # its frames held the build's stream, and its connection, open

@@ -311,8 +311,7 @@ def _dial_stdio_failure(endpoint: Endpoint) -> str:
             adapter.close()
     except Exception as e:  # it went away meanwhile: say what is known
         return f"no engine answered through it (asking why failed too: {type(e).__name__})"
-    if code == 127 or "command not found" in said or "not found" in said.lower() and "docker" in said.lower() \
-            and "sock" not in said:
+    if code == 127 or re.search(r"docker: (command )?not found", said):
         return ("its shell has no `docker` command, through which the SDK reaches the engine over ssh "
                 "(`docker system dial-stdio`): install the docker CLI there, or put it on that login's PATH")
     if "permission denied" in said.lower():

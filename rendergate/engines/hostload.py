@@ -96,8 +96,7 @@ class TargetLoad(HostLoad):
     """What others used of the machine a container runs on (another one: an engine reached over
     ssh or tcp), read by one command in that container before and after each sample."""
 
-    def __init__(self, target, cpus: int):
-        super().__init__(0)
+    def __init__(self, target, cpus: int):  # HostLoad's sample(), with readings of its own: no process here is the run's
         self.target, self.cpus = target, max(cpus, 1)
 
     def reading(self) -> tuple[float, float]:
